@@ -1,0 +1,26 @@
+"""Shared fixtures: the real sample files (when ../shared exists) and a tiny demo dataset."""
+
+from pathlib import Path
+
+import pytest
+from geolifeclef.demo import generate_demo_dataset, spec_for
+from geolifeclef.layout import DatasetLayout
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_ROOT = REPO.parent / "shared" / "glc22-sample"
+
+
+@pytest.fixture(scope="session")
+def sample_layout() -> DatasetLayout:
+    """The real GLC 2022 files in ../shared/glc22-sample; skipped in a user's clone."""
+    if not SAMPLE_ROOT.is_dir():
+        pytest.skip("../shared/glc22-sample is not present (only in the development setup)")
+    return DatasetLayout(SAMPLE_ROOT)
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> tuple[DatasetLayout, Path, dict]:
+    """A tiny demo dataset: (layout, truth folder, summary). Read-only for tests."""
+    base = tmp_path_factory.mktemp("tiny-demo")
+    summary = generate_demo_dataset(base / "glc22", base / "truth", spec_for("tiny"), workers=1)
+    return DatasetLayout(base / "glc22"), base / "truth", summary

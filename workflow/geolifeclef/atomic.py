@@ -1,0 +1,44 @@
+"""Writes that are never seen half-done: write under a temporary name, then rename.
+
+A step killed midway leaves at most a ``.tmp-*`` file that no later step reads, never a
+truncated output that Snakemake or a user would trust.
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    Works for files and for directories (the block creates whatever it wants at the
+    temporary path). On any exception the temporary path is removed and ``path`` is left
+    as it was.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".tmp-{target.name}.", dir=target.parent)
+    os.close(handle)
+    temporary = Path(name)
+    temporary.unlink()  # the block decides whether it writes a file or a folder there
+    try:
+        yield temporary
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(temporary, target)
+    finally:
+        if temporary.is_dir():
+            shutil.rmtree(temporary, ignore_errors=True)
+        elif temporary.exists():
+            temporary.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)

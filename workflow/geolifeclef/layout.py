@@ -1,0 +1,138 @@
+"""The GeoLifeCLEF 2022 dataset layout: the one place that knows file names and formats.
+
+Everything that reads or writes the archive (the demo generator, the ingest step, the
+raster extraction, the patch cache) asks this module where a file lives and what it holds,
+so the demo dataset and the real Kaggle archive are read by the same code.
+See ``GLC22-FORMAT.md`` for the facts behind these constants.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REGIONS = ("fr", "us")
+"""Region codes as they appear in observation file names."""
+
+REGION_DIGIT = {"fr": 1, "us": 2}
+"""First digit of an 8-digit observation id for each region."""
+
+RASTER_REGION = {"fr": "FR", "us": "USA"}
+"""Region suffix of the raster file names."""
+
+FR_LONGITUDE_THRESHOLD = -10.0
+"""The reference extractor reads the FR raster when longitude > -10, the USA one otherwise."""
+
+OBSERVATION_ID_DIGITS = 8
+N_SPECIES = 17_037
+"""Species ids of the real archive run from 0 to 17,036."""
+
+CSV_SEPARATOR = ";"
+TRAIN_COLUMNS = ("observation_id", "latitude", "longitude", "species_id", "subset")
+TEST_COLUMNS = ("observation_id", "latitude", "longitude")
+SUBSETS = ("train", "val")
+SPLITS = ("train", "val", "test")
+
+BIOCLIMATIC_VARIABLES = tuple(f"bio_{i}" for i in range(1, 20))
+PEDOLOGIC_VARIABLES = (
+    "bdticm",
+    "bldfie",
+    "cecsol",
+    "clyppt",
+    "orcdrc",
+    "phihox",
+    "sltppt",
+    "sndppt",
+)
+ENV_VARIABLES = BIOCLIMATIC_VARIABLES + PEDOLOGIC_VARIABLES
+"""The 27 raster variables, in the column order of ``environmental_vectors.csv``."""
+
+PATCH_SUFFIXES = {
+    "rgb": "rgb.jpg",
+    "near_ir": "near_ir.jpg",
+    "altitude": "altitude.tif",
+    "landcover": "landcover.tif",
+}
+"""Patch modality -> file-name suffix after ``<id>_``."""
+
+PATCH_DTYPES = {
+    "rgb": np.dtype(np.uint8),
+    "near_ir": np.dtype(np.uint8),
+    "altitude": np.dtype(">i2"),
+    "landcover": np.dtype("<u1"),
+}
+"""Patch modality -> dtype (with byte order) of the real files."""
+
+PATCH_CHANNELS = {"rgb": 3, "near_ir": 1, "altitude": 1, "landcover": 1}
+PATCH_SIZE = 256
+LANDCOVER_CODES = {"fr": tuple(range(1, 18)), "us": tuple(range(20, 33))}
+"""Land-cover codes used in each region's patches; 0 means missing."""
+N_LANDCOVER_CODES = 34
+
+
+def region_of_id(observation_id: int) -> str:
+    """Region code of an observation id, from its first digit."""
+    digit = int(observation_id) // 10 ** (OBSERVATION_ID_DIGITS - 1)
+    for region, expected in REGION_DIGIT.items():
+        if digit == expected:
+            return region
+    raise ValueError(f"observation id {observation_id} starts with {digit}, not 1 (fr) or 2 (us)")
+
+
+def region_digits(observation_ids: np.ndarray) -> np.ndarray:
+    """First digit of each 8-digit observation id (vectorised)."""
+    return np.asarray(observation_ids, dtype=np.int64) // 10 ** (OBSERVATION_ID_DIGITS - 1)
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    """Paths of every file of an unpacked GLC 2022 archive under ``root``."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    def observations(self, region: str, split: str) -> Path:
+        """``observations/observations_{fr,us}_{train,test}.csv`` (train holds val too)."""
+        kind = "test" if split == "test" else "train"
+        return self.root / "observations" / f"observations_{region}_{kind}.csv"
+
+    def observation_files(self) -> list[Path]:
+        return [self.observations(r, s) for r in REGIONS for s in ("train", "test")]
+
+    @property
+    def species_details(self) -> Path:
+        return self.root / "metadata" / "species_details.csv"
+
+    @property
+    def environmental_variables(self) -> Path:
+        return self.root / "metadata" / "environmental_variables.csv"
+
+    @property
+    def landcover_original_labels(self) -> Path:
+        return self.root / "metadata" / "landcover_original_labels.csv"
+
+    @property
+    def landcover_suggested_alignment(self) -> Path:
+        return self.root / "metadata" / "landcover_suggested_alignment.csv"
+
+    @property
+    def environmental_vectors(self) -> Path:
+        return self.root / "pre-extracted" / "environmental_vectors.csv"
+
+    def raster(self, variable: str, region: str) -> Path:
+        """``rasters/<var>/<var>_{FR,USA}.tif``."""
+        return self.root / "rasters" / variable / f"{variable}_{RASTER_REGION[region]}.tif"
+
+    def raster_files(self) -> list[Path]:
+        return [self.raster(v, r) for v in ENV_VARIABLES for r in REGIONS]
+
+    def patch_folder(self, region: str) -> Path:
+        return self.root / f"patches-{region}"
+
+    def patch(self, observation_id: int, modality: str) -> Path:
+        """Patch file of one observation: ``patches-fr/44/14/10171444_rgb.jpg``."""
+        text = str(int(observation_id))
+        folder = self.patch_folder(region_of_id(observation_id))
+        return folder / text[-2:] / text[-4:-2] / f"{text}_{PATCH_SUFFIXES[modality]}"
