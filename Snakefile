@@ -15,6 +15,8 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/observations.smk"
+include: "workflow/rules/extraction.smk"
+include: "workflow/rules/evaluation.smk"
 
 
 rule observations:
@@ -26,3 +28,5 @@ rule all:
     default_target: True
     input:
         rules.observations.input,
+        # -- extraction targets --
+        # -- evaluation targets --

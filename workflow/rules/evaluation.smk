@@ -1,0 +1,1 @@
+# Class frequencies, baselines, evaluation and the Kaggle submission.
