@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from geolifeclef.demo import generate_demo_dataset, spec_for
 from geolifeclef.layout import DatasetLayout
 

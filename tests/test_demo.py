@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 import rasterio
 import tifffile
+from PIL import Image, JpegImagePlugin
+
 from geolifeclef.demo import SUMMARY_FILE, TRUTH_FILE, generate_demo_dataset, spec_for
 from geolifeclef.layout import ENV_VARIABLES, PATCH_SUFFIXES, REGIONS, DatasetLayout
-from PIL import Image, JpegImagePlugin
 
 
 def _digest_tree(root):

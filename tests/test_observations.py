@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+
 from geolifeclef.errors import InputDataError
 from geolifeclef.layout import N_SPECIES, REGIONS, SPLITS, DatasetLayout
 from geolifeclef.observations import (
