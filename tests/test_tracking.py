@@ -1,0 +1,159 @@
+"""MLflow tracking: a real local server, a sqlite store, and an unreachable server."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from geolifeclef.models import ModelConfig, build_model
+from geolifeclef.tracking import flatten, start_run, sync_local_log
+
+MLFLOW = Path(sys.executable).with_name("mlflow")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """``mlflow server`` on 127.0.0.1 with a sqlite store; stopped after the module."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            str(MLFLOW),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(root / "server.log", "w"),  # noqa: SIM115
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+        if process.poll() is not None:
+            pytest.fail(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}")
+    else:
+        os.killpg(process.pid, signal.SIGTERM)
+        pytest.fail("mlflow server did not answer within 90 s")
+    yield uri
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+def _tiny_training(tracker):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="mlp", n_classes=5, n_tabular=3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(32, 3), torch.randint(0, 5, (32,))
+    tracker.log_params({"train": {"lr": 0.1, "epochs": 2}, "api_token": "s3cret"})
+    tracker.set_tags({"snakemake.rule": "train_model", "wildcards.experiment": "tiny"})
+    for epoch in (1, 2):
+        loss = torch.nn.functional.cross_entropy(model({"tabular": x}), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        metrics = {"train_loss": float(loss.detach()), "val_top30_error": 0.5 / epoch}
+        tracker.log_metrics(metrics, epoch)
+    model.eval()
+    tracker.log_model(model)
+    return model, x
+
+
+def test_training_run_lands_on_a_real_server(mlflow_server, tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    with start_run(mlflow_server, "tests", "tiny-run", tmp_path / "metrics.jsonl") as tracker:
+        assert tracker.online
+        model, x = _tiny_training(tracker)
+        run_id = tracker.run_id
+    mlflow.set_tracking_uri(mlflow_server)
+    runs = mlflow.search_runs(
+        experiment_names=["tests"], filter_string="tags.`snakemake.rule` = 'train_model'"
+    )
+    assert run_id in set(runs["run_id"])
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.lr"] == "0.1"
+    assert "api_token" not in run.data.params  # secrets never logged
+    history = client.get_metric_history(run_id, "val_top30_error")
+    assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.25)]
+    reloaded = mlflow.pytorch.load_model(f"runs:/{run_id}/model")
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded({"tabular": x}), model({"tabular": x}))
+
+
+def test_unreachable_server_keeps_metrics_locally_and_says_how_to_sync(tmp_path, caplog):
+    local = tmp_path / "metrics.jsonl"
+    uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    with start_run(uri, "tests", "offline", local, timeout=1.0) as tracker:
+        assert not tracker.online
+        _tiny_training(tracker)
+    assert "unreachable" in caplog.text and "geolifeclef.tracking sync" in caplog.text
+    records = [json.loads(line) for line in local.read_text().splitlines()]
+    metrics = [r for r in records if r["kind"] == "metrics"]
+    assert [m["metrics"]["val_top30_error"] for m in metrics] == [0.5, 0.25]
+
+
+def test_local_log_syncs_into_mlflow_later(tmp_path):
+    import mlflow
+
+    local = tmp_path / "metrics.jsonl"
+    with start_run("http://127.0.0.1:9", "tests", "offline", local, timeout=0.5) as tracker:
+        _tiny_training(tracker)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = sync_local_log(local, uri, "synced")
+    mlflow.set_tracking_uri(uri)
+    history = mlflow.MlflowClient().get_metric_history(run_id, "val_top30_error")
+    assert [m.value for m in history] == [0.5, 0.25]
+
+
+def test_sqlite_store_and_parent_run(tmp_path, monkeypatch):
+    import mlflow
+
+    from geolifeclef.tracking import PARENT_RUN_ENV, start_parent_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = start_parent_run(uri, "tests", "workflow")
+    monkeypatch.setenv(PARENT_RUN_ENV, parent)
+    with start_run(
+        uri, "tests", "child", tmp_path / "m.jsonl", artifact_root=tmp_path / "art"
+    ) as tracker:
+        tracker.log_metrics({"x": 1.0}, 1)
+        child = tracker.run_id
+    mlflow.set_tracking_uri(uri)
+    assert mlflow.MlflowClient().get_run(child).data.tags["mlflow.parentRunId"] == parent
+
+
+def test_flatten_drops_secrets_and_credentials():
+    flat = flatten({"mlflow": {"tracking_uri": "https://me:pw@host/x", "password": "p"}, "a": 1})
+    assert flat == {"mlflow.tracking_uri": "https://host/x", "a": "1"}

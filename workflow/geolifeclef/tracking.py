@@ -1,0 +1,364 @@
+"""MLflow conventions: the one place that decides how runs are named, tagged and logged.
+
+* The tracking URI comes from the config (default: ``sqlite:///<workdir>/mlflow.db``);
+  artifacts go to an explicit location so that they do not depend on the cwd.
+* Every train and evaluate job is a run of the configured experiment, nested under one
+  parent run per workflow invocation (``GLC_MLFLOW_PARENT_RUN_ID``, set by the Snakefile).
+* Params are the flattened config; tags carry the git commit, a fingerprint of the input
+  data, the Snakemake rule and wildcards.
+* If the tracking server cannot be reached, the job goes on: metrics are kept in a local
+  JSON-lines file beside the job's outputs, and the log says how to sync them later
+  (``python -m geolifeclef.tracking sync <file>``).
+"""
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PARENT_RUN_ENV = "GLC_MLFLOW_PARENT_RUN_ID"
+DEFAULT_EXPERIMENT = "geolifeclef"
+_SECRET_KEY = re.compile(r"(token|secret|password|passwd|api[_-]?key|credential)", re.I)
+_URI_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
+
+
+def default_tracking_uri(workdir: str | Path = ".") -> str:
+    return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
+
+
+def redact(value: Any) -> Any:
+    """Strip credentials from URIs (``https://user:pw@host`` -> ``https://host``)."""
+    if isinstance(value, str):
+        return _URI_CREDENTIALS.sub(r"\1", value)
+    return value
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``; keys that look secret are left out."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if _SECRET_KEY.search(str(key)):
+            continue
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(redact(value))[:6000]  # MLflow's limit on a param value
+    return flat
+
+
+def git_commit(repo: str | Path = ".") -> str:
+    """The current commit of the repository (``-dirty`` when it has changes), or ``unknown``."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def fingerprint(paths: list[str | Path]) -> str:
+    """Short hash of the inputs: content for files under 64 MiB, size and mtime above."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        digest.update(str(path).encode())
+        if path.is_file() and path.stat().st_size < 64 * 2**20:
+            digest.update(path.read_bytes())
+        elif path.exists():
+            stat = path.stat()
+            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+class LocalMetricLog:
+    """Metrics kept on disk when MLflow is unreachable, one JSON object per line."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, kind: str, **payload: Any) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"kind": kind, "time": time.time(), **payload}) + "\n")
+
+
+class Tracker:
+    """One MLflow run, or its local stand-in when the server cannot be reached.
+
+    Use as a context manager from ``start_run``; every method is safe to call either way.
+    A server that goes down in the middle of a run switches the tracker to local logging
+    for the rest of it, so training never stops for the tracker.
+    """
+
+    def __init__(self, local_log: LocalMetricLog, run_id: str | None, mlflow_module) -> None:
+        self.local = local_log
+        self.run_id = run_id
+        self._mlflow = mlflow_module
+
+    @property
+    def online(self) -> bool:
+        return self.run_id is not None
+
+    def _call(self, what: str, function, *args, **kwargs) -> None:
+        if not self.online:
+            return
+        try:
+            function(*args, **kwargs)
+        except Exception as error:  # any transport or server failure
+            log.warning(
+                "MLflow %s failed (%s); logging locally to %s from now on. "
+                "Sync later with: python -m geolifeclef.tracking sync %s",
+                what,
+                error,
+                self.local.path,
+                self.local.path,
+            )
+            self.run_id = None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        flat = flatten(params)
+        self.local.write("params", params=flat)
+        client = self._client()
+        if client is not None:
+            from mlflow.entities import Param
+
+            batch = [Param(k, v) for k, v in flat.items()]
+            for start in range(0, len(batch), 100):
+                self._call(
+                    "log params", client.log_batch, self.run_id, params=batch[start : start + 100]
+                )
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        values = {k: float(v) for k, v in metrics.items()}
+        self.local.write("metrics", metrics=values, step=step)
+        client = self._client()
+        if client is not None:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            batch = [Metric(k, v, now, step or 0) for k, v in values.items()]
+            self._call("log metrics", client.log_batch, self.run_id, metrics=batch)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        values = {k: str(redact(v)) for k, v in tags.items()}
+        self.local.write("tags", tags=values)
+        client = self._client()
+        if client is not None:
+            from mlflow.entities import RunTag
+
+            batch = [RunTag(k, v) for k, v in values.items()]
+            self._call("set tags", client.log_batch, self.run_id, tags=batch)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.local.write("artifact", path=str(path))
+        client = self._client()
+        if client is not None and Path(path).exists():
+            self._call("log artifact", client.log_artifact, self.run_id, str(path), artifact_path)
+
+    def log_model(self, model, name: str = "model") -> None:
+        """Log a torch model that ``mlflow.pytorch.load_model`` reloads and calls on a batch.
+
+        Pickle format without requirement inference: the default (torch.export plus
+        inspecting the environment) costs seconds per run and freezes the batch size.
+        """
+        if not self.online:
+            self.local.write("model", name=name, skipped="offline")
+            return
+
+        def _log() -> None:
+            import mlflow.pytorch
+            import torch
+
+            with _active_run(self._mlflow, self.run_id):
+                mlflow.pytorch.log_model(
+                    model,
+                    name=name,
+                    serialization_format="pickle",
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                )
+
+        self._call("log model", _log)
+
+    def _client(self):
+        if not self.online:
+            return None
+        return self._mlflow.MlflowClient()
+
+
+@contextlib.contextmanager
+def _active_run(mlflow_module, run_id: str) -> Iterator[None]:
+    active = mlflow_module.active_run()
+    if active is not None and active.info.run_id == run_id:
+        yield
+        return
+    with mlflow_module.start_run(run_id=run_id):
+        yield
+
+
+def _server_reachable(uri: str, timeout: float) -> bool:
+    if not uri.startswith(("http://", "https://")):
+        return True
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def start_run(
+    tracking_uri: str,
+    experiment: str,
+    run_name: str,
+    local_log: str | Path,
+    tags: Mapping[str, Any] | None = None,
+    artifact_root: str | Path = "mlartifacts",
+    timeout: float = 5.0,
+) -> Iterator[Tracker]:
+    """Open an MLflow run (nested under the invocation's parent run when there is one).
+
+    Falls back to local logging when the tracking URI cannot be reached, and says so.
+    """
+    local = LocalMetricLog(local_log)
+    local.write("run", tracking_uri=redact(tracking_uri), experiment=experiment, run_name=run_name)
+    run_id = None
+    mlflow_module = None
+    status = "FINISHED"
+    if _server_reachable(tracking_uri, timeout):
+        try:
+            import mlflow
+
+            mlflow.set_tracking_uri(tracking_uri)
+            mlflow_module = mlflow
+            experiment_id = _experiment_id(mlflow, experiment, artifact_root)
+            all_tags = {k: str(redact(v)) for k, v in (tags or {}).items()}
+            parent = os.environ.get(PARENT_RUN_ENV)
+            if parent:
+                all_tags["mlflow.parentRunId"] = parent
+            run = mlflow.MlflowClient().create_run(experiment_id, run_name=run_name, tags=all_tags)
+            run_id = run.info.run_id
+            local.write("run_id", run_id=run_id)
+        except Exception as error:
+            log.warning("MLflow at %s unusable (%s); logging locally", redact(tracking_uri), error)
+            run_id = None
+    if run_id is None:
+        log.warning(
+            "MLflow tracking server %s unreachable: training goes on and logs metrics to %s. "
+            "Sync them later with: python -m geolifeclef.tracking sync %s",
+            redact(tracking_uri),
+            local.path,
+            local.path,
+        )
+    tracker = Tracker(local, run_id, mlflow_module)
+    try:
+        yield tracker
+    except BaseException:
+        status = "FAILED" if sys.exc_info()[0] is not KeyboardInterrupt else "KILLED"
+        raise
+    finally:
+        if tracker.online:
+            tracker._call(
+                "end run", mlflow_module.MlflowClient().set_terminated, tracker.run_id, status
+            )
+
+
+def _experiment_id(mlflow, name: str, artifact_root: str | Path) -> str:
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = Path(artifact_root).resolve().as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # created by a concurrent job in the meantime
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def start_parent_run(tracking_uri: str, experiment: str, name: str) -> str | None:
+    """Create the parent run of a workflow invocation; None if MLflow is unreachable."""
+    if not _server_reachable(tracking_uri, 3.0):
+        return None
+    try:
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+        experiment_id = _experiment_id(mlflow, experiment, "mlartifacts")
+        run = mlflow.MlflowClient().create_run(
+            experiment_id, run_name=name, tags={"glc.kind": "workflow"}
+        )
+        return run.info.run_id
+    except Exception as error:
+        log.warning("no parent MLflow run (%s)", error)
+        return None
+
+
+def sync_local_log(path: str | Path, tracking_uri: str, experiment: str) -> str:
+    """Replay a local metric log into MLflow as a new run; return its run id."""
+    import mlflow
+    from mlflow.entities import Metric, Param, RunTag
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient()
+    records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    name = next((r["run_name"] for r in records if r["kind"] == "run"), Path(path).stem)
+    experiment_id = _experiment_id(mlflow, experiment, "mlartifacts")
+    run = client.create_run(experiment_id, run_name=name, tags={"glc.synced_from": str(path)})
+    for record in records:
+        stamp = int(record["time"] * 1000)
+        if record["kind"] == "params":
+            params = [Param(k, v) for k, v in record["params"].items()]
+            for start in range(0, len(params), 100):
+                client.log_batch(run.info.run_id, params=params[start : start + 100])
+        elif record["kind"] == "metrics":
+            step = record.get("step") or 0
+            metrics = [Metric(k, v, stamp, step) for k, v in record["metrics"].items()]
+            client.log_batch(run.info.run_id, metrics=metrics)
+        elif record["kind"] == "tags":
+            client.log_batch(
+                run.info.run_id, tags=[RunTag(k, v) for k, v in record["tags"].items()]
+            )
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m geolifeclef.tracking")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sync = sub.add_parser("sync", help="replay a local metric log into MLflow")
+    sync.add_argument("log", nargs="+")
+    sync.add_argument("--tracking-uri", default=default_tracking_uri())
+    sync.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+    args = parser.parse_args(argv)
+    for path in args.log:
+        run_id = sync_local_log(path, args.tracking_uri, args.experiment)
+        print(f"{path} -> run {run_id}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
