@@ -1,0 +1,169 @@
+"""A GLC 2022 environment at real scale, for the benchmarks: 54 rasters and 1.66 M points.
+
+The demo generator (geolifeclef.demo) draws rasters in memory at one coarse resolution;
+here the rasters have the real resolutions and are written block by block, so that any
+machine can produce them:
+
+* bioclimatic bio_1 .. bio_19: 30 arc-seconds (1/120 degree), float32, nodata -3.4e38;
+* pedologic bdticm .. sndppt: 7.5 arc-seconds (1/480 degree, SoilGrids' "250 m"), int16,
+  nodata -32768;
+
+over the demo's extents of France (-5.5..10 E, 41..51.5 N) and the conterminous US
+(-125..-66.5 E, 24..49.5 N): the US pedologic rasters are 28,080 x 12,240 pixels. Values
+are smooth fields with pixel noise (so that LZW compresses them about as it does real
+data), the sea is nodata. Files are LZW-compressed GeoTIFFs in GDAL's default layout
+(strips) or tiled.
+
+The points: 1,663,896 observations (the archive's count), 41 % in France as in the
+archive, on land but for ~2 % near the coast (NaN values), written as the workflow's
+observation tables (train/val/test Parquet with observation_id, latitude, longitude).
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import rasterio
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+from tqdm import tqdm
+
+from geolifeclef.demo import REGION_BOUNDS
+from geolifeclef.layout import BIOCLIMATIC_VARIABLES, ENV_VARIABLES, REGION_DIGIT, DatasetLayout
+
+BIO_RESOLUTION = 1 / 120
+SOIL_RESOLUTION = 1 / 480
+FLOAT_NODATA = np.float32(-3.4028234663852886e38)
+INT_NODATA = np.int16(-32768)
+N_POINTS = 1_663_896
+FR_SHARE = 0.41
+ROWS_PER_WRITE = 512
+
+
+def grid_of(variable: str, region: str) -> tuple[rasterio.Affine, int, int]:
+    """(transform, height, width) of a variable's raster in a region."""
+    west, south, east, north = REGION_BOUNDS[region]
+    res = BIO_RESOLUTION if variable in BIOCLIMATIC_VARIABLES else SOIL_RESOLUTION
+    width, height = int(round((east - west) / res)), int(round((north - south) / res))
+    return from_origin(west, north, res, res), height, width
+
+
+def land_mask(region: str, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """An irregular ellipse of land in the region's box; the rest is sea."""
+    west, south, east, north = REGION_BOUNDS[region]
+    u = (lon - west) / (east - west) - 0.5
+    v = (north - lat) / (north - south) - 0.5
+    coast = 0.08 * np.sin(23 * u + 3 * v) + 0.06 * np.cos(17 * v - 5 * u)
+    return (u / 0.47) ** 2 + (v / 0.45) ** 2 + coast < 1.0
+
+
+def field_block(variable: str, region: str, rows: slice, rng: np.random.Generator) -> np.ndarray:
+    """Values of a variable's raster for a block of rows (before nodata)."""
+    transform, _, width = grid_of(variable, region)
+    k = ENV_VARIABLES.index(variable) + 1
+    row = np.arange(rows.start, rows.stop)[:, None]
+    col = np.arange(width)[None, :]
+    lon = transform.c + (col + 0.5) * transform.a
+    lat = transform.f + (row + 0.5) * transform.e
+    smooth = (
+        np.sin(0.7 * k + lon * (0.3 + 0.05 * k))
+        + np.cos(lat * (0.4 + 0.03 * k) - k)
+        + 0.5 * np.sin(2.1 * lon + 0.2 * k) * np.cos(1.7 * lat)
+    )
+    land = land_mask(region, lon, lat)
+    if variable in BIOCLIMATIC_VARIABLES:
+        noise = rng.standard_normal(smooth.shape, dtype=np.float32) * 0.05
+        values = (10 * k + 5 * smooth + noise).astype(np.float32)
+        values[~land] = FLOAT_NODATA
+    else:
+        noise = rng.integers(-2, 3, smooth.shape)
+        values = np.round(100 * k + 40 * smooth + noise).astype(np.int16)
+        values[~land] = INT_NODATA
+    return values
+
+
+def write_rasters(root: Path, tiled: bool = False, progress: bool = True) -> DatasetLayout:
+    """Write the 54 rasters under ``root`` in the archive's layout (skips existing ones)."""
+    layout = DatasetLayout(root)
+    jobs = [(v, r) for r in ("fr", "us") for v in ENV_VARIABLES]
+    for variable, region in tqdm(jobs, desc="rasters", disable=not progress):
+        path = layout.raster(variable, region)
+        if path.exists():
+            continue
+        transform, height, width = grid_of(variable, region)
+        is_bio = variable in BIOCLIMATIC_VARIABLES
+        profile = {
+            "driver": "GTiff",
+            "height": height,
+            "width": width,
+            "count": 1,
+            "dtype": "float32" if is_bio else "int16",
+            "nodata": float(FLOAT_NODATA) if is_bio else int(INT_NODATA),
+            "crs": "EPSG:4326",
+            "transform": transform,
+            "compress": "lzw",
+            "BIGTIFF": "IF_SAFER",
+        }
+        if tiled:
+            profile.update(tiled=True, blockxsize=256, blockysize=256)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial.tif")
+        rng = np.random.default_rng(ENV_VARIABLES.index(variable))
+        with rasterio.open(partial, "w", **profile) as dataset:
+            for start in range(0, height, ROWS_PER_WRITE):
+                rows = slice(start, min(height, start + ROWS_PER_WRITE))
+                block = field_block(variable, region, rows, rng)
+                dataset.write(block, 1, window=Window(0, start, width, block.shape[0]))
+        partial.rename(path)
+    return layout
+
+
+def write_points(folder: Path, n: int = N_POINTS, seed: int = 0) -> list[Path]:
+    """Observation tables of ``n`` points (train 95 %, val 2.5 %, test 2.5 %)."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for region, share in (("fr", FR_SHARE), ("us", 1 - FR_SHARE)):
+        wanted = int(round(n * share)) if region == "fr" else n - len(parts[0])
+        west, south, east, north = REGION_BOUNDS[region]
+        chosen = []
+        have = 0
+        while have < wanted:
+            lon = rng.uniform(west, east, 2 * wanted)
+            lat = rng.uniform(south, north, 2 * wanted)
+            keep = land_mask(region, lon, lat) | (rng.random(2 * wanted) < 0.02)
+            chosen.append(np.stack([lon[keep], lat[keep]], axis=1))
+            have += keep.sum()
+        lonlat = np.concatenate(chosen)[:wanted]
+        ids = REGION_DIGIT[region] * 10**7 + rng.choice(10**7, wanted, replace=False)
+        parts.append(
+            pd.DataFrame(
+                {"observation_id": ids, "latitude": lonlat[:, 1], "longitude": lonlat[:, 0]}
+            )
+        )
+    points = pd.concat(parts, ignore_index=True).sample(frac=1.0, random_state=seed)
+    split = rng.choice(["train", "val", "test"], len(points), p=[0.95, 0.025, 0.025])
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in ("train", "val", "test"):
+        path = folder / f"{name}.parquet"
+        points[split == name].sort_values("observation_id").to_parquet(path, index=False)
+        paths.append(path)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("workdir", type=Path, help="where to write (under /tmp by default)")
+    parser.add_argument("--points", type=int, default=N_POINTS)
+    parser.add_argument("--tiled", action="store_true", help="256 x 256 tiles instead of strips")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    write_rasters(args.workdir / "glc22", tiled=args.tiled)
+    write_points(args.workdir / "observations", args.points)
+    print(f"written in {time.perf_counter() - start:.0f} s under {args.workdir}")
+
+
+if __name__ == "__main__":
+    main()

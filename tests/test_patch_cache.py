@@ -1,0 +1,347 @@
+"""Patch caches: bit-exact round trip, crop/resize, bad-file policies, kill and resume."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from geolifeclef.layout import DatasetLayout
+from geolifeclef.observations import ingest_observations
+from geolifeclef.patch_cache import (
+    CACHE_DTYPES,
+    MODALITIES,
+    CacheSpec,
+    build_patch_cache,
+    check_geometry,
+    open_patch_cache,
+    transform_patch,
+    write_normalization_stats,
+)
+from geolifeclef.patch_files import PatchFileError, read_patch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tables(tiny_demo, tmp_path_factory) -> dict[str, Path]:
+    layout, _, _ = tiny_demo
+    folder = tmp_path_factory.mktemp("observations")
+    paths = {split: folder / f"{split}.parquet" for split in ("train", "val", "test")}
+    ingest_observations(layout, paths)
+    return paths
+
+
+@pytest.fixture
+def demo_copy(tiny_demo, tmp_path) -> DatasetLayout:
+    """A copy of the tiny demo's patch folders that a test may damage."""
+    layout, _, _ = tiny_demo
+    copy = DatasetLayout(tmp_path / "glc22")
+    for region in ("fr", "us"):
+        shutil.copytree(layout.patch_folder(region), copy.patch_folder(region))
+    return copy
+
+
+def expected_rows(layout, ids, modality, size, mode) -> np.ndarray:
+    """What the cache must hold: each file decoded, then transformed."""
+    return np.stack(
+        [
+            transform_patch(read_patch(layout.patch(i, modality), modality), modality, size, mode)
+            for i in ids
+        ]
+    )
+
+
+def assert_cache_matches_files(cache_dir, layout, observations, size, mode) -> None:
+    cache = open_patch_cache(cache_dir)
+    ids = observations["observation_id"].to_numpy()
+    np.testing.assert_array_equal(cache.index["observation_id"], ids)
+    np.testing.assert_array_equal(cache.index["row"], np.arange(len(ids)))
+    for modality in cache.modalities:
+        array = cache.array(modality)
+        assert array.dtype == CACHE_DTYPES[modality]
+        assert array.shape[2:] == (size, size)
+        np.testing.assert_array_equal(array, expected_rows(layout, ids, modality, size, mode))
+
+
+# --------------------------------------------------------------------------------------
+# Round trip
+# --------------------------------------------------------------------------------------
+
+
+def test_crop_cache_is_bit_exact_with_the_files(tiny_demo, tables, tmp_path):
+    layout, _, _ = tiny_demo
+    observations = pd.read_parquet(tables["val"])
+    out = tmp_path / "patches" / "val"
+    report = build_patch_cache(
+        layout, observations, out, CacheSpec(size=64, mode="crop"), workers=2, chunk_rows=16
+    )
+    assert report.source_size == 64 and report.built_chunks == 4 and not report.bad_files
+    cache = open_patch_cache(out)
+    for modality in MODALITIES:  # the files themselves, HWC -> CHW, nothing else
+        decoded = np.stack(
+            [
+                read_patch(layout.patch(i, modality), modality)
+                for i in observations["observation_id"]
+            ]
+        )
+        decoded = decoded if decoded.ndim == 4 else decoded[..., None]
+        np.testing.assert_array_equal(cache.array(modality), decoded.transpose(0, 3, 1, 2))
+    index = cache.index
+    assert not index["filled"].any()
+    np.testing.assert_array_equal(index["latitude"], observations["latitude"])
+    np.testing.assert_array_equal(index["species_id"], observations["species_id"])
+    assert not list(out.parent.glob(".*partial*"))  # the scratch folder became the cache
+
+
+def test_real_sample_patches_round_trip(sample_layout, tmp_path):
+    ids = sorted(
+        int(p.name.split("_")[0]) for p in sample_layout.root.glob("patches-*/*/*/*_rgb.jpg")
+    )
+    assert len(ids) == 9
+    observations = pd.DataFrame(
+        {"observation_id": ids, "latitude": 0.0, "longitude": 0.0, "species_id": 0}
+    )
+    build_patch_cache(sample_layout, observations, tmp_path / "crop", CacheSpec(256, "crop"))
+    assert_cache_matches_files(tmp_path / "crop", sample_layout, observations, 256, "crop")
+    cache = open_patch_cache(tmp_path / "crop")
+    rgb = read_patch(sample_layout.patch(ids[0], "rgb"), "rgb")
+    np.testing.assert_array_equal(cache.array("rgb")[0], rgb.transpose(2, 0, 1))
+    altitude = read_patch(sample_layout.patch(ids[0], "altitude"), "altitude")
+    np.testing.assert_array_equal(cache.array("altitude")[0, 0], altitude)  # big-endian file
+    build_patch_cache(sample_layout, observations, tmp_path / "r64", CacheSpec(64, "resize"))
+    assert_cache_matches_files(tmp_path / "r64", sample_layout, observations, 64, "resize")
+
+
+# --------------------------------------------------------------------------------------
+# Crop and resize
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+@pytest.mark.parametrize(
+    ("size", "mode"), [(64, "crop"), (30, "crop"), (32, "resize"), (16, "resize")]
+)
+def test_crop_and_resize_shapes(modality, size, mode):
+    rng = np.random.default_rng(0)
+    shape = (64, 64, 3) if modality == "rgb" else (64, 64)
+    array = rng.integers(0, 30, shape).astype(CACHE_DTYPES[modality])
+    out = transform_patch(array, modality, size, mode)
+    channels = 3 if modality == "rgb" else 1
+    assert out.shape == (channels, size, size) and out.dtype == CACHE_DTYPES[modality]
+    hwc = array if array.ndim == 3 else array[..., None]
+    if mode == "crop":
+        start = (64 - size) // 2
+        np.testing.assert_array_equal(
+            out, hwc[start : start + size, start : start + size].transpose(2, 0, 1)
+        )
+
+
+def test_resize_is_block_mean_rounded_half_up_and_majority_for_landcover():
+    altitude = np.array([[1, 2, -3, -4], [3, 4, -5, -5], [0, 0, 7, 7], [0, 1, 7, 8]], np.int16)
+    out = transform_patch(altitude, "altitude", 2, "resize")[0]
+    # means 2.5 -> 3, -4.25 -> -4, 0.25 -> 0, 7.25 -> 7
+    np.testing.assert_array_equal(out, [[3, -4], [0, 7]])
+    rgb = np.random.default_rng(1).integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    mean = rgb.reshape(16, 4, 16, 4, 3).astype(np.float64).mean(axis=(1, 3))
+    np.testing.assert_array_equal(
+        transform_patch(rgb, "rgb", 16, "resize"), np.floor(mean + 0.5).transpose(2, 0, 1)
+    )
+    landcover = np.array([[5, 5, 1, 2], [5, 9, 2, 1], [3, 3, 0, 0], [4, 4, 0, 7]], np.uint8)
+    # majority 5; tie 1/2 -> 1; tie 3/4 -> 3; majority 0
+    np.testing.assert_array_equal(
+        transform_patch(landcover, "landcover", 2, "resize")[0], [[5, 1], [3, 0]]
+    )
+
+
+def test_impossible_geometry_is_refused():
+    with pytest.raises(ValueError, match="larger than the source"):
+        check_geometry(64, 128, "crop")
+    with pytest.raises(ValueError, match="divides the source side 256"):
+        check_geometry(256, 96, "resize")
+    check_geometry(256, 96, "crop")
+    with pytest.raises(ValueError, match="patches.mode"):
+        CacheSpec(mode="zoom")
+
+
+# --------------------------------------------------------------------------------------
+# Missing and corrupt files
+# --------------------------------------------------------------------------------------
+
+
+def test_missing_files_fail_listing_them_then_a_rerun_redoes_their_chunks(
+    demo_copy, tables, tmp_path
+):
+    observations = pd.read_parquet(tables["val"])
+    ids = observations["observation_id"].to_numpy()
+    missing = [demo_copy.patch(ids[3], "rgb"), demo_copy.patch(ids[40], "altitude")]
+    saved = [p.read_bytes() for p in missing]
+    for path in missing:
+        path.unlink()
+    out = tmp_path / "patches" / "val"
+    spec = CacheSpec(size=32, mode="resize", on_bad_file="fail")
+    with pytest.raises(PatchFileError) as raised:
+        build_patch_cache(demo_copy, observations, out, spec, chunk_rows=8)
+    message = str(raised.value)
+    assert "2 patch files cannot be used" in message
+    assert all(str(path) in message for path in missing) and "file is missing" in message
+    assert "on_bad_file: fill" in message
+    assert not out.exists()
+    for path, data in zip(missing, saved, strict=True):
+        path.write_bytes(data)
+    report = build_patch_cache(demo_copy, observations, out, spec, chunk_rows=8)
+    assert report.built_chunks == 2 and report.resumed_chunks == 6  # only the two bad chunks
+    assert_cache_matches_files(out, demo_copy, observations, 32, "resize")
+
+
+def test_fill_policy_zeros_and_flags_corrupt_and_missing_files(demo_copy, tables, tmp_path):
+    observations = pd.read_parquet(tables["test"])
+    ids = observations["observation_id"].to_numpy()
+    demo_copy.patch(ids[0], "near_ir").unlink()
+    corrupt_jpeg = demo_copy.patch(ids[5], "rgb")
+    corrupt_jpeg.write_bytes(corrupt_jpeg.read_bytes()[:200])  # truncated
+    demo_copy.patch(ids[7], "landcover").write_bytes(b"not a tiff at all")
+    out = tmp_path / "test"
+    report = build_patch_cache(
+        demo_copy, observations, out, CacheSpec(64, "crop", on_bad_file="fill")
+    )
+    assert len(report.bad_files) == 3
+    cache = open_patch_cache(out)
+    index = cache.index
+    assert index["filled"].sum() == 3 and cache.meta["n_filled"] == 3
+    assert index["species_id"].dtype == "Int32" and index["species_id"].isna().all()  # test
+    bad = {(0, "near_ir"), (5, "rgb"), (7, "landcover")}
+    for row, modality in bad:
+        assert index.loc[row, f"filled_{modality}"]
+        assert not cache.array(modality)[row].any()  # zeros, and flagged
+    for modality in MODALITIES:
+        good = [r for r in range(len(ids)) if (r, modality) not in bad]
+        np.testing.assert_array_equal(
+            cache.array(modality)[good], expected_rows(demo_copy, ids[good], modality, 64, "crop")
+        )
+
+
+def test_unreadable_archive_is_refused(tmp_path, tables):
+    observations = pd.read_parquet(tables["val"])
+    with pytest.raises(Exception, match="check data.root"):
+        build_patch_cache(
+            DatasetLayout(tmp_path / "nothing"), observations, tmp_path / "x", CacheSpec()
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Killed builds
+# --------------------------------------------------------------------------------------
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import pandas as pd
+    import geolifeclef.patch_cache as pc
+    from geolifeclef.layout import DatasetLayout
+
+    root, table, out, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    original, calls = pc._pwrite_all, [0]
+
+    def write_then_die(fd, data, offset):
+        calls[0] += 1
+        if calls[0] == kill_at:  # half of a chunk's block on disk, then SIGKILL
+            original(fd, data[: len(data) // 2], offset)
+            os.kill(os.getpid(), signal.SIGKILL)
+        original(fd, data, offset)
+
+    pc._pwrite_all = write_then_die
+    spec = pc.CacheSpec(size=32, mode="resize")
+    pc.build_patch_cache(DatasetLayout(root), pd.read_parquet(table), out, spec, chunk_rows=16)
+    """
+)
+
+
+def test_kill_during_build_then_rerun_gives_a_correct_cache(tiny_demo, tables, tmp_path):
+    layout, _, _ = tiny_demo
+    observations = pd.read_parquet(tables["train"])
+    out = tmp_path / "patches" / "train"
+    # 4 modalities per chunk: the 11th write is the 3rd modality of the 3rd chunk.
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, str(layout.root), str(tables["train"]), str(out), "11"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not out.exists()
+    journal = (out.parent / ".train.partial" / "journal.txt").read_text()
+    assert journal == "0\n1\n"
+    spec = CacheSpec(size=32, mode="resize")
+    report = build_patch_cache(layout, observations, out, spec, workers=2, chunk_rows=16)
+    assert report.resumed_chunks == 2 and report.built_chunks == len(observations) // 16 + 1 - 2
+    assert_cache_matches_files(out, layout, observations, 32, "resize")
+    # A clean build gives the very same bytes.
+    build_patch_cache(layout, observations, tmp_path / "clean", spec)
+    for modality in MODALITIES:
+        assert (out / f"{modality}.npy").read_bytes() == (
+            tmp_path / "clean" / f"{modality}.npy"
+        ).read_bytes()
+
+
+def test_scratch_of_another_build_is_discarded(tiny_demo, tables, tmp_path):
+    layout, _, _ = tiny_demo
+    observations = pd.read_parquet(tables["val"])
+    out = tmp_path / "val"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, str(layout.root), str(tables["val"]), str(out), "6"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    report = build_patch_cache(layout, observations, out, CacheSpec(size=16, mode="crop"))
+    assert report.resumed_chunks == 0
+    assert_cache_matches_files(out, layout, observations, 16, "crop")
+
+
+# --------------------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------------------
+
+
+def test_normalization_stats_equal_numpy_over_the_cache(demo_copy, tables, tmp_path):
+    observations = pd.read_parquet(tables["train"])
+    ids = observations["observation_id"].to_numpy()
+    demo_copy.patch(ids[2], "rgb").unlink()
+    out = tmp_path / "train"
+    build_patch_cache(demo_copy, observations, out, CacheSpec(32, "resize", on_bad_file="fill"))
+    env = pd.DataFrame({"observation_id": ids})
+    rng = np.random.default_rng(0)
+    from geolifeclef.layout import ENV_VARIABLES
+
+    for i, name in enumerate(ENV_VARIABLES):
+        env[name] = rng.normal(i, 1 + i, len(ids)).astype(np.float32)
+    env.loc[:4, "bdticm"] = np.nan
+    env.to_parquet(tmp_path / "env.parquet")
+    stats = write_normalization_stats(
+        tmp_path / "stats.json", tables["train"], tmp_path / "env.parquet", out
+    )
+    assert json.loads((tmp_path / "stats.json").read_text()) == stats
+    cache = open_patch_cache(out)
+    rgb = np.delete(cache.array("rgb"), 2, axis=0).astype(np.float64)  # the filled row is left out
+    np.testing.assert_allclose(
+        stats["patches"]["rgb"]["mean"], rgb.mean(axis=(0, 2, 3)), rtol=1e-12
+    )
+    np.testing.assert_allclose(stats["patches"]["rgb"]["std"], rgb.std(axis=(0, 2, 3)), rtol=1e-10)
+    altitude = cache.array("altitude").astype(np.float64)
+    np.testing.assert_allclose(stats["patches"]["altitude"]["std"], [altitude.std()], rtol=1e-10)
+    counts = np.bincount(cache.array("landcover").ravel())
+    assert stats["patches"]["landcover"]["counts"] == counts.tolist()
+    environment = stats["environment"]
+    assert environment["variables"] == list(ENV_VARIABLES)
+    np.testing.assert_allclose(
+        environment["mean"], np.nanmean(env[list(ENV_VARIABLES)].to_numpy(np.float64), axis=0)
+    )
+    assert environment["n_nan"][ENV_VARIABLES.index("bdticm")] == 5

@@ -1,0 +1,81 @@
+"""End to end: the extraction targets on the tiny demo, as a user runs them."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_workflow import run_snakemake
+
+from geolifeclef.dataset import GlcDataset, make_loader
+from geolifeclef.layout import ENV_VARIABLES
+from geolifeclef.patch_cache import open_patch_cache
+
+CONFIG = """\
+demo:
+  scale: tiny
+  seed: 3
+environment:
+  env_patches:
+    enabled: true
+    size: 4
+patches:
+  size: 32
+"""
+
+
+@pytest.mark.slow
+def test_extraction_target_builds_env_table_caches_and_statistics(tmp_path):
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    result = run_snakemake(tmp_path, "extraction")
+    assert result.returncode == 0, result.stderr[-4000:]
+    results = tmp_path / "results"
+    # The env table equals the generator's pre-extracted values, for every observation.
+    env = pd.read_parquet(results / "environment" / "env_values.parquet")
+    assert list(env.columns) == ["observation_id", *ENV_VARIABLES]
+    assert env["observation_id"].dtype == np.int64 and (env.dtypes[1:] == np.float32).all()
+    splits = {
+        s: pd.read_parquet(results / "observations" / f"{s}.parquet")
+        for s in ("train", "val", "test")
+    }
+    assert len(env) == sum(len(t) for t in splits.values())
+    csv = tmp_path / "resources/demo/glc22/pre-extracted/environmental_vectors.csv"
+    reference = pd.read_csv(csv, sep=";").set_index("observation_id").loc[env["observation_id"]]
+    np.testing.assert_array_equal(
+        env[list(ENV_VARIABLES)].to_numpy(), reference.to_numpy(np.float32)
+    )
+    # A cache per split, 32 px from the tiny demo's 64 px patches, in table order.
+    for split, table in splits.items():
+        cache = open_patch_cache(results / "patches" / split)
+        assert cache.size == 32 and cache.meta["mode"] == "resize"
+        np.testing.assert_array_equal(cache.index["observation_id"], table["observation_id"])
+        assert cache.array("rgb").shape == (len(table), 3, 32, 32)
+    windows = np.load(results / "environment" / "env_patches" / "values.npy", mmap_mode="r")
+    assert windows.shape == (len(env), 27, 4, 4)
+    stats = json.loads((results / "normalization" / "stats.json").read_text())
+    assert len(stats["patches"]["rgb"]["mean"]) == 3 and len(stats["environment"]["std"]) == 27
+    for rule in (
+        "extract_env",
+        "extract_env_patches",
+        "cache_patches_train",
+        "compute_normalization_stats",
+    ):
+        assert (tmp_path / "logs" / f"{rule}.log").exists()
+    # The DataLoader feeds batches from them.
+    dataset = GlcDataset(
+        results / "patches" / "train",
+        env_table=results / "environment" / "env_values.parquet",
+        env_patches=results / "environment" / "env_patches",
+        stats=results / "normalization" / "stats.json",
+    )
+    batch = next(iter(make_loader(dataset, batch_size=32, shuffle=True, num_workers=1)))
+    assert batch["rgb"].shape == (32, 3, 32, 32) and batch["env"].shape == (32, 27)
+    assert batch["label"].shape == (32,)
+    # Nothing left to do; a changed cache size reruns only the caches and the statistics.
+    again = run_snakemake(tmp_path, "extraction", "--dry-run")
+    assert "Nothing to be done" in again.stdout + again.stderr
+    (tmp_path / "config.yaml").write_text(CONFIG.replace("size: 32", "size: 16"))
+    changed = run_snakemake(tmp_path, "extraction", "--dry-run")
+    planned = changed.stdout + changed.stderr
+    assert "cache_patches" in planned and "compute_normalization_stats" in planned
+    assert "rule extract_env:" not in planned and "extract_env_patches" not in planned

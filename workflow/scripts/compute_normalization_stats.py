@@ -1,0 +1,15 @@
+"""Snakemake adapter: train mean/std of every patch channel and env variable."""
+
+from geolifeclef.patch_cache import write_normalization_stats
+from geolifeclef.rule_logging import logging_to
+
+with logging_to(snakemake.log[0]) as log:
+    stats = write_normalization_stats(
+        snakemake.output[0],
+        snakemake.input.train,
+        env_table=snakemake.input.env,
+        train_cache=snakemake.input.cache[0] if snakemake.input.cache else None,
+    )
+    for modality, entry in stats.get("patches", {}).items():
+        if isinstance(entry, dict) and "mean" in entry:
+            log.info("%s: mean %s, std %s", modality, entry["mean"], entry["std"])

@@ -1,0 +1,14 @@
+"""Snakemake adapter: the 27 environmental values of every observation (geolifeclef.environment)."""
+
+from geolifeclef.environment import build_env_table
+from geolifeclef.layout import DatasetLayout
+from geolifeclef.rule_logging import logging_to
+
+with logging_to(snakemake.log[0]):
+    build_env_table(
+        DatasetLayout(snakemake.params.data_root),
+        list(snakemake.input.observations),
+        snakemake.output[0],
+        source=snakemake.params.source,
+        workers=snakemake.threads,
+    )
