@@ -1,36 +1,261 @@
 """Top-k metrics: the one place that defines how predictions are scored.
 
 The GLC 2022 metric is the top-30 error: the share of observations whose true species is
-not among the 30 predicted ids. Predicted sets hold distinct ids (the organizers' code
-would count a duplicate twice).
+not among the 30 predicted ids. The organizers compute it from sets as
+
+    1 - mean_i sum_j [s_pred[i, j] == y_true[i]]
+
+which equals "label not in the set" only when each set holds distinct ids (a duplicate
+would be counted twice), so every set built here holds distinct ids.
+
+Sets are built from scores by :func:`top_k`: the k highest scores, ties broken by the
+smaller species id, so the same scores always give the same sets (the organizers'
+``argpartition`` picks tied ids arbitrarily). :func:`top_k_chunked` does the same over
+row chunks of a score matrix too large for memory (36k test rows x 17k species float32
+is 2.5 GB): it only ever holds one chunk and the k best of each row seen so far.
 """
 
+from collections.abc import Iterable
+
 import numpy as np
+from tqdm import tqdm
+
+KAGGLE_K = 30
+"""Size of the predicted sets that GLC 2022 scores."""
+REPORTED_KS = (1, 5, 10, 30)
+"""The top-k errors every evaluation reports."""
 
 
-def top_k_error(predicted: np.ndarray, labels: np.ndarray, k: int | None = None) -> float:
-    """Share of rows whose label is not in the first ``k`` columns of ``predicted``.
+# --------------------------------------------------------------------------------------
+# From scores to sets
+# --------------------------------------------------------------------------------------
 
-    ``predicted`` is (n, K) species ids, best first; ``k`` defaults to K.
+
+def top_k(
+    scores: np.ndarray, k: int, species_ids: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best species of each row: (ids (n, k) int64, scores (n, k)), best first.
+
+    ``scores`` is (n, S); column j is species ``species_ids[j]`` (default: j). Higher
+    scores come first; equal scores are ordered by the smaller species id, so the result
+    does not depend on the order of the columns.
     """
+    scores = np.asarray(scores)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be 2-d (observations x species), got {scores.shape}")
+    n, width = scores.shape
+    ids = np.arange(width) if species_ids is None else np.asarray(species_ids)
+    if ids.shape != (width,):
+        raise ValueError(f"{len(ids)} species ids for {width} score columns")
+    if not 1 <= k <= width:
+        raise ValueError(f"k={k} but there are only {width} species to choose from")
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float64)  # -score must not wrap around
+    if np.isnan(scores).any():
+        row = int(np.flatnonzero(np.isnan(scores).any(axis=1))[0])
+        raise ValueError(f"scores hold NaN (first in row {row}); a NaN cannot be ranked")
+    if n == 0:
+        return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=scores.dtype)
+    if (np.diff(ids) < 0).any():  # columns in increasing species id: ties resolve by column
+        by_id = np.argsort(ids, kind="stable")
+        scores, ids = scores[:, by_id], ids[by_id]
+    # The k-th largest value of each row is well defined even when values tie: take every
+    # score above it, then the first (smallest-id) columns equal to it until k are chosen.
+    # This keeps the work per row O(S) even when thousands of species share one score.
+    threshold = np.partition(scores, width - k, axis=1)[:, width - k][:, None]
+    above = scores > threshold
+    tied = scores == threshold
+    room = k - above.sum(axis=1, keepdims=True)
+    if (tied.sum(axis=1, keepdims=True) == room).all():
+        chosen = above | tied  # no tie crosses the k-th place (continuous scores)
+    else:
+        chosen = above | (tied & (np.cumsum(tied, axis=1) <= room))
+    rows, cols = np.nonzero(chosen)  # row-major: exactly k per row
+    best_ids = ids[cols].reshape(n, k)
+    best_scores = scores[rows, cols].reshape(n, k)
+    order = np.lexsort((best_ids, -best_scores), axis=1)
+    return (
+        np.take_along_axis(best_ids, order, axis=1).astype(np.int64),
+        np.take_along_axis(best_scores, order, axis=1),
+    )
+
+
+def top_k_of_candidates(
+    rows: np.ndarray, ids: np.ndarray, scores: np.ndarray, n: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of sparse candidates (row, species id, score), as :func:`top_k`.
+
+    Every row 0..n-1 needs at least ``k`` candidates and a (row, id) pair may occur once.
+    """
+    rows, ids, scores = np.asarray(rows), np.asarray(ids), np.asarray(scores)
+    per_row = np.bincount(rows, minlength=n)
+    if n and per_row.min() < k:
+        row = int(np.argmin(per_row))
+        raise ValueError(f"row {row} has {per_row[row]} candidate species, fewer than k={k}")
+    order = np.lexsort((ids, -scores, rows))
+    starts = np.concatenate([[0], np.cumsum(per_row)[:-1]])
+    position = np.arange(len(order)) - starts[rows[order]]
+    chosen = order[position < k]
+    return ids[chosen].reshape(n, k).astype(np.int64), scores[chosen].reshape(n, k)
+
+
+def top_k_chunked(
+    scores: np.ndarray,
+    k: int,
+    species_ids: np.ndarray | None = None,
+    chunk_rows: int = 2_000,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k` over row chunks of ``scores`` (an array, ``np.memmap``, or any object
+    with ``shape`` and row slicing); identical results, memory of one chunk."""
+    n = scores.shape[0]
+    return top_k_of_chunks(
+        (scores[start : start + chunk_rows] for start in range(0, n, chunk_rows)),
+        k,
+        species_ids,
+        total=n if progress else None,
+    )
+
+
+def top_k_of_chunks(
+    chunks: Iterable[np.ndarray],
+    k: int,
+    species_ids: np.ndarray | None = None,
+    total: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k` of a score matrix that arrives as consecutive row chunks (e.g. from a
+    model's batches); ``total`` (rows) shows a progress bar."""
+    id_parts, score_parts = [], []
+    with tqdm(total=total, desc="top-k", unit="obs", disable=total is None, mininterval=2) as bar:
+        for chunk in chunks:
+            ids, best = top_k(np.asarray(chunk), k, species_ids)
+            id_parts.append(ids)
+            score_parts.append(best)
+            bar.update(len(ids))
+    if not id_parts:
+        return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
+    return np.concatenate(id_parts), np.concatenate(score_parts)
+
+
+# --------------------------------------------------------------------------------------
+# Errors from sets
+# --------------------------------------------------------------------------------------
+
+
+def check_distinct(predicted: np.ndarray) -> None:
+    """Raise ValueError if a row of ``predicted`` repeats an id (the metric assumes sets)."""
+    predicted = np.asarray(predicted)
+    if predicted.ndim != 2 or predicted.shape[1] < 2:
+        return
+    ordered = np.sort(predicted, axis=1)
+    repeated = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+    if repeated.any():
+        row = int(np.flatnonzero(repeated)[0])
+        raise ValueError(
+            f"row {row} repeats a species id ({repeated.sum()} rows do); "
+            "predicted sets must hold distinct ids"
+        )
+
+
+def hits(predicted: np.ndarray, labels: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Boolean per row: is the label among the first ``k`` ids (default: all columns)?"""
     predicted = np.asarray(predicted)
     labels = np.asarray(labels)
     if predicted.ndim != 2 or len(predicted) != len(labels):
         raise ValueError(f"predicted {predicted.shape} and labels {labels.shape} do not match")
     k = predicted.shape[1] if k is None else k
-    if k > predicted.shape[1]:
+    if not 1 <= k <= predicted.shape[1]:
         raise ValueError(f"k={k} but only {predicted.shape[1]} ids per row")
-    if len(labels) == 0:
+    return (predicted[:, :k] == labels[:, None]).any(axis=1)
+
+
+def top_k_error(predicted: np.ndarray, labels: np.ndarray, k: int | None = None) -> float:
+    """Share of rows whose label is not in the first ``k`` columns of ``predicted``.
+
+    ``predicted`` is (n, K) species ids, best first; ``k`` defaults to K. NaN when there
+    are no rows.
+    """
+    hit = hits(predicted, labels, k)
+    if len(hit) == 0:
         return float("nan")
-    hit = (predicted[:, :k] == labels[:, None]).any(axis=1)
     return float(1.0 - hit.mean())
+
+
+def macro_top_k_error(predicted: np.ndarray, labels: np.ndarray, k: int | None = None) -> float:
+    """Class-averaged top-k error: the error of each species present in ``labels``,
+    averaged with equal weight per species (rare species count as much as common ones)."""
+    hit = hits(predicted, labels, k)
+    if len(hit) == 0:
+        return float("nan")
+    _, species_index = np.unique(np.asarray(labels), return_inverse=True)
+    per_species_hits = np.bincount(species_index, weights=hit.astype(np.float64))
+    per_species_count = np.bincount(species_index)
+    return float(1.0 - (per_species_hits / per_species_count).mean())
 
 
 def expected_top_k_error(probabilities: np.ndarray, predicted: np.ndarray) -> float:
     """Expected top-k error of sets ``predicted`` when labels follow ``probabilities``.
 
-    With ``predicted`` the k most probable ids per row this is the Bayes-optimal error.
+    ``probabilities`` is (n, S) with column j = species j. With ``predicted`` the k most
+    probable ids per row this is the Bayes-optimal error.
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     covered = np.take_along_axis(probabilities, np.asarray(predicted), axis=1).sum(axis=1)
     return float(1.0 - covered.mean())
+
+
+def grouped_top_k_error(
+    predicted: np.ndarray,
+    labels: np.ndarray,
+    group_of_observation: np.ndarray,
+    groups: Iterable[str],
+    k: int = KAGGLE_K,
+) -> dict[str, dict[str, float | int]]:
+    """Top-k and macro top-k error of the observations of each group (e.g. the frequency
+    bucket of their true species); a group without observations gets NaN errors."""
+    group_of_observation = np.asarray(group_of_observation)
+    labels = np.asarray(labels)
+    result: dict[str, dict[str, float | int]] = {}
+    for group in groups:
+        rows = group_of_observation == group
+        result[group] = {
+            "n_observations": int(rows.sum()),
+            "n_species": int(len(np.unique(labels[rows]))),
+            f"top{k}_error": top_k_error(predicted[rows], labels[rows], k),
+            f"macro_top{k}_error": macro_top_k_error(predicted[rows], labels[rows], k),
+        }
+    return result
+
+
+def evaluate_sets(
+    predicted: np.ndarray,
+    labels: np.ndarray,
+    bucket_of_observation: np.ndarray | None = None,
+    buckets: Iterable[str] = (),
+    ks: Iterable[int] = REPORTED_KS,
+) -> dict:
+    """Every reported metric of predicted sets (n, K >= max(ks)) against true labels.
+
+    Returns ``{"n_observations", "top{k}_error" for k in ks, "macro_top30_error",
+    "buckets": {bucket: {...}}}``.
+    """
+    predicted = np.asarray(predicted)
+    check_distinct(predicted)
+    metrics: dict = {"n_observations": int(len(labels))}
+    for k in ks:
+        metrics[f"top{k}_error"] = top_k_error(predicted, labels, k)
+    metrics[f"macro_top{KAGGLE_K}_error"] = macro_top_k_error(predicted, labels, KAGGLE_K)
+    if bucket_of_observation is not None:
+        metrics["buckets"] = grouped_top_k_error(
+            predicted, labels, bucket_of_observation, buckets, KAGGLE_K
+        )
+    return metrics
+
+
+def gap_closed(model_error: float, constant_error: float, bayes_error: float) -> float:
+    """Share of the gap between the constant predictor and the Bayes limit that a model
+    closes: 0 = no better than constant, 1 = Bayes-optimal (NaN without a gap)."""
+    gap = constant_error - bayes_error
+    if not np.isfinite(gap) or gap <= 0:
+        return float("nan")
+    return float((constant_error - model_error) / gap)

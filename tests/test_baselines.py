@@ -1,0 +1,129 @@
+"""Baselines: each gives valid predictions, the right species ids and valid submissions."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from geolifeclef.baselines import (
+    ForestSettings,
+    KnnSettings,
+    constant_predictions,
+    knn_predictions,
+    random_forest_predictions,
+)
+from geolifeclef.class_frequency import BucketThresholds, species_table
+from geolifeclef.errors import InputDataError
+from geolifeclef.layout import CSV_SEPARATOR, ENV_VARIABLES
+from geolifeclef.metrics import top_k_error
+from geolifeclef.observations import load_observations, read_species_ids
+from geolifeclef.predictions import check_predictions
+from geolifeclef.submission import check_submission_file, write_submission
+
+
+@pytest.fixture(scope="module")
+def demo(tiny_demo):
+    """(observation tables, species table, env table, summary) of the tiny demo."""
+    layout, _, summary = tiny_demo
+    tables = load_observations(layout)
+    species = species_table(
+        tables.train, tables.val, read_species_ids(layout.species_details), BucketThresholds()
+    )
+    # Until the extraction stage lands, the demo's pre-extracted vectors have the same columns.
+    env = pd.read_csv(layout.environmental_vectors, sep=CSV_SEPARATOR)
+    return tables, species, env, summary
+
+
+def _points(lat_lon: list[tuple[float, float]], species: list[int] | None = None):
+    frame = pd.DataFrame(lat_lon, columns=["latitude", "longitude"])
+    frame.insert(0, "observation_id", np.arange(len(frame)) + 10_000_000)
+    if species is not None:
+        frame["species_id"] = species
+    return frame
+
+
+def _species(train: pd.DataFrame, n: int) -> pd.DataFrame:
+    frame = train.assign(region="fr")
+    return species_table(frame, frame.iloc[:0], np.arange(n), BucketThresholds())
+
+
+def test_constant_matches_the_generator_summary(demo):
+    tables, species, _, summary = demo
+    predictions = constant_predictions(species, tables.val["observation_id"].to_numpy(), 30)
+    assert (predictions.species_ids == predictions.species_ids[0]).all()
+    assert (
+        predictions.species_ids[0].tolist() == species.nsmallest(30, "rank")["species_id"].tolist()
+    )
+    error = top_k_error(predictions.species_ids, tables.val["species_id"].to_numpy())
+    assert error == pytest.approx(summary["val"]["constant_top30_error_sampled"])
+
+
+def test_knn_votes_of_the_nearest_points_by_hand():
+    # Species 3 lives around Montpellier, species 1 around Paris (and is more common).
+    train = _points(
+        [(43.6, 3.9), (43.61, 3.88), (43.62, 3.9), (48.85, 2.35), (48.86, 2.34), (48.8, 2.3)]
+        + [(48.9, 2.4)] * 4,
+        [3, 3, 3, 1, 1, 1] + [1] * 4,
+    )
+    species = _species(train, 5)
+    query = _points([(43.605, 3.89), (48.85, 2.36)])
+    settings = KnnSettings(n_neighbors=3, prior_weight=1.0)
+    result = knn_predictions(train, {"q": query}, species, 5, settings)["q"]
+    assert result.species_ids[:, 0].tolist() == [3, 1]
+    # (3 votes + 1 x prior 0.3) / (3 + 1) for species 3 at the first point.
+    assert result.scores[0, 0] == pytest.approx((3 + 0.3) / 4)
+    # Species without a neighbour follow in prior order, then by id.
+    assert result.species_ids[0].tolist() == [3, 1, 0, 2, 4]
+    check_predictions(result, min_k=5)
+    # More neighbours than train points: everybody votes.
+    result = knn_predictions(train, {"q": query}, species, 5, KnnSettings(n_neighbors=50))["q"]
+    assert result.species_ids[:, 0].tolist() == [1, 1]
+
+
+def test_forest_maps_its_classes_back_to_species_ids():
+    # Species ids 5, 17 and 42: the forest's columns 0, 1, 2 are not species 0, 1, 2.
+    rng = np.random.default_rng(0)
+    n = 300
+    label = rng.choice([5, 17, 42], n)
+    train = _points([(45.0 + rng.random(), 2.0 + rng.random()) for _ in range(n)], label)
+    signal = np.select([label == 5, label == 17], [0.0, 10.0], 20.0)[:, None]
+    values = signal + rng.random((n, len(ENV_VARIABLES)))  # every variable separates them
+    env = pd.DataFrame(values, columns=list(ENV_VARIABLES))
+    env.loc[::10, "bio_2"] = np.nan  # missing values are allowed
+    env.insert(0, "observation_id", train["observation_id"])
+    species = _species(train, 50)
+    settings = ForestSettings(n_estimators=4, max_depth=3, use_coordinates=False)
+    result = random_forest_predictions(train, {"train": train}, env, "env", species, 30, settings)
+    assert (result["train"].species_ids[:, 0] == label).all()
+    check_predictions(result["train"], known_species=np.arange(50))
+    with pytest.raises(InputDataError, match="no environmental values for 1 observation"):
+        random_forest_predictions(train, {"q": train}, env.iloc[1:], "env", species, 30, settings)
+
+
+def test_forest_on_the_tiny_demo_beats_the_constant(demo):
+    tables, species, env, _ = demo
+    result = random_forest_predictions(
+        tables.train, {"val": tables.val}, env, "env.csv", species, 30, ForestSettings()
+    )["val"]
+    labels = tables.val["species_id"].to_numpy()
+    constant = constant_predictions(species, tables.val["observation_id"].to_numpy(), 30)
+    assert top_k_error(result.species_ids, labels) < top_k_error(constant.species_ids, labels)
+
+
+def test_every_baseline_gives_a_valid_submission_on_the_tiny_demo(demo, tmp_path):
+    tables, species, env, _ = demo
+    test = tables.test
+    test_ids = test["observation_id"].to_numpy()
+    known = species["species_id"].to_numpy()
+    k = 60  # the tiny demo has 60 species
+    predictions = {
+        "constant": constant_predictions(species, test_ids, k),
+        "knn": knn_predictions(tables.train, {"test": test}, species, k, KnnSettings())["test"],
+        "random_forest": random_forest_predictions(
+            tables.train, {"test": test}, env, "env.csv", species, k, ForestSettings()
+        )["test"],
+    }
+    for name, prediction in predictions.items():
+        check_predictions(prediction, name, known_species=known, expected_ids=test_ids)
+        write_submission(tmp_path / f"{name}.csv", prediction, test_ids, known)
+        check_submission_file(tmp_path / f"{name}.csv", test_ids, known)
+        assert len((tmp_path / f"{name}.csv").read_text().splitlines()) == len(test_ids) + 1

@@ -1,0 +1,73 @@
+"""End to end: baselines, a blend, the leaderboard, the submission and the report."""
+
+import pandas as pd
+import pytest
+from test_workflow import run_snakemake
+
+from geolifeclef.observations import read_species_ids
+from geolifeclef.predictions import read_predictions
+from geolifeclef.submission import check_submission_file
+
+CONFIG = """\
+demo:
+  scale: tiny
+  seed: 3
+blends:
+  mix: {constant: 1, knn: 3}
+"""
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("evaluation")
+    (workdir / "config.yaml").write_text(CONFIG)
+    result = run_snakemake(workdir, "submission")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+@pytest.mark.slow
+def test_submission_target_writes_a_valid_submission_of_the_best_model(evaluated):
+    results = evaluated / "results"
+    test_ids = pd.read_parquet(results / "observations" / "test.parquet")["observation_id"]
+    species = read_species_ids(evaluated / "resources/demo/glc22/metadata/species_details.csv")
+    check_submission_file(results / "submission" / "final.csv", test_ids.to_numpy(), species)
+    leaderboard = pd.read_parquet(results / "evaluation" / "leaderboard.parquet")
+    models = leaderboard[leaderboard["kind"] != "bound"]
+    assert set(models["model"]) >= {"constant", "knn", "mix"}
+    assert leaderboard["kind"].iloc[-1] == "bound"  # the demo's Bayes limit, last
+    assert models["top30_error"].is_monotonic_increasing
+    best = models["model"].iloc[0]
+    final = (results / "submission" / "final.csv").read_text()
+    assert final == (results / "submission" / f"{best}.csv").read_text()
+    assert "| mix | blend |" in (results / "evaluation" / "leaderboard.md").read_text()
+    blend = read_predictions(results / "predictions" / "mix" / "val.parquet")
+    assert blend.k == 60  # capped at the tiny demo's 60 species
+    assert (evaluated / "logs" / "select_submission.log").read_text().count(best) >= 1
+
+
+@pytest.mark.slow
+def test_report_renders_the_evaluation(evaluated):
+    result = run_snakemake(evaluated, "submission", "--report", str(evaluated / "report.html"))
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = (evaluated / "report.html").read_text()
+    for name in ("rank_frequency.png", "leaderboard.html", "leaderboard.png", "buckets.png"):
+        assert name in report
+    again = run_snakemake(evaluated, "submission", "--dry-run")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("submission: {model: nope}\n", "submission.model: 'nope'"),
+        ("blends: {mix: {constant: 1, forest: 1}}\n", "unknown model 'forest'"),
+        ("blends: {knn: {constant: 1}}\n", "'knn' is used twice or reserved"),
+        ("blends: {mix: {constant: 0}}\n", "less than or equal to the minimum of 0"),
+    ],
+)
+def test_wrong_evaluation_settings_are_refused(tmp_path, config, message):
+    (tmp_path / "config.yaml").write_text("demo:\n  scale: tiny\n" + config)
+    result = run_snakemake(tmp_path, "submission", "--dry-run")
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr

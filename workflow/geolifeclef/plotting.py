@@ -1,0 +1,17 @@
+"""Figures for the report: matplotlib's object API (no pyplot, no display needed)."""
+
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from .atomic import atomic_path
+
+
+def new_figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), layout="tight")
+
+
+def save_png(figure: Figure, path: str | Path, dpi: int = 110) -> None:
+    """Write ``figure`` as a PNG atomically."""
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=dpi)

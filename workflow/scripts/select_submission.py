@@ -1,0 +1,16 @@
+"""Snakemake adapter: the configured final submission, checked again (geolifeclef.submission)."""
+
+from geolifeclef.observations import read_species_ids, read_table
+from geolifeclef.rule_logging import logging_to
+from geolifeclef.submission import select_submission
+
+with logging_to(snakemake.log[0]):
+    select_submission(
+        snakemake.params.model,
+        snakemake.params.candidates,
+        dict(zip(snakemake.params.candidates, snakemake.input.candidates, strict=True)),
+        snakemake.input.leaderboard or None,
+        read_table(snakemake.input.test)["observation_id"].to_numpy(),
+        read_species_ids(snakemake.input.species),
+        snakemake.output[0],
+    )

@@ -1,0 +1,14 @@
+"""Snakemake adapter: a model's test predictions -> checked Kaggle CSV (geolifeclef.submission)."""
+
+from geolifeclef.observations import read_species_ids, read_table
+from geolifeclef.predictions import read_predictions
+from geolifeclef.rule_logging import logging_to
+from geolifeclef.submission import write_submission
+
+with logging_to(snakemake.log[0]):
+    test_ids = read_table(snakemake.input.test)["observation_id"].to_numpy()
+    known_species = read_species_ids(snakemake.input.species)
+    predictions = read_predictions(
+        snakemake.input.predictions, known_species=known_species, expected_ids=test_ids
+    )
+    write_submission(snakemake.output[0], predictions, test_ids, known_species)
