@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-slurm lint clean
 
 $(BIN)/activate: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,5 +25,14 @@ lint: setup
 test: lint
 	$(BIN)/pytest
 
+# The SLURM profile against a real single-node cluster (installs slurm-wlm when missing:
+# needs root). The cluster is stopped again whatever the tests do.
+SLURM_STATE := $(CURDIR)/.local-slurm
+test-slurm: setup
+	tools/local-slurm/start.sh $(SLURM_STATE)
+	SLURM_CONF=$(SLURM_STATE)/slurm.conf $(BIN)/pytest -m slurm -p no:cacheprovider \
+		tests/test_slurm_profile.py; status=$$?; \
+		tools/local-slurm/stop.sh $(SLURM_STATE); exit $$status
+
 clean:
-	rm -rf results resources logs benchmarks .snakemake mlflow.db mlruns
+	rm -rf results resources logs benchmarks .snakemake mlflow.db mlruns mlartifacts

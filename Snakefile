@@ -17,6 +17,7 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/observations.smk"
 include: "workflow/rules/extraction.smk"
 include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/training.smk"
 
 
 rule observations:
@@ -29,4 +30,8 @@ rule all:
     input:
         rules.observations.input,
         # -- extraction targets --
+        rules.extraction.input,
         # -- evaluation targets --
+        rules.class_frequency.input,
+        rules.evaluate.input,
+        rules.submission.input,

@@ -131,3 +131,19 @@ def test_a_file_that_is_not_a_resnet_is_refused(tmp_path):
 def test_invalid_configs_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig(n_classes=N_CLASSES, **kwargs)
+
+
+def test_input_size_resizes_before_the_backbone():
+    config = ModelConfig(
+        kind="cnn",
+        n_classes=N_CLASSES,
+        modalities=("rgb", "landcover"),
+        cnn=CnnConfig(backbone="small", width=8, input_size=16),
+    )
+    model = build_model(config)
+    seen = []
+    model.patches.backbone.register_forward_pre_hook(
+        lambda module, args: seen.append(args[0].shape)
+    )
+    _step(model, _batch(("rgb", "landcover")))
+    assert seen[0][-2:] == (16, 16)

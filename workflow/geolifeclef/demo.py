@@ -52,10 +52,10 @@ class DemoSpec:
     """Size and shape of a demo dataset. Same spec and seed, same bytes."""
 
     seed: int = 2022
-    n_species: int = 600
-    n_train: int = 9_000
+    n_species: int = 500
+    n_train: int = 15_000
     """Observations in the train subset (both regions)."""
-    n_val: int = 900
+    n_val: int = 1_000
     n_test: int = 1_000
     patch_size: int = 256
     raster_resolution: float = 0.05

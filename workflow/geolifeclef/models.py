@@ -43,6 +43,9 @@ class CnnConfig:
     landcover_embedding_dim: int = 4
     pretrained: str | None = None
     """Local path of a torchvision-style ResNet state dict; None trains from scratch."""
+    input_size: int | None = None
+    """Side the stacked patches are area-resized to before the backbone (e.g. 32 for a
+    CPU demo); None keeps the cache's size."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,7 @@ class PatchEncoder(nn.Module):
         super().__init__()
         self.modalities = tuple(modalities)
         self.landcover_mode = config.landcover
+        self.input_size = config.input_size
         channels = 0
         for modality in self.modalities:
             if modality == "landcover":
@@ -297,6 +301,8 @@ class PatchEncoder(nn.Module):
 
     def forward(self, patches: dict[str, torch.Tensor]) -> torch.Tensor:
         x = self.stack(patches)
+        if self.input_size is not None and x.shape[-1] != self.input_size:
+            x = nn.functional.adaptive_avg_pool2d(x, self.input_size)
         if x.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone(x)

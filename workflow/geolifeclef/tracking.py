@@ -315,6 +315,40 @@ def start_parent_run(tracking_uri: str, experiment: str, name: str) -> str | Non
         return None
 
 
+def numeric_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numbers of a nested metrics dict, flattened: ``{"bucket": {"head": 0.1}}`` ->
+    ``{"bucket.head": 0.1}`` (NaN and non-numbers left out)."""
+    flat: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(numeric_metrics(value, f"{name}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool) and value == value:
+            flat[name] = float(value)
+    return flat
+
+
+def tracking_settings(config: Mapping[str, Any]) -> tuple[str, str]:
+    """(tracking URI, experiment name) from the workflow config's ``mlflow`` section."""
+    section = config.get("mlflow", {})
+    return section.get("tracking_uri") or default_tracking_uri(), section.get(
+        "experiment", DEFAULT_EXPERIMENT
+    )
+
+
+def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
+    """Mark a run (the invocation's parent) as ended; a no-op when MLflow is unreachable."""
+    if not _server_reachable(tracking_uri, 3.0):
+        return
+    try:
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.MlflowClient().set_terminated(run_id, status)
+    except Exception as error:
+        log.warning("could not end MLflow run %s (%s)", run_id, error)
+
+
 def sync_local_log(path: str | Path, tracking_uri: str, experiment: str) -> str:
     """Replay a local metric log into MLflow as a new run; return its run id."""
     import mlflow

@@ -1,0 +1,114 @@
+"""The SLURM profile against a real single-node SLURM cluster (``make test-slurm``).
+
+Runs only when a cluster answers (SLURM_CONF set by tools/local-slurm/start.sh); the
+default test run skips it. It runs the demo workflow with ``--profile profiles/slurm``,
+checks that every rule became a SLURM job and that GPU rules got a GPU, then changes one
+experiment's training setting and checks that exactly that experiment's chain is
+resubmitted.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slurm
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+LOCAL_RULES = {"all", "submission", "observations"}
+GPU_RULES = {"train_model"}
+TIMEOUT = int(os.environ.get("SLURM_TEST_TIMEOUT", "1500"))
+
+
+def _cluster_up() -> bool:
+    if not os.environ.get("SLURM_CONF") or not shutil.which("sinfo"):
+        return False
+    state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
+    return state.returncode == 0 and state.stdout.strip() in {"idle", "mixed", "allocated"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    if not _cluster_up():
+        pytest.skip("no SLURM cluster: run `make test-slurm` (starts a local one)")
+    workdir = tmp_path_factory.mktemp("slurm")
+    config = yaml.safe_load((REPO / "tests" / "slurm-config.yaml").read_text())
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    return workdir
+
+
+def run_profile(workdir: Path, *extra: str) -> tuple[str, dict[str, list[str]]]:
+    """Run the workflow through the SLURM profile; return its output and the SLURM job
+    ids per rule, read from Snakemake's own submission messages."""
+    command = [
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "submission",
+        *extra,
+    ]
+    # SIGINT, not SIGTERM: snakemake ignores SIGTERM while it waits on jobs.
+    result = subprocess.run(
+        ["timeout", "-s", "INT", "-k", "30", str(TIMEOUT), *command],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    (workdir / f"snakemake-{len(list(workdir.glob('snakemake-*.log')))}.log").write_text(output)
+    assert result.returncode == 0, f"snakemake failed ({result.returncode}):\n{output[-6000:]}"
+    jobs: dict[str, list[str]] = {}
+    rule = None
+    for line in output.splitlines():
+        found = re.match(r"\s*(?:local)?rule (\w+):", line)
+        if found:
+            rule = found.group(1)
+        submitted = re.search(r"submitted with SLURM jobid (\d+)", line)
+        if submitted and rule:
+            jobs.setdefault(rule, []).append(submitted.group(1))
+    return output, jobs
+
+
+def test_every_rule_runs_as_a_slurm_job_and_gpu_rules_get_a_gpu(workdir):
+    output, jobs = run_profile(workdir)
+    ran = set(re.findall(r"^\s*rule (\w+):", output, flags=re.M))
+    assert ran - LOCAL_RULES, "no rule ran"
+    assert ran - LOCAL_RULES <= set(jobs), f"rules not submitted to SLURM: {ran - set(jobs)}"
+    for rule in GPU_RULES & set(jobs):
+        for log in (workdir / "logs").glob(f"{rule}/*.log"):
+            text = log.read_text()
+            assert re.search(r"SLURM_JOB_ID=\d+", text), log
+            assert "CUDA_VISIBLE_DEVICES=0" in text, f"{log}: no GPU given"
+    submission = next((workdir / "results" / "submission").glob("*.csv"))
+    frame = pd.read_csv(submission)
+    assert list(frame.columns) == ["Id", "Predicted"]
+    assert frame["Predicted"].str.split().map(len).eq(30).all()
+    (workdir / "first-jobs.txt").write_text(repr(jobs))
+
+
+def test_changing_one_experiment_reruns_only_its_chain(workdir):
+    if not (workdir / "first-jobs.txt").exists():
+        pytest.skip("needs the first invocation")
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    name = sorted(config["experiments"])[0]
+    config["experiments"][name].setdefault("train", {})["learning_rate"] = 0.0123
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    _, jobs = run_profile(workdir)
+    submitted = {rule for rule in jobs}
+    assert submitted == {"train_model", "predict_model", "evaluate_model"} | (
+        submitted & {"write_submission", "blend_predictions", "build_leaderboard"}
+    )
+    assert len(jobs["train_model"]) == 1
