@@ -1,17 +1,13 @@
 """MLflow tracking: a real local server, a sqlite store, and an unreachable server."""
 
 import json
-import os
 import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
+from faults_helpers import free_port, start_mlflow_server, stop
 
 from geolifeclef.models import ModelConfig, build_model
 from geolifeclef.tracking import flatten, start_run, sync_local_log
@@ -19,53 +15,12 @@ from geolifeclef.tracking import flatten, start_run, sync_local_log
 MLFLOW = Path(sys.executable).with_name("mlflow")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """``mlflow server`` on 127.0.0.1 with a sqlite store; stopped after the module."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            str(MLFLOW),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(root / "server.log", "w"),  # noqa: SIM115
-        start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-        if process.poll() is not None:
-            pytest.fail(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}")
-    else:
-        os.killpg(process.pid, signal.SIGTERM)
-        pytest.fail("mlflow server did not answer within 90 s")
-    yield uri
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+    process, port = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    yield f"http://127.0.0.1:{port}"
+    stop(process, signal.SIGTERM)
 
 
 def _tiny_training(tracker):
@@ -114,7 +69,7 @@ def test_training_run_lands_on_a_real_server(mlflow_server, tmp_path, monkeypatc
 
 def test_unreachable_server_keeps_metrics_locally_and_says_how_to_sync(tmp_path, caplog):
     local = tmp_path / "metrics.jsonl"
-    uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with start_run(uri, "tests", "offline", local, timeout=1.0) as tracker:
         assert not tracker.online
         _tiny_training(tracker)

@@ -210,13 +210,58 @@ def gdal_block_cache(workers: int, window_bytes: int) -> rasterio.Env:
 
 
 def _check_crs(path: Path, dataset: rasterio.io.DatasetReader) -> None:
-    """Longitude/latitude only make sense on a geographic raster."""
-    if dataset.crs is not None and not dataset.crs.is_geographic:
+    """Longitude/latitude only make sense on a geographic raster, of one variable."""
+    if dataset.count != 1:
+        raise InputDataError(
+            path,
+            f"raster has {dataset.count} bands, a GLC raster holds one variable (1 band)",
+            "restore the archive's file, or keep only the variable's band",
+        )
+    if dataset.crs is None:
+        left, bottom, right, top = dataset.bounds
+        if not (
+            -180.5 <= left < right <= 180.5 and -90.5 <= min(bottom, top) < max(bottom, top) <= 90.5
+        ):
+            raise InputDataError(
+                path,
+                f"raster has no CRS and its bounds {tuple(dataset.bounds)} are not degrees",
+                "restore the archive's file (EPSG:4326), or reproject this one to EPSG:4326",
+            )
+        # A re-saved file may lose its CRS; bounds in degrees are read as WGS84.
+        log.warning("%s has no CRS; its bounds are in degrees, read as EPSG:4326", path)
+    elif not dataset.crs.is_geographic:
         raise InputDataError(
             path,
             f"raster is in a projected CRS ({dataset.crs.to_string()}), "
             "but observations are WGS84 longitude/latitude",
             "use the archive's rasters (EPSG:4326), or reproject this one to EPSG:4326",
+        )
+
+
+def _read_window_of(path: Path, dataset: rasterio.io.DatasetReader, window: Window) -> np.ndarray:
+    """``read_window``, with a truncated or corrupt file named as such."""
+    try:
+        return read_window(dataset, window)
+    except rasterio.errors.RasterioError as error:
+        raise InputDataError(
+            path,
+            f"raster data unreadable, truncated or corrupt ({error})",
+            "copy the file again from the archive (rasters/<var>/<var>_*.tif)",
+        ) from None
+
+
+def _check_not_all_nodata(path: Path, dataset: rasterio.io.DatasetReader) -> None:
+    """Refuse a raster that is nodata everywhere: a damaged file, never a real variable.
+
+    Only called when every point read nodata; a decimated mask is enough to tell an
+    empty raster from points that all fall in the sea.
+    """
+    side = (min(dataset.height, 256), min(dataset.width, 256))
+    if not dataset.read_masks(1, out_shape=side).any():
+        raise InputDataError(
+            path,
+            "raster is nodata everywhere",
+            "copy the file again from the archive (rasters/<var>/<var>_*.tif)",
         )
 
 
@@ -241,10 +286,12 @@ def sample_plan(path: Path, plan: WindowPlan) -> np.ndarray:
         if RasterGrid.of(dataset) != plan.grid:
             raise InputDataError(path, "raster grid changed while reading", "rerun the step")
         for i, (window, _, rows, cols) in enumerate(plan.groups()):
-            data = read_window(dataset, window)
+            data = _read_window_of(path, dataset, window)
             values[plan.starts[i] : plan.starts[i + 1]] = data[
                 rows - window.row_off, cols - window.col_off
             ]
+        if len(values) and np.isnan(values).all():
+            _check_not_all_nodata(path, dataset)
     return values
 
 
@@ -491,8 +538,8 @@ def sample_windows_plan(path: Path, plan: WindowPlan, size: int, out: np.ndarray
             padded = np.full((bottom - top, right - left), np.nan, dtype=np.float32)
             r0, r1 = max(top, 0), min(bottom, dataset.height)
             c0, c1 = max(left, 0), min(right, dataset.width)
-            padded[r0 - top : r1 - top, c0 - left : c1 - left] = read_window(
-                dataset, Window(c0, r0, c1 - c0, r1 - r0)
+            padded[r0 - top : r1 - top, c0 - left : c1 - left] = _read_window_of(
+                path, dataset, Window(c0, r0, c1 - c0, r1 - r0)
             )
             # Raster row r is row r - top of ``padded``; its window starts at r - before.
             span = np.arange(size)

@@ -250,7 +250,7 @@ def run_training(job: dict) -> dict:
     ``job["history"]``. Logged to MLflow as a run (see geolifeclef.tracking)."""
     from . import tracking
     from .atomic import atomic_path, write_text
-    from .training import block_label_swap, distributed_world, train
+    from .training import block_label_swap, distributed_world, seed_everything, train
 
     counts = load_species_counts(job["species_table"])
     settings = ExperimentSettings.from_config(job["name"], job["settings"], n_classes=len(counts))
@@ -288,6 +288,7 @@ def run_training(job: dict) -> dict:
         )
 
     val_loader = _loader(val_set, max(config.batch_size, 256), config.num_workers, False, 0)
+    seed_everything(config.seed)  # initial weights: the same in every process, as resumes need
     model = build_model(settings.model)
     checkpoint = Path(job["checkpoint_dir"]) / f"{settings.fingerprint()}.pt"
     best = Path(job["checkpoint_dir"]) / f"{settings.fingerprint()}-best.pt"

@@ -68,6 +68,45 @@ def _fail_rows(path: Path, rows: np.ndarray, problem: str, fix: str) -> None:
         raise InputDataError(path, problem + where, fix, line=first)
 
 
+def decode_text(path: Path) -> str:
+    """The text of a CSV file of the archive, as UTF-8 (a byte-order mark is dropped).
+
+    Raises InputDataError for what a text editor or a failed copy leaves behind: a
+    compressed file, UTF-16 or Latin-1 text, NUL bytes (a copy cut short on some file
+    systems). Warns when the last line has no line end: the archive's files all end with
+    one, so the file may have been truncated on a row boundary, which no check can see.
+    """
+    raw = Path(path).read_bytes()
+    if raw[:2] == b"\x1f\x8b" or raw[:4] == b"PK\x03\x04":
+        raise InputDataError(path, "file is compressed (gzip or zip)", "unpack it in place")
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise InputDataError(path, "file is UTF-16 text", "save it as UTF-8", line=1)
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise InputDataError(
+            path,
+            "file holds NUL bytes (an incomplete copy?)",
+            "copy the file again from the archive",
+            line=raw.count(b"\n", 0, nul) + 1,
+        )
+    try:
+        text = raw.decode("utf-8-sig", errors="strict")
+    except UnicodeDecodeError as error:
+        raise InputDataError(
+            path,
+            f"not UTF-8 text (byte 0x{raw[error.start]:02x})",
+            "save the file as UTF-8",
+            line=raw.count(b"\n", 0, error.start) + 1,
+        ) from None
+    if text.strip() and not text.endswith(("\n", "\r")):
+        log.warning(
+            "%s does not end with a line end, unlike the archive's files: "
+            "if it was copied, check that the copy is complete",
+            path,
+        )
+    return text
+
+
 def read_observation_csv(path: Path, region: str, labelled: bool) -> pd.DataFrame:
     """Read one observation CSV strictly; return observation_id, latitude, longitude
     (+ species_id, subset when ``labelled``) as typed columns.
@@ -80,8 +119,7 @@ def read_observation_csv(path: Path, region: str, labelled: bool) -> pd.DataFram
         raise InputDataError(
             path, "file is missing", "check data.root in the config, or restore the file"
         )
-    raw = path.read_bytes()
-    text = raw.decode("utf-8-sig", errors="strict") if raw else ""
+    text = decode_text(path)
     if not text.strip():
         raise InputDataError(path, "file is empty", "restore it from the archive")
     header = text.splitlines()[0]
@@ -227,8 +265,17 @@ def read_species_ids(path: Path) -> np.ndarray:
         raise InputDataError(
             path, "file is missing", "restore metadata/species_details.csv from the archive"
         )
-    text = path.read_bytes().decode("utf-8-sig")
-    frame = pd.read_csv(io.StringIO(text), sep=CSV_SEPARATOR, dtype=str, keep_default_na=False)
+    text = decode_text(path)
+    if not text.strip():
+        raise InputDataError(
+            path, "file is empty", "restore metadata/species_details.csv from the archive"
+        )
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=CSV_SEPARATOR, dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as error:
+        raise InputDataError(
+            path, f"malformed CSV ({error})", "restore it from the archive"
+        ) from None
     if "species_id" not in frame.columns:
         raise InputDataError(
             path,

@@ -108,10 +108,17 @@ class Tracker:
     for the rest of it, so training never stops for the tracker.
     """
 
-    def __init__(self, local_log: LocalMetricLog, run_id: str | None, mlflow_module) -> None:
+    def __init__(
+        self,
+        local_log: LocalMetricLog,
+        run_id: str | None,
+        mlflow_module,
+        tracking_uri: str | None = None,
+    ) -> None:
         self.local = local_log
         self.run_id = run_id
         self._mlflow = mlflow_module
+        self._uri = tracking_uri
 
     @property
     def online(self) -> bool:
@@ -121,13 +128,16 @@ class Tracker:
         if not self.online:
             return
         try:
+            # A lost server would stall the call for minutes in MLflow's retries.
+            if self._uri and not _server_reachable(self._uri, 5.0):
+                raise ConnectionError(f"{redact(self._uri)} does not answer")
             function(*args, **kwargs)
         except Exception as error:  # any transport or server failure
             log.warning(
                 "MLflow %s failed (%s); logging locally to %s from now on. "
                 "Sync later with: python -m geolifeclef.tracking sync %s",
                 what,
-                error,
+                redact(str(error)),
                 self.local.path,
                 self.local.path,
             )
@@ -216,12 +226,22 @@ def _active_run(mlflow_module, run_id: str) -> Iterator[None]:
 def _server_reachable(uri: str, timeout: float) -> bool:
     if not uri.startswith(("http://", "https://")):
         return True
+    import base64
+    import urllib.parse
     import urllib.request
 
+    # urllib does not take user:password from a URL: send them as basic auth.
+    parts = urllib.parse.urlsplit(uri)
+    request = urllib.request.Request(f"{redact(uri).rstrip('/')}/health")
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status == 200
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
@@ -259,7 +279,11 @@ def start_run(
             run_id = run.info.run_id
             local.write("run_id", run_id=run_id)
         except Exception as error:
-            log.warning("MLflow at %s unusable (%s); logging locally", redact(tracking_uri), error)
+            log.warning(
+                "MLflow at %s unusable (%s); logging locally",
+                redact(tracking_uri),
+                redact(str(error)),
+            )
             run_id = None
     if run_id is None:
         log.warning(
@@ -269,7 +293,7 @@ def start_run(
             local.path,
             local.path,
         )
-    tracker = Tracker(local, run_id, mlflow_module)
+    tracker = Tracker(local, run_id, mlflow_module, tracking_uri)
     try:
         yield tracker
     except BaseException:
@@ -311,7 +335,7 @@ def start_parent_run(tracking_uri: str, experiment: str, name: str) -> str | Non
         )
         return run.info.run_id
     except Exception as error:
-        log.warning("no parent MLflow run (%s)", error)
+        log.warning("no parent MLflow run (%s)", redact(str(error)))
         return None
 
 
@@ -346,7 +370,7 @@ def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.MlflowClient().set_terminated(run_id, status)
     except Exception as error:
-        log.warning("could not end MLflow run %s (%s)", run_id, error)
+        log.warning("could not end MLflow run %s (%s)", run_id, redact(str(error)))
 
 
 def sync_local_log(path: str | Path, tracking_uri: str, experiment: str) -> str:
