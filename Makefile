@@ -30,7 +30,7 @@ test: lint
 SLURM_STATE := $(CURDIR)/.local-slurm
 test-slurm: setup
 	tools/local-slurm/start.sh $(SLURM_STATE)
-	SLURM_CONF=$(SLURM_STATE)/slurm.conf $(BIN)/pytest -m slurm -p no:cacheprovider \
+	SLURM_CONF=/etc/slurm/slurm.conf $(BIN)/pytest -m slurm -rP -p no:cacheprovider \
 		tests/test_slurm_profile.py; status=$$?; \
 		tools/local-slurm/stop.sh $(SLURM_STATE); exit $$status
 

@@ -11,17 +11,15 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from test_workflow import REPO, snakemake_command
 
 pytestmark = pytest.mark.slurm
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 LOCAL_RULES = {"all", "submission", "observations"}
 GPU_RULES = {"train_model"}
 TIMEOUT = int(os.environ.get("SLURM_TEST_TIMEOUT", "1500"))
@@ -45,21 +43,11 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def run_profile(workdir: Path, *extra: str) -> tuple[str, dict[str, list[str]]]:
-    """Run the workflow through the SLURM profile; return its output and the SLURM job
-    ids per rule, read from Snakemake's own submission messages."""
-    command = [
-        str(SNAKEMAKE),
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        "--profile",
-        str(REPO / "profiles" / "slurm"),
-        "submission",
-        *extra,
-    ]
+    """Run the workflow through the SLURM profile; return its output and, per rule, the
+    wildcards of each SLURM job it submitted (from Snakemake's submission messages)."""
+    command = snakemake_command(
+        workdir, "--profile", str(REPO / "profiles" / "slurm"), "submission", *extra, cores=None
+    )
     # SIGINT, not SIGTERM: snakemake ignores SIGTERM while it waits on jobs.
     result = subprocess.run(
         ["timeout", "-s", "INT", "-k", "30", str(TIMEOUT), *command],
@@ -71,14 +59,14 @@ def run_profile(workdir: Path, *extra: str) -> tuple[str, dict[str, list[str]]]:
     (workdir / f"snakemake-{len(list(workdir.glob('snakemake-*.log')))}.log").write_text(output)
     assert result.returncode == 0, f"snakemake failed ({result.returncode}):\n{output[-6000:]}"
     jobs: dict[str, list[str]] = {}
-    rule = None
-    for line in output.splitlines():
-        found = re.match(r"\s*(?:local)?rule (\w+):", line)
-        if found:
-            rule = found.group(1)
-        submitted = re.search(r"submitted with SLURM jobid (\d+)", line)
-        if submitted and rule:
-            jobs.setdefault(rule, []).append(submitted.group(1))
+    for rule, wildcards in re.findall(
+        r"submitted with SLURM jobid \d+ \(log: \S*/slurm_logs/rule_(\w+)/(?:(\S+)/)?\d+\.log",
+        output,
+    ):
+        jobs.setdefault(rule, []).append(wildcards)
+    print(f"SLURM jobs of this invocation ({sum(map(len, jobs.values()))}):")
+    for rule, instances in sorted(jobs.items()):
+        print(f"  {rule}: {', '.join(sorted(w or '-' for w in instances))}")
     return output, jobs
 
 
@@ -87,11 +75,12 @@ def test_every_rule_runs_as_a_slurm_job_and_gpu_rules_get_a_gpu(workdir):
     ran = set(re.findall(r"^\s*rule (\w+):", output, flags=re.M))
     assert ran - LOCAL_RULES, "no rule ran"
     assert ran - LOCAL_RULES <= set(jobs), f"rules not submitted to SLURM: {ran - set(jobs)}"
+    assert len(jobs["train_model"]) == 2  # both experiments
     for rule in GPU_RULES & set(jobs):
         for log in (workdir / "logs").glob(f"{rule}/*.log"):
             text = log.read_text()
             assert re.search(r"SLURM_JOB_ID=\d+", text), log
-            assert "CUDA_VISIBLE_DEVICES=0" in text, f"{log}: no GPU given"
+            assert re.search(r"CUDA_VISIBLE_DEVICES=\d", text), f"{log}: no GPU given"
     submission = next((workdir / "results" / "submission").glob("*.csv"))
     frame = pd.read_csv(submission)
     assert list(frame.columns) == ["Id", "Predicted"]
@@ -107,8 +96,15 @@ def test_changing_one_experiment_reruns_only_its_chain(workdir):
     config["experiments"][name].setdefault("train", {})["learning_rate"] = 0.0123
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     _, jobs = run_profile(workdir)
-    submitted = {rule for rule in jobs}
-    assert submitted == {"train_model", "predict_model", "evaluate_model"} | (
-        submitted & {"write_submission", "blend_predictions", "build_leaderboard"}
-    )
-    assert len(jobs["train_model"]) == 1
+    blends = sorted(config["blends"])
+    chain = {name, *blends}
+    expected = {
+        "train_model": [name],
+        "predict_model": [name],
+        "blend_predictions": sorted(f"{b}_{split}" for b in blends for split in ("test", "val")),
+        "evaluate_model": sorted(chain),
+        "write_submission": sorted(chain),
+        "build_leaderboard": ["-"],
+        "select_submission": ["-"],
+    }
+    assert {rule: sorted(w or "-" for w in found) for rule, found in jobs.items()} == expected

@@ -12,8 +12,9 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 
-def run_snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the repository's workflow with ``workdir`` as working directory."""
+def snakemake_command(workdir: Path, *args: str, cores: int | None = 2) -> list[str]:
+    """The command that runs the repository's workflow in ``workdir`` with its config.yaml
+    (``cores=None`` when a profile sets them)."""
     command = [
         str(SNAKEMAKE),
         "--snakefile",
@@ -22,13 +23,22 @@ def run_snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.C
         str(workdir),
         "--configfile",
         str(workdir / "config.yaml"),
-        "--cores",
-        "2",
-        *args,
     ]
+    if cores is not None:
+        command += ["--cores", str(cores)]
+    return [*command, *args]
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the repository's workflow with ``workdir`` as working directory."""
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, env=environment, check=False
+        snakemake_command(workdir, *args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+        check=False,
     )
 
 

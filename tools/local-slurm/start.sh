@@ -2,7 +2,7 @@
 # Start a real single-node SLURM cluster on this machine, for testing profiles/slurm.
 #
 #   tools/local-slurm/start.sh [STATE_DIR]      (default: .local-slurm in the current folder)
-#   export SLURM_CONF=STATE_DIR/slurm.conf      (printed at the end; sbatch/squeue need it)
+#   (writes /etc/slurm/slurm.conf and gres.conf, which every SLURM command reads)
 #   tools/local-slurm/stop.sh [STATE_DIR]
 #
 # Installs Debian's slurm-wlm and munge when missing (needs root), writes slurm.conf and
@@ -61,7 +61,20 @@ for i in $(seq 0 $((N_GPUS - 1))); do
     [ -e "$STATE_DIR/devices/gpu$i" ] || mknod -m 666 "$STATE_DIR/devices/gpu$i" c 1 3
 done
 
+# Job steps (srun inside a job) do not see SLURM_CONF (the executor plugin strips SLURM_*
+# variables), so the daemons and every client read the standard /etc/slurm/slurm.conf.
+# An existing one that this script did not write is never overwritten.
+CONF_DIR=/etc/slurm
+MARKER="# written by tools/local-slurm/start.sh"
+mkdir -p "$CONF_DIR"
+for name in slurm.conf gres.conf; do
+    if [ -f "$CONF_DIR/$name" ] && ! head -n1 "$CONF_DIR/$name" | grep -qF "$MARKER"; then
+        fail "$CONF_DIR/$name exists and is not ours: this script only runs on a machine without SLURM"
+    fi
+done
+
 cat >"$STATE_DIR/slurm.conf" <<CONF
+$MARKER
 ClusterName=local
 SlurmctldHost=localhost
 SlurmUser=root
@@ -88,10 +101,12 @@ NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory_mb Gres=gpu:
 PartitionName=main Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONF
 cat >"$STATE_DIR/gres.conf" <<CONF
+$MARKER
 NodeName=localhost Name=gpu File=$STATE_DIR/devices/gpu[0-$((N_GPUS - 1))]
 CONF
 
-export SLURM_CONF="$STATE_DIR/slurm.conf"
+cp "$STATE_DIR/slurm.conf" "$STATE_DIR/gres.conf" "$CONF_DIR/"
+export SLURM_CONF="$CONF_DIR/slurm.conf"
 slurmctld -i
 slurmd -N localhost
 log "slurmctld pid $(cat "$STATE_DIR/slurmctld.pid" 2>/dev/null || echo ?), slurmd pid $(cat "$STATE_DIR/slurmd.pid" 2>/dev/null || echo ?)"
@@ -114,4 +129,4 @@ case "$state" in
         ;;
 esac
 log "cluster up: node localhost $state, $cpus CPUs, ${memory_mb} MB, $N_GPUS fake GPUs"
-echo "export SLURM_CONF=$STATE_DIR/slurm.conf"
+echo "export SLURM_CONF=$CONF_DIR/slurm.conf"

@@ -25,4 +25,10 @@ stop_pid_file() {
 stop_pid_file slurmd "$STATE_DIR/slurmd.pid"
 stop_pid_file slurmctld "$STATE_DIR/slurmctld.pid"
 stop_pid_file munged "$STATE_DIR/munged.pid"  # only present when start.sh started it
+# The configs start.sh put in /etc/slurm (recognised by their first line), nothing else.
+for name in slurm.conf gres.conf; do
+    if head -n1 "/etc/slurm/$name" 2>/dev/null | grep -qF "# written by tools/local-slurm/start.sh"; then
+        rm -f "/etc/slurm/$name"
+    fi
+done
 exit 0
