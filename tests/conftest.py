@@ -25,3 +25,15 @@ def tiny_demo(tmp_path_factory) -> tuple[DatasetLayout, Path, dict]:
     base = tmp_path_factory.mktemp("tiny-demo")
     summary = generate_demo_dataset(base / "glc22", base / "truth", spec_for("tiny"), workers=1)
     return DatasetLayout(base / "glc22"), base / "truth", summary
+
+
+@pytest.fixture(scope="session")
+def tables(tiny_demo, tmp_path_factory) -> dict[str, Path]:
+    """The tiny demo's observation tables by split (what the extraction steps read)."""
+    from geolifeclef.observations import ingest_observations
+
+    layout, _, _ = tiny_demo
+    folder = tmp_path_factory.mktemp("tiny-tables")
+    paths = {split: folder / f"{split}.parquet" for split in ("train", "val", "test")}
+    ingest_observations(layout, paths)
+    return paths

@@ -67,16 +67,6 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 PASSWORD = "hunter2-Pa55w0rd"
 
 
-@pytest.fixture(scope="module")
-def tables(tiny_demo, tmp_path_factory) -> dict[str, Path]:
-    """The tiny demo's observation tables (what the extraction steps read)."""
-    layout, _, _ = tiny_demo
-    folder = tmp_path_factory.mktemp("fault-tables")
-    paths = {split: folder / f"{split}.parquet" for split in ("train", "val", "test")}
-    ingest_observations(layout, paths)
-    return paths
-
-
 def _assert_names_file_and_fix(error: Exception, path: Path) -> None:
     message = str(error)
     assert str(path) in message, message

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from geolifeclef.layout import DatasetLayout
-from geolifeclef.observations import ingest_observations
 from geolifeclef.patch_cache import (
     CACHE_DTYPES,
     MODALITIES,
@@ -27,15 +26,6 @@ from geolifeclef.patch_cache import (
 from geolifeclef.patch_files import PatchFileError, read_patch
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tables(tiny_demo, tmp_path_factory) -> dict[str, Path]:
-    layout, _, _ = tiny_demo
-    folder = tmp_path_factory.mktemp("observations")
-    paths = {split: folder / f"{split}.parquet" for split in ("train", "val", "test")}
-    ingest_observations(layout, paths)
-    return paths
 
 
 @pytest.fixture
