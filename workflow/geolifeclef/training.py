@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -413,7 +414,12 @@ def train(
         model.train()
         started, seen, total_loss, batches = time.perf_counter(), 0, 0.0, 0
         n_batches = len(loader) if hasattr(loader, "__len__") else None
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=rank != 0)
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=rank != 0,
+            mininterval=1 if sys.stderr.isatty() else 15,  # a log file gets a line per 15 s
+        )
         for step, batch in enumerate(bar):
             progress = epoch + (step / n_batches if n_batches else 0.0)
             for group in optimizer.param_groups:
@@ -438,7 +444,9 @@ def train(
             total_loss += float(loss.detach())
             batches += 1
             rate = seen / max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix(loss=f"{total_loss / batches:.3f}", samples_s=f"{rate:.0f}")
+            bar.set_postfix(
+                loss=f"{total_loss / batches:.3f}", samples_s=f"{rate:.0f}", refresh=False
+            )
         metrics = {
             "train_loss": total_loss / max(batches, 1),
             "learning_rate": optimizer.param_groups[0]["lr"],
