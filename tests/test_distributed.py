@@ -33,9 +33,10 @@ WORKER = textwrap.dedent(
     state = train(model, loader, loader(99), config, np.bincount(y, minlength=6),
                   f"{out}/ckpt.pt", f"{out}/best.pt")
     weights = model.head[1].weight.detach()
-    print(json.dumps({"rank": rank, "world": world, "epochs": state.epoch,
-                      "ddp": torch.distributed.is_initialized(),
-                      "weight_sum": float(weights.sum())}))
+    report = {"rank": rank, "world": world, "epochs": state.epoch,
+              "ddp": torch.distributed.is_initialized(), "weight_sum": float(weights.sum())}
+    with open(f"{out}/rank{rank}.json", "w") as handle:  # not stdout: ranks interleave there
+        json.dump(report, handle)
     """
 )
 
@@ -58,7 +59,7 @@ def test_two_processes_train_together_under_torchrun(tmp_path):
         env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    reports = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    reports = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank*.json"))]
     assert sorted(r["rank"] for r in reports) == [0, 1]
     assert all(r["world"] == 2 and r["ddp"] and r["epochs"] == 2 for r in reports)
     # DistributedDataParallel keeps the replicas identical.
