@@ -1,8 +1,9 @@
 """An experiment end to end: settings from the config -> trained model -> predictions.
 
 The rules ``train_model`` and ``predict_model`` call :func:`run_training` and
-:func:`run_prediction` with a :class:`JobPaths` of their inputs and outputs. Both also run
-outside Snakemake (and under torchrun for several GPUs)::
+:func:`run_prediction` with a job dict of their settings, inputs and outputs (see
+``workflow/scripts/train_model.py``). Both also run outside Snakemake, from the job written
+as JSON (and so under torchrun for several GPUs)::
 
     python -m geolifeclef.experiment train job.json
     python -m geolifeclef.experiment predict job.json
@@ -33,7 +34,7 @@ TABULAR_SIZES = {
     "landcover_shares": N_LANDCOVER_CODES,
     "altitude_stats": 4,
 }
-"""Width of each tabular feature group (see :func:`tabular_features`)."""
+"""Width of each tabular feature group, in the order ``ModelBatch`` concatenates them."""
 
 
 # --------------------------------------------------------------------------------------
