@@ -34,6 +34,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from .atomic import atomic_path
+from .environment import pixel_indices
 from .layout import (
     CSV_SEPARATOR,
     ENV_VARIABLES,
@@ -286,13 +287,6 @@ def write_rasters(
 # --------------------------------------------------------------------------------------
 
 
-def _pixel_of(grid: RegionGrid, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    inverse = ~grid.transform
-    col = inverse.a * lon + inverse.b * lat + inverse.c
-    row = inverse.d * lon + inverse.e * lat + inverse.f
-    return np.floor(row).astype(np.int64), np.floor(col).astype(np.int64)
-
-
 def sample_sites(
     grid: RegionGrid, n: dict[str, int], spec: DemoSpec, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
@@ -324,8 +318,7 @@ def sample_sites(
         cluster = rng.choice(n_clusters, batch, p=weight)
         lon = centre_lon[cluster] + rng.standard_normal(batch) * spread[cluster]
         lat = centre_lat[cluster] + rng.standard_normal(batch) * spread[cluster] * 0.75
-        row, col = _pixel_of(grid, lon, lat)
-        inside = (row >= 0) & (row < grid.land.shape[0]) & (col >= 0) & (col < grid.land.shape[1])
+        row, col, inside = pixel_indices(grid.transform, lon, lat, *grid.land.shape)
         on_land = np.zeros(batch, dtype=bool)
         on_land[inside] = grid.land[row[inside], col[inside]]
         # A few coastal points fall in a sea pixel (NaN env values), as in the real data.
@@ -660,7 +653,9 @@ def generate_demo_dataset(root: Path, truth_dir: Path, spec: DemoSpec, workers: 
         written = write_rasters(layout, grid, raster_values(grid, rng))
         sites = sample_sites(grid, region_n[region], spec, rng)
         for split, lonlat in sites.items():
-            row, col = _pixel_of(grid, lonlat[:, 0], lonlat[:, 1])
+            row, col, _ = pixel_indices(
+                grid.transform, lonlat[:, 0], lonlat[:, 1], *grid.land.shape
+            )
             site_lonlat.append(lonlat)
             site_env.append({k: v[row, col] for k, v in grid.fields.items()})
             site_split.append(np.full(len(lonlat), split))
@@ -762,11 +757,11 @@ def generate_demo_dataset(root: Path, truth_dir: Path, spec: DemoSpec, workers: 
 
 def summarize_truth(ids, split, species_id, truth_rows, truth, spec: DemoSpec) -> dict:
     """Bayes-optimal and constant-predictor top-30 errors of the drawn dataset."""
-    from .metrics import expected_top_k_error, top_k_error
+    from .metrics import expected_top_k_error, top_k, top_k_error
 
     k = 30
     train_counts = np.bincount(species_id[split == "train"], minlength=spec.n_species)
-    most_frequent = np.argsort(-train_counts, kind="stable")[:k]
+    most_frequent = top_k(train_counts[None, :], k)[0][0]
     summary: dict = {
         "spec": asdict(spec),
         "n_observations": {s: int((split == s).sum()) for s in ("train", "val", "test")},
@@ -774,7 +769,7 @@ def summarize_truth(ids, split, species_id, truth_rows, truth, spec: DemoSpec) -
     for subset in ("val", "test"):
         rows = np.flatnonzero(split[truth_rows] == subset)
         p = truth[rows]
-        bayes_sets = np.argsort(-p, axis=1, kind="stable")[:, :k]
+        bayes_sets = top_k(p, k)[0]
         labels = species_id[truth_rows[rows]]
         constant_sets = np.broadcast_to(most_frequent, (len(rows), k))
         summary[subset] = {

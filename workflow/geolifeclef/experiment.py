@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
+from .class_frequency import read_species_table
 from .layout import ENV_VARIABLES, N_LANDCOVER_CODES
 from .models import CnnConfig, MlpConfig, ModelConfig, build_model
 from .training import AugmentConfig, TrainConfig
@@ -240,7 +240,7 @@ def _loader(dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int
 
 def load_species_counts(species_table: str | Path) -> np.ndarray:
     """Train observations per species id (index = species id = class index)."""
-    table = pd.read_parquet(species_table)
+    table = read_species_table(species_table)
     counts = np.zeros(int(table["species_id"].max()) + 1, dtype=np.int64)
     counts[table["species_id"].to_numpy()] = table["train_count"].to_numpy()
     return counts
@@ -377,14 +377,14 @@ def load_trained(path: str | Path) -> tuple[ExperimentSettings, torch.nn.Module]
 
 def run_prediction(job: dict) -> None:
     """Write the top-K predictions of a trained experiment for each split of ``job``."""
-    from .predictions import PredictionWriter
+    from .predictions import PredictionWriter, table_k
     from .training import pick_device, predict_scores
 
     settings, model = load_trained(job["model"])
     device = pick_device()
     model.to(device)
     species = np.arange(settings.model.n_classes)
-    k = min(job["top_k"], len(species))  # a small demo may have fewer species than top_k
+    k = table_k(job["top_k"], len(species))
     for split, output in job["outputs"].items():
         dataset = _dataset(job, split, settings)
         loader = _loader(dataset, 512, settings.train.num_workers, False, 0)

@@ -26,6 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .atomic import atomic_path
+from .metrics import hits, top_k
 
 log = logging.getLogger(__name__)
 
@@ -360,14 +361,15 @@ def evaluate_top_k(
     model: nn.Module, loader: Iterable[dict], device: torch.device, ks=(1, 5, 10, 30)
 ) -> dict[str, float]:
     """Top-k errors on a labelled loader, without keeping the score matrix."""
-    hits = dict.fromkeys(ks, 0)
+    found = dict.fromkeys(ks, 0)
     total = 0
     for _, probabilities, labels in predict_scores(model, loader, device):
-        top = np.argsort(-probabilities, axis=1, kind="stable")[:, : max(ks)]
+        width = probabilities.shape[1]  # with fewer classes than k, every class is in the set
+        best, _ = top_k(probabilities, min(max(ks), width))
         for k in ks:
-            hits[k] += int((top[:, :k] == labels[:, None]).any(axis=1).sum())
+            found[k] += int(hits(best, labels, min(k, width)).sum())
         total += len(labels)
-    return {f"val_top{k}_error": 1.0 - hits[k] / max(total, 1) for k in ks}
+    return {f"val_top{k}_error": 1.0 - found[k] / max(total, 1) for k in ks}
 
 
 def train(
