@@ -28,18 +28,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from geolifeclef.dataset import GlcDataset, make_loader
 from geolifeclef.demo import generate_demo_dataset, spec_for
-from geolifeclef.environment import build_env_table
-from geolifeclef.layout import ENV_VARIABLES, DatasetLayout
+from geolifeclef.env_table import build_env_table
+from geolifeclef.layout import CONTINUOUS_MODALITIES, ENV_VARIABLES, MODALITIES, DatasetLayout
+from geolifeclef.normalization import write_normalization_stats
 from geolifeclef.observations import ingest_observations
-from geolifeclef.patch_cache import (
-    CONTINUOUS_MODALITIES,
-    MODALITIES,
-    CacheSpec,
-    build_patch_cache,
-    transform_patch,
-    write_normalization_stats,
-)
+from geolifeclef.patch_cache import CacheSpec, build_patch_cache
 from geolifeclef.patch_files import read_patch
+from geolifeclef.patch_geometry import transform_patch
 
 
 class DecodingDataset(Dataset):

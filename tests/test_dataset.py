@@ -8,27 +8,18 @@ import pytest
 import torch
 
 from geolifeclef.dataset import GlcDataset, make_loader
-from geolifeclef.environment import build_env_patches, build_env_table
-from geolifeclef.layout import ENV_VARIABLES
-from geolifeclef.observations import ingest_observations
-from geolifeclef.patch_cache import (
-    MODALITIES,
-    CacheSpec,
-    build_patch_cache,
-    open_patch_cache,
-    write_normalization_stats,
-)
+from geolifeclef.env_table import build_env_table
+from geolifeclef.env_windows import build_env_patches
+from geolifeclef.layout import ENV_VARIABLES, MODALITIES
+from geolifeclef.normalization import write_normalization_stats
+from geolifeclef.patch_cache import CacheSpec, build_patch_cache, open_patch_cache
 
 
 @pytest.fixture(scope="module")
-def extracted(tiny_demo, tmp_path_factory) -> dict:
+def extracted(tiny_demo, tables, tmp_path_factory) -> dict:
     """Everything the extraction stage writes, for the tiny demo."""
     layout, _, _ = tiny_demo
     base = tmp_path_factory.mktemp("extracted")
-    tables = {
-        split: base / "observations" / f"{split}.parquet" for split in ("train", "val", "test")
-    }
-    ingest_observations(layout, tables)
     env_table = base / "env_values.parquet"
     build_env_table(layout, list(tables.values()), env_table)
     build_env_patches(layout, list(tables.values()), base / "env_patches", size=4)

@@ -7,10 +7,9 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from geolifeclef import environment as env
+from geolifeclef import env_table, env_windows, rasters
 from geolifeclef.errors import InputDataError
 from geolifeclef.layout import ENV_VARIABLES, DatasetLayout
-from geolifeclef.observations import ingest_observations
 
 # --------------------------------------------------------------------------------------
 # Synthetic rasters with every kind of storage and mask the extraction must handle
@@ -117,7 +116,7 @@ def test_sample_raster_equals_rasterio_sample(tmp_path, kind, window_bytes):
     path = tmp_path / f"{kind}.tif"
     write_raster(path, kind)
     xs, ys = edge_points(kind)
-    values, outside = env.sample_raster(path, xs, ys, window_bytes=window_bytes)
+    values, outside = rasters.sample_raster(path, xs, ys, window_bytes=window_bytes)
     expected = rasterio_samples(path, xs, ys)
     assert values.dtype == np.float32
     np.testing.assert_array_equal(values, expected)
@@ -138,7 +137,7 @@ def test_sample_raster_equals_reference_extractor_inside(tmp_path):
             row, col = dataset.index(x, y)
             inside = 0 <= row < dataset.height and 0 <= col < dataset.width
             expected.append(whole[row, col] if inside else np.nan)
-    values, _ = env.sample_raster(path, xs, ys)
+    values, _ = rasters.sample_raster(path, xs, ys)
     np.testing.assert_array_equal(values, np.array(expected, dtype=np.float32))
 
 
@@ -150,18 +149,18 @@ def test_points_outside_get_nan_and_never_wrap_around(tmp_path):
     cols = np.array([-0.5, width + 0.5, 10.5, 10.5, width - 0.5])
     rows = np.array([10.5, 10.5, -0.5, height + 0.5, 10.5])
     xs, ys = to_coordinates(transform, cols, rows)
-    sampled, outside = env.sample_raster(path, xs, ys)
+    sampled, outside = rasters.sample_raster(path, xs, ys)
     assert outside == 4
     assert np.isnan(sampled[:4]).all()
     assert sampled[4] == values[10, width - 1]
 
 
 def test_window_plan_reads_block_aligned_windows_within_budget():
-    grid = env.RasterGrid(from_origin(0, 10, 0.1, 0.1), 1000, 3000, 1, 3000, 4)
-    rows, cols = env.window_shape(grid, 64 * 2**20)
+    grid = rasters.RasterGrid(from_origin(0, 10, 0.1, 0.1), 1000, 3000, 1, 3000, 4)
+    rows, cols = rasters.window_shape(grid, 64 * 2**20)
     assert cols == 3000 and rows * cols * 4 <= 64 * 2**20
-    tiled = env.RasterGrid(from_origin(0, 10, 0.1, 0.1), 100_000, 200_000, 256, 256, 4)
-    rows, cols = env.window_shape(tiled, 64 * 2**20)
+    tiled = rasters.RasterGrid(from_origin(0, 10, 0.1, 0.1), 100_000, 200_000, 256, 256, 4)
+    rows, cols = rasters.window_shape(tiled, 64 * 2**20)
     assert rows % 256 == 0 and cols % 256 == 0 and rows * cols * 4 <= 64 * 2**20
 
 
@@ -170,14 +169,12 @@ def test_window_plan_reads_block_aligned_windows_within_budget():
 # --------------------------------------------------------------------------------------
 
 
-def test_env_table_equals_the_demo_pre_extracted_csv(tiny_demo, tmp_path):
+def test_env_table_equals_the_demo_pre_extracted_csv(tiny_demo, tables, tmp_path):
     layout, _, _ = tiny_demo
-    tables = {split: tmp_path / f"{split}.parquet" for split in ("train", "val", "test")}
-    ingest_observations(layout, tables)
     output = tmp_path / "env_values.parquet"
-    env.build_env_table(layout, list(tables.values()), output, workers=2)
+    env_table.build_env_table(layout, list(tables.values()), output, workers=2)
     table = pq.read_table(output)
-    assert table.schema == env.ENV_SCHEMA
+    assert table.schema == env_table.ENV_SCHEMA
     got = table.to_pandas()
     n_observations = sum(len(pd.read_parquet(t)) for t in tables.values())
     assert len(got) == n_observations and got["observation_id"].is_monotonic_increasing
@@ -187,7 +184,9 @@ def test_env_table_equals_the_demo_pre_extracted_csv(tiny_demo, tmp_path):
     np.testing.assert_array_equal(values, expected)
     assert np.isnan(values).any()  # coastal points: the NaN semantics were exercised
     # The pre_extracted source gives the same table.
-    env.build_env_table(layout, list(tables.values()), tmp_path / "pre.parquet", "pre_extracted")
+    env_table.build_env_table(
+        layout, list(tables.values()), tmp_path / "pre.parquet", "pre_extracted"
+    )
     pre = pd.read_parquet(tmp_path / "pre.parquet")
     np.testing.assert_array_equal(pre[list(ENV_VARIABLES)].to_numpy(), values)
 
@@ -216,7 +215,7 @@ def test_fr_raster_when_longitude_above_minus_ten_else_usa(tmp_path):
     layout = _two_region_layout(tmp_path, fr_value=1.0, us_value=2.0)
     longitude = np.array([-9.999, -10.0, -10.001, -0.5, -19.5, 5.0])
     latitude = np.full(6, 45.0)
-    values, report = env.extract_environment(
+    values, report = env_table.extract_environment(
         layout, longitude, latitude, variables=("bio_1",), progress=False
     )
     np.testing.assert_array_equal(values[:, 0], [1.0, 2.0, 2.0, 1.0, 2.0, np.nan])
@@ -228,24 +227,26 @@ def test_missing_raster_and_projected_raster_are_named(tmp_path):
     layout = _two_region_layout(tmp_path, 1.0, 2.0)
     layout.raster("bio_1", "us").unlink()
     with pytest.raises(InputDataError, match="bio_1_USA.tif: raster is missing"):
-        env.extract_environment(layout, np.array([-50.0]), np.array([45.0]), variables=("bio_1",))
+        env_table.extract_environment(
+            layout, np.array([-50.0]), np.array([45.0]), variables=("bio_1",)
+        )
     with rasterio.open(layout.raster("bio_1", "fr"), "r+") as dataset:
         dataset.crs = "EPSG:3857"
     with pytest.raises(InputDataError, match="projected CRS"):
-        env.sample_raster(layout.raster("bio_1", "fr"), np.array([-5.0]), np.array([45.0]))
+        rasters.sample_raster(layout.raster("bio_1", "fr"), np.array([-5.0]), np.array([45.0]))
 
 
 def test_pre_extracted_csv_errors_name_the_file(tmp_path):
     path = tmp_path / "environmental_vectors.csv"
     header = ";".join(["observation_id", *ENV_VARIABLES])
     path.write_text(header + "\n10000001;" + ";".join(["1.5"] * 27) + "\n")
-    values = env.read_pre_extracted(path, np.array([10000001]))
+    values = env_table.read_pre_extracted(path, np.array([10000001]))
     assert values.dtype == np.float32 and values.shape == (1, 27) and values[0, 0] == 1.5
     with pytest.raises(InputDataError, match="1 observations have no row: 10000002"):
-        env.read_pre_extracted(path, np.array([10000001, 10000002]))
+        env_table.read_pre_extracted(path, np.array([10000001, 10000002]))
     path.write_text(header.replace(";", ",") + "\n")
     with pytest.raises(InputDataError, match="line 1"):
-        env.read_pre_extracted(path, np.array([10000001]))
+        env_table.read_pre_extracted(path, np.array([10000001]))
 
 
 # --------------------------------------------------------------------------------------
@@ -276,7 +277,7 @@ def test_env_windows_are_nan_padded_at_raster_edges(tmp_path, size, window_bytes
         write_raster(layout.raster("bio_1", region), kind)
     xs, ys = edge_points(kind, n_random=150)
     output = tmp_path / "windows.npy"
-    report = env.extract_env_windows(
+    report = env_windows.extract_env_windows(
         layout,
         xs,
         ys,
@@ -292,7 +293,7 @@ def test_env_windows_are_nan_padded_at_raster_edges(tmp_path, size, window_bytes
     np.testing.assert_array_equal(windows[:, 0], expected)
     assert report.outside["bio_1_FR.tif"] > 0
     # The point's own pixel is at index size // 2: the same value as the point extraction.
-    values, _ = env.sample_raster(layout.raster("bio_1", "fr"), xs, ys)
+    values, _ = rasters.sample_raster(layout.raster("bio_1", "fr"), xs, ys)
     np.testing.assert_array_equal(windows[:, 0, size // 2, size // 2], values)
     assert not output.with_name(output.name + ".by-variable.npy").exists()
 
@@ -305,7 +306,9 @@ def test_even_windows_match_the_organizers_slices(tmp_path):
     _, nodata, _, height, width, transform = RASTER_KINDS["int16_striped"]
     rows, cols = np.array([10, 20, 4]), np.array([10, 30, 48])
     xs, ys = to_coordinates(transform, cols + 0.5, rows + 0.5)
-    env.extract_env_windows(layout, xs, ys, 8, tmp_path / "w.npy", ("bio_1",), progress=False)
+    env_windows.extract_env_windows(
+        layout, xs, ys, 8, tmp_path / "w.npy", ("bio_1",), progress=False
+    )
     windows = np.load(tmp_path / "w.npy")
     whole = np.where(values == nodata, np.nan, values.astype(np.float32))
     for i, (row, col) in enumerate(zip(rows, cols, strict=True)):

@@ -53,7 +53,7 @@ from faults_helpers import (
 from snakemake.utils import validate
 from test_workflow import run_snakemake, snakemake_command
 
-from geolifeclef.environment import build_env_table, read_env_table
+from geolifeclef.env_table import build_env_table, read_env_table
 from geolifeclef.errors import InputDataError
 from geolifeclef.layout import DatasetLayout
 from geolifeclef.observations import ingest_observations, read_observation_csv

@@ -12,18 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geolifeclef.layout import DatasetLayout
-from geolifeclef.patch_cache import (
-    CACHE_DTYPES,
-    MODALITIES,
-    CacheSpec,
-    build_patch_cache,
-    check_geometry,
-    open_patch_cache,
-    transform_patch,
-    write_normalization_stats,
-)
+from geolifeclef.layout import MODALITIES, PATCH_ARRAY_DTYPES, DatasetLayout
+from geolifeclef.normalization import write_normalization_stats
+from geolifeclef.patch_cache import CacheSpec, build_patch_cache, open_patch_cache
 from geolifeclef.patch_files import PatchFileError, read_patch
+from geolifeclef.patch_geometry import check_geometry, transform_patch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +48,7 @@ def assert_cache_matches_files(cache_dir, layout, observations, size, mode) -> N
     np.testing.assert_array_equal(cache.index["row"], np.arange(len(ids)))
     for modality in cache.modalities:
         array = cache.array(modality)
-        assert array.dtype == CACHE_DTYPES[modality]
+        assert array.dtype == PATCH_ARRAY_DTYPES[modality]
         assert array.shape[2:] == (size, size)
         np.testing.assert_array_equal(array, expected_rows(layout, ids, modality, size, mode))
 
@@ -121,10 +114,10 @@ def test_real_sample_patches_round_trip(sample_layout, tmp_path):
 def test_crop_and_resize_shapes(modality, size, mode):
     rng = np.random.default_rng(0)
     shape = (64, 64, 3) if modality == "rgb" else (64, 64)
-    array = rng.integers(0, 30, shape).astype(CACHE_DTYPES[modality])
+    array = rng.integers(0, 30, shape).astype(PATCH_ARRAY_DTYPES[modality])
     out = transform_patch(array, modality, size, mode)
     channels = 3 if modality == "rgb" else 1
-    assert out.shape == (channels, size, size) and out.dtype == CACHE_DTYPES[modality]
+    assert out.shape == (channels, size, size) and out.dtype == PATCH_ARRAY_DTYPES[modality]
     hwc = array if array.ndim == 3 else array[..., None]
     if mode == "crop":
         start = (64 - size) // 2

@@ -23,7 +23,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.neighbors import BallTree
 from tqdm import tqdm
 
-from .errors import InputDataError
+from .errors import MAX_LISTED, InputDataError
 from .layout import ENV_VARIABLES
 from .metrics import top_k
 from .predictions import Predictions
@@ -158,7 +158,7 @@ def feature_matrix(
         raise InputDataError(
             source,
             f"no environmental values for {absent.sum()} observation(s), e.g. "
-            f"{ids[absent][:5].tolist()}",
+            f"{ids[absent][:MAX_LISTED].tolist()}",
             "rerun extract_env so that it covers every observation of train, val and test",
         )
     features = values.loc[ids].to_numpy(dtype=np.float32)

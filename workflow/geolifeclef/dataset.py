@@ -42,9 +42,10 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .environment import ENV_PATCH_IDS, ENV_PATCH_VALUES
-from .layout import ENV_VARIABLES
-from .patch_cache import CONTINUOUS_MODALITIES, open_patch_cache
+from .env_windows import ENV_PATCH_IDS, ENV_PATCH_VALUES
+from .errors import MAX_LISTED
+from .layout import CONTINUOUS_MODALITIES, ENV_VARIABLES
+from .patch_cache import open_patch_cache
 
 Batch = dict[str, torch.Tensor]
 
@@ -165,7 +166,8 @@ class GlcDataset(Dataset):
         missing = np.setdiff1d(self.observation_ids, env.index.to_numpy())
         if len(missing):
             raise KeyError(
-                f"{env_table} has no row for {len(missing)} observations (first: {missing[:5]}); "
+                f"{env_table} has no row for {len(missing)} observations "
+                f"(first: {missing[:MAX_LISTED]}); "
                 "rebuild it with: snakemake results/environment/env_values.parquet"
             )
         return env.loc[self.observation_ids, list(ENV_VARIABLES)].to_numpy(np.float32)

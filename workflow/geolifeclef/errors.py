@@ -1,6 +1,17 @@
 """Errors about the user's input data: each names the file, where in it, and the fix."""
 
+from collections.abc import Iterable
 from pathlib import Path
+
+MAX_LISTED = 5
+"""Examples an error message lists before "and N more" (the log lists them all)."""
+
+
+def listed(values: Iterable, limit: int = MAX_LISTED, separator: str = ", ") -> str:
+    """``'a, b, c and 4 more'``: the first ``limit`` values of a problem, then a count."""
+    values = list(values)
+    shown = separator.join(str(v) for v in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
 
 
 class InputDataError(ValueError):

@@ -63,6 +63,15 @@ PATCH_DTYPES = {
 }
 """Patch modality -> dtype (with byte order) of the real files."""
 
+MODALITIES = tuple(PATCH_SUFFIXES)
+"""Patch modalities, in the order of the archive: rgb, near_ir, altitude, landcover."""
+
+CONTINUOUS_MODALITIES = ("rgb", "near_ir", "altitude")
+"""Modalities that are quantities (normalised by mean/std); landcover holds categories."""
+
+PATCH_ARRAY_DTYPES = {m: dtype.newbyteorder("<") for m, dtype in PATCH_DTYPES.items()}
+"""Patch modality -> dtype of its decoded pixels in arrays and caches: the file's, little-endian."""
+
 PATCH_CHANNELS = {"rgb": 3, "near_ir": 1, "altitude": 1, "landcover": 1}
 PATCH_SIZE = 256
 LANDCOVER_CODES = {"fr": tuple(range(1, 18)), "us": tuple(range(20, 33))}

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .atomic import atomic_path
-from .errors import InputDataError
+from .errors import InputDataError, listed
 from .layout import (
     CSV_SEPARATOR,
     OBSERVATION_ID_DIGITS,
@@ -38,8 +38,6 @@ REGION_EXTENT = {
     "fr": (38.0, 53.0, -10.0, 12.0),
     "us": (17.0, 52.0, -130.0, -60.0),
 }
-MAX_LISTED = 5
-"""How many offending lines an error message lists before it says "and N more"."""
 
 OBSERVATION_SCHEMA = pa.schema(
     [
@@ -55,9 +53,7 @@ OBSERVATION_SCHEMA = pa.schema(
 
 def _lines(rows: np.ndarray) -> str:
     """'line 5, 9 and 3 more' for 0-based data-row positions (header is line 1)."""
-    numbers = [str(int(r) + 2) for r in rows[:MAX_LISTED]]
-    more = f" and {len(rows) - MAX_LISTED} more" if len(rows) > MAX_LISTED else ""
-    return ", ".join(numbers) + more
+    return listed(int(r) + 2 for r in rows)
 
 
 def _fail_rows(path: Path, rows: np.ndarray, problem: str, fix: str) -> None:

@@ -46,23 +46,13 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from .atomic import atomic_path
-from .errors import InputDataError
-from .layout import ENV_VARIABLES, PATCH_CHANNELS, PATCH_SUFFIXES, DatasetLayout
+from .errors import InputDataError, listed
+from .layout import MODALITIES, PATCH_ARRAY_DTYPES, PATCH_CHANNELS, DatasetLayout
 from .patch_files import PatchFileError, read_patch
+from .patch_geometry import MODES, check_geometry, transform_patch
 
 log = logging.getLogger(__name__)
 
-MODALITIES = tuple(PATCH_SUFFIXES)
-"""Patch modalities, in the order of the archive: rgb, near_ir, altitude, landcover."""
-CACHE_DTYPES = {
-    "rgb": np.dtype(np.uint8),
-    "near_ir": np.dtype(np.uint8),
-    "altitude": np.dtype("<i2"),
-    "landcover": np.dtype(np.uint8),
-}
-CONTINUOUS_MODALITIES = ("rgb", "near_ir", "altitude")
-"""Modalities that are quantities (normalised by mean/std); landcover holds categories."""
-MODES = ("crop", "resize")
 BAD_FILE_POLICIES = ("fail", "fill")
 CACHE_VERSION = 1
 INDEX_FILE = "index.parquet"
@@ -71,10 +61,8 @@ CHUNK_BYTES = 32 * 2**20
 """Decoded bytes per work unit of a build (per worker process)."""
 PROBE_OBSERVATIONS = 50
 """Observations tried to find the side length of the source patches."""
-MAX_LISTED = 20
-"""Bad files listed in an error message (the log lists them all)."""
-STATS_MAX_ROWS = 200_000
-"""Cache rows (evenly spaced) that the per-channel statistics are computed from."""
+BAD_FILES_LISTED = 20
+"""Bad files an error message names (the log lists them all)."""
 
 
 @dataclass(frozen=True)
@@ -101,69 +89,9 @@ class CacheSpec:
             raise ValueError(f"patches.size {self.size} must be positive")
 
 
-def check_geometry(source_size: int, size: int, mode: str) -> None:
-    """Refuse a size that the mode cannot produce from ``source_size`` pixel patches."""
-    if size > source_size:
-        raise ValueError(
-            f"patches.size {size} is larger than the source patches ({source_size} px); "
-            f"choose a size <= {source_size}"
-        )
-    if mode == "resize" and source_size % size:
-        divisors = [d for d in range(1, source_size + 1) if source_size % d == 0]
-        raise ValueError(
-            f"patches.mode resize needs a size that divides the source side {source_size}; "
-            f"choose one of {divisors[-6:]}, or patches.mode: crop"
-        )
-
-
 def cache_shape(n: int, modality: str, size: int) -> tuple[int, int, int, int]:
     """Shape of a modality's cache array: (n, channels, size, size)."""
     return (n, PATCH_CHANNELS[modality], size, size)
-
-
-def transform_patch(array: np.ndarray, modality: str, size: int, mode: str) -> np.ndarray:
-    """A decoded patch (HxW or HxWx3, as ``read_patch`` returns it) as a cache row:
-    (channels, size, size) in the cache dtype, centre-cropped or block-resized."""
-    hwc = array if array.ndim == 3 else array[:, :, None]
-    source, channels = hwc.shape[0], hwc.shape[2]
-    if mode == "crop" or size == source:
-        start = (source - size) // 2
-        out = hwc[start : start + size, start : start + size]
-    else:
-        factor = source // size
-        if modality in CONTINUOUS_MODALITIES:
-            out = _block_mean(hwc, factor)
-        else:
-            out = _block_majority(hwc.reshape(size, factor, size, factor, channels))
-    return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=CACHE_DTYPES[modality])
-
-
-def _block_mean(hwc: np.ndarray, factor: int) -> np.ndarray:
-    """Mean of each (factor x factor) block, rounded half up, exact in integer arithmetic.
-
-    Sums strided slices (factor additions per axis) rather than reducing a 5-d view:
-    several times faster, and a build spends its time here for ``resize``.
-    """
-    area = factor * factor
-    small = hwc.dtype == np.uint8 and area * 255 < 2**16
-    rows = hwc[0::factor].astype(np.uint16 if small else np.int64)
-    for i in range(1, factor):
-        rows += hwc[i::factor]
-    sums = rows[:, 0::factor].copy()
-    for j in range(1, factor):
-        sums += rows[:, j::factor]
-    return (sums.astype(np.int64) + area // 2) // area
-
-
-def _block_majority(blocks: np.ndarray) -> np.ndarray:
-    """Most frequent code of each (factor x factor) block, the smallest on ties."""
-    size, factor, _, _, channels = blocks.shape
-    codes = blocks.transpose(0, 2, 4, 1, 3).reshape(-1, factor * factor).astype(np.int64)
-    n_codes = int(codes.max()) + 1
-    cell = np.arange(len(codes))[:, None] * n_codes
-    counts = np.bincount((cell + codes).ravel(), minlength=len(codes) * n_codes)
-    best = counts.reshape(len(codes), n_codes).argmax(axis=1)
-    return best.reshape(size, size, channels)
 
 
 # --------------------------------------------------------------------------------------
@@ -222,7 +150,7 @@ def _build_chunk(task: _ChunkTask) -> tuple[int, np.ndarray, list[BadFile]]:
     flags = np.zeros((n, len(spec.modalities)), dtype=bool)
     bad: list[BadFile] = []
     for j, modality in enumerate(spec.modalities):
-        block = np.zeros(cache_shape(n, modality, spec.size), dtype=CACHE_DTYPES[modality])
+        block = np.zeros(cache_shape(n, modality, spec.size), dtype=PATCH_ARRAY_DTYPES[modality])
         for i, observation_id in enumerate(task.observation_ids):
             path = layout.patch(int(observation_id), modality)
             try:
@@ -320,7 +248,9 @@ def _prepare_scratch(work: Path, manifest: dict, spec: CacheSpec) -> set[int]:
     n = manifest["n"]
     for modality in spec.modalities:
         _create_npy(
-            work / f"{modality}.npy", CACHE_DTYPES[modality], cache_shape(n, modality, spec.size)
+            work / f"{modality}.npy",
+            PATCH_ARRAY_DTYPES[modality],
+            cache_shape(n, modality, spec.size),
         )
     _create_npy(work / "flags.npy", np.dtype(bool), (n, len(spec.modalities)))
     journal.touch()
@@ -331,14 +261,10 @@ def _prepare_scratch(work: Path, manifest: dict, spec: CacheSpec) -> set[int]:
 
 
 def _bad_file_error(bad: list[BadFile]) -> InputDataError:
-    listed = "; ".join(f"{b.path} ({b.problem})" for b in bad[:MAX_LISTED])
-    more = (
-        f"; and {len(bad) - MAX_LISTED} more (all listed in the log)"
-        if len(bad) > MAX_LISTED
-        else ""
-    )
+    files = listed((f"{b.path} ({b.problem})" for b in bad), BAD_FILES_LISTED, "; ")
+    more = " (all listed in the log)" if len(bad) > BAD_FILES_LISTED else ""
     return PatchFileError(
-        Path(bad[0].path), f"{len(bad)} patch files cannot be used: {listed}{more}"
+        Path(bad[0].path), f"{len(bad)} patch files cannot be used: {files}{more}"
     )
 
 
@@ -366,7 +292,7 @@ def build_patch_cache(
     check_geometry(source_size, spec.size, spec.mode)
     report.source_size = source_size
     row_bytes = sum(
-        CACHE_DTYPES[m].itemsize * PATCH_CHANNELS[m] * spec.size**2 for m in spec.modalities
+        PATCH_ARRAY_DTYPES[m].itemsize * PATCH_CHANNELS[m] * spec.size**2 for m in spec.modalities
     )
     chunk_rows = chunk_rows or int(np.clip(CHUNK_BYTES // row_bytes, 1, 512))
     work = output_dir.parent / f".{output_dir.name}.partial"
@@ -480,7 +406,7 @@ def _finish(
         "arrays": {
             m: {
                 "file": f"{m}.npy",
-                "dtype": CACHE_DTYPES[m].str,
+                "dtype": PATCH_ARRAY_DTYPES[m].str,
                 "shape": cache_shape(n, m, spec.size),
             }
             for m in spec.modalities
@@ -549,96 +475,3 @@ def open_patch_cache(directory: str | Path) -> PatchCache:
         )
     index = pq.read_table(directory / INDEX_FILE).to_pandas()
     return PatchCache(directory, meta, index)
-
-
-# --------------------------------------------------------------------------------------
-# Normalisation statistics
-# --------------------------------------------------------------------------------------
-
-
-def _merge_moments(
-    count: float, mean: np.ndarray, m2: np.ndarray, other: tuple[float, np.ndarray, np.ndarray]
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """Chan et al.'s parallel update of (count, mean, sum of squared deviations)."""
-    n_b, mean_b, m2_b = other
-    total = count + n_b
-    delta = mean_b - mean
-    return total, mean + delta * n_b / total, m2 + m2_b + delta**2 * count * n_b / total
-
-
-def patch_statistics(cache: PatchCache, max_rows: int = STATS_MAX_ROWS) -> dict:
-    """Per-channel mean and std (over pixels) of the continuous modalities, and the share of
-    each land-cover code, from the rows without a filled patch (at most ``max_rows`` evenly
-    spaced rows: at full scale a subset estimates them to many digits, at a fraction of IO)."""
-    stats: dict = {"size": cache.size, "mode": cache.meta["mode"]}
-    for modality in cache.modalities:
-        usable = np.flatnonzero(~cache.index[f"filled_{modality}"].to_numpy(bool))
-        if len(usable) > max_rows:
-            usable = usable[np.linspace(0, len(usable) - 1, max_rows).round().astype(np.int64)]
-        array = cache.array(modality)
-        channels = array.shape[1]
-        step = max(1, CHUNK_BYTES // max(1, array[:1].nbytes * 8))
-        if modality not in CONTINUOUS_MODALITIES:
-            counts = np.zeros(256, dtype=np.int64)
-            for start in range(0, len(usable), step):
-                block = array[usable[start : start + step]]
-                counts += np.bincount(block.ravel(), minlength=256)
-            last = int(np.flatnonzero(counts).max()) + 1 if counts.any() else 1
-            stats[modality] = {
-                "rows": len(usable),
-                "counts": counts[:last].tolist(),
-                "share": (counts[:last] / max(1, counts.sum())).tolist(),
-            }
-            continue
-        count, mean, m2 = 0.0, np.zeros(channels), np.zeros(channels)
-        for start in range(0, len(usable), step):
-            block = array[usable[start : start + step]].astype(np.float64)
-            pixels = block.transpose(1, 0, 2, 3).reshape(channels, -1)
-            block_mean = pixels.mean(axis=1)
-            block_m2 = ((pixels - block_mean[:, None]) ** 2).sum(axis=1)
-            count, mean, m2 = _merge_moments(
-                count, mean, m2, (pixels.shape[1], block_mean, block_m2)
-            )
-        std = np.sqrt(m2 / count) if count else np.full(channels, np.nan)
-        stats[modality] = {"rows": len(usable), "mean": mean.tolist(), "std": std.tolist()}
-    return stats
-
-
-def env_statistics(env: pd.DataFrame, observation_ids: np.ndarray) -> dict:
-    """Mean, std and NaN count of each env variable over the given observations."""
-    rows = env.set_index("observation_id").reindex(observation_ids)
-    values = rows[list(ENV_VARIABLES)].to_numpy(np.float64)
-    valid = ~np.isnan(values)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.nanmean(values, axis=0) if len(values) else np.full(values.shape[1], np.nan)
-        std = np.nanstd(values, axis=0) if len(values) else np.full(values.shape[1], np.nan)
-    return {
-        "variables": list(ENV_VARIABLES),
-        "mean": [float(x) for x in mean],
-        "std": [float(x) for x in std],
-        "n_nan": [int(x) for x in (~valid).sum(axis=0)],
-        "rows": len(values),
-    }
-
-
-def write_normalization_stats(
-    output: Path,
-    train_table: Path,
-    env_table: Path | None = None,
-    train_cache: Path | None = None,
-) -> dict:
-    """Normalisation statistics of the train split, as JSON at ``output``:
-
-    ``{"patches": {modality: {"mean": [...], "std": [...]} | {"counts", "share"}},
-    "environment": {"variables", "mean", "std", "n_nan"}}`` (a section is absent when its
-    input is not given).
-    """
-    stats: dict = {"split": "train"}
-    if train_cache is not None:
-        stats["patches"] = patch_statistics(open_patch_cache(train_cache))
-    if env_table is not None:
-        ids = pd.read_parquet(train_table, columns=["observation_id"])["observation_id"].to_numpy()
-        stats["environment"] = env_statistics(pd.read_parquet(env_table), ids)
-    with atomic_path(output) as temporary:
-        temporary.write_text(json.dumps(stats, indent=1) + "\n")
-    return stats

@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .atomic import atomic_path
-from .errors import InputDataError
+from .errors import MAX_LISTED, InputDataError
 from .metrics import KAGGLE_K, top_k, top_k_chunked, top_k_of_candidates
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,8 @@ class Predictions:
         if len(missing):
             raise InputDataError(
                 source,
-                f"no prediction for {len(missing)} observation(s), e.g. {missing[:5].tolist()}",
+                f"no prediction for {len(missing)} observation(s), "
+                f"e.g. {missing[:MAX_LISTED].tolist()}",
                 "predict every observation of the split (rerun the model's rule)",
             )
         return self.take(order[position])
@@ -198,14 +199,14 @@ def check_predictions(
             _fail(
                 source,
                 f"{len(missing)} observation(s) of the split have no row, e.g. "
-                f"{missing[:5].tolist()}",
+                f"{missing[:MAX_LISTED].tolist()}",
                 "predict every observation of the split",
             )
         if len(extra):
             _fail(
                 source,
                 f"{len(extra)} row(s) are for observations not in the split, e.g. "
-                f"{extra[:5].tolist()}",
+                f"{extra[:MAX_LISTED].tolist()}",
                 "predict the observations of results/observations/<split>.parquet only",
             )
 
@@ -234,6 +235,23 @@ def write_predictions(path: str | Path, predictions: Predictions, **checks) -> N
     with atomic_path(path) as temporary:
         pq.write_table(to_table(predictions), temporary)
     log.info("%d observations x %d species -> %s", len(predictions), predictions.k, path)
+
+
+def write_split_predictions(
+    outputs: dict[str, str | Path],
+    predictions: dict[str, Predictions],
+    observations: dict[str, np.ndarray],
+    known_species: np.ndarray,
+) -> None:
+    """Write each split's predictions to its output, checked to cover exactly the split's
+    observation ids with listed species (what every model's rule does)."""
+    for split, path in outputs.items():
+        write_predictions(
+            path,
+            predictions[split],
+            known_species=known_species,
+            expected_ids=observations[split],
+        )
 
 
 def _list_column(table: pa.Table, name: str, value_type: pa.DataType, path: Path) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import write_text
-from .errors import InputDataError
+from .errors import InputDataError, listed
 from .evaluation import best_model
 from .metrics import KAGGLE_K
 from .predictions import Predictions
@@ -32,7 +32,6 @@ from .predictions import Predictions
 log = logging.getLogger(__name__)
 
 HEADER = "Id,Predicted"
-MAX_LISTED = 5
 _INTEGER = re.compile(r"\d+")
 
 
@@ -52,11 +51,6 @@ def format_submission(predictions: Predictions) -> str:
         )
     ]
     return "\n".join([HEADER, *rows]) + "\n"
-
-
-def _listed(values: list) -> str:
-    shown = ", ".join(str(v) for v in values[:MAX_LISTED])
-    return shown + (f" and {len(values) - MAX_LISTED} more" if len(values) > MAX_LISTED else "")
 
 
 def check_submission(
@@ -128,7 +122,7 @@ def check_submission(
             repeated = sorted({s for s in species if species.count(s) > 1})
             raise SubmissionError(
                 source,
-                f"species {_listed(repeated)} predicted twice for Id {observation_id}",
+                f"species {listed(repeated)} predicted twice for Id {observation_id}",
                 f"the {KAGGLE_K} ids must be distinct (a duplicate wastes a guess)",
                 number,
             )
@@ -136,7 +130,7 @@ def check_submission(
         if unknown:
             raise SubmissionError(
                 source,
-                f"species {_listed(unknown)} not in metadata/species_details.csv",
+                f"species {listed(unknown)} not in metadata/species_details.csv",
                 "predict only listed species ids",
                 number,
             )
@@ -144,7 +138,7 @@ def check_submission(
     if missing:
         raise SubmissionError(
             source,
-            f"{len(missing)} test observation(s) have no row: {_listed(missing)}",
+            f"{len(missing)} test observation(s) have no row: {listed(missing)}",
             "predict every test observation",
         )
 

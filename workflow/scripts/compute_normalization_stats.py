@@ -1,11 +1,11 @@
 """Snakemake adapter: train mean/std of every patch channel and env variable."""
 
-from geolifeclef.patch_cache import write_normalization_stats
+from geolifeclef.normalization import write_normalization_stats
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]) as log:
     stats = write_normalization_stats(
-        snakemake.output[0],
+        snakemake.output.stats,
         snakemake.input.train,
         env_table=snakemake.input.env,
         train_cache=snakemake.input.cache[0] if snakemake.input.cache else None,

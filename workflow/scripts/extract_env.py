@@ -1,6 +1,6 @@
-"""Snakemake adapter: the 27 environmental values of every observation (geolifeclef.environment)."""
+"""Snakemake adapter: the 27 environmental values of every observation (geolifeclef.env_table)."""
 
-from geolifeclef.environment import build_env_table
+from geolifeclef.env_table import build_env_table
 from geolifeclef.layout import DatasetLayout
 from geolifeclef.rule_logging import logging_to
 
@@ -8,7 +8,7 @@ with logging_to(snakemake.log[0]):
     build_env_table(
         DatasetLayout(snakemake.params.data_root),
         list(snakemake.input.observations),
-        snakemake.output[0],
+        snakemake.output.table,
         source=snakemake.params.source,
         workers=snakemake.threads,
     )

@@ -1,6 +1,6 @@
 """Snakemake adapter: k x k windows of the 27 rasters around every observation."""
 
-from geolifeclef.environment import build_env_patches
+from geolifeclef.env_windows import build_env_patches
 from geolifeclef.layout import DatasetLayout
 from geolifeclef.rule_logging import logging_to
 
@@ -8,7 +8,7 @@ with logging_to(snakemake.log[0]):
     build_env_patches(
         DatasetLayout(snakemake.params.data_root),
         list(snakemake.input.observations),
-        snakemake.output[0],
+        snakemake.output.windows,
         size=snakemake.params.size,
         workers=snakemake.threads,
     )

@@ -1,0 +1,107 @@
+"""Normalisation statistics of the train split: what the Dataset standardises with.
+
+``results/normalization/stats.json`` holds, per continuous patch modality, the mean and
+std of each channel over the pixels of the train cache, the share of each land-cover code,
+and the mean, std and NaN count of each env variable over the train observations.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_path
+from .layout import CONTINUOUS_MODALITIES, ENV_VARIABLES
+from .patch_cache import CHUNK_BYTES, PatchCache, open_patch_cache
+
+STATS_MAX_ROWS = 200_000
+"""Cache rows (evenly spaced) that the per-channel statistics are computed from."""
+
+
+def _merge_moments(
+    count: float, mean: np.ndarray, m2: np.ndarray, other: tuple[float, np.ndarray, np.ndarray]
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Chan et al.'s parallel update of (count, mean, sum of squared deviations)."""
+    n_b, mean_b, m2_b = other
+    total = count + n_b
+    delta = mean_b - mean
+    return total, mean + delta * n_b / total, m2 + m2_b + delta**2 * count * n_b / total
+
+
+def patch_statistics(cache: PatchCache, max_rows: int = STATS_MAX_ROWS) -> dict:
+    """Per-channel mean and std (over pixels) of the continuous modalities, and the share of
+    each land-cover code, from the rows without a filled patch (at most ``max_rows`` evenly
+    spaced rows: at full scale a subset estimates them to many digits, at a fraction of IO)."""
+    stats: dict = {"size": cache.size, "mode": cache.meta["mode"]}
+    for modality in cache.modalities:
+        usable = np.flatnonzero(~cache.index[f"filled_{modality}"].to_numpy(bool))
+        if len(usable) > max_rows:
+            usable = usable[np.linspace(0, len(usable) - 1, max_rows).round().astype(np.int64)]
+        array = cache.array(modality)
+        channels = array.shape[1]
+        step = max(1, CHUNK_BYTES // max(1, array[:1].nbytes * 8))
+        if modality not in CONTINUOUS_MODALITIES:
+            counts = np.zeros(256, dtype=np.int64)
+            for start in range(0, len(usable), step):
+                block = array[usable[start : start + step]]
+                counts += np.bincount(block.ravel(), minlength=256)
+            last = int(np.flatnonzero(counts).max()) + 1 if counts.any() else 1
+            stats[modality] = {
+                "rows": len(usable),
+                "counts": counts[:last].tolist(),
+                "share": (counts[:last] / max(1, counts.sum())).tolist(),
+            }
+            continue
+        count, mean, m2 = 0.0, np.zeros(channels), np.zeros(channels)
+        for start in range(0, len(usable), step):
+            block = array[usable[start : start + step]].astype(np.float64)
+            pixels = block.transpose(1, 0, 2, 3).reshape(channels, -1)
+            block_mean = pixels.mean(axis=1)
+            block_m2 = ((pixels - block_mean[:, None]) ** 2).sum(axis=1)
+            count, mean, m2 = _merge_moments(
+                count, mean, m2, (pixels.shape[1], block_mean, block_m2)
+            )
+        std = np.sqrt(m2 / count) if count else np.full(channels, np.nan)
+        stats[modality] = {"rows": len(usable), "mean": mean.tolist(), "std": std.tolist()}
+    return stats
+
+
+def env_statistics(env: pd.DataFrame, observation_ids: np.ndarray) -> dict:
+    """Mean, std and NaN count of each env variable over the given observations."""
+    rows = env.set_index("observation_id").reindex(observation_ids)
+    values = rows[list(ENV_VARIABLES)].to_numpy(np.float64)
+    valid = ~np.isnan(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nanmean(values, axis=0) if len(values) else np.full(values.shape[1], np.nan)
+        std = np.nanstd(values, axis=0) if len(values) else np.full(values.shape[1], np.nan)
+    return {
+        "variables": list(ENV_VARIABLES),
+        "mean": [float(x) for x in mean],
+        "std": [float(x) for x in std],
+        "n_nan": [int(x) for x in (~valid).sum(axis=0)],
+        "rows": len(values),
+    }
+
+
+def write_normalization_stats(
+    output: Path,
+    train_table: Path,
+    env_table: Path | None = None,
+    train_cache: Path | None = None,
+) -> dict:
+    """Normalisation statistics of the train split, as JSON at ``output``:
+
+    ``{"patches": {modality: {"mean": [...], "std": [...]} | {"counts", "share"}},
+    "environment": {"variables", "mean", "std", "n_nan"}}`` (a section is absent when its
+    input is not given).
+    """
+    stats: dict = {"split": "train"}
+    if train_cache is not None:
+        stats["patches"] = patch_statistics(open_patch_cache(train_cache))
+    if env_table is not None:
+        ids = pd.read_parquet(train_table, columns=["observation_id"])["observation_id"].to_numpy()
+        stats["environment"] = env_statistics(pd.read_parquet(env_table), ids)
+    with atomic_path(output) as temporary:
+        temporary.write_text(json.dumps(stats, indent=1) + "\n")
+    return stats
