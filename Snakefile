@@ -1,5 +1,6 @@
 # GeoLifeCLEF 2022: from the raw archive (or a generated demo) to a Kaggle submission.
-# The rules live in workflow/rules/, their logic in the geolifeclef package.
+# The rules live in workflow/rules/ (included in the order data flows), their logic in the
+# geolifeclef package; workflow/rules/common.smk decides names and where files go.
 
 from snakemake.utils import min_version, validate
 
@@ -13,25 +14,23 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/tracking.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/observations.smk"
 include: "workflow/rules/extraction.smk"
-include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/class_frequency.smk"
+include: "workflow/rules/baselines.smk"
 include: "workflow/rules/training.smk"
-
-
-rule observations:
-    input:
-        expand("results/observations/{split}.parquet", split=SPLITS),
+include: "workflow/rules/blends.smk"
+include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/submission.smk"
 
 
 rule all:
     default_target: True
     input:
         rules.observations.input,
-        # -- extraction targets --
         rules.extraction.input,
-        # -- evaluation targets --
         rules.class_frequency.input,
         rules.evaluate.input,
         rules.submission.input,

@@ -10,10 +10,12 @@ On a CPU it runs on a tiny input (``--tiny``: 256 observations of 32 px, the sma
 
     .venv/bin/python bench/train_throughput.py /tmp/glc-throughput --tiny
 
-It writes a patch cache of random patches in the workflow's format (the same files that
-``cache_patches`` writes), reads it through ``GlcDataset`` and ``make_loader`` exactly as
-training does, and times full training steps (forward, backward, optimizer) after a warm-up.
-Results go to ``results.json`` in the folder, which is deleted afterwards unless --keep.
+It generates a demo dataset of ``--n`` train observations at ``--size`` px (or reads
+``--data-root``), builds its train cache with the workflow's own ``build_patch_cache``,
+reads it through ``GlcDataset`` and ``make_loader`` exactly as training does, and times the
+workflow's own ``training.train_step`` (augmentation, forward, backward, optimizer) after a
+warm-up. Results go to ``results.json`` in the folder; the data is deleted afterwards
+unless --keep.
 """
 
 import argparse
@@ -25,82 +27,51 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from geolifeclef.dataset import GlcDataset, make_loader
-from geolifeclef.experiment import ModelBatch
-from geolifeclef.layout import PATCH_CHANNELS
+from geolifeclef.demo import DemoSpec, generate_demo_dataset
+from geolifeclef.features import ModelBatch
+from geolifeclef.layout import SPLITS, DatasetLayout
 from geolifeclef.models import CnnConfig, ModelConfig, build_model
-from geolifeclef.patch_cache import CACHE_DTYPES, CACHE_VERSION, INDEX_FILE, META_FILE
-from geolifeclef.training import TrainConfig, _autocast, make_loss, make_optimizer, to_device
+from geolifeclef.normalization import write_normalization_stats
+from geolifeclef.observations import ingest_observations
+from geolifeclef.patch_cache import CacheSpec, build_patch_cache
+from geolifeclef.training import TrainConfig, make_loss, make_optimizer, train_step
 
-MODALITIES = ("rgb", "near_ir", "altitude", "landcover")
 
-
-def write_random_cache(folder: Path, n: int, size: int, n_species: int, seed: int = 0) -> dict:
-    """A patch cache of ``n`` random observations in the format of ``cache_patches``;
-    returns normalisation statistics for it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for modality in MODALITIES:
-        shape = (n, PATCH_CHANNELS[modality], size, size)
-        dtype = CACHE_DTYPES[modality]
-        array = np.lib.format.open_memmap(folder / f"{modality}.npy", "w+", dtype, shape)
-        for start in range(0, n, 512):  # bounded memory
-            stop = min(n, start + 512)
-            if modality == "landcover":
-                array[start:stop] = rng.integers(1, 34, (stop - start, *shape[1:]), dtype=np.uint8)
-            elif modality == "altitude":
-                array[start:stop] = rng.integers(
-                    0, 3000, (stop - start, *shape[1:]), dtype=np.int16
-                )
-            else:
-                array[start:stop] = rng.integers(0, 256, (stop - start, *shape[1:]), dtype=np.uint8)
-        array.flush()
-        arrays[modality] = {"file": f"{modality}.npy", "dtype": dtype.str, "shape": list(shape)}
-    index = pd.DataFrame(
-        {
-            "row": np.arange(n, dtype=np.int64),
-            "observation_id": 10_000_000 + np.arange(n, dtype=np.int64),
-            "latitude": rng.uniform(42, 51, n),
-            "longitude": rng.uniform(-4, 8, n),
-            "species_id": pd.array(rng.integers(0, n_species, n), dtype="Int32"),
-            "filled": np.zeros(n, bool),
-            **{f"filled_{m}": np.zeros(n, bool) for m in MODALITIES},
-        }
-    )
-    pq.write_table(pa.Table.from_pandas(index, preserve_index=False), folder / INDEX_FILE)
-    meta = {
-        "version": CACHE_VERSION,
-        "n": n,
-        "size": size,
-        "mode": "resize",
-        "source_size": size,
-        "modalities": list(MODALITIES),
-        "arrays": arrays,
-        "n_filled": 0,
-        "on_bad_file": "fail",
-    }
-    (folder / META_FILE).write_text(json.dumps(meta))
-    uniform = {"mean": [127.5], "std": [73.6]}
-    return {
-        "patches": {
-            "rgb": {"mean": [127.5] * 3, "std": [73.6] * 3},
-            "near_ir": uniform,
-            "altitude": {"mean": [1500.0], "std": [866.0]},
-        }
-    }
+def prepare_cache(folder: Path, args: argparse.Namespace) -> tuple[Path, Path]:
+    """(train cache, normalisation statistics) built by the workflow's own code, from a
+    generated demo dataset or the archive at ``--data-root``."""
+    root = Path(args.data_root) if args.data_root else folder / "glc22"
+    if not args.data_root and not (folder / "truth" / "summary.json").exists():
+        spec = DemoSpec(
+            n_species=min(args.species, 2_000),
+            n_train=args.n,
+            n_val=64,
+            n_test=64,
+            patch_size=args.size,
+            n_clusters=max(12, args.n // 250),
+        )
+        generate_demo_dataset(root, folder / "truth", spec, workers=max(1, args.workers))
+    layout = DatasetLayout(root)
+    tables = {split: folder / "observations" / f"{split}.parquet" for split in SPLITS}
+    ingest_observations(layout, tables)
+    train = pd.read_parquet(tables["train"]).head(args.n)
+    cache = folder / "cache"
+    spec = CacheSpec(size=args.size, mode="resize")
+    build_patch_cache(layout, train, cache, spec, workers=max(1, args.workers))
+    stats = folder / "stats.json"
+    write_normalization_stats(stats, tables["train"], train_cache=cache)
+    return cache, stats
 
 
 def measure(args: argparse.Namespace) -> dict:
     folder = Path(args.folder)
-    stats = write_random_cache(folder / "cache", args.n, args.size, args.species)
+    cache, stats = prepare_cache(folder, args)
     modalities = tuple(args.modalities.split(","))
     dataset = GlcDataset(
-        folder / "cache",
+        cache,
         modalities=modalities,
         stats=stats,
         transform=ModelBatch((), modalities),
@@ -129,6 +100,8 @@ def measure(args: argparse.Namespace) -> dict:
     config = TrainConfig(batch_size=args.batch_size, amp=not args.no_amp)
     optimizer = make_optimizer(model, config)
     loss_fn = make_loss(config, np.ones(args.species), device)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp)
+    generator = torch.Generator().manual_seed(0)
     model.train()
     seen, started, step = 0, None, 0
     while step < args.warmup + args.steps:
@@ -137,13 +110,7 @@ def measure(args: argparse.Namespace) -> dict:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 started, seen = time.perf_counter(), 0
-            batch = to_device(batch, device)
-            with _autocast(device, enabled=config.amp):
-                logits = model(batch)
-            loss = loss_fn(logits, batch["label"])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            train_step(model, batch, optimizer, loss_fn, scaler, config, device, generator)
             seen += len(batch["label"])
             step += 1
             if step >= args.warmup + args.steps:
@@ -167,8 +134,9 @@ def measure(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", help="scratch folder for the random cache")
+    parser.add_argument("folder", help="scratch folder for the data and the cache")
     parser.add_argument("--n", type=int, default=8192, help="observations in the cache")
+    parser.add_argument("--data-root", help="a GLC archive to read instead of a demo")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--backbone", default="resnet50")
     parser.add_argument("--modalities", default="rgb,near_ir,altitude,landcover")
@@ -192,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results, indent=2))
     finally:
         if not args.keep:
-            shutil.rmtree(folder / "cache", ignore_errors=True)
+            for name in ("cache", "glc22", "truth", "observations"):
+                shutil.rmtree(folder / name, ignore_errors=True)
+            (folder / "stats.json").unlink(missing_ok=True)
     return 0
 
 

@@ -1,5 +1,9 @@
-"""Shared fixtures: the real sample files (when ../shared exists) and a tiny demo dataset."""
+"""Shared fixtures and helpers: the real sample files (when ../shared exists), a tiny demo
+dataset, and the repository's workflow run as a user runs it."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +13,7 @@ from geolifeclef.layout import DatasetLayout
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_ROOT = REPO.parent / "shared" / "glc22-sample"
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +42,33 @@ def tables(tiny_demo, tmp_path_factory) -> dict[str, Path]:
     paths = {split: folder / f"{split}.parquet" for split in ("train", "val", "test")}
     ingest_observations(layout, paths)
     return paths
+
+
+def snakemake_command(workdir: Path, *args: str, cores: int | None = 2) -> list[str]:
+    """The command that runs the repository's workflow in ``workdir`` with its config.yaml
+    (``cores=None`` when a profile sets them)."""
+    command = [
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+    ]
+    if cores is not None:
+        command += ["--cores", str(cores)]
+    return [*command, *args]
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the repository's workflow with ``workdir`` as working directory."""
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        snakemake_command(workdir, *args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+        check=False,
+    )

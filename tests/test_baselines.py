@@ -28,7 +28,7 @@ def demo(tiny_demo):
     species = species_table(
         tables.train, tables.val, read_species_ids(layout.species_details), BucketThresholds()
     )
-    # Until the extraction stage lands, the demo's pre-extracted vectors have the same columns.
+    # The demo's pre-extracted vectors: the env table's columns and values (test_environment).
     env = pd.read_csv(layout.environmental_vectors, sep=CSV_SEPARATOR)
     return tables, species, env, summary
 

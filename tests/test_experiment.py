@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from geolifeclef.experiment import TABULAR_SIZES, ExperimentSettings, ModelBatch, unit_sphere
+from geolifeclef.experiment import (
+    ExperimentSettings,
+    experiment_modalities,
+    read_job,
+    weight_settings,
+    write_job,
+)
+from geolifeclef.features import TABULAR_SIZES, ModelBatch, unit_sphere
 from geolifeclef.layout import N_LANDCOVER_CODES
 
 ENTRY = {
@@ -33,6 +40,39 @@ def test_fingerprint_follows_what_shapes_the_weights():
     changed = {**ENTRY, "train": {**ENTRY["train"], "epochs": 4}}
     assert ExperimentSettings.from_config("x", changed, 40).fingerprint() != base
     assert ExperimentSettings.from_config("x", {**ENTRY, "tta": True}, 40).fingerprint() == base
+
+
+def test_what_an_experiment_reads_and_what_retrains_it_are_decided_once():
+    settings = ExperimentSettings.from_config("x", ENTRY, 40)
+    assert experiment_modalities(ENTRY) == settings.patch_modalities
+    env_only = {"model": {"kind": "mlp", "tabular": ["env", "coordinates"]}}
+    assert experiment_modalities(env_only) == ()
+    # An MLP on land-cover shares reads the land-cover cache, but no CNN modality.
+    shares = {"model": {"kind": "mlp", "modalities": ["rgb"], "tabular": ["landcover_shares"]}}
+    assert experiment_modalities(shares) == ("landcover",)
+    assert weight_settings({**ENTRY, "tta": True}) == ENTRY
+
+
+def test_jobs_round_trip_through_json(tmp_path):
+    from geolifeclef.experiment import ExperimentInputs, PredictionJob, Tracking, TrainingJob
+
+    inputs = ExperimentInputs({"train": "t.parquet"}, "env.parquet", "stats.json", {"train": "c"})
+    training = TrainingJob(
+        "x",
+        ENTRY,
+        inputs,
+        "species.parquet",
+        "m.pt",
+        "h.json",
+        "ck",
+        "m.jsonl",
+        Tracking("sqlite:///x.db", "e"),
+        artifacts=("a.png",),
+    )
+    prediction = PredictionJob("m.pt", inputs, {"val": "v.parquet"}, top_k=30, tta=True)
+    for job in (training, prediction):
+        write_job(job, tmp_path / "job.json")
+        assert read_job(tmp_path / "job.json") == job
 
 
 def test_unknown_settings_are_refused():
@@ -66,5 +106,7 @@ def test_model_batch_builds_tabular_features_and_patches():
     torch.testing.assert_close(shares.sum(1), torch.ones(2))
     assert shares[0, 3] == 0.5 and shares[1, 0] == 1.0
     altitude = tabular[:, 30 + N_LANDCOVER_CODES :]
-    torch.testing.assert_close(altitude[0], torch.tensor([7.5, altitude[0, 1].item(), 0.0, 15.0]))
+    # Sample 0 is 0..15: mean 7.5, sample std sqrt(sum((x - 7.5)^2) / 15), min 0, range 15.
+    std = float(np.std(np.arange(16.0), ddof=1))
+    torch.testing.assert_close(altitude[0], torch.tensor([7.5, std, 0.0, 15.0]))
     assert torch.equal(out["label"], batch["label"])

@@ -40,6 +40,7 @@ import pytest
 import rasterio
 import torch
 import yaml
+from conftest import run_snakemake, snakemake_command
 from faults_helpers import (
     copy_tables,
     damaged_root,
@@ -51,7 +52,6 @@ from faults_helpers import (
     stop,
 )
 from snakemake.utils import validate
-from test_workflow import run_snakemake, snakemake_command
 
 from geolifeclef.env_table import build_env_table, read_env_table
 from geolifeclef.errors import InputDataError
@@ -540,7 +540,7 @@ def _code_files() -> list[Path]:
         REPO / "Snakefile",
         *sorted((REPO / "workflow").rglob("*.py")),
         *sorted((REPO / "workflow").rglob("*.smk")),
-        *sorted((REPO / "tools").rglob("*.py")),
+        *sorted((REPO / "bench").rglob("*.py")),
     ]
 
 
@@ -558,14 +558,21 @@ def test_every_torch_load_is_weights_only():
 
 def test_no_eval_exec_or_shell_in_the_workflow():
     """Config values reach no interpreter and no shell: no eval/exec, no shell=True or
-    os.system, and any future ``shell:`` rule must pass values through ``params`` quoted."""
-    for path in _code_files():
+    os.system, and every rule that runs something runs a script (no ``shell:`` or ``run:``
+    block, where a config value could end up in a command line)."""
+    files = _code_files()
+    assert len(files) > 20  # the check looks at the whole workflow
+    for path in files:
         text = path.read_text()
         assert not re.search(r"(?<![.\w])(eval|exec)\(", text), path
         assert "shell=True" not in text and "os.system(" not in text, path
         assert "os.popen(" not in text, path
-        for block in re.findall(r"^\s*shell:\s*\n(.*?)(?=^\s*\w+:|\Z)", text, re.M | re.S):
-            assert "config[" not in block and "{config" not in block, (path, block)
+    rule_files = [p for p in files if p.suffix == ".smk" or p.name == "Snakefile"]
+    directives = set()
+    for path in rule_files:
+        directives |= set(re.findall(r"^    (\w+):", path.read_text(), re.M))
+    assert "script" in directives
+    assert not directives & {"shell", "run", "wrapper", "notebook"}, directives
     from geolifeclef.launch import training_command
 
     command = training_command(2, ["-m", "geolifeclef.experiment", "train", "job.json"])
@@ -742,7 +749,9 @@ def _state_dict(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
-def test_killed_training_resumes_and_equals_an_uninterrupted_run(uninterrupted, tmp_path):
+def test_killed_training_resumes_and_equals_an_uninterrupted_run(
+    uninterrupted, mlflow_server, tmp_path
+):
     workdir = tmp_path / "killed"
     # The same upstream results and Snakemake metadata: only train_model is left to do.
     shutil.copytree(
@@ -767,10 +776,31 @@ def test_killed_training_resumes_and_equals_an_uninterrupted_run(uninterrupted, 
     assert not (workdir / MODEL).exists()
     locked = run_snakemake(workdir, MODEL, timeout=120)  # SIGKILL left the lock
     assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
+    # A write cut by the kill (the temporary of atomic_path), as a checkpoint save leaves it.
+    stale = checkpoints / ".tmp-checkpoint.pt.x1y2z3"
+    stale.write_bytes(b"half a checkpoint")
     # The documented recovery: unlock, then rerun (--rerun-incomplete is in the profiles).
     assert run_snakemake(workdir, "--unlock", timeout=120).returncode == 0
     rerun = run_snakemake(workdir, MODEL, "--rerun-incomplete", timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
+    # The leftovers of the killed invocation are gone, and the rerun says so.
+    assert not stale.exists()
+    assert "temporaries of a killed run" in rerun.stderr
+    assert "MLflow runs of a killed run KILLED" in rerun.stderr
+    import mlflow
+
+    port, _ = mlflow_server
+    client = mlflow.MlflowClient(f"http://127.0.0.1:{port}")
+    experiment = client.get_experiment_by_name("geolifeclef")
+    parents = client.search_runs(
+        [experiment.experiment_id], f"tags.`glc.workdir` = '{workdir.resolve()}'"
+    )
+    assert sorted(run.info.status for run in parents) == ["FINISHED", "KILLED"]
+    killed = next(run for run in parents if run.info.status == "KILLED")
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{killed.info.run_id}'"
+    )
+    assert children and {run.info.status for run in children} == {"KILLED"}
     log = (workdir / "logs" / "train_model" / "env_mlp.log").read_text()
     resumed = re.search(r"resuming from \S+ after epoch (\d+)", log)
     assert resumed and int(resumed.group(1)) >= 1, log[-2000:]

@@ -5,10 +5,9 @@ import itertools
 import pytest
 import torch
 
-from geolifeclef.layout import N_LANDCOVER_CODES
+from geolifeclef.layout import MODALITIES, N_LANDCOVER_CODES
 from geolifeclef.models import (
     BACKBONES,
-    IMAGE_MODALITIES,
     CnnConfig,
     ModelConfig,
     ResNet,
@@ -47,7 +46,7 @@ def test_mlp_one_batch():
     _step(model, _batch(()))
 
 
-MODALITY_SETS = [combo for r in (1, 2, 4) for combo in itertools.combinations(IMAGE_MODALITIES, r)]
+MODALITY_SETS = [combo for r in (1, 2, 4) for combo in itertools.combinations(MODALITIES, r)]
 # The land-cover encoding only matters where land cover is read.
 CASES = [(m, "embedding") for m in MODALITY_SETS] + [
     (m, "onehot") for m in MODALITY_SETS if "landcover" in m

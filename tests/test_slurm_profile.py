@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_workflow import REPO, snakemake_command
+from conftest import REPO, snakemake_command
 
 pytestmark = pytest.mark.slurm
 
@@ -70,8 +70,14 @@ def run_profile(workdir: Path, *extra: str) -> tuple[str, dict[str, list[str]]]:
     return output, jobs
 
 
-def test_every_rule_runs_as_a_slurm_job_and_gpu_rules_get_a_gpu(workdir):
-    output, jobs = run_profile(workdir)
+@pytest.fixture(scope="module")
+def first_invocation(workdir) -> tuple[str, dict[str, list[str]]]:
+    """The whole workflow, run once through the profile: (output, jobs per rule)."""
+    return run_profile(workdir)
+
+
+def test_every_rule_runs_as_a_slurm_job_and_gpu_rules_get_a_gpu(workdir, first_invocation):
+    output, jobs = first_invocation
     ran = set(re.findall(r"^\s*rule (\w+):", output, flags=re.M))
     assert ran - LOCAL_RULES, "no rule ran"
     assert ran - LOCAL_RULES <= set(jobs), f"rules not submitted to SLURM: {ran - set(jobs)}"
@@ -85,12 +91,9 @@ def test_every_rule_runs_as_a_slurm_job_and_gpu_rules_get_a_gpu(workdir):
     frame = pd.read_csv(submission)
     assert list(frame.columns) == ["Id", "Predicted"]
     assert frame["Predicted"].str.split().map(len).eq(30).all()
-    (workdir / "first-jobs.txt").write_text(repr(jobs))
 
 
-def test_changing_one_experiment_reruns_only_its_chain(workdir):
-    if not (workdir / "first-jobs.txt").exists():
-        pytest.skip("needs the first invocation")
+def test_changing_one_experiment_reruns_only_its_chain(workdir, first_invocation):
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     name = sorted(config["experiments"])[0]
     config["experiments"][name].setdefault("train", {})["learning_rate"] = 0.0123

@@ -1,45 +1,11 @@
 """End to end: the Snakemake workflow on a tiny demo, as a user runs it."""
 
-import os
-import subprocess
-import sys
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-
-
-def snakemake_command(workdir: Path, *args: str, cores: int | None = 2) -> list[str]:
-    """The command that runs the repository's workflow in ``workdir`` with its config.yaml
-    (``cores=None`` when a profile sets them)."""
-    command = [
-        str(SNAKEMAKE),
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-    ]
-    if cores is not None:
-        command += ["--cores", str(cores)]
-    return [*command, *args]
-
-
-def run_snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the repository's workflow with ``workdir`` as working directory."""
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        snakemake_command(workdir, *args),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=environment,
-        check=False,
-    )
+from conftest import REPO, run_snakemake
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +41,33 @@ def test_config_with_wrong_type_is_refused(tmp_path):
     result = run_snakemake(tmp_path, "observations", "--dry-run")
     assert result.returncode != 0
     assert "three" in result.stderr + result.stdout
+
+
+def _rule_blocks() -> dict[str, str]:
+    """Rule name -> the text of its block, from every rule file of the workflow."""
+    blocks = {}
+    for path in [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
+        parts = re.split(r"^rule (\w+):\n", path.read_text(), flags=re.M)
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            blocks[name] = body.split("\n\n\n")[0]
+    return blocks
+
+
+def test_every_rule_that_runs_a_step_logs_and_benchmarks():
+    blocks = _rule_blocks()
+    steps = {name: body for name, body in blocks.items() if "    script:" in body}
+    assert len(steps) >= 15 and {"train_model", "evaluate_model"} <= set(steps)
+    for name, body in steps.items():
+        assert "    log:" in body, f"rule {name} has no log"
+        assert "    benchmark:" in body, f"rule {name} has no benchmark"
+    # The others only gather targets: no job runs for them.
+    for name, body in blocks.items():
+        if name not in steps:
+            assert set(re.findall(r"^    (\w+):", body, re.M)) <= {"input", "default_target"}
+
+
+def test_rule_scripts_get_every_path_and_setting_from_their_rule():
+    for script in sorted((REPO / "workflow" / "scripts").glob("*.py")):
+        text = script.read_text()
+        assert "snakemake.config" not in text, script
+        assert "results/" not in text and "resources/" not in text, script

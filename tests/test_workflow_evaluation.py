@@ -2,7 +2,7 @@
 
 import pandas as pd
 import pytest
-from test_workflow import run_snakemake
+from conftest import run_snakemake
 
 from geolifeclef.observations import read_species_ids
 from geolifeclef.predictions import read_predictions

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_workflow import run_snakemake
+from conftest import run_snakemake
 
 from geolifeclef.dataset import GlcDataset, make_loader
 from geolifeclef.layout import ENV_VARIABLES

@@ -2,10 +2,13 @@
 only where their settings changed."""
 
 import re
+import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
-from test_workflow import run_snakemake
+from conftest import run_snakemake
 
 from geolifeclef.predictions import read_predictions
 
@@ -108,12 +111,26 @@ def test_changing_one_experiment_reruns_only_its_chain(trained):
 
 
 @pytest.mark.slow
-def test_test_time_augmentation_repredicts_without_retraining(trained):
+def test_test_time_augmentation_repredicts_without_retraining(trained, tmp_path):
+    workdir = tmp_path / "tta"
+    shutil.copytree(trained, workdir)  # the other tests keep their own state
     changed = yaml.safe_load(yaml.safe_dump(CONFIG))
     changed["experiments"]["fusion_cnn"]["tta"] = True
-    (trained / "tta.yaml").write_text(yaml.safe_dump(changed))
-    result = run_snakemake(
-        trained, "submission", "--dry-run", "--configfile", str(trained / "tta.yaml")
+    (workdir / "tta.yaml").write_text(yaml.safe_dump(changed))
+    dry = run_snakemake(
+        workdir, "submission", "--dry-run", "--configfile", str(workdir / "tta.yaml")
     )
-    jobs = _jobs(result)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    jobs = _jobs(dry)
     assert "train_model" not in jobs and jobs["predict_model"] == 1
+    model = workdir / "results" / "models" / "fusion_cnn" / "model.pt"
+    trained_at = model.stat().st_mtime_ns
+    result = run_snakemake(workdir, "submission", "--configfile", str(workdir / "tta.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert model.stat().st_mtime_ns == trained_at
+    log = (workdir / "logs" / "predict_model" / "fusion_cnn.log").read_text()
+    assert "test-time augmentation: 8 views" in log
+    # The averaged views give other probabilities than the plain model.
+    path = Path("results") / "predictions" / "fusion_cnn" / "val.parquet"
+    plain, averaged = read_predictions(trained / path), read_predictions(workdir / path)
+    assert not np.allclose(plain.scores, averaged.scores)

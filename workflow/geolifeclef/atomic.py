@@ -11,6 +11,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+TEMPORARY_PREFIX = ".tmp-"
+"""Name prefix of the temporaries of ``atomic_path``: nothing else uses it."""
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -22,7 +25,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".tmp-{target.name}.", dir=target.parent)
+    handle, name = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{target.name}.", dir=target.parent)
     os.close(handle)
     temporary = Path(name)
     temporary.unlink()  # the block decides whether it writes a file or a folder there
@@ -42,3 +45,23 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as temporary:
         temporary.write_text(text)
+
+
+def remove_stale_temporaries(folders: list[str | os.PathLike]) -> list[Path]:
+    """Remove the temporaries that killed steps left under ``folders``; return them.
+
+    Only for a moment when no step can be writing: Snakemake's lock on the working
+    directory keeps a second invocation out, so at the start of one they are stale.
+    """
+    removed = []
+    for folder in map(Path, folders):
+        found = sorted(folder.rglob(f"{TEMPORARY_PREFIX}*")) if folder.is_dir() else []
+        for path in found:
+            if not path.exists():
+                continue  # inside a temporary folder removed a moment ago
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

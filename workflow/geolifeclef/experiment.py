@@ -1,20 +1,22 @@
 """An experiment end to end: settings from the config -> trained model -> predictions.
 
-The rules ``train_model`` and ``predict_model`` call :func:`run_training` and
-:func:`run_prediction` with a job dict of their settings, inputs and outputs (see
-``workflow/scripts/train_model.py``). Both also run outside Snakemake, from the job written
-as JSON (and so under torchrun for several GPUs)::
+The rules ``train_model`` and ``predict_model`` describe their work as a typed job
+(:class:`TrainingJob`, :class:`PredictionJob`: every input, output and setting, passed in by
+the rule) and call :func:`run_training` and :func:`run_prediction`. A job also runs
+outside Snakemake from its JSON file (and so under torchrun for several GPUs, see
+``geolifeclef.launch``)::
 
     python -m geolifeclef.experiment train job.json
     python -m geolifeclef.experiment predict job.json
 """
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +24,19 @@ import numpy as np
 import torch
 
 from .class_frequency import read_species_table
-from .layout import ENV_VARIABLES, N_LANDCOVER_CODES
+from .features import TABULAR_SIZES, ModelBatch, patch_modalities
 from .models import CnnConfig, MlpConfig, ModelConfig, build_model
+from .tracking import Tracking
 from .training import AugmentConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
-TABULAR_SIZES = {
-    "env": len(ENV_VARIABLES),
-    "coordinates": 3,
-    "landcover_shares": N_LANDCOVER_CODES,
-    "altitude_stats": 4,
-}
-"""Width of each tabular feature group, in the order ``ModelBatch`` concatenates them."""
+DEFAULT_TABULAR = ("env", "coordinates")
+"""Tabular feature groups of an experiment that names none."""
+TRAINING_SPLITS = ("train", "val")
+"""The splits a training job reads: it fits on train and picks its best epoch on val."""
+PREDICTION_SETTINGS = ("tta",)
+"""Keys of an experiment entry that act at prediction only: changing them never retrains."""
 
 
 # --------------------------------------------------------------------------------------
@@ -56,20 +58,34 @@ def _dataclass_from(cls, values: dict[str, Any] | None, **nested):
     return cls(**values)
 
 
+def weight_settings(entry: dict[str, Any]) -> dict[str, Any]:
+    """The part of an experiment's config entry that shapes its weights: a change here
+    retrains (the rule's params), a change elsewhere only re-predicts."""
+    return {key: value for key, value in entry.items() if key not in PREDICTION_SETTINGS}
+
+
+def experiment_modalities(entry: dict[str, Any]) -> tuple[str, ...]:
+    """Patch modalities an experiment's config entry loads; empty: it reads no cache."""
+    model = entry["model"]
+    return patch_modalities(
+        model["kind"], model.get("modalities", ()), model.get("tabular", DEFAULT_TABULAR)
+    )
+
+
 @dataclass(frozen=True)
 class ExperimentSettings:
-    """One entry of ``experiments`` in the config, as typed objects."""
+    """The weight settings of one entry of ``experiments`` in the config, as typed objects
+    (prediction settings, ``PREDICTION_SETTINGS``, travel in the ``PredictionJob``)."""
 
     name: str
     model: ModelConfig
     tabular: tuple[str, ...]
     train: TrainConfig
-    tta: bool
 
     @classmethod
     def from_config(cls, name: str, entry: dict[str, Any], n_classes: int) -> "ExperimentSettings":
         model = dict(entry["model"])
-        tabular = tuple(model.pop("tabular", ("env", "coordinates")))
+        tabular = tuple(model.pop("tabular", DEFAULT_TABULAR))
         unknown = set(tabular) - set(TABULAR_SIZES)
         if unknown:
             raise ValueError(f"experiment {name}: unknown tabular features {sorted(unknown)}")
@@ -81,17 +97,16 @@ class ExperimentSettings:
             cnn=CnnConfig,
         )
         train = _dataclass_from(TrainConfig, entry.get("train"), augment=AugmentConfig)
-        return cls(name, model_config, tabular, train, bool(entry.get("tta", False)))
+        return cls(name, model_config, tabular, train)
 
     @property
     def patch_modalities(self) -> tuple[str, ...]:
         """Modalities to load: those of the CNN plus those the tabular features read."""
-        needed = list(self.model.modalities) if self.model.kind != "mlp" else []
-        if "landcover_shares" in self.tabular and "landcover" not in needed:
-            needed.append("landcover")
-        if "altitude_stats" in self.tabular and "altitude" not in needed:
-            needed.append("altitude")
-        return tuple(needed)
+        return patch_modalities(self.model.kind, self.model.modalities, self.tabular)
+
+    @property
+    def cnn_modalities(self) -> tuple[str, ...]:
+        return self.model.modalities if self.model.kind != "mlp" else ()
 
     def fingerprint(self) -> str:
         """Hash of everything that shapes the weights: a checkpoint of other settings is
@@ -105,65 +120,73 @@ class ExperimentSettings:
 
 
 # --------------------------------------------------------------------------------------
-# Features
+# Jobs: what a rule hands over
 # --------------------------------------------------------------------------------------
 
 
-def unit_sphere(latitude: np.ndarray, longitude: np.ndarray) -> np.ndarray:
-    """Coordinates as a 3D unit vector: no seam at +-180 degrees, distances preserved."""
-    lat, lon = np.radians(latitude), np.radians(longitude)
-    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=1)
+@dataclass(frozen=True)
+class ExperimentInputs:
+    """What an experiment reads, per split: patch caches (none when it reads no patches,
+    see ``experiment_modalities``) or observation tables, the env table and statistics."""
+
+    observations: dict[str, str]
+    env_table: str
+    stats: str
+    caches: dict[str, str] = field(default_factory=dict)
 
 
-def patch_features(
-    patches: dict[str, torch.Tensor], groups: tuple[str, ...]
-) -> torch.Tensor | None:
-    """Tabular features computed from the patches of a batch: the land-cover shares
-    (fraction of each code) and altitude statistics (mean, std, min, range of the
-    standardised altitude), or None when none is asked for."""
-    parts = []
-    if "landcover_shares" in groups:
-        codes = patches["landcover"].long().flatten(1).clamp(0, N_LANDCOVER_CODES - 1)
-        counts = torch.zeros(codes.shape[0], N_LANDCOVER_CODES, device=codes.device)
-        counts.scatter_add_(1, codes, torch.ones_like(codes, dtype=counts.dtype))
-        parts.append(counts / codes.shape[1])
-    if "altitude_stats" in groups:
-        altitude = patches["altitude"].float().flatten(1)
-        low, high = altitude.amin(1), altitude.amax(1)
-        parts.append(torch.stack([altitude.mean(1), altitude.std(1), low, high - low], dim=1))
-    return torch.cat(parts, dim=1) if parts else None
+@dataclass(frozen=True)
+class TrainingJob:
+    """Everything ``run_training`` needs: one experiment's settings, inputs and outputs."""
+
+    name: str
+    settings: dict[str, Any]
+    """The experiment's config entry (``weight_settings`` of it)."""
+    inputs: ExperimentInputs
+    """Of the splits train and val."""
+    species_table: str
+    model: str
+    history: str
+    checkpoint_dir: str
+    """Not an output: Snakemake deletes a failed job's outputs, checkpoints must stay."""
+    local_metrics: str
+    tracking: Tracking
+    rule: str = "train_model"
+    fingerprint_inputs: tuple[str, ...] = ()
+    artifacts: tuple[str, ...] = ()
+    log_model: bool = True
+    log: str | None = None
+    """Log file of a job run from JSON (torchrun); a rule logs through its own ``log:``."""
 
 
-class ModelBatch:
-    """Turns a ``GlcDataset`` batch into what ``SpeciesModel`` reads: ``tabular`` (the
-    chosen feature groups, in TABULAR_SIZES order) and ``patches`` (the CNN's modalities).
+@dataclass(frozen=True)
+class PredictionJob:
+    """Everything ``run_prediction`` needs: a trained model, inputs and one output per split."""
 
-    Runs as the dataset's ``transform``, so inside the DataLoader workers.
-    """
+    model: str
+    inputs: ExperimentInputs
+    """Of the predicted splits."""
+    outputs: dict[str, str]
+    top_k: int
+    tta: bool = False
+    """Average over the 8 flips and rotations of the patches (a prediction setting)."""
+    log: str | None = None
 
-    def __init__(self, tabular: tuple[str, ...], cnn_modalities: tuple[str, ...]) -> None:
-        self.tabular = tuple(g for g in TABULAR_SIZES if g in tabular)
-        self.cnn_modalities = tuple(cnn_modalities)
 
-    def __call__(self, batch: dict) -> dict:
-        parts = []
-        if "env" in self.tabular:
-            parts.append(batch["env"].float())
-        if "coordinates" in self.tabular:
-            coords = batch["coords"].double().numpy()
-            parts.append(torch.from_numpy(unit_sphere(coords[:, 0], coords[:, 1])).float())
-        derived = patch_features(batch, self.tabular)
-        if derived is not None:
-            parts.append(derived)
-        out = {
-            "observation_id": batch["observation_id"],
-            "patches": {m: batch[m] for m in self.cnn_modalities},
-        }
-        if parts:
-            out["tabular"] = torch.cat(parts, dim=1)
-        if "label" in batch:
-            out["label"] = batch["label"]
-        return out
+def write_job(job: TrainingJob | PredictionJob, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(asdict(job), indent=1))
+
+
+def read_job(path: str | Path) -> TrainingJob | PredictionJob:
+    """A job written by ``write_job`` (the kind is told by its fields)."""
+    values = json.loads(Path(path).read_text())
+    values["inputs"] = ExperimentInputs(**values["inputs"])
+    if "tracking" in values:
+        values["tracking"] = Tracking(**values["tracking"])
+        for key in ("fingerprint_inputs", "artifacts"):
+            values[key] = tuple(values[key])
+        return TrainingJob(**values)
+    return PredictionJob(**values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .rule_logging import logging_to
 
-    job = json.loads(Path(argv[1]).read_text())
+    job = read_job(argv[1])
     rank = int(os.environ.get("RANK", 0))
-    with logging_to(job.get("log") if rank == 0 else None):
+    with logging_to(job.log if rank == 0 else None):
         if argv[0] == "train":
             run_training(job)
         else:
@@ -184,28 +207,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # --------------------------------------------------------------------------------------
-# Jobs
+# Running jobs
 # --------------------------------------------------------------------------------------
 
 
-def _dataset(job: dict, split: str, settings: ExperimentSettings):
+def _dataset(inputs: ExperimentInputs, split: str, settings: ExperimentSettings):
     """The GlcDataset of ``split`` with the transform to model batches."""
     from .dataset import GlcDataset
 
     modalities = settings.patch_modalities
-    transform = ModelBatch(
-        settings.tabular, settings.model.modalities if settings.model.kind != "mlp" else ()
-    )
     common = {
-        "env_table": job["env_table"] if "env" in settings.tabular else None,
-        "stats": job["stats"],
-        "transform": transform,
+        "env_table": inputs.env_table if "env" in settings.tabular else None,
+        "stats": inputs.stats,
+        "transform": ModelBatch(settings.tabular, settings.cnn_modalities),
     }
     if modalities:
-        dataset = GlcDataset(job["caches"][split], modalities=modalities, **common)
-    else:
-        dataset = GlcDataset(None, observations=job["observations"][split], modalities=(), **common)
-    return dataset
+        return GlcDataset(inputs.caches[split], modalities=modalities, **common)
+    return GlcDataset(None, observations=inputs.observations[split], modalities=(), **common)
 
 
 def _loader(dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int):
@@ -246,15 +264,15 @@ def load_species_counts(species_table: str | Path) -> np.ndarray:
     return counts
 
 
-def run_training(job: dict) -> dict:
-    """Train one experiment; write ``job["model"]`` (best weights + settings) and
-    ``job["history"]``. Logged to MLflow as a run (see geolifeclef.tracking)."""
+def run_training(job: TrainingJob) -> dict:
+    """Train one experiment; write ``job.model`` (best weights + settings) and
+    ``job.history``. Logged to MLflow as a run (see geolifeclef.tracking)."""
     from . import tracking
     from .atomic import atomic_path, write_text
     from .training import block_label_swap, distributed_world, seed_everything, train
 
-    counts = load_species_counts(job["species_table"])
-    settings = ExperimentSettings.from_config(job["name"], job["settings"], n_classes=len(counts))
+    counts = load_species_counts(job.species_table)
+    settings = ExperimentSettings.from_config(job.name, job.settings, n_classes=len(counts))
     config = settings.train
     rank, world = distributed_world()
     log.info(
@@ -268,8 +286,8 @@ def run_training(job: dict) -> dict:
         world,
         " ".join(f"{k}={os.environ.get(k, '-')}" for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES")),
     )
-    train_set = _dataset(job, "train", settings)
-    val_set = _dataset(job, "val", settings)
+    train_set = _dataset(job.inputs, "train", settings)
+    val_set = _dataset(job.inputs, "val", settings)
     original_labels = train_set.labels.copy()
     coords = train_set.coords
 
@@ -291,28 +309,28 @@ def run_training(job: dict) -> dict:
     val_loader = _loader(val_set, max(config.batch_size, 256), config.num_workers, False, 0)
     seed_everything(config.seed)  # initial weights: the same in every process, as resumes need
     model = build_model(settings.model)
-    checkpoint = Path(job["checkpoint_dir"]) / f"{settings.fingerprint()}.pt"
-    best = Path(job["checkpoint_dir"]) / f"{settings.fingerprint()}-best.pt"
+    checkpoint = Path(job.checkpoint_dir) / f"{settings.fingerprint()}.pt"
+    best = Path(job.checkpoint_dir) / f"{settings.fingerprint()}-best.pt"
     tags = {
-        "git_commit": tracking.git_commit(job.get("repo", ".")),
-        "data_fingerprint": tracking.fingerprint(job.get("fingerprint_inputs", [])),
-        "snakemake.rule": job.get("rule", "train_model"),
+        "git_commit": tracking.git_commit("."),
+        "data_fingerprint": tracking.fingerprint(list(job.fingerprint_inputs)),
+        "snakemake.rule": job.rule,
         "wildcards.experiment": settings.name,
         "settings_fingerprint": settings.fingerprint(),
     }
     run_context = (
         tracking.start_run(
-            job["mlflow"]["tracking_uri"],
-            job["mlflow"]["experiment"],
+            job.tracking.uri,
+            job.tracking.experiment,
             f"train {settings.name}",
-            job["local_metrics"],
+            job.local_metrics,
             tags=tags,
         )
         if rank == 0
-        else _offline_tracker(job)
+        else _offline_tracker()
     )
     with run_context as tracker:
-        tracker.log_params({"experiment": settings.name, **job["settings"]})
+        tracker.log_params({"experiment": settings.name, **job.settings})
         state = train(
             model,
             make_train_loader,
@@ -328,11 +346,11 @@ def run_training(job: dict) -> dict:
         model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True))
         bundle = {
             "name": settings.name,
-            "settings": job["settings"],
+            "settings": job.settings,
             "n_classes": len(counts),
             "state_dict": model.state_dict(),
         }
-        with atomic_path(job["model"]) as temporary:
+        with atomic_path(job.model) as temporary:
             torch.save(bundle, temporary)
         summary = {
             "experiment": settings.name,
@@ -341,24 +359,22 @@ def run_training(job: dict) -> dict:
             "epochs_run": state.epoch,
             "history": state.history,
         }
-        write_text(job["history"], json.dumps(summary, indent=2) + "\n")
+        write_text(job.history, json.dumps(summary, indent=2) + "\n")
         tracker.log_metrics({"best_val_top30_error": state.best_error}, step=state.epoch)
-        tracker.log_artifact(job["history"])
-        config_file = Path(job["history"]).with_name("settings.json")
-        write_text(config_file, json.dumps(job["settings"], indent=2) + "\n")
+        tracker.log_artifact(job.history)
+        config_file = Path(job.history).with_name("settings.json")
+        write_text(config_file, json.dumps(job.settings, indent=2) + "\n")
         tracker.log_artifact(config_file)
-        for artifact in job.get("artifacts", []):
+        for artifact in job.artifacts:
             tracker.log_artifact(artifact)
-        if job.get("log_model", True):
+        if job.log_model:
             model.eval()
             tracker.log_model(model)
     return summary
 
 
-def _offline_tracker(job: dict):
+def _offline_tracker():
     """Ranks other than 0 do not log: a tracker with nowhere to send anything."""
-    import contextlib
-
     from .tracking import LocalMetricLog, Tracker
 
     return contextlib.nullcontext(Tracker(LocalMetricLog(os.devnull), None, None))
@@ -375,22 +391,28 @@ def load_trained(path: str | Path) -> tuple[ExperimentSettings, torch.nn.Module]
     return settings, model
 
 
-def run_prediction(job: dict) -> None:
+def run_prediction(job: PredictionJob) -> None:
     """Write the top-K predictions of a trained experiment for each split of ``job``."""
     from .predictions import PredictionWriter, table_k
     from .training import pick_device, predict_scores
 
-    settings, model = load_trained(job["model"])
+    settings, model = load_trained(job.model)
     device = pick_device()
     model.to(device)
     species = np.arange(settings.model.n_classes)
-    k = table_k(job["top_k"], len(species))
-    for split, output in job["outputs"].items():
-        dataset = _dataset(job, split, settings)
+    k = table_k(job.top_k, len(species))
+    if job.tta:
+        log.info("test-time augmentation: 8 views (2 flips x 4 rotations) averaged")
+    for split, output in job.outputs.items():
+        dataset = _dataset(job.inputs, split, settings)
         loader = _loader(dataset, 512, settings.train.num_workers, False, 0)
         with PredictionWriter(output, k=k, species_ids=species) as writer:
             scores = predict_scores(
-                model, loader, device, tta=settings.tta, progress=f"predict {split}"
+                model,
+                loader,
+                device,
+                tta=job.tta,
+                progress=f"predict {split}",
             )
             for observation_ids, probabilities, _ in scores:
                 writer.add_scores(observation_ids, probabilities)

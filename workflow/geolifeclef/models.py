@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .layout import N_LANDCOVER_CODES, PATCH_CHANNELS
+from .layout import MODALITIES, N_LANDCOVER_CODES, PATCH_CHANNELS
 
 MODEL_KINDS = ("mlp", "cnn", "fusion")
 BACKBONES = ("small", "resnet18", "resnet34", "resnet50")
-IMAGE_MODALITIES = ("rgb", "near_ir", "altitude", "landcover")
+LANDCOVER_MODES = ("onehot", "embedding")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class ModelConfig:
     n_tabular: int = 0
     """Features of the tabular branch (env values, coordinates, patch statistics)."""
     modalities: tuple[str, ...] = ()
-    """Patch modalities the CNN reads, from IMAGE_MODALITIES."""
+    """Patch modalities the CNN reads, from MODALITIES."""
     mlp: MlpConfig = field(default_factory=MlpConfig)
     cnn: CnnConfig = field(default_factory=CnnConfig)
     dropout: float = 0.2
@@ -70,17 +70,15 @@ class ModelConfig:
         uses_tabular = self.kind in ("mlp", "fusion")
         if uses_patches and not self.modalities:
             raise ValueError(f"a {self.kind} model needs at least one patch modality")
-        unknown = set(self.modalities) - set(IMAGE_MODALITIES)
+        unknown = set(self.modalities) - set(MODALITIES)
         if unknown:
-            raise ValueError(
-                f"unknown modalities {sorted(unknown)}; choose from {IMAGE_MODALITIES}"
-            )
+            raise ValueError(f"unknown modalities {sorted(unknown)}; choose from {MODALITIES}")
         if uses_tabular and self.n_tabular <= 0:
             raise ValueError(f"a {self.kind} model needs tabular features (n_tabular > 0)")
         if self.cnn.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.cnn.backbone!r}; choose one of {BACKBONES}")
-        if self.cnn.landcover not in ("onehot", "embedding"):
-            raise ValueError("cnn.landcover must be 'onehot' or 'embedding'")
+        if self.cnn.landcover not in LANDCOVER_MODES:
+            raise ValueError(f"cnn.landcover must be one of {LANDCOVER_MODES}")
 
 
 # --------------------------------------------------------------------------------------

@@ -21,12 +21,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 PARENT_RUN_ENV = "GLC_MLFLOW_PARENT_RUN_ID"
+TRACKING_URI_ENV = "GLC_MLFLOW_TRACKING_URI"
+EXPERIMENT_ENV = "GLC_MLFLOW_EXPERIMENT"
 DEFAULT_EXPERIMENT = "geolifeclef"
 _SECRET_KEY = re.compile(r"(token|secret|password|passwd|api[_-]?key|credential)", re.I)
 _URI_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
@@ -34,6 +37,32 @@ _URI_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 
 def default_tracking_uri(workdir: str | Path = ".") -> str:
     return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where runs are recorded: the resolved MLflow tracking URI and experiment name."""
+
+    uri: str
+    experiment: str
+
+    def export(self) -> None:
+        """Hand this target to every job of the invocation, through the environment.
+
+        Not through rule params: params are stored in plain text in .snakemake/metadata
+        (a password in the URI would leak there) and a changed param reruns the job, while
+        where runs are recorded changes no result.
+        """
+        os.environ[TRACKING_URI_ENV] = self.uri
+        os.environ[EXPERIMENT_ENV] = self.experiment
+
+    @classmethod
+    def of_invocation(cls) -> "Tracking":
+        """The target the workflow exported (see ``export``)."""
+        missing = [name for name in (TRACKING_URI_ENV, EXPERIMENT_ENV) if name not in os.environ]
+        if missing:
+            raise RuntimeError(f"{missing} not set: run this step through the workflow")
+        return cls(os.environ[TRACKING_URI_ENV], os.environ[EXPERIMENT_ENV])
 
 
 def redact(value: Any) -> Any:
@@ -321,8 +350,16 @@ def _experiment_id(mlflow, name: str, artifact_root: str | Path) -> str:
         return experiment.experiment_id
 
 
-def start_parent_run(tracking_uri: str, experiment: str, name: str) -> str | None:
-    """Create the parent run of a workflow invocation; None if MLflow is unreachable."""
+WORKFLOW_KIND = {"glc.kind": "workflow"}
+"""Tag of the parent run of a workflow invocation."""
+WORKDIR_TAG = "glc.workdir"
+
+
+def start_parent_run(
+    tracking_uri: str, experiment: str, name: str, workdir: str | Path = "."
+) -> str | None:
+    """Create the parent run of a workflow invocation in ``workdir``; None if MLflow is
+    unreachable."""
     if not _server_reachable(tracking_uri, 3.0):
         return None
     try:
@@ -330,13 +367,52 @@ def start_parent_run(tracking_uri: str, experiment: str, name: str) -> str | Non
 
         mlflow.set_tracking_uri(tracking_uri)
         experiment_id = _experiment_id(mlflow, experiment, "mlartifacts")
-        run = mlflow.MlflowClient().create_run(
-            experiment_id, run_name=name, tags={"glc.kind": "workflow"}
-        )
+        tags = {**WORKFLOW_KIND, WORKDIR_TAG: str(Path(workdir).resolve())}
+        run = mlflow.MlflowClient().create_run(experiment_id, run_name=name, tags=tags)
         return run.info.run_id
     except Exception as error:
         log.warning("no parent MLflow run (%s)", redact(str(error)))
         return None
+
+
+def close_stale_runs(tracking_uri: str, experiment: str, workdir: str | Path) -> list[str]:
+    """Mark KILLED the runs that a killed invocation in ``workdir`` left RUNNING (its parent
+    run and the children still running under it); return their ids.
+
+    Called when an invocation starts: Snakemake's lock keeps a second one out of the same
+    working directory, so a parent run of this directory still RUNNING is a dead one.
+    Nothing happens when MLflow is unreachable or the experiment does not exist yet.
+    """
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[10:]).exists():
+        return []  # no runs at all yet: do not pay for importing MLflow
+    if not _server_reachable(tracking_uri, 3.0):
+        return []
+    closed: list[str] = []
+    try:
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+        client = mlflow.MlflowClient()
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        running = "attributes.status = 'RUNNING'"
+        where = str(Path(workdir).resolve()).replace("'", "\\'")
+        parents = client.search_runs(
+            [found.experiment_id],
+            f"{running} and tags.`glc.kind` = 'workflow' and tags.`{WORKDIR_TAG}` = '{where}'",
+        )
+        for parent in parents:
+            children = client.search_runs(
+                [found.experiment_id],
+                f"{running} and tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+            )
+            for run in [*children, parent]:
+                client.set_terminated(run.info.run_id, "KILLED")
+                closed.append(run.info.run_id)
+    except Exception as error:
+        log.warning("could not close stale MLflow runs (%s)", redact(str(error)))
+    return closed
 
 
 def numeric_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -350,14 +426,6 @@ def numeric_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
         elif isinstance(value, int | float) and not isinstance(value, bool) and value == value:
             flat[name] = float(value)
     return flat
-
-
-def tracking_settings(config: Mapping[str, Any]) -> tuple[str, str]:
-    """(tracking URI, experiment name) from the workflow config's ``mlflow`` section."""
-    section = config.get("mlflow", {})
-    return section.get("tracking_uri") or default_tracking_uri(), section.get(
-        "experiment", DEFAULT_EXPERIMENT
-    )
 
 
 def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:

@@ -31,6 +31,8 @@ from .metrics import hits, top_k
 log = logging.getLogger(__name__)
 
 LOSSES = ("cross_entropy", "logit_adjusted", "balanced_softmax", "class_weighted")
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "step", "constant")
 
 
 @dataclass(frozen=True)
@@ -74,10 +76,10 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ValueError(f"optimizer must be adamw or sgd, not {self.optimizer!r}")
-        if self.schedule not in ("cosine", "step", "constant"):
-            raise ValueError(f"schedule must be cosine, step or constant, not {self.schedule!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")
 
@@ -372,6 +374,34 @@ def evaluate_top_k(
     return {f"val_top{k}_error": 1.0 - found[k] / max(total, 1) for k in ks}
 
 
+def train_step(
+    model: nn.Module,
+    batch: dict,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    scaler: torch.amp.GradScaler,
+    config: TrainConfig,
+    device: torch.device,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """One optimisation step on a batch: augmentation, forward (mixed precision on CUDA),
+    backward, gradient clipping, update. Returns the loss (on the device)."""
+    if batch.get("patches"):
+        batch = {**batch, "patches": augment_patches(batch["patches"], config.augment, generator)}
+    batch = to_device(batch, device)
+    with _autocast(device, enabled=config.amp):
+        logits = model(batch)
+    loss = loss_fn(logits, batch["label"])
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if config.grad_clip > 0:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
+
+
 def train(
     model: nn.Module,
     make_train_loader: Callable[[int], Iterable[dict]],
@@ -426,22 +456,7 @@ def train(
             progress = epoch + (step / n_batches if n_batches else 0.0)
             for group in optimizer.param_groups:
                 group["lr"] = config.learning_rate * learning_rate_factor(config, progress)
-            if batch.get("patches"):
-                batch = {
-                    **batch,
-                    "patches": augment_patches(batch["patches"], config.augment, generator),
-                }
-            batch = to_device(batch, device)
-            with _autocast(device, enabled=config.amp):
-                logits = model(batch)
-            loss = loss_fn(logits, batch["label"])
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+            loss = train_step(model, batch, optimizer, loss_fn, scaler, config, device, generator)
             seen += len(batch["label"])
             total_loss += float(loss.detach())
             batches += 1

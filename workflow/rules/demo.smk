@@ -13,9 +13,9 @@ rule generate_demo_dataset:
         truth=str(DEMO_TRUTH / "species_probabilities.npz"),
         summary=str(DEMO_TRUTH / "summary.json"),
     log:
-        "logs/generate_demo_dataset.log",
+        logs("generate_demo_dataset"),
     benchmark:
-        "benchmarks/generate_demo_dataset.tsv"
+        benchmarks("generate_demo_dataset")
     threads: 2
     params:
         root=str(DEMO_ROOT),

@@ -1,31 +1,24 @@
-# Environmental values from the rasters and patch caches (see geolifeclef.environment,
-# geolifeclef.patch_cache, and geolifeclef.dataset to read them for training).
-
-SPLIT_TABLES = [f"results/observations/{split}.parquet" for split in SPLITS]
-RASTERS = [str(p) for p in LAYOUT.raster_files()]
-PATCH_FOLDERS = [str(LAYOUT.patch_folder(r)) for r in REGIONS]
-ENV_TABLE = "results/environment/env_values.parquet"
-ENV_PATCHES = "results/environment/env_patches"
-NORMALIZATION_STATS = "results/normalization/stats.json"
+# Environmental values from the rasters and patch caches (see geolifeclef.env_table,
+# geolifeclef.env_windows, geolifeclef.patch_cache, and geolifeclef.dataset to read them).
 
 
 def env_source_files():
     """The rasters, or the archive's pre-extracted CSV when the config asks for it."""
     if config["environment"]["source"] == "pre_extracted":
         return [str(LAYOUT.environmental_vectors)]
-    return RASTERS
+    return [str(p) for p in LAYOUT.raster_files()]
 
 
 rule extract_env:
     input:
-        observations=SPLIT_TABLES,
+        observations=rules.ingest_observations.output,
         source=env_source_files(),
     output:
-        ENV_TABLE,
+        table=results("environment/env_values.parquet"),
     log:
-        "logs/extract_env.log",
+        logs("extract_env"),
     benchmark:
-        "benchmarks/extract_env.tsv"
+        benchmarks("extract_env")
     threads: 4
     params:
         data_root=str(DATA_ROOT),
@@ -36,14 +29,14 @@ rule extract_env:
 
 rule extract_env_patches:
     input:
-        observations=SPLIT_TABLES,
-        rasters=RASTERS,
+        observations=rules.ingest_observations.output,
+        rasters=[str(p) for p in LAYOUT.raster_files()],
     output:
-        directory(ENV_PATCHES),
+        windows=directory(results("environment/env_patches")),
     log:
-        "logs/extract_env_patches.log",
+        logs("extract_env_patches"),
     benchmark:
-        "benchmarks/extract_env_patches.tsv"
+        benchmarks("extract_env_patches")
     threads: 4
     params:
         data_root=str(DATA_ROOT),
@@ -54,16 +47,16 @@ rule extract_env_patches:
 
 rule cache_patches:
     input:
-        observations="results/observations/{split}.parquet",
-        patches=PATCH_FOLDERS,
+        observations=lambda wildcards: rules.ingest_observations.output[wildcards.split],
+        patches=[str(LAYOUT.patch_folder(r)) for r in REGIONS],
     output:
-        directory("results/patches/{split}"),
+        cache=directory(results("patches/{split}")),
     log:
-        "logs/cache_patches_{split}.log",
+        logs("cache_patches_{split}"),
     benchmark:
-        "benchmarks/cache_patches_{split}.tsv"
+        benchmarks("cache_patches_{split}")
     wildcard_constraints:
-        split="|".join(SPLITS),
+        split=one_of(SPLITS),
     # Capped at --cores; the build scales with processes (decoding is CPU-bound).
     threads: 8
     params:
@@ -76,28 +69,31 @@ rule cache_patches:
         "../scripts/cache_patches.py"
 
 
+def patch_caches(splits):
+    """The patch caches of ``splits``, chained from the rule that builds them."""
+    return expand(rules.cache_patches.output.cache, split=splits)
+
+
 rule compute_normalization_stats:
     input:
-        train="results/observations/train.parquet",
-        env=ENV_TABLE,
-        cache=["results/patches/train"] if config["patches"]["enabled"] else [],
+        train=rules.ingest_observations.output.train,
+        env=rules.extract_env.output.table,
+        cache=patch_caches(["train"]) if config["patches"]["enabled"] else [],
     output:
-        NORMALIZATION_STATS,
+        stats=results("normalization/stats.json"),
     log:
-        "logs/compute_normalization_stats.log",
+        logs("compute_normalization_stats"),
     benchmark:
-        "benchmarks/compute_normalization_stats.tsv"
+        benchmarks("compute_normalization_stats")
     script:
         "../scripts/compute_normalization_stats.py"
 
 
 rule extraction:
     input:
-        ENV_TABLE,
-        NORMALIZATION_STATS,
-        (
-            expand("results/patches/{split}", split=SPLITS)
-            if config["patches"]["enabled"]
-            else []
-        ),
-        [ENV_PATCHES] if config["environment"]["env_patches"]["enabled"] else [],
+        rules.extract_env.output,
+        rules.compute_normalization_stats.output,
+        patch_caches(SPLITS) if config["patches"]["enabled"] else [],
+        rules.extract_env_patches.output
+        if config["environment"]["env_patches"]["enabled"]
+        else [],

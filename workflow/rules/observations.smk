@@ -6,12 +6,17 @@ rule ingest_observations:
         observations=[str(p) for p in LAYOUT.observation_files()],
         species=str(LAYOUT.species_details),
     output:
-        **{split: f"results/observations/{split}.parquet" for split in SPLITS},
+        **{split: results(f"observations/{split}.parquet") for split in SPLITS},
     log:
-        "logs/ingest_observations.log",
+        logs("ingest_observations"),
     benchmark:
-        "benchmarks/ingest_observations.tsv"
+        benchmarks("ingest_observations")
     params:
         data_root=str(DATA_ROOT),
     script:
         "../scripts/ingest_observations.py"
+
+
+rule observations:
+    input:
+        rules.ingest_observations.output,

@@ -9,7 +9,7 @@ with logging_to(snakemake.log[0]) as log:
     k = min(snakemake.params.top_k, max(m.k for m in models))
     log.info("blending %s into %d ids per observation", weights, k)
     write_predictions(
-        snakemake.output[0],
+        snakemake.output.blend,
         blend(models, list(weights.values()), k),
         expected_ids=models[0].observation_id,
     )

@@ -16,7 +16,7 @@ with logging_to(snakemake.log[0]) as log:
     report = build_patch_cache(
         DatasetLayout(snakemake.params.data_root),
         pd.read_parquet(snakemake.input.observations),
-        snakemake.output[0],
+        snakemake.output.cache,
         spec,
         workers=snakemake.threads,
     )

@@ -5,9 +5,10 @@ from geolifeclef.evaluation import evaluate_model, plot_buckets, write_metrics
 from geolifeclef.observations import read_table
 from geolifeclef.predictions import read_predictions
 from geolifeclef.rule_logging import logging_to
-from geolifeclef.tracking import numeric_metrics, start_run, tracking_settings
+from geolifeclef.tracking import Tracking, numeric_metrics, start_run
 
 with logging_to(snakemake.log[0]) as log:
+    model = snakemake.wildcards.model
     species = read_species_table(snakemake.input.species)
     val = read_table(snakemake.input.val)
     predictions = read_predictions(
@@ -16,24 +17,19 @@ with logging_to(snakemake.log[0]) as log:
         expected_ids=val["observation_id"].to_numpy(),
     )
     metrics = evaluate_model(
-        snakemake.wildcards.model,
-        snakemake.params.kind,
-        predictions,
-        val,
-        species,
-        snakemake.input.truth or None,
+        model, snakemake.params.kind, predictions, val, species, snakemake.input.truth or None
     )
     write_metrics(metrics, snakemake.output.metrics)
     plot_buckets(metrics, snakemake.output.plot)
-    uri, experiment = tracking_settings(snakemake.config)
+    tracking = Tracking.of_invocation()
     with start_run(
-        uri,
-        experiment,
-        f"evaluate {snakemake.wildcards.model}",
-        f"results/evaluation/{snakemake.wildcards.model}/metrics.jsonl",
+        tracking.uri,
+        tracking.experiment,
+        f"evaluate {model}",
+        snakemake.params.local_metrics,
         tags={
             "snakemake.rule": snakemake.rule,
-            "wildcards.model": snakemake.wildcards.model,
+            "wildcards.model": model,
             "model_kind": snakemake.params.kind,
         },
     ) as tracker:
@@ -42,7 +38,7 @@ with logging_to(snakemake.log[0]) as log:
         tracker.log_artifact(snakemake.output.plot)
     log.info(
         "%s: val top-30 error %.4f (constant %.4f)",
-        snakemake.wildcards.model,
+        model,
         metrics["top30_error"],
         metrics["constant"]["top30_error"],
     )

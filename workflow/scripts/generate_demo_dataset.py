@@ -10,5 +10,6 @@ with logging_to(snakemake.log[0]) as log:
     summary = generate_demo_dataset(
         snakemake.params.root, snakemake.params.truth_dir, spec, workers=snakemake.threads
     )
-    for subset in ("val", "test"):
-        log.info("%s: %s", subset, summary[subset])
+    for subset, figures in summary.items():
+        if subset != "spec":
+            log.info("%s: %s", subset, figures)

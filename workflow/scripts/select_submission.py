@@ -12,5 +12,5 @@ with logging_to(snakemake.log[0]):
         snakemake.input.leaderboard or None,
         read_table(snakemake.input.test)["observation_id"].to_numpy(),
         read_species_ids(snakemake.input.species),
-        snakemake.output[0],
+        snakemake.output.final,
     )

@@ -11,4 +11,4 @@ with logging_to(snakemake.log[0]):
     predictions = read_predictions(
         snakemake.input.predictions, known_species=known_species, expected_ids=test_ids
     )
-    write_submission(snakemake.output[0], predictions, test_ids, known_species)
+    write_submission(snakemake.output.csv, predictions, test_ids, known_species)

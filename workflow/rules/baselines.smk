@@ -1,0 +1,71 @@
+# Baselines, fitted on train only (geolifeclef.baselines). Every model writes
+# predictions(model, split) in the one format of geolifeclef.predictions.
+
+
+rule predict_constant:
+    input:
+        species=rules.analyze_class_frequency.output.table,
+        val=rules.ingest_observations.output.val,
+        test=rules.ingest_observations.output.test,
+    output:
+        **{split: predictions("constant", split) for split in PREDICTED_SPLITS},
+    log:
+        logs("predict_constant"),
+    benchmark:
+        benchmarks("predict_constant")
+    params:
+        top_k=config["predictions"]["top_k"],
+    script:
+        "../scripts/predict_constant.py"
+
+
+rule predict_knn:
+    input:
+        species=rules.analyze_class_frequency.output.table,
+        train=rules.ingest_observations.output.train,
+        val=rules.ingest_observations.output.val,
+        test=rules.ingest_observations.output.test,
+    output:
+        **{split: predictions("knn", split) for split in PREDICTED_SPLITS},
+    log:
+        logs("predict_knn"),
+    benchmark:
+        benchmarks("predict_knn")
+    params:
+        top_k=config["predictions"]["top_k"],
+        chunk_rows=config["predictions"]["chunk_rows"],
+        settings=config["baselines"]["knn"],
+    script:
+        "../scripts/predict_knn.py"
+
+
+rule predict_random_forest:
+    input:
+        species=rules.analyze_class_frequency.output.table,
+        env=rules.extract_env.output.table,
+        train=rules.ingest_observations.output.train,
+        val=rules.ingest_observations.output.val,
+        test=rules.ingest_observations.output.test,
+    output:
+        **{split: predictions("random_forest", split) for split in PREDICTED_SPLITS},
+    log:
+        logs("predict_random_forest"),
+    benchmark:
+        benchmarks("predict_random_forest")
+    threads: 8
+    resources:
+        # 16 trees x 2,047 nodes x 17,037 class probabilities (float64): ~4.5 GB
+        mem_mb=2_000 if USING_DEMO else 16_000,
+    params:
+        top_k=config["predictions"]["top_k"],
+        chunk_rows=config["predictions"]["chunk_rows"],
+        settings=config["baselines"]["random_forest"],
+    script:
+        "../scripts/predict_random_forest.py"
+
+
+rule baselines:
+    input:
+        rules.predict_constant.output,
+        rules.predict_knn.output,
+        rules.predict_random_forest.output,

@@ -1,0 +1,47 @@
+# The Kaggle submission: every model's test predictions as a checked CSV, and final.csv.
+
+
+rule write_submission:
+    input:
+        predictions=predictions("{model}", "test"),
+        test=rules.ingest_observations.output.test,
+        species=str(LAYOUT.species_details),
+    output:
+        csv=results("submission/{model}.csv"),
+    log:
+        logs("write_submission/{model}"),
+    benchmark:
+        benchmarks("write_submission/{model}")
+    wildcard_constraints:
+        model=one_of(MODELS),
+    script:
+        "../scripts/write_submission.py"
+
+
+rule select_submission:
+    input:
+        # Choosing the best needs every model's val error; a named model needs none.
+        leaderboard=(
+            rules.build_leaderboard.output.parquet if SUBMITTED == "best" else []
+        ),
+        candidates=expand(
+            rules.write_submission.output.csv, model=SUBMISSION_CANDIDATES
+        ),
+        test=rules.ingest_observations.output.test,
+        species=str(LAYOUT.species_details),
+    output:
+        final=results("submission/final.csv"),
+    log:
+        logs("select_submission"),
+    benchmark:
+        benchmarks("select_submission")
+    params:
+        model=SUBMITTED,
+        candidates=SUBMISSION_CANDIDATES,
+    script:
+        "../scripts/select_submission.py"
+
+
+rule submission:
+    input:
+        rules.select_submission.output,
