@@ -1,0 +1,145 @@
+"""The config schema and the package's settings dataclasses describe the same settings.
+
+The dataclasses are the home of every default and choice (nanoGPT's rule); the schema
+(workflow/schemas/config.schema.yaml) repeats them so that Snakemake can validate and fill
+a config before anything runs. These tests walk every default and enum of the schema
+against the dataclass it feeds, in both directions: a setting added, removed, renamed or
+given another default in one place and not the other fails here.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from geolifeclef.baselines import ForestSettings, KnnSettings
+from geolifeclef.class_frequency import BucketThresholds
+from geolifeclef.demo import DEMO_SCALES, DemoSpec
+from geolifeclef.experiment import DEFAULT_TABULAR, PredictionJob
+from geolifeclef.features import TABULAR_SIZES
+from geolifeclef.layout import MODALITIES
+from geolifeclef.models import (
+    BACKBONES,
+    LANDCOVER_MODES,
+    MODEL_KINDS,
+    CnnConfig,
+    MlpConfig,
+    ModelConfig,
+)
+from geolifeclef.patch_cache import BAD_FILE_POLICIES, CacheSpec
+from geolifeclef.patch_geometry import MODES
+from geolifeclef.training import LOSSES, OPTIMIZERS, SCHEDULES, AugmentConfig, TrainConfig
+
+SCHEMA = yaml.safe_load(
+    (Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text()
+)
+EXPERIMENT = SCHEMA["properties"]["experiments"]["additionalProperties"]["properties"]
+
+
+def section(*keys: str) -> dict:
+    """The ``properties`` of a nested object of the schema."""
+    node = SCHEMA
+    for key in keys:
+        node = node["properties"][key]
+    return node["properties"]
+
+
+def default_of(field: dataclasses.Field):
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return dataclasses.MISSING
+
+
+def as_json(value):
+    """A default as the schema writes it (tuples are lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+# (schema properties, dataclass, dataclass fields that the workflow derives, not the config)
+SECTIONS = {
+    "experiments.*.model": (
+        EXPERIMENT["model"]["properties"],
+        ModelConfig,
+        {"n_classes", "n_tabular"},
+    ),
+    "experiments.*.model.mlp": (
+        EXPERIMENT["model"]["properties"]["mlp"]["properties"],
+        MlpConfig,
+        set(),
+    ),
+    "experiments.*.model.cnn": (
+        EXPERIMENT["model"]["properties"]["cnn"]["properties"],
+        CnnConfig,
+        set(),
+    ),
+    "experiments.*.train": (EXPERIMENT["train"]["properties"], TrainConfig, set()),
+    "experiments.*.train.augment": (
+        EXPERIMENT["train"]["properties"]["augment"]["properties"],
+        AugmentConfig,
+        set(),
+    ),
+    "patches": (section("patches"), CacheSpec, set()),
+    "baselines.knn": (section("baselines", "knn"), KnnSettings, set()),
+    "baselines.random_forest": (section("baselines", "random_forest"), ForestSettings, set()),
+    "class_frequency": (section("class_frequency"), BucketThresholds, set()),
+}
+CONFIG_ONLY = {
+    # Keys that live in the config but not in the dataclass, and why.
+    "experiments.*.model": {"tabular"},  # ExperimentSettings.tabular (DEFAULT_TABULAR)
+    "patches": {"enabled"},  # whether the workflow builds caches at all
+    "class_frequency": {"count_thresholds"},  # a summary setting, not a bucket
+}
+
+
+@pytest.mark.parametrize("name", list(SECTIONS))
+def test_schema_defaults_are_the_dataclass_defaults(name):
+    properties, cls, not_in_config = SECTIONS[name]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in not_in_config}
+    assert set(properties) - CONFIG_ONLY.get(name, set()) == set(fields), name
+    for key, field in fields.items():
+        if properties[key].get("type") == "object":
+            continue  # a nested section, compared as a section of its own
+        if default_of(field) is dataclasses.MISSING:
+            assert "default" not in properties[key], f"{name}.{key}: required, no default"
+            continue
+        assert properties[key].get("default") == as_json(default_of(field)), f"{name}.{key}"
+
+
+ENUMS = {
+    ("experiments.*.model", "kind"): MODEL_KINDS,
+    ("experiments.*.model.cnn", "backbone"): BACKBONES,
+    ("experiments.*.model.cnn", "landcover"): LANDCOVER_MODES,
+    ("experiments.*.train", "optimizer"): OPTIMIZERS,
+    ("experiments.*.train", "schedule"): SCHEDULES,
+    ("experiments.*.train", "loss"): LOSSES,
+    ("patches", "mode"): MODES,
+    ("patches", "on_bad_file"): BAD_FILE_POLICIES,
+}
+LIST_ENUMS = {
+    ("experiments.*.model", "modalities"): MODALITIES,
+    ("experiments.*.model", "tabular"): tuple(TABULAR_SIZES),
+    ("patches", "modalities"): MODALITIES,
+}
+
+
+@pytest.mark.parametrize("where", list(ENUMS) + list(LIST_ENUMS))
+def test_schema_choices_are_the_package_choices(where):
+    name, key = where
+    node = SECTIONS[name][0][key]
+    if where in LIST_ENUMS:
+        assert node["items"]["enum"] == list(LIST_ENUMS[where])
+    else:
+        assert node["enum"] == list(ENUMS[where])
+
+
+def test_defaults_that_live_outside_a_settings_dataclass():
+    model = EXPERIMENT["model"]["properties"]
+    assert model["tabular"]["default"] == list(DEFAULT_TABULAR)
+    tta = next(f for f in dataclasses.fields(PredictionJob) if f.name == "tta")
+    assert EXPERIMENT["tta"]["default"] == tta.default
+    demo = section("demo")
+    assert demo["scale"]["enum"] == list(DEMO_SCALES)
+    assert demo["seed"]["default"] == DemoSpec().seed
