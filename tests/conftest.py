@@ -44,6 +44,42 @@ def tables(tiny_demo, tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
+@pytest.fixture(scope="session")
+def extracted(tiny_demo, tables, tmp_path_factory) -> dict:
+    """Everything the extraction stage writes, for the tiny demo (32 px caches). Read-only."""
+    import pandas as pd
+
+    from geolifeclef.env_table import build_env_table
+    from geolifeclef.env_windows import build_env_patches
+    from geolifeclef.normalization import write_normalization_stats
+    from geolifeclef.patch_cache import CacheSpec, build_patch_cache
+    from geolifeclef.patch_stats import compute_patch_stats
+
+    layout, _, _ = tiny_demo
+    base = tmp_path_factory.mktemp("extracted")
+    env_table = base / "env_values.parquet"
+    build_env_table(layout, list(tables.values()), env_table)
+    build_env_patches(layout, list(tables.values()), base / "env_patches", size=4)
+    patch_stats = {}
+    for split, table in tables.items():
+        observations = pd.read_parquet(table)
+        build_patch_cache(layout, observations, base / "patches" / split, CacheSpec(32, "resize"))
+        patch_stats[split] = base / "patch_stats" / f"{split}.parquet"
+        compute_patch_stats(base / "patches" / split, patch_stats[split])
+    stats = base / "stats.json"
+    write_normalization_stats(
+        stats, tables["train"], env_table, base / "patches" / "train", patch_stats["train"]
+    )
+    return {
+        "tables": tables,
+        "env": env_table,
+        "env_patches": base / "env_patches",
+        "patches": base / "patches",
+        "patch_stats": patch_stats,
+        "stats": stats,
+    }
+
+
 def snakemake_command(workdir: Path, *args: str, cores: int | None = 2) -> list[str]:
     """The command that runs the repository's workflow in ``workdir`` with its config.yaml
     (``cores=None`` when a profile sets them)."""

@@ -5,10 +5,16 @@ import pandas as pd
 import pytest
 
 from geolifeclef.baselines import (
+    FOREST_FEATURE_GROUPS,
     ForestSettings,
     KnnSettings,
+    TabularSources,
     constant_predictions,
+    feature_matrix,
+    feature_names,
+    fitting_rows,
     knn_predictions,
+    predict_per_fit,
     random_forest_predictions,
 )
 from geolifeclef.class_frequency import BucketThresholds, species_table
@@ -91,18 +97,26 @@ def test_forest_maps_its_classes_back_to_species_ids():
     env.loc[::10, "bio_2"] = np.nan  # missing values are allowed
     env.insert(0, "observation_id", train["observation_id"])
     species = _species(train, 50)
-    settings = ForestSettings(n_estimators=4, max_depth=3, use_coordinates=False)
-    result = random_forest_predictions(train, {"train": train}, env, "env", species, 30, settings)
+    settings = ForestSettings(n_estimators=4, max_depth=3, features=("env",))
+    sources = TabularSources(env, "env")
+    result = random_forest_predictions(train, {"train": train}, sources, species, 30, settings)
     assert (result["train"].species_ids[:, 0] == label).all()
     check_predictions(result["train"], known_species=np.arange(50))
-    with pytest.raises(InputDataError, match="no environmental values for 1 observation"):
-        random_forest_predictions(train, {"q": train}, env.iloc[1:], "env", species, 30, settings)
+    with pytest.raises(InputDataError, match="env: no row for 1 observation"):
+        random_forest_predictions(
+            train, {"q": train}, TabularSources(env.iloc[1:], "env"), species, 30, settings
+        )
 
 
 def test_forest_on_the_tiny_demo_beats_the_constant(demo):
     tables, species, env, _ = demo
     result = random_forest_predictions(
-        tables.train, {"val": tables.val}, env, "env.csv", species, 30, ForestSettings()
+        tables.train,
+        {"val": tables.val},
+        TabularSources(env, "env.csv"),
+        species,
+        30,
+        ForestSettings(),
     )["val"]
     labels = tables.val["species_id"].to_numpy()
     constant = constant_predictions(species, tables.val["observation_id"].to_numpy(), 30)
@@ -119,7 +133,12 @@ def test_every_baseline_gives_a_valid_submission_on_the_tiny_demo(demo, tmp_path
         "constant": constant_predictions(species, test_ids, k),
         "knn": knn_predictions(tables.train, {"test": test}, species, k, KnnSettings())["test"],
         "random_forest": random_forest_predictions(
-            tables.train, {"test": test}, env, "env.csv", species, k, ForestSettings()
+            tables.train,
+            {"test": test},
+            TabularSources(env, "env.csv"),
+            species,
+            k,
+            ForestSettings(),
         )["test"],
     }
     for name, prediction in predictions.items():
@@ -127,3 +146,41 @@ def test_every_baseline_gives_a_valid_submission_on_the_tiny_demo(demo, tmp_path
         write_submission(tmp_path / f"{name}.csv", prediction, test_ids, known)
         check_submission_file(tmp_path / f"{name}.csv", test_ids, known)
         assert len((tmp_path / f"{name}.csv").read_text().splitlines()) == len(test_ids) + 1
+
+
+def test_forest_features_include_patch_statistics_and_the_country(extracted):
+    tables = {split: pd.read_parquet(path) for split, path in extracted["tables"].items()}
+    patch_stats = pd.concat(pd.read_parquet(p) for p in extracted["patch_stats"].values())
+    sources = TabularSources(pd.read_parquet(extracted["env"]), "env", patch_stats)
+    groups = tuple(FOREST_FEATURE_GROUPS)  # the 1st place's forest: all of them
+    matrix = feature_matrix(tables["val"], groups, sources)
+    assert matrix.shape == (len(tables["val"]), len(feature_names(groups)))
+    names = feature_names(groups)
+    rows = patch_stats.set_index("observation_id").loc[tables["val"]["observation_id"]]
+    for column in ("red_p50", "altitude_range", "landcover_3"):
+        np.testing.assert_array_equal(matrix[:, names.index(column)], rows[column].to_numpy())
+    us = tables["val"]["observation_id"].to_numpy() // 10_000_000 == 2
+    np.testing.assert_array_equal(matrix[:, names.index("country_us")], us)
+    with pytest.raises(ValueError, match="choose from"):
+        ForestSettings(features=("env", "satellite"))
+
+
+def test_refit_fits_test_on_train_and_val_and_val_on_train_only(demo):
+    tables, _, _, _ = demo
+    fitting = fitting_rows(tables.train, tables.val, refit=True)
+    assert fitting["val"] is tables.train
+    assert len(fitting["test"]) == len(tables.train) + len(tables.val)
+    assert not set(fitting["test"]["observation_id"]) & set(tables.test["observation_id"])
+    plain = fitting_rows(tables.train, tables.val, refit=False)
+    assert plain["val"] is plain["test"] is tables.train
+    calls = []
+
+    def predict(rows, wanted):
+        calls.append((len(rows), sorted(wanted)))
+        return {split: split for split in wanted}
+
+    assert predict_per_fit(plain, {"val": 1, "test": 2}, predict) == {"val": "val", "test": "test"}
+    assert calls == [(len(tables.train), ["test", "val"])]  # one fit serves both
+    calls.clear()
+    predict_per_fit(fitting, {"val": 1, "test": 2}, predict)
+    assert calls == [(len(tables.train), ["val"]), (len(fitting["test"]), ["test"])]

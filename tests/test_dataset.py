@@ -8,33 +8,8 @@ import pytest
 import torch
 
 from geolifeclef.dataset import GlcDataset, make_loader
-from geolifeclef.env_table import build_env_table
-from geolifeclef.env_windows import build_env_patches
 from geolifeclef.layout import ENV_VARIABLES, MODALITIES
-from geolifeclef.normalization import write_normalization_stats
 from geolifeclef.patch_cache import CacheSpec, build_patch_cache, open_patch_cache
-
-
-@pytest.fixture(scope="module")
-def extracted(tiny_demo, tables, tmp_path_factory) -> dict:
-    """Everything the extraction stage writes, for the tiny demo."""
-    layout, _, _ = tiny_demo
-    base = tmp_path_factory.mktemp("extracted")
-    env_table = base / "env_values.parquet"
-    build_env_table(layout, list(tables.values()), env_table)
-    build_env_patches(layout, list(tables.values()), base / "env_patches", size=4)
-    for split, table in tables.items():
-        observations = pd.read_parquet(table)
-        build_patch_cache(layout, observations, base / "patches" / split, CacheSpec(32, "resize"))
-    stats = base / "stats.json"
-    write_normalization_stats(stats, tables["train"], env_table, base / "patches" / "train")
-    return {
-        "tables": tables,
-        "env": env_table,
-        "env_patches": base / "env_patches",
-        "patches": base / "patches",
-        "stats": stats,
-    }
 
 
 def test_samples_hold_the_cache_rows_env_values_coordinates_and_labels(extracted):

@@ -1,23 +1,26 @@
 """Experiment settings and the batches the models read."""
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from geolifeclef.experiment import (
     ExperimentSettings,
-    experiment_modalities,
+    experiment_inputs,
     read_job,
     weight_settings,
     write_job,
 )
-from geolifeclef.features import TABULAR_SIZES, ModelBatch, unit_sphere
-from geolifeclef.layout import N_LANDCOVER_CODES
+from geolifeclef.features import TABULAR_SIZES, InputsNeeded, ModelBatch, ndvi, unit_sphere
+from geolifeclef.patch_stats import PATCH_STAT_COLUMNS
 
 ENTRY = {
     "model": {
         "kind": "fusion",
-        "modalities": ["rgb", "landcover"],
+        "modalities": ["rgb", "landcover", "ndvi"],
         "tabular": ["env", "coordinates", "landcover_shares", "altitude_stats"],
         "cnn": {"backbone": "small", "width": 8},
     },
@@ -27,11 +30,12 @@ ENTRY = {
 
 def test_settings_become_typed_configs():
     settings = ExperimentSettings.from_config("x", ENTRY, n_classes=40)
-    assert settings.model.n_tabular == sum(TABULAR_SIZES.values())
-    assert settings.model.modalities == ("rgb", "landcover")
+    groups = ENTRY["model"]["tabular"]
+    assert settings.model.n_tabular == sum(TABULAR_SIZES[g] for g in groups)
+    assert settings.model.modalities == ("rgb", "landcover", "ndvi")
     assert settings.train.epochs == 3 and settings.train.augment.flip is False
-    # Altitude is loaded for its statistics although the CNN does not read it.
-    assert settings.patch_modalities == ("rgb", "landcover", "altitude")
+    # NDVI is derived from the cached rgb and near_ir; patch statistics come from a table.
+    assert settings.inputs == InputsNeeded(("rgb", "landcover", "near_ir"), True, True)
 
 
 def test_fingerprint_follows_what_shapes_the_weights():
@@ -44,12 +48,14 @@ def test_fingerprint_follows_what_shapes_the_weights():
 
 def test_what_an_experiment_reads_and_what_retrains_it_are_decided_once():
     settings = ExperimentSettings.from_config("x", ENTRY, 40)
-    assert experiment_modalities(ENTRY) == settings.patch_modalities
+    assert experiment_inputs(ENTRY) == settings.inputs
     env_only = {"model": {"kind": "mlp", "tabular": ["env", "coordinates"]}}
-    assert experiment_modalities(env_only) == ()
-    # An MLP on land-cover shares reads the land-cover cache, but no CNN modality.
+    assert experiment_inputs(env_only) == InputsNeeded((), env=True, patch_stats=False)
+    # An MLP on land-cover shares reads the statistics table, no patch cache at all.
     shares = {"model": {"kind": "mlp", "modalities": ["rgb"], "tabular": ["landcover_shares"]}}
-    assert experiment_modalities(shares) == ("landcover",)
+    assert experiment_inputs(shares) == InputsNeeded((), env=False, patch_stats=True)
+    cnn = {"model": {"kind": "cnn", "modalities": ["green"], "tabular": ["env"]}}
+    assert experiment_inputs(cnn) == InputsNeeded(("rgb",), env=False, patch_stats=False)
     assert weight_settings({**ENTRY, "tta": True}) == ENTRY
 
 
@@ -69,7 +75,7 @@ def test_jobs_round_trip_through_json(tmp_path):
         Tracking("sqlite:///x.db", "e"),
         artifacts=("a.png",),
     )
-    prediction = PredictionJob("m.pt", inputs, {"val": "v.parquet"}, top_k=30, tta=True)
+    prediction = PredictionJob({"val": "m.pt"}, inputs, {"val": "v.parquet"}, top_k=30, tta=True)
     for job in (training, prediction):
         write_job(job, tmp_path / "job.json")
         assert read_job(tmp_path / "job.json") == job
@@ -84,29 +90,113 @@ def test_unknown_settings_are_refused():
 
 
 def test_model_batch_builds_tabular_features_and_patches():
-    landcover = torch.zeros(2, 1, 4, 4, dtype=torch.uint8)
-    landcover[0, 0, :2] = 3  # half the patch is code 3, half code 0
+    stats = {
+        "patches": {
+            m: {"mean": [10.0] * c, "std": [2.0] * c} for m, c in (("rgb", 3), ("near_ir", 1))
+        }
+    }
+    raw_rgb = torch.arange(2 * 3 * 16, dtype=torch.float32).reshape(2, 3, 4, 4)
+    raw_nir = torch.full((2, 1, 4, 4), 40.0)
+    table = torch.arange(2 * len(PATCH_STAT_COLUMNS), dtype=torch.float32).reshape(2, -1)
     batch = {
-        "observation_id": torch.tensor([1, 2]),
+        "observation_id": torch.tensor([10000001, 20000002]),
         "coords": torch.tensor([[45.0, 3.0], [40.0, -100.0]]),
         "env": torch.ones(2, 27),
-        "rgb": torch.zeros(2, 3, 4, 4),
-        "landcover": landcover,
-        "altitude": torch.arange(32.0).reshape(2, 1, 4, 4),
+        "rgb": (raw_rgb - 10) / 2,  # as GlcDataset normalises it
+        "near_ir": (raw_nir - 10) / 2,
+        "patch_stats": table,
         "label": torch.tensor([5, 6]),
     }
-    out = ModelBatch(("altitude_stats", "env", "coordinates", "landcover_shares"), ("rgb",))(batch)
-    assert set(out["patches"]) == {"rgb"}
+    groups = ("altitude_stats", "env", "country", "coordinates", "landcover_shares")
+    out = ModelBatch(groups, ("green", "ndvi"), stats)(batch)
+    assert set(out["patches"]) == {"green", "ndvi"}
+    torch.testing.assert_close(out["patches"]["green"], batch["rgb"][:, 1:2])
+    # NDVI from the raw reflectances, by hand for one pixel: (40 - 5) / (40 + 5).
+    assert out["patches"]["ndvi"][0, 0, 1, 1].item() == pytest.approx((40 - 5) / 45)
+    torch.testing.assert_close(out["patches"]["ndvi"], ndvi(raw_rgb[:, :1], raw_nir))
     tabular = out["tabular"]
-    assert tabular.shape == (2, sum(TABULAR_SIZES.values()))
+    assert tabular.shape == (2, sum(TABULAR_SIZES[g] for g in groups))
+    torch.testing.assert_close(tabular[:, :27], batch["env"])  # TABULAR_SIZES order
     np.testing.assert_allclose(
         tabular[:, 27:30], unit_sphere(np.array([45.0, 40.0]), np.array([3.0, -100.0])), rtol=1e-6
     )
-    shares = tabular[:, 30 : 30 + N_LANDCOVER_CODES]
-    torch.testing.assert_close(shares.sum(1), torch.ones(2))
-    assert shares[0, 3] == 0.5 and shares[1, 0] == 1.0
-    altitude = tabular[:, 30 + N_LANDCOVER_CODES :]
-    # Sample 0 is 0..15: mean 7.5, sample std sqrt(sum((x - 7.5)^2) / 15), min 0, range 15.
-    std = float(np.std(np.arange(16.0), ddof=1))
-    torch.testing.assert_close(altitude[0], torch.tensor([7.5, std, 0.0, 15.0]))
+    assert tabular[:, 30].tolist() == [0.0, 1.0]  # France, US
+    altitude = [PATCH_STAT_COLUMNS.index(f"altitude_{s}") for s in ("mean", "std", "min", "range")]
+    torch.testing.assert_close(tabular[:, 31:35], table[:, altitude])
     assert torch.equal(out["label"], batch["label"])
+
+
+def test_ndvi_of_dark_pixels_is_zero():
+    zero = torch.zeros(1, 1, 2, 2)
+    assert torch.equal(ndvi(zero, zero), zero)
+    assert ndvi(torch.tensor([[[[0.0]]]]), torch.tensor([[[[50.0]]]])).item() == 1.0
+
+
+def _training_job(extracted, tmp_path, entry, **more):
+    from geolifeclef.experiment import TRAINING_SPLITS, ExperimentInputs, TrainingJob
+    from geolifeclef.tracking import Tracking
+
+    tables = extracted["tables"]
+    return TrainingJob(
+        name="x",
+        settings=entry,
+        inputs=ExperimentInputs(
+            observations={split: str(tables[split]) for split in TRAINING_SPLITS},
+            env_table=str(extracted["env"]),
+            stats=str(extracted["stats"]),
+            patch_stats={split: str(extracted["patch_stats"][split]) for split in TRAINING_SPLITS},
+        ),
+        species_table=str(extracted["species"]),
+        model=str(tmp_path / "model.pt"),
+        history=str(tmp_path / "history.json"),
+        checkpoint_dir=str(tmp_path / "checkpoints"),
+        local_metrics=str(tmp_path / "metrics.jsonl"),
+        tracking=Tracking(f"sqlite:///{tmp_path / 'mlflow.db'}", "tests"),
+        log_model=False,
+        **more,
+    )
+
+
+@pytest.fixture(scope="module")
+def with_species(extracted, tiny_demo, tmp_path_factory) -> dict:
+    """The extracted tiny demo plus its species table (what train_model reads)."""
+    from geolifeclef.class_frequency import BucketThresholds, species_table, write_species_table
+    from geolifeclef.observations import read_species_ids, read_table
+
+    layout, _, _ = tiny_demo
+    tables = {split: read_table(path) for split, path in extracted["tables"].items()}
+    path = tmp_path_factory.mktemp("species") / "species.parquet"
+    table = species_table(
+        tables["train"], tables["val"], read_species_ids(layout.species_details), BucketThresholds()
+    )
+    write_species_table(table, path)
+    return {**extracted, "species": path}
+
+
+def test_refit_trains_on_train_and_val_rows_and_never_on_test(with_species, tmp_path, monkeypatch):
+    from geolifeclef import experiment, training
+
+    entry = {
+        "model": {"kind": "mlp", "tabular": ["env", "coordinates", "patch_quantiles"]},
+        "train": {"epochs": 1, "batch_size": 32},
+    }
+    seen = {}
+
+    def spy(model, make_train_loader, val_loader, config, counts, checkpoint, best, **kwargs):
+        ids = np.concatenate([b["observation_id"].numpy() for b in make_train_loader(0)])
+        seen["ids"], seen["epochs"], seen["val"] = ids, config.epochs, val_loader
+        Path(best).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), best)
+        return training.TrainState(epoch=config.epochs, best_epoch=config.epochs - 1)
+
+    monkeypatch.setattr(training, "train", spy)
+    ids = {
+        s: pd.read_parquet(p)["observation_id"].to_numpy()
+        for s, p in with_species["tables"].items()
+    }
+    experiment.run_training(_training_job(with_species, tmp_path, entry, refit_epochs=3))
+    assert sorted(seen["ids"]) == sorted(np.concatenate([ids["train"], ids["val"]]))
+    assert not set(seen["ids"]) & set(ids["test"])
+    assert seen["epochs"] == 3 and seen["val"] is None  # the epochs the train-only fit chose
+    experiment.run_training(_training_job(with_species, tmp_path / "plain", entry))
+    assert sorted(seen["ids"]) == sorted(ids["train"]) and seen["val"] is not None

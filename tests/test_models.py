@@ -1,4 +1,5 @@
-"""One batch forward and backward on CPU through every model and modality combination."""
+"""One batch forward and backward on CPU through every model and modality combination,
+the winners' timm backbones, and pretrained weights loaded from a local file."""
 
 import itertools
 
@@ -6,27 +7,21 @@ import pytest
 import torch
 
 from geolifeclef.layout import MODALITIES, N_LANDCOVER_CODES
-from geolifeclef.models import (
-    BACKBONES,
-    CnnConfig,
-    ModelConfig,
-    ResNet,
-    build_model,
-)
+from geolifeclef.models import CnnConfig, ModelConfig, build_model
 
 N_CLASSES = 23
 SIZE = 32
 
 
-def _batch(modalities, n_tabular=7, batch_size=4):
+def _batch(modalities, n_tabular=7, batch_size=4, size=SIZE):
     generator = torch.Generator().manual_seed(0)
     patches = {}
     for modality in modalities:
         if modality == "landcover":
-            patches[modality] = torch.randint(0, N_LANDCOVER_CODES, (batch_size, SIZE, SIZE))
+            patches[modality] = torch.randint(0, N_LANDCOVER_CODES, (batch_size, size, size))
         else:
             channels = 3 if modality == "rgb" else 1
-            patches[modality] = torch.randn(batch_size, channels, SIZE, SIZE, generator=generator)
+            patches[modality] = torch.randn(batch_size, channels, size, size, generator=generator)
     return {"tabular": torch.randn(batch_size, n_tabular, generator=generator), "patches": patches}
 
 
@@ -66,42 +61,95 @@ def test_small_cnn_and_fusion_on_every_modality_set(modalities, landcover):
         _step(build_model(config), _batch(modalities))
 
 
-@pytest.mark.parametrize("backbone", [b for b in BACKBONES if b != "small"])
-def test_resnets_one_batch(backbone):
-    modalities = ("rgb", "near_ir", "landcover")
+# The winners' backbones (GLC22-FORMAT.md) on 3-, 4- and 6-channel stacks: RGB, the 1st
+# place's RGB+NIR, and RGB + NIR + NDVI + altitude. Inception-v4 needs 75 px at least.
+WINNERS = {"resnet34": 32, "mobilenetv3_large_100": 32, "inception_v4": 75}
+STACKS = {
+    3: ("rgb",),
+    4: ("rgb", "near_ir"),
+    6: ("rgb", "near_ir", "ndvi", "altitude"),
+}
+
+
+@pytest.mark.parametrize("backbone", list(WINNERS))
+@pytest.mark.parametrize("channels", list(STACKS))
+def test_winners_backbones_one_batch(backbone, channels):
+    modalities = STACKS[channels]
     config = ModelConfig(
         kind="fusion",
         n_classes=N_CLASSES,
         n_tabular=7,
         modalities=modalities,
         cnn=CnnConfig(backbone=backbone),
+        head_hidden=16,
     )
-    _step(build_model(config), _batch(modalities, batch_size=2))
+    model = build_model(config)
+    first = next(m for m in model.patches.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == channels
+    _step(model, _batch(modalities, batch_size=2, size=WINNERS[backbone]))
 
 
-def test_pretrained_weights_load_from_a_local_file_and_adapt_conv1(tmp_path):
-    source = ResNet("resnet18", in_channels=3)
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_pretrained_weights_load_from_a_local_file(tmp_path, suffix):
+    """A timm state dict in a file loads through cnn.pretrained: the same features as the
+    source model on RGB; extra channels get timm's adapted copy of the RGB filters."""
+    import timm
+    from safetensors.torch import save_file
+
+    source = timm.create_model("resnet18", pretrained=False).eval()  # with its classifier
+    path = tmp_path / f"resnet18{suffix}"
+    state = {k: v.contiguous() for k, v in source.state_dict().items()}
+    save_file(state, str(path)) if suffix == ".safetensors" else torch.save(state, path)
+    images = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        expected = source.forward_head(source.forward_features(images), pre_logits=True)
+    rgb = build_model(
+        ModelConfig(
+            kind="cnn",
+            n_classes=N_CLASSES,
+            modalities=("rgb",),
+            cnn=CnnConfig(backbone="resnet18", pretrained=str(path)),
+        )
+    ).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(rgb.patches({"rgb": images}), expected)
+    four = build_model(
+        ModelConfig(
+            kind="cnn",
+            n_classes=N_CLASSES,
+            modalities=("rgb", "near_ir"),
+            cnn=CnnConfig(backbone="resnet18", pretrained=str(path)),
+        )
+    )
+    conv1 = four.patches.backbone.model.conv1.weight
+    original = source.conv1.weight
+    assert conv1.shape[1] == 4
+    # timm's adapt_input_conv: channel i takes RGB filter i mod 3, scaled by 3 / channels.
+    torch.testing.assert_close(conv1[:, :3], original * 3 / 4)
+    torch.testing.assert_close(conv1[:, 3], original[:, 0] * 3 / 4)
+    torch.testing.assert_close(
+        four.patches.backbone.model.layer4[1].conv2.weight, source.layer4[1].conv2.weight
+    )
+
+
+def test_a_trained_model_is_rebuilt_without_its_pretrained_file(tmp_path):
+    import timm
+
     path = tmp_path / "resnet18.pth"
-    state = source.state_dict()
-    state["fc.weight"] = torch.zeros(1000, 512)  # torchvision files carry a classifier
-    torch.save(state, path)
+    torch.save(timm.create_model("resnet18").state_dict(), path)
     config = ModelConfig(
         kind="cnn",
         n_classes=N_CLASSES,
-        modalities=("rgb", "near_ir"),
+        modalities=("rgb",),
         cnn=CnnConfig(backbone="resnet18", pretrained=str(path)),
     )
-    model = build_model(config)
-    conv1 = model.patches.backbone.conv1.weight
-    assert conv1.shape[1] == 4
-    torch.testing.assert_close(conv1[:, :3], source.conv1.weight)
-    torch.testing.assert_close(conv1[:, 3:], source.conv1.weight.mean(dim=1, keepdim=True))
-    torch.testing.assert_close(
-        model.patches.backbone.layer4[1].conv2.weight, source.layer4[1].conv2.weight
-    )
+    path.unlink()  # gone on the node that predicts: building for its own weights needs none
+    assert build_model(config, load_weights=False) is not None
+    with pytest.raises(FileNotFoundError, match="pretrained weights file is missing"):
+        build_model(config)
 
 
-def test_a_file_that_is_not_a_resnet_is_refused(tmp_path):
+def test_files_that_are_not_weights_of_the_backbone_are_refused(tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"something.weight": torch.zeros(3)}, path)
     config = ModelConfig(
@@ -110,7 +158,30 @@ def test_a_file_that_is_not_a_resnet_is_refused(tmp_path):
         modalities=("rgb",),
         cnn=CnnConfig(backbone="resnet18", pretrained=str(path)),
     )
-    with pytest.raises(ValueError, match="not a ResNet state dict"):
+    with pytest.raises(ValueError, match="not resnet18 weights"):
+        build_model(config)
+    pickled = tmp_path / "pickled.pth"
+    torch.save({"weights": torch.zeros(3), "code": object()}, pickled)
+    config = ModelConfig(
+        kind="cnn",
+        n_classes=N_CLASSES,
+        modalities=("rgb",),
+        cnn=CnnConfig(backbone="resnet18", pretrained=str(pickled)),
+    )
+    with pytest.raises(Exception, match="Weights only load failed"):
+        build_model(config)
+
+
+def test_hub_weights_are_never_downloaded_and_the_fix_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    config = ModelConfig(
+        kind="cnn",
+        n_classes=N_CLASSES,
+        modalities=("rgb",),
+        cnn=CnnConfig(backbone="resnet18", pretrained=True),
+    )
+    with pytest.raises(RuntimeError, match="python -m geolifeclef.weights fetch resnet18"):
         build_model(config)
 
 
@@ -122,8 +193,8 @@ def test_a_file_that_is_not_a_resnet_is_refused(tmp_path):
         ({"kind": "cnn", "modalities": ("sar",)}, "unknown modalities"),
         ({"kind": "mlp"}, "needs tabular features"),
         (
-            {"kind": "cnn", "modalities": ("rgb",), "cnn": CnnConfig(backbone="vgg")},
-            "unknown backbone",
+            {"kind": "cnn", "modalities": ("rgb",), "cnn": CnnConfig(backbone="resnet34x")},
+            "unknown backbone 'resnet34x'",
         ),
     ],
 )

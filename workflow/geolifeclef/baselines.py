@@ -9,11 +9,17 @@ estimate of the test error.
   their train prior -- what a model must beat to have learned anything (0.935 on the real val).
 * ``knn``: the species of the ``n_neighbors`` nearest train observations (great-circle
   distance), as vote shares smoothed towards the prior -- "what was seen nearby".
-* ``random_forest``: the organizers' recipe, 16 trees of depth 10 on the 27 environmental
-  variables (here plus latitude and longitude) -- 0.804 on the real val with env only.
+* ``random_forest``: the organizers' recipe by default, 16 trees of depth 10 on the 27
+  environmental variables (here plus latitude and longitude) -- 0.804 on the real val with
+  env only; its features and size are settings, so the 1st place's forest (32 trees of
+  depth 12 on env, coordinates, country and patch statistics, on train + val) is one too.
+
+With ``refit``, a baseline's test predictions come from train + val (``fitting_rows``); its
+val predictions, and so its place on the leaderboard, stay those of the train-only fit.
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +30,9 @@ from sklearn.neighbors import BallTree
 from tqdm import tqdm
 
 from .errors import MAX_LISTED, InputDataError
-from .layout import ENV_VARIABLES
+from .layout import ENV_VARIABLES, region_digits
 from .metrics import top_k
+from .patch_stats import PATCH_STAT_GROUPS
 from .predictions import Predictions
 
 log = logging.getLogger(__name__)
@@ -69,6 +76,8 @@ class KnnSettings:
 
     n_neighbors: int = 100
     prior_weight: float = 1.0
+    refit: bool = False
+    """Test predictions from the neighbours among train + val (val ones: train only)."""
 
 
 def _radians(frame: pd.DataFrame) -> np.ndarray:
@@ -120,20 +129,82 @@ def knn_predictions(
 
 
 # --------------------------------------------------------------------------------------
-# Random forest on environmental variables
+# Which rows fit the model of each split
 # --------------------------------------------------------------------------------------
+
+
+def fitting_rows(
+    train: pd.DataFrame, val: pd.DataFrame, refit: bool, splits=("val", "test")
+) -> dict[str, pd.DataFrame]:
+    """The observations that fit the model predicting each split: val always from train
+    alone (an honest estimate of the test error); test from train, or from train + val
+    with ``refit`` (more data for the submission, as the GLC 2022 winners did)."""
+    both = pd.concat([train, val], ignore_index=True) if refit else train
+    return {split: (train if split == "val" else both) for split in splits}
+
+
+def predict_per_fit(
+    fitting: dict[str, pd.DataFrame],
+    queries: dict[str, pd.DataFrame],
+    predict: Callable[[pd.DataFrame, dict[str, pd.DataFrame]], dict[str, Predictions]],
+) -> dict[str, Predictions]:
+    """Run ``predict(rows, queries)`` once per distinct set of fitting rows."""
+    result: dict[str, Predictions] = {}
+    for rows in {id(frame): frame for frame in fitting.values()}.values():
+        wanted = {split: queries[split] for split in queries if fitting[split] is rows}
+        result.update(predict(rows, wanted))
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# Random forest on tabular features
+# --------------------------------------------------------------------------------------
+
+FOREST_FEATURE_GROUPS = ("env", "coordinates", "country", *PATCH_STAT_GROUPS)
+"""Feature groups a forest can use: the 27 env values, latitude and longitude, the country
+(0 France, 1 US) and the patch statistics (``geolifeclef.patch_stats``)."""
 
 
 @dataclass(frozen=True)
 class ForestSettings:
     n_estimators: int = 16
     max_depth: int = 10
-    use_coordinates: bool = True
+    features: tuple[str, ...] = ("env", "coordinates")
+    """Feature groups, from FOREST_FEATURE_GROUPS (the organizers': env and coordinates)."""
+    max_samples: float | None = None
+    """Share of the train rows each tree is fitted on (None: as many as there are rows,
+    drawn with replacement). Bounds the time of a fit; memory is bounded by the depth."""
+    refit: bool = False
+    """Test predictions from a forest refitted on train + val (val ones stay train-only)."""
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "features", tuple(self.features))
+        unknown = set(self.features) - set(FOREST_FEATURE_GROUPS)
+        if unknown or not self.features:
+            raise ValueError(
+                f"random_forest.features {list(self.features)}: choose from {FOREST_FEATURE_GROUPS}"
+            )
 
-def feature_names(use_coordinates: bool) -> list[str]:
-    return list(ENV_VARIABLES) + (["latitude", "longitude"] if use_coordinates else [])
+
+@dataclass(frozen=True)
+class TabularSources:
+    """Where tabular features come from: the env table and, when a feature group needs it,
+    the patch statistics of every observation (any split), each with its file for errors."""
+
+    env: pd.DataFrame
+    env_source: str | Path
+    patch_stats: pd.DataFrame | None = None
+
+
+def feature_names(groups: tuple[str, ...]) -> list[str]:
+    names = {
+        "env": list(ENV_VARIABLES),
+        "coordinates": ["latitude", "longitude"],
+        "country": ["country_us"],
+        **{group: list(columns) for group, columns in PATCH_STAT_GROUPS.items()},
+    }
+    return [name for group in FOREST_FEATURE_GROUPS if group in groups for name in names[group]]
 
 
 def check_env_table(env: pd.DataFrame, source: str | Path) -> None:
@@ -146,26 +217,43 @@ def check_env_table(env: pd.DataFrame, source: str | Path) -> None:
         raise InputDataError(source, f"observation_id {repeated} has several rows", "rerun it")
 
 
-def feature_matrix(
-    observations: pd.DataFrame, env: pd.DataFrame, use_coordinates: bool, source: str | Path
-) -> np.ndarray:
-    """(n, 27 [+2]) float32 features of ``observations`` in their row order; NaN stays NaN
-    (the forest routes missing values itself, e.g. points over the sea)."""
-    values = env.set_index("observation_id")[list(ENV_VARIABLES)]
-    ids = observations["observation_id"].to_numpy()
+def _rows_of(table: pd.DataFrame, ids: np.ndarray, columns, source, rule: str) -> np.ndarray:
+    values = table.set_index("observation_id")[list(columns)]
     absent = ~np.isin(ids, values.index.to_numpy())
     if absent.any():
         raise InputDataError(
             source,
-            f"no environmental values for {absent.sum()} observation(s), e.g. "
-            f"{ids[absent][:MAX_LISTED].tolist()}",
-            "rerun extract_env so that it covers every observation of train, val and test",
+            f"no row for {absent.sum()} observation(s), e.g. {ids[absent][:MAX_LISTED].tolist()}",
+            f"rerun {rule} so that it covers every observation of train, val and test",
         )
-    features = values.loc[ids].to_numpy(dtype=np.float32)
-    if use_coordinates:
-        coordinates = observations[["latitude", "longitude"]].to_numpy(dtype=np.float32)
-        features = np.concatenate([features, coordinates], axis=1)
-    return features
+    return values.loc[ids].to_numpy(dtype=np.float32)
+
+
+def feature_matrix(
+    observations: pd.DataFrame, groups: tuple[str, ...], sources: TabularSources
+) -> np.ndarray:
+    """(n, features) float32 features of ``observations`` in their row order, groups in
+    FOREST_FEATURE_GROUPS order; NaN stays NaN (the forest routes missing values itself,
+    e.g. points over the sea)."""
+    ids = observations["observation_id"].to_numpy()
+    parts = []
+    for group in FOREST_FEATURE_GROUPS:
+        if group not in groups:
+            continue
+        if group == "env":
+            parts.append(
+                _rows_of(sources.env, ids, ENV_VARIABLES, sources.env_source, "extract_env")
+            )
+        elif group == "coordinates":
+            parts.append(observations[["latitude", "longitude"]].to_numpy(dtype=np.float32))
+        elif group == "country":
+            parts.append((region_digits(ids) == 2).astype(np.float32)[:, None])
+        else:
+            if sources.patch_stats is None:
+                raise ValueError(f"feature group {group} needs the patch statistics tables")
+            columns = PATCH_STAT_GROUPS[group]
+            parts.append(_rows_of(sources.patch_stats, ids, columns, "patch_stats", "extraction"))
+    return np.concatenate(parts, axis=1)
 
 
 def fit_random_forest(
@@ -174,6 +262,7 @@ def fit_random_forest(
     forest = RandomForestClassifier(
         n_estimators=settings.n_estimators,
         max_depth=settings.max_depth,
+        max_samples=settings.max_samples,
         random_state=settings.seed,
         n_jobs=n_jobs,
     )
@@ -214,19 +303,17 @@ def forest_predictions(
 def random_forest_predictions(
     train: pd.DataFrame,
     queries: dict[str, pd.DataFrame],
-    env: pd.DataFrame,
-    env_source: str | Path,
+    sources: TabularSources,
     species: pd.DataFrame,
     k: int,
     settings: ForestSettings,
     n_jobs: int = 1,
     chunk_rows: int = 2_000,
 ) -> dict[str, Predictions]:
-    """Fit on train, predict each query table (name -> observations)."""
-    check_env_table(env, env_source)
-    use = settings.use_coordinates
+    """Fit on ``train`` and predict each query table (name -> observations)."""
+    check_env_table(sources.env, sources.env_source)
     forest = fit_random_forest(
-        feature_matrix(train, env, use, env_source),
+        feature_matrix(train, settings.features, sources),
         train["species_id"].to_numpy(dtype=np.int64),
         settings,
         n_jobs,
@@ -234,7 +321,7 @@ def random_forest_predictions(
     return {
         name: forest_predictions(
             forest,
-            feature_matrix(frame, env, use, env_source),
+            feature_matrix(frame, settings.features, sources),
             frame["observation_id"].to_numpy(),
             species,
             k,

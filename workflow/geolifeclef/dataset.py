@@ -46,6 +46,7 @@ from .env_windows import ENV_PATCH_IDS, ENV_PATCH_VALUES
 from .errors import MAX_LISTED
 from .layout import CONTINUOUS_MODALITIES, ENV_VARIABLES
 from .patch_cache import open_patch_cache
+from .patch_stats import read_patch_stats
 
 Batch = dict[str, torch.Tensor]
 
@@ -82,6 +83,10 @@ class GlcDataset(Dataset):
         dataset (``cache_dir=None``).
     env_patches:
         ``results/environment/env_patches``: adds ``env_patches`` (27, k, k) windows.
+    patch_stats:
+        ``results/patch_stats/{split}.parquet``: adds ``patch_stats``, the statistics of the
+        observation's patches (``geolifeclef.patch_stats.PATCH_STAT_COLUMNS``), standardised
+        like ``env`` when ``normalize``.
     transform:
         Called on every batch dict (after normalisation), e.g. for augmentation; must be
         picklable when the loader has workers.
@@ -105,6 +110,7 @@ class GlcDataset(Dataset):
         observations: str | Path | None = None,
         env_patches: str | Path | None = None,
         transform: Callable[[Batch], Batch] | None = None,
+        patch_stats: str | Path | None = None,
     ) -> None:
         if cache_dir is not None:
             cache = open_patch_cache(cache_dir)
@@ -137,8 +143,13 @@ class GlcDataset(Dataset):
         self.normalize = normalize
         self.env_fill = float(env_fill)
         self.transform = transform
-        self.stats = self._load_stats(stats, env_wanted=env_table or env_patches)
+        self.stats = self._load_stats(
+            stats, env_wanted=env_table or env_patches, patch_stats_wanted=patch_stats
+        )
         self.env = self._load_env(env_table) if env_table is not None else None
+        self.patch_stats = (
+            read_patch_stats(patch_stats, self.observation_ids) if patch_stats is not None else None
+        )
         self.env_patch_dir = Path(env_patches) if env_patches is not None else None
         self.env_patch_rows = self._env_patch_rows() if env_patches is not None else None
         self._handles: dict[str, np.ndarray] | None = None
@@ -146,13 +157,16 @@ class GlcDataset(Dataset):
 
     # -- setup ---------------------------------------------------------------------------
 
-    def _load_stats(self, stats: str | Path | dict | None, env_wanted: object) -> dict | None:
+    def _load_stats(
+        self, stats: str | Path | dict | None, env_wanted: object, patch_stats_wanted: object
+    ) -> dict | None:
         if isinstance(stats, str | Path):
             stats = json.loads(Path(stats).read_text())
         if not self.normalize:
             return stats
         sections = {"patches"} if set(self.modalities) & set(CONTINUOUS_MODALITIES) else set()
         sections |= {"environment"} if env_wanted else set()
+        sections |= {"patch_stats"} if patch_stats_wanted else set()
         absent = sorted(s for s in sections if stats is None or s not in stats)
         if absent:
             raise ValueError(
@@ -227,6 +241,11 @@ class GlcDataset(Dataset):
             env = torch.from_numpy(self.env[positions])
             batch["env_missing"] = torch.isnan(env)
             batch["env"] = self._normalize_env(env) if self.normalize else env
+        if self.patch_stats is not None:
+            values = torch.from_numpy(self.patch_stats[positions])
+            batch["patch_stats"] = (
+                self._standardize(values, "patch_stats") if self.normalize else values
+            )
         if self.env_patch_rows is not None:
             windows = torch.from_numpy(
                 _gather(arrays["env_patches"], self.env_patch_rows[positions])
@@ -242,7 +261,11 @@ class GlcDataset(Dataset):
 
     def _normalize_env(self, values: torch.Tensor) -> torch.Tensor:
         """Standardise env values (B, 27) or windows (B, 27, k, k); NaN -> env_fill."""
-        entry = self.stats["environment"]
+        return self._standardize(values, "environment")
+
+    def _standardize(self, values: torch.Tensor, section: str) -> torch.Tensor:
+        """``(x - mean) / std`` per column (axis 1) with a stats section; NaN -> env_fill."""
+        entry = self.stats[section]
         shape = (1, -1) + (1,) * (values.dim() - 2)
         mean = torch.tensor(entry["mean"], dtype=torch.float32).view(shape)
         std = torch.tensor(entry["std"], dtype=torch.float32).view(shape)
@@ -295,3 +318,50 @@ def make_loader(
         persistent_workers=num_workers > 0,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
     )
+
+
+class JoinedDataset(Dataset):
+    """Several ``GlcDataset`` of the same settings read as one (e.g. train + val for a
+    refit): rows of the first, then of the second, ...; batches as ``GlcDataset`` gives."""
+
+    def __init__(self, parts: Sequence[GlcDataset]) -> None:
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0, *(len(p) for p in self.parts)])
+        self.coords = np.concatenate([p.coords for p in self.parts])
+        self.observation_ids = np.concatenate([p.observation_ids for p in self.parts])
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.concatenate([p.labels for p in self.parts])
+
+    @labels.setter
+    def labels(self, labels: np.ndarray) -> None:
+        for i, part in enumerate(self.parts):
+            part.labels = np.asarray(labels[self.offsets[i] : self.offsets[i + 1]])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index: int) -> Batch:
+        return {key: value[0] for key, value in self.__getitems__([index]).items()}
+
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        """The batch in the order of ``indices``, each part read in one call."""
+        positions = np.asarray(indices, dtype=np.int64)
+        part_of = np.searchsorted(self.offsets, positions, side="right") - 1
+        pieces, order = [], []
+        for i, part in enumerate(self.parts):
+            mine = np.flatnonzero(part_of == i)
+            if len(mine):
+                pieces.append(part.__getitems__(positions[mine] - self.offsets[i]))
+                order.append(mine)
+        back = np.argsort(np.concatenate(order), kind="stable")
+        return _join_batches(pieces, torch.from_numpy(back))
+
+
+def _join_batches(pieces: list, order: torch.Tensor):
+    """Concatenate batches (dicts of tensors, nested dicts allowed), rows put in ``order``."""
+    first = pieces[0]
+    if isinstance(first, dict):
+        return {key: _join_batches([p[key] for p in pieces], order) for key in first}
+    return torch.cat(pieces)[order]

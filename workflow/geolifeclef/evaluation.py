@@ -162,7 +162,12 @@ LEADERBOARD_COLUMNS = [
     "gap_closed",
     "expected_top30_error",
     "n_observations",
+    "test_fit",
+    "members",
 ]
+"""Columns of the leaderboard. ``test_fit``: what the test predictions were fitted on
+(``train+val`` for a refit: its val scores are those of the train-only fit); ``members``:
+what a blend averages, with its weights."""
 
 
 def _row(model: str, kind: str, metrics: dict) -> dict:
@@ -184,6 +189,9 @@ def build_leaderboard(all_metrics: list[dict]) -> pd.DataFrame:
         row["improvement_over_constant"] = metrics["improvement_over_constant"]
         row["gap_closed"] = metrics.get("gap_closed", np.nan)
         row["expected_top30_error"] = metrics.get("expected_top30_error", {}).get("model", np.nan)
+        row["test_fit"] = metrics.get("test_fit", "train")
+        members = metrics.get("members", {})
+        row["members"] = ", ".join(f"{name} {weight:.2f}" for name, weight in members.items())
         rows.append(row)
     frame = pd.DataFrame(rows, columns=[c for c in LEADERBOARD_COLUMNS if c != "rank"])
     frame = frame.sort_values(["top30_error", "model"], kind="stable").reset_index(drop=True)
@@ -197,6 +205,7 @@ def build_leaderboard(all_metrics: list[dict]) -> pd.DataFrame:
         )
         bound["gap_closed"] = 1.0
         bound["expected_top30_error"] = reference["expected_top30_error"]["bayes"]
+        bound["test_fit"], bound["members"] = "", ""
         bound["rank"] = pd.NA
         frame = pd.concat([frame, pd.DataFrame([bound])], ignore_index=True)
     frame["rank"] = frame["rank"].astype("Int64")
@@ -231,7 +240,10 @@ def leaderboard_markdown(frame: pd.DataFrame) -> str:
         lines.append("| " + " | ".join(_format(v) for v in row) + " |")
     note = (
         "\nVal top-30 error (lower is better). `gap_closed`: share of the gap between the "
-        "constant predictor and the Bayes limit that the model closes (demo only).\n"
+        "constant predictor and the Bayes limit that the model closes (demo only). "
+        "`test_fit`: what the test predictions were fitted on; a `train+val` refit is "
+        "scored here by its train-only fit. A fitted blend is scored on cross-fitted val "
+        "predictions (its weights never saw the rows they are scored on).\n"
     )
     return "\n".join(lines) + "\n" + note
 

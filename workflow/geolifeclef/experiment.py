@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .class_frequency import read_species_table
-from .features import TABULAR_SIZES, ModelBatch, patch_modalities
+from .features import TABULAR_SIZES, InputsNeeded, ModelBatch, inputs_needed
 from .models import CnnConfig, MlpConfig, ModelConfig, build_model
 from .tracking import Tracking
 from .training import AugmentConfig, TrainConfig
@@ -35,8 +35,10 @@ DEFAULT_TABULAR = ("env", "coordinates")
 """Tabular feature groups of an experiment that names none."""
 TRAINING_SPLITS = ("train", "val")
 """The splits a training job reads: it fits on train and picks its best epoch on val."""
-PREDICTION_SETTINGS = ("tta",)
-"""Keys of an experiment entry that act at prediction only: changing them never retrains."""
+PREDICTION_SETTINGS = ("tta", "refit")
+"""Keys of an experiment entry that leave the train-only fit alone: test-time augmentation
+acts at prediction, and ``refit`` adds a second fit on train + val for the test predictions
+(with as many epochs as the train-only fit found best on val)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -64,10 +66,11 @@ def weight_settings(entry: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in entry.items() if key not in PREDICTION_SETTINGS}
 
 
-def experiment_modalities(entry: dict[str, Any]) -> tuple[str, ...]:
-    """Patch modalities an experiment's config entry loads; empty: it reads no cache."""
+def experiment_inputs(entry: dict[str, Any]) -> InputsNeeded:
+    """What an experiment's config entry reads: patch caches (which modalities), the env
+    table, the patch statistics tables."""
     model = entry["model"]
-    return patch_modalities(
+    return inputs_needed(
         model["kind"], model.get("modalities", ()), model.get("tabular", DEFAULT_TABULAR)
     )
 
@@ -100,9 +103,9 @@ class ExperimentSettings:
         return cls(name, model_config, tabular, train)
 
     @property
-    def patch_modalities(self) -> tuple[str, ...]:
-        """Modalities to load: those of the CNN plus those the tabular features read."""
-        return patch_modalities(self.model.kind, self.model.modalities, self.tabular)
+    def inputs(self) -> InputsNeeded:
+        """What the experiment reads (see ``experiment_inputs``)."""
+        return inputs_needed(self.model.kind, self.model.modalities, self.tabular)
 
     @property
     def cnn_modalities(self) -> tuple[str, ...]:
@@ -127,12 +130,14 @@ class ExperimentSettings:
 @dataclass(frozen=True)
 class ExperimentInputs:
     """What an experiment reads, per split: patch caches (none when it reads no patches,
-    see ``experiment_modalities``) or observation tables, the env table and statistics."""
+    see ``experiment_inputs``) or observation tables, patch statistics tables, the env table
+    and the normalisation statistics."""
 
     observations: dict[str, str]
     env_table: str
     stats: str
     caches: dict[str, str] = field(default_factory=dict)
+    patch_stats: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -157,13 +162,17 @@ class TrainingJob:
     log_model: bool = True
     log: str | None = None
     """Log file of a job run from JSON (torchrun); a rule logs through its own ``log:``."""
+    refit_epochs: int | None = None
+    """Refit: train on train + val for this many epochs, without validation (the epochs
+    the train-only fit found best), for the test predictions."""
 
 
 @dataclass(frozen=True)
 class PredictionJob:
-    """Everything ``run_prediction`` needs: a trained model, inputs and one output per split."""
+    """Everything ``run_prediction`` needs: the trained model of each split (the refit one
+    for test when the experiment refits), inputs and one output per split."""
 
-    model: str
+    models: dict[str, str]
     inputs: ExperimentInputs
     """Of the predicted splits."""
     outputs: dict[str, str]
@@ -215,14 +224,16 @@ def _dataset(inputs: ExperimentInputs, split: str, settings: ExperimentSettings)
     """The GlcDataset of ``split`` with the transform to model batches."""
     from .dataset import GlcDataset
 
-    modalities = settings.patch_modalities
+    needed = settings.inputs
+    stats = json.loads(Path(inputs.stats).read_text())
     common = {
-        "env_table": inputs.env_table if "env" in settings.tabular else None,
-        "stats": inputs.stats,
-        "transform": ModelBatch(settings.tabular, settings.cnn_modalities),
+        "env_table": inputs.env_table if needed.env else None,
+        "patch_stats": inputs.patch_stats[split] if needed.patch_stats else None,
+        "stats": stats,
+        "transform": ModelBatch(settings.tabular, settings.cnn_modalities, stats),
     }
-    if modalities:
-        return GlcDataset(inputs.caches[split], modalities=modalities, **common)
+    if needed.patch_modalities:
+        return GlcDataset(inputs.caches[split], modalities=needed.patch_modalities, **common)
     return GlcDataset(None, observations=inputs.observations[split], modalities=(), **common)
 
 
@@ -280,14 +291,21 @@ def run_training(job: TrainingJob) -> dict:
         settings.name,
         settings.model.kind,
         settings.tabular,
-        settings.patch_modalities,
+        settings.inputs.patch_modalities,
         len(counts),
         rank,
         world,
         " ".join(f"{k}={os.environ.get(k, '-')}" for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES")),
     )
+    from .dataset import JoinedDataset
+
     train_set = _dataset(job.inputs, "train", settings)
     val_set = _dataset(job.inputs, "val", settings)
+    fit = "train+val" if job.refit_epochs else "train"
+    if job.refit_epochs:
+        train_set = JoinedDataset([train_set, val_set])
+        config = replace(config, epochs=job.refit_epochs)
+        log.info("refit on train + val (%d rows) for %d epochs", len(train_set), config.epochs)
     original_labels = train_set.labels.copy()
     coords = train_set.coords
 
@@ -306,7 +324,11 @@ def run_training(job: TrainingJob) -> dict:
             train_set, config.batch_size, config.num_workers, True, config.seed * 1000 + epoch
         )
 
-    val_loader = _loader(val_set, max(config.batch_size, 256), config.num_workers, False, 0)
+    val_loader = (
+        None
+        if job.refit_epochs
+        else _loader(val_set, max(config.batch_size, 256), config.num_workers, False, 0)
+    )
     seed_everything(config.seed)  # initial weights: the same in every process, as resumes need
     model = build_model(settings.model)
     checkpoint = Path(job.checkpoint_dir) / f"{settings.fingerprint()}.pt"
@@ -317,12 +339,13 @@ def run_training(job: TrainingJob) -> dict:
         "snakemake.rule": job.rule,
         "wildcards.experiment": settings.name,
         "settings_fingerprint": settings.fingerprint(),
+        "fitted_on": fit,
     }
     run_context = (
         tracking.start_run(
             job.tracking.uri,
             job.tracking.experiment,
-            f"train {settings.name}",
+            f"{'refit' if job.refit_epochs else 'train'} {settings.name}",
             job.local_metrics,
             tags=tags,
         )
@@ -354,13 +377,15 @@ def run_training(job: TrainingJob) -> dict:
             torch.save(bundle, temporary)
         summary = {
             "experiment": settings.name,
+            "fitted_on": fit,
             "best_epoch": state.best_epoch + 1,
             "best_val_top30_error": state.best_error,
             "epochs_run": state.epoch,
             "history": state.history,
         }
-        write_text(job.history, json.dumps(summary, indent=2) + "\n")
-        tracker.log_metrics({"best_val_top30_error": state.best_error}, step=state.epoch)
+        write_text(job.history, json.dumps(summary, indent=2, allow_nan=True) + "\n")
+        if not job.refit_epochs:
+            tracker.log_metrics({"best_val_top30_error": state.best_error}, step=state.epoch)
         tracker.log_artifact(job.history)
         config_file = Path(job.history).with_name("settings.json")
         write_text(config_file, json.dumps(job.settings, indent=2) + "\n")
@@ -380,13 +405,18 @@ def _offline_tracker():
     return contextlib.nullcontext(Tracker(LocalMetricLog(os.devnull), None, None))
 
 
+def best_epoch(history: str | Path) -> int:
+    """The epoch (1-based) that a train-only fit kept, from its ``history.json``."""
+    return int(json.loads(Path(history).read_text())["best_epoch"])
+
+
 def load_trained(path: str | Path) -> tuple[ExperimentSettings, torch.nn.Module]:
     """A trained model bundle written by ``run_training`` (safe loading only)."""
     bundle = torch.load(path, map_location="cpu", weights_only=True)
     settings = ExperimentSettings.from_config(
         bundle["name"], bundle["settings"], bundle["n_classes"]
     )
-    model = build_model(settings.model)
+    model = build_model(settings.model, load_weights=False)
     model.load_state_dict(bundle["state_dict"])
     return settings, model
 
@@ -396,14 +426,15 @@ def run_prediction(job: PredictionJob) -> None:
     from .predictions import PredictionWriter, table_k
     from .training import pick_device, predict_scores
 
-    settings, model = load_trained(job.model)
     device = pick_device()
-    model.to(device)
-    species = np.arange(settings.model.n_classes)
-    k = table_k(job.top_k, len(species))
     if job.tta:
         log.info("test-time augmentation: 8 views (2 flips x 4 rotations) averaged")
     for split, output in job.outputs.items():
+        settings, model = load_trained(job.models[split])
+        model.to(device)
+        log.info("%s: predicted by %s", split, job.models[split])
+        species = np.arange(settings.model.n_classes)
+        k = table_k(job.top_k, len(species))
         dataset = _dataset(job.inputs, split, settings)
         loader = _loader(dataset, 512, settings.train.num_workers, False, 0)
         with PredictionWriter(output, k=k, species_ids=species) as writer:

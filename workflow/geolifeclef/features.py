@@ -1,42 +1,70 @@
 """Batch features: what a model reads, built from a ``GlcDataset`` batch.
 
-A ``GlcDataset`` batch holds raw inputs (patches, env values, coordinates); a
-``SpeciesModel`` reads ``tabular`` (the chosen feature groups, concatenated in
-``TABULAR_SIZES`` order) and ``patches`` (the CNN's modalities). ``ModelBatch`` turns
-one into the other inside the DataLoader workers, and ``patch_modalities`` decides which
-patch modalities an experiment must load for that: the one answer to "does this
-experiment read the patch caches".
+A ``GlcDataset`` batch holds raw inputs (normalised patches, env values, coordinates, patch
+statistics); a ``SpeciesModel`` reads ``tabular`` (the chosen feature groups, concatenated
+in ``TABULAR_SIZES`` order) and ``patches`` (the CNN's modalities, archive or derived).
+``ModelBatch`` turns one into the other inside the DataLoader workers, and ``inputs_needed``
+decides what an experiment must load for that: the one answer to "which inputs does this
+experiment read".
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .layout import ENV_VARIABLES, N_LANDCOVER_CODES
+from .layout import ENV_VARIABLES, MODALITIES, PATCH_CHANNELS, region_digits
+from .patch_stats import PATCH_STAT_COLUMNS, PATCH_STAT_GROUPS
 
 TABULAR_SIZES = {
     "env": len(ENV_VARIABLES),
     "coordinates": 3,
-    "landcover_shares": N_LANDCOVER_CODES,
-    "altitude_stats": 4,
+    "country": 1,
+    **{group: len(columns) for group, columns in PATCH_STAT_GROUPS.items()},
 }
 """Width of each tabular feature group, in the order ``ModelBatch`` concatenates them."""
 
-PATCH_FEATURES = {"landcover_shares": "landcover", "altitude_stats": "altitude"}
-"""Tabular feature groups computed from a patch modality, and that modality."""
+DERIVED_MODALITIES = {
+    "ndvi": ("rgb", "near_ir"),
+    "red": ("rgb",),
+    "green": ("rgb",),
+    "blue": ("rgb",),
+}
+"""Patch channels computed in the loader, and the cached modalities they come from: NDVI =
+(NIR - R) / (NIR + R) (the 2nd place's input), and single bands, so that a stack such as
+``[near_ir, green, blue]`` (the 1st place's NIR+G+B) meets a pretrained RGB convolution."""
+CNN_MODALITIES = MODALITIES + tuple(DERIVED_MODALITIES)
 
 
-def patch_modalities(
-    kind: str, cnn_modalities: Sequence[str], tabular: Sequence[str]
-) -> tuple[str, ...]:
-    """Patch modalities an experiment loads: those its CNN reads (not for an ``mlp``) and
-    those its tabular patch features are computed from; empty when it reads no cache."""
-    needed = list(cnn_modalities) if kind != "mlp" else []
-    for group, modality in PATCH_FEATURES.items():
-        if group in tabular and modality not in needed:
-            needed.append(modality)
-    return tuple(needed)
+def modality_channels(modality: str) -> int:
+    """Channels of a (cached or derived) modality in the CNN's stack."""
+    return PATCH_CHANNELS.get(modality, 1)
+
+
+@dataclass(frozen=True)
+class InputsNeeded:
+    """What an experiment reads besides the observation tables."""
+
+    patch_modalities: tuple[str, ...]
+    """Cached modalities to load; empty: it reads no patch cache."""
+    env: bool
+    patch_stats: bool
+
+
+def inputs_needed(kind: str, cnn_modalities: Sequence[str], tabular: Sequence[str]) -> InputsNeeded:
+    """The inputs of a model of ``kind`` reading ``cnn_modalities`` and ``tabular`` groups."""
+    needed: list[str] = []
+    for modality in cnn_modalities if kind != "mlp" else ():
+        for source in DERIVED_MODALITIES.get(modality, (modality,)):
+            if source not in needed:
+                needed.append(source)
+    uses_tabular = kind != "cnn"
+    return InputsNeeded(
+        tuple(needed),
+        env=uses_tabular and "env" in tabular,
+        patch_stats=uses_tabular and bool(set(tabular) & set(PATCH_STAT_GROUPS)),
+    )
 
 
 def unit_sphere(latitude: np.ndarray, longitude: np.ndarray) -> np.ndarray:
@@ -45,52 +73,70 @@ def unit_sphere(latitude: np.ndarray, longitude: np.ndarray) -> np.ndarray:
     return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=1)
 
 
-def patch_features(
-    patches: dict[str, torch.Tensor], groups: tuple[str, ...]
-) -> torch.Tensor | None:
-    """Tabular features computed from the patches of a batch: the land-cover shares
-    (fraction of each code) and altitude statistics (mean, std, min, range of the
-    standardised altitude), or None when none is asked for."""
-    parts = []
-    if "landcover_shares" in groups:
-        codes = patches["landcover"].long().flatten(1).clamp(0, N_LANDCOVER_CODES - 1)
-        counts = torch.zeros(codes.shape[0], N_LANDCOVER_CODES, device=codes.device)
-        counts.scatter_add_(1, codes, torch.ones_like(codes, dtype=counts.dtype))
-        parts.append(counts / codes.shape[1])
-    if "altitude_stats" in groups:
-        altitude = patches["altitude"].float().flatten(1)
-        low, high = altitude.amin(1), altitude.amax(1)
-        parts.append(torch.stack([altitude.mean(1), altitude.std(1), low, high - low], dim=1))
-    return torch.cat(parts, dim=1) if parts else None
+def ndvi(red: torch.Tensor, near_ir: torch.Tensor) -> torch.Tensor:
+    """(NIR - R) / (NIR + R) of raw reflectances, 0 where both are 0."""
+    red, near_ir = red.float(), near_ir.float()
+    total = near_ir + red
+    return torch.where(total > 0, (near_ir - red) / total.clamp_min(1e-6), torch.zeros_like(total))
 
 
 class ModelBatch:
     """Turns a ``GlcDataset`` batch into what ``SpeciesModel`` reads: ``tabular`` (the
     chosen feature groups, in TABULAR_SIZES order) and ``patches`` (the CNN's modalities).
 
-    Runs as the dataset's ``transform``, so inside the DataLoader workers.
+    ``stats`` (the normalisation statistics the dataset used) let derived channels such as
+    NDVI be computed from raw reflectances. Runs as the dataset's ``transform``, so inside
+    the DataLoader workers.
     """
 
-    def __init__(self, tabular: tuple[str, ...], cnn_modalities: tuple[str, ...]) -> None:
+    def __init__(
+        self, tabular: tuple[str, ...], cnn_modalities: tuple[str, ...], stats: dict | None = None
+    ) -> None:
         self.tabular = tuple(g for g in TABULAR_SIZES if g in tabular)
         self.cnn_modalities = tuple(cnn_modalities)
+        self.stats = stats
+        self.stat_columns = {
+            group: [PATCH_STAT_COLUMNS.index(c) for c in columns]
+            for group, columns in PATCH_STAT_GROUPS.items()
+        }
 
     def __call__(self, batch: dict) -> dict:
         parts = []
-        if "env" in self.tabular:
-            parts.append(batch["env"].float())
-        if "coordinates" in self.tabular:
-            coords = batch["coords"].double().numpy()
-            parts.append(torch.from_numpy(unit_sphere(coords[:, 0], coords[:, 1])).float())
-        derived = patch_features(batch, self.tabular)
-        if derived is not None:
-            parts.append(derived)
+        for group in self.tabular:
+            if group == "env":
+                parts.append(batch["env"].float())
+            elif group == "coordinates":
+                coords = batch["coords"].double().numpy()
+                parts.append(torch.from_numpy(unit_sphere(coords[:, 0], coords[:, 1])).float())
+            elif group == "country":
+                us = region_digits(batch["observation_id"].numpy()) == 2
+                parts.append(torch.from_numpy(us.astype(np.float32))[:, None])
+            else:
+                parts.append(batch["patch_stats"][:, self.stat_columns[group]].float())
         out = {
             "observation_id": batch["observation_id"],
-            "patches": {m: batch[m] for m in self.cnn_modalities},
+            "patches": {m: self._patch(batch, m) for m in self.cnn_modalities},
         }
         if parts:
             out["tabular"] = torch.cat(parts, dim=1)
         if "label" in batch:
             out["label"] = batch["label"]
         return out
+
+    def _patch(self, batch: dict, modality: str) -> torch.Tensor:
+        if modality not in DERIVED_MODALITIES:
+            return batch[modality]
+        if modality == "ndvi":
+            return ndvi(self._raw(batch, "rgb")[:, :1], self._raw(batch, "near_ir"))
+        return batch["rgb"][:, ("red", "green", "blue").index(modality)][:, None]
+
+    def _raw(self, batch: dict, modality: str) -> torch.Tensor:
+        """A normalised modality back in its raw units (the dataset's ``(x - mean) / std``
+        undone), or as it is when the batch is not normalised."""
+        data = batch[modality].float()
+        if self.stats is None:
+            return data
+        entry = self.stats["patches"][modality]
+        mean = torch.tensor(entry["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(entry["std"], dtype=torch.float32).view(1, -1, 1, 1)
+        return data * std.clamp_min(1e-6) + mean

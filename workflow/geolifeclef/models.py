@@ -1,24 +1,28 @@
 """The PyTorch models, each built from a config dataclass.
 
-* ``TabularMlp``: environmental values + coordinates (+ land-cover shares, altitude statistics).
-* ``PatchCnn``: a CNN over the patches, channels chosen by modality (rgb, near_ir, altitude,
-  landcover as one-hot or as a learned embedding). Backbones: ResNet-18/34/50 with
-  torchvision's layer names (so torchvision state dicts load) or a small CNN for CPU demos.
-* ``FusionModel``: both encoders joined before a shared classifier, as the best GLC 2022 teams.
+* the tabular branch: a residual MLP over environmental values, coordinates and patch
+  statistics (``TabularEncoder``);
+* the patch branch: the chosen modalities stacked into one image (land cover as one-hot or
+  a learned embedding; derived channels such as NDVI, see ``geolifeclef.features``) and
+  run through a backbone: any timm model or a small CNN for CPU demos
+  (``geolifeclef.backbones``);
+* ``SpeciesModel``: one branch or both (``fusion``), joined before a shared classifier, as
+  the best GLC 2022 teams did; optionally a hidden layer before the classifier.
 
-Pretrained weights only come from a local file named in the config: nothing is downloaded.
+Pretrained weights only come from a local file or the user's Hugging Face cache: nothing
+is downloaded during a run (see ``geolifeclef.backbones``).
 """
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from .layout import MODALITIES, N_LANDCOVER_CODES, PATCH_CHANNELS
+from .backbones import SMALL, build_backbone, check_backbone
+from .features import CNN_MODALITIES, modality_channels
+from .layout import N_LANDCOVER_CODES
 
 MODEL_KINDS = ("mlp", "cnn", "fusion")
-BACKBONES = ("small", "resnet18", "resnet34", "resnet50")
 LANDCOVER_MODES = ("onehot", "embedding")
 
 
@@ -35,14 +39,16 @@ class MlpConfig:
 class CnnConfig:
     """The patch branch."""
 
-    backbone: str = "small"
+    backbone: str = SMALL
+    """``small``, or the name of any timm model (``resnet34``, ``mobilenetv3_large_100``)."""
     width: int = 32
-    """Channels of the first stage of the small CNN (ResNets have their own)."""
+    """Channels of the first stage of the small CNN (timm models have their own)."""
     landcover: str = "embedding"
     """How land-cover codes enter the CNN: ``onehot`` (34 channels) or ``embedding``."""
     landcover_embedding_dim: int = 4
-    pretrained: str | None = None
-    """Local path of a torchvision-style ResNet state dict; None trains from scratch."""
+    pretrained: str | bool | None = None
+    """ImageNet weights of the timm backbone: a local file (safetensors or state dict),
+    ``True`` for the Hugging Face cache, None to train from scratch."""
     input_size: int | None = None
     """Side the stacked patches are area-resized to before the backbone (e.g. 32 for a
     CPU demo); None keeps the cache's size."""
@@ -57,11 +63,15 @@ class ModelConfig:
     n_tabular: int = 0
     """Features of the tabular branch (env values, coordinates, patch statistics)."""
     modalities: tuple[str, ...] = ()
-    """Patch modalities the CNN reads, from MODALITIES."""
+    """Patch modalities the CNN reads, stacked in this order (``features.CNN_MODALITIES``:
+    the archive's and derived ones such as ``ndvi``)."""
     mlp: MlpConfig = field(default_factory=MlpConfig)
     cnn: CnnConfig = field(default_factory=CnnConfig)
     dropout: float = 0.2
     """Dropout before the classifier."""
+    head_hidden: int = 0
+    """Width of a hidden layer (linear, ReLU, dropout) before the classifier; 0: none
+    (the 1st place put 2048 after MobileNetV3)."""
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -70,13 +80,13 @@ class ModelConfig:
         uses_tabular = self.kind in ("mlp", "fusion")
         if uses_patches and not self.modalities:
             raise ValueError(f"a {self.kind} model needs at least one patch modality")
-        unknown = set(self.modalities) - set(MODALITIES)
+        unknown = set(self.modalities) - set(CNN_MODALITIES)
         if unknown:
-            raise ValueError(f"unknown modalities {sorted(unknown)}; choose from {MODALITIES}")
+            raise ValueError(f"unknown modalities {sorted(unknown)}; choose from {CNN_MODALITIES}")
         if uses_tabular and self.n_tabular <= 0:
             raise ValueError(f"a {self.kind} model needs tabular features (n_tabular > 0)")
-        if self.cnn.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {self.cnn.backbone!r}; choose one of {BACKBONES}")
+        if uses_patches:
+            check_backbone(self.cnn.backbone)
         if self.cnn.landcover not in LANDCOVER_MODES:
             raise ValueError(f"cnn.landcover must be one of {LANDCOVER_MODES}")
 
@@ -117,139 +127,12 @@ class TabularEncoder(nn.Module):
 # --------------------------------------------------------------------------------------
 
 
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = _downsample(inplanes, planes * self.expansion, stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = _downsample(inplanes, planes * self.expansion, stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
-
-
-def _downsample(inplanes: int, outplanes: int, stride: int) -> nn.Module | None:
-    if stride == 1 and inplanes == outplanes:
-        return None
-    return nn.Sequential(
-        nn.Conv2d(inplanes, outplanes, 1, stride, bias=False), nn.BatchNorm2d(outplanes)
-    )
-
-
-_RESNET_LAYOUT = {
-    "resnet18": (BasicBlock, (2, 2, 2, 2)),
-    "resnet34": (BasicBlock, (3, 4, 6, 3)),
-    "resnet50": (Bottleneck, (3, 4, 6, 3)),
-}
-
-
-class ResNet(nn.Module):
-    """ResNet without its classifier, with torchvision's parameter names."""
-
-    def __init__(self, name: str, in_channels: int) -> None:
-        super().__init__()
-        block, counts = _RESNET_LAYOUT[name]
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        inplanes = 64
-        for index, (planes, count) in enumerate(zip((64, 128, 256, 512), counts, strict=True)):
-            stride = 1 if index == 0 else 2
-            layers = []
-            for i in range(count):
-                layers.append(block(inplanes, planes, stride if i == 0 else 1))
-                inplanes = planes * block.expansion
-            setattr(self, f"layer{index + 1}", nn.Sequential(*layers))
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.out_features = inplanes
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return torch.flatten(self.avgpool(x), 1)
-
-
-def load_pretrained(backbone: ResNet, path: str | Path) -> None:
-    """Load a local torchvision-style state dict; adapt conv1 to the input channels.
-
-    Channels beyond RGB start from the mean of the RGB filters, the usual way to reuse
-    ImageNet weights on near-infrared, altitude and land cover.
-    """
-    state = torch.load(Path(path), map_location="cpu", weights_only=True)
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    conv1 = state.get("conv1.weight")
-    wanted = backbone.conv1.weight.shape[1]
-    if conv1 is not None and conv1.shape[1] != wanted:
-        mean = conv1.mean(dim=1, keepdim=True)
-        extra = mean.repeat(1, max(0, wanted - conv1.shape[1]), 1, 1)
-        state["conv1.weight"] = torch.cat([conv1, extra], dim=1)[:, :wanted]
-    missing, unexpected = backbone.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"{path}: not a {type(backbone).__name__} state dict "
-            f"(missing {missing[:3]}..., unexpected {unexpected[:3]}...)"
-        )
-
-
-class SmallCnn(nn.Module):
-    """Four conv stages with batch norm: fast enough to train on 2 CPU cores."""
-
-    def __init__(self, in_channels: int, width: int) -> None:
-        super().__init__()
-        stages, channels = [], in_channels
-        for i in range(4):
-            out = width * 2**i
-            stages += [
-                nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(out),
-                nn.ReLU(inplace=True),
-            ]
-            channels = out
-        self.features = nn.Sequential(*stages, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.out_features = channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-
 class PatchEncoder(nn.Module):
     """Stacks the chosen modalities into one image and runs a backbone over it."""
 
-    def __init__(self, modalities: tuple[str, ...], config: CnnConfig) -> None:
+    def __init__(
+        self, modalities: tuple[str, ...], config: CnnConfig, load_weights: bool = True
+    ) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
         self.landcover_mode = config.landcover
@@ -263,17 +146,14 @@ class PatchEncoder(nn.Module):
                     else config.landcover_embedding_dim
                 )
             else:
-                channels += PATCH_CHANNELS[modality]
+                channels += modality_channels(modality)
         if "landcover" in self.modalities and config.landcover == "embedding":
             self.landcover_embedding = nn.Embedding(
                 N_LANDCOVER_CODES, config.landcover_embedding_dim
             )
-        if config.backbone == "small":
-            self.backbone = SmallCnn(channels, config.width)
-        else:
-            self.backbone = ResNet(config.backbone, channels)
-            if config.pretrained:
-                load_pretrained(self.backbone, config.pretrained)
+        self.backbone = build_backbone(
+            config.backbone, channels, config.width, config.pretrained, load_weights
+        )
         self.out_features = self.backbone.out_features
 
     def stack(self, patches: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -318,7 +198,7 @@ class SpeciesModel(nn.Module):
     ({modality: tensor}) and returns logits (B, n_classes).
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, load_weights: bool = True) -> None:
         super().__init__()
         self.config = config
         features = 0
@@ -328,9 +208,19 @@ class SpeciesModel(nn.Module):
             self.tabular = TabularEncoder(config.n_tabular, config.mlp)
             features += self.tabular.out_features
         if config.kind in ("cnn", "fusion"):
-            self.patches = PatchEncoder(config.modalities, config.cnn)
+            self.patches = PatchEncoder(config.modalities, config.cnn, load_weights)
             features += self.patches.out_features
-        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(features, config.n_classes))
+        hidden = []
+        if config.head_hidden:
+            hidden = [
+                nn.Dropout(config.dropout),
+                nn.Linear(features, config.head_hidden),
+                nn.ReLU(inplace=True),
+            ]
+            features = config.head_hidden
+        self.head = nn.Sequential(
+            *hidden, nn.Dropout(config.dropout), nn.Linear(features, config.n_classes)
+        )
 
     def forward(self, batch: dict) -> torch.Tensor:
         parts = []
@@ -341,6 +231,8 @@ class SpeciesModel(nn.Module):
         return self.head(torch.cat(parts, dim=1))
 
 
-def build_model(config: ModelConfig) -> SpeciesModel:
-    """The model described by ``config``."""
-    return SpeciesModel(config)
+def build_model(config: ModelConfig, load_weights: bool = True) -> SpeciesModel:
+    """The model described by ``config``; its backbone starts from the pretrained weights
+    the config names, unless ``load_weights`` is False (a trained model rebuilt to receive
+    its own state dict needs neither the file nor the cache)."""
+    return SpeciesModel(config, load_weights)

@@ -14,6 +14,7 @@ import pandas as pd
 from .atomic import atomic_path
 from .layout import CONTINUOUS_MODALITIES, ENV_VARIABLES
 from .patch_cache import CHUNK_BYTES, PatchCache, open_patch_cache
+from .patch_stats import PATCH_STAT_COLUMNS
 
 STATS_MAX_ROWS = 200_000
 """Cache rows (evenly spaced) that the per-channel statistics are computed from."""
@@ -67,20 +68,30 @@ def patch_statistics(cache: PatchCache, max_rows: int = STATS_MAX_ROWS) -> dict:
     return stats
 
 
-def env_statistics(env: pd.DataFrame, observation_ids: np.ndarray) -> dict:
-    """Mean, std and NaN count of each env variable over the given observations."""
-    rows = env.set_index("observation_id").reindex(observation_ids)
-    values = rows[list(ENV_VARIABLES)].to_numpy(np.float64)
+def column_statistics(table: pd.DataFrame, observation_ids: np.ndarray, columns) -> dict:
+    """Mean, std and NaN count of each column over the given observations (rows of
+    ``table`` by ``observation_id``). A column without spread in train gets std 1, so that
+    another value at prediction stays finite after standardisation."""
+    rows = table.set_index("observation_id").reindex(observation_ids)
+    values = rows[list(columns)].to_numpy(np.float64)
     valid = ~np.isnan(values)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.nanmean(values, axis=0) if len(values) else np.full(values.shape[1], np.nan)
         std = np.nanstd(values, axis=0) if len(values) else np.full(values.shape[1], np.nan)
+    std = np.where(std > 0, std, 1.0)
     return {
-        "variables": list(ENV_VARIABLES),
         "mean": [float(x) for x in mean],
         "std": [float(x) for x in std],
         "n_nan": [int(x) for x in (~valid).sum(axis=0)],
         "rows": len(values),
+    }
+
+
+def env_statistics(env: pd.DataFrame, observation_ids: np.ndarray) -> dict:
+    """Mean, std and NaN count of each env variable over the given observations."""
+    return {
+        "variables": list(ENV_VARIABLES),
+        **column_statistics(env, observation_ids, ENV_VARIABLES),
     }
 
 
@@ -89,19 +100,25 @@ def write_normalization_stats(
     train_table: Path,
     env_table: Path | None = None,
     train_cache: Path | None = None,
+    train_patch_stats: Path | None = None,
 ) -> dict:
     """Normalisation statistics of the train split, as JSON at ``output``:
 
     ``{"patches": {modality: {"mean": [...], "std": [...]} | {"counts", "share"}},
-    "environment": {"variables", "mean", "std", "n_nan"}}`` (a section is absent when its
-    input is not given).
+    "environment": {"variables", "mean", "std", "n_nan"}, "patch_stats": {"columns",
+    "mean", "std", "n_nan"}}`` (a section is absent when its input is not given).
     """
     stats: dict = {"split": "train"}
+    ids = pd.read_parquet(train_table, columns=["observation_id"])["observation_id"].to_numpy()
     if train_cache is not None:
         stats["patches"] = patch_statistics(open_patch_cache(train_cache))
     if env_table is not None:
-        ids = pd.read_parquet(train_table, columns=["observation_id"])["observation_id"].to_numpy()
         stats["environment"] = env_statistics(pd.read_parquet(env_table), ids)
+    if train_patch_stats is not None:
+        stats["patch_stats"] = {
+            "columns": list(PATCH_STAT_COLUMNS),
+            **column_statistics(pd.read_parquet(train_patch_stats), ids, PATCH_STAT_COLUMNS),
+        }
     with atomic_path(output) as temporary:
         temporary.write_text(json.dumps(stats, indent=1) + "\n")
     return stats

@@ -405,7 +405,7 @@ def train_step(
 def train(
     model: nn.Module,
     make_train_loader: Callable[[int], Iterable[dict]],
-    val_loader: Iterable[dict],
+    val_loader: Iterable[dict] | None,
     config: TrainConfig,
     class_counts: np.ndarray,
     checkpoint_path: Path,
@@ -416,8 +416,10 @@ def train(
 
     ``make_train_loader(epoch)`` returns the loader of one epoch (so that a resumed run
     draws the same shuffles and label swaps as an uninterrupted one). The best weights
-    by val top-30 error are saved to ``best_path``. ``on_epoch(epoch, metrics)`` is
-    called after each epoch (MLflow logging).
+    by val top-30 error are saved to ``best_path``; without ``val_loader`` (a refit on
+    train + val for a number of epochs chosen before) every epoch runs and the last
+    weights are saved there. ``on_epoch(epoch, metrics)`` is called after each epoch
+    (MLflow logging).
     """
     seed_everything(config.seed)
     device = pick_device()
@@ -470,11 +472,13 @@ def train(
             "samples_per_second": seen / max(time.perf_counter() - started, 1e-9),
         }
         # Every rank evaluates the whole val set, so that all take the same early stop.
-        metrics.update(evaluate_top_k(_unwrap(model), val_loader, device))
+        if val_loader is not None:
+            metrics.update(evaluate_top_k(_unwrap(model), val_loader, device))
         state.epoch = epoch + 1
         state.history.append({"epoch": epoch + 1, **metrics})
-        if metrics["val_top30_error"] < state.best_error:
-            state.best_error = metrics["val_top30_error"]
+        # Without val (a refit) the last epoch is the one kept.
+        if val_loader is None or metrics["val_top30_error"] < state.best_error:
+            state.best_error = metrics.get("val_top30_error", float("nan"))
             state.best_epoch = epoch
             epochs_without_gain = 0
             if rank == 0:

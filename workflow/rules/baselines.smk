@@ -1,5 +1,10 @@
-# Baselines, fitted on train only (geolifeclef.baselines). Every model writes
-# predictions(model, split) in the one format of geolifeclef.predictions.
+# Baselines (geolifeclef.baselines), fitted on train (test also on train + val with their
+# `refit`). Every model writes predictions(model, split) in the format of
+# geolifeclef.predictions.
+
+FOREST_READS_PATCH_STATS = bool(
+    set(config["baselines"]["random_forest"]["features"]) & set(PATCH_STAT_GROUPS)
+)
 
 
 rule predict_constant:
@@ -43,6 +48,7 @@ rule predict_random_forest:
     input:
         species=rules.analyze_class_frequency.output.table,
         env=rules.extract_env.output.table,
+        patch_stats=patch_stats_tables(SPLITS) if FOREST_READS_PATCH_STATS else [],
         train=rules.ingest_observations.output.train,
         val=rules.ingest_observations.output.val,
         test=rules.ingest_observations.output.test,

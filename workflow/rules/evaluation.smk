@@ -8,6 +8,11 @@ rule evaluate_model:
         species=rules.analyze_class_frequency.output.table,
         # The demo's true species probabilities give the Bayes limit.
         truth=rules.generate_demo_dataset.output.truth if USING_DEMO else [],
+        blend_weights=lambda wildcards: (
+            expand(rules.fit_blend.output.weights, blend=wildcards.model)
+            if wildcards.model in FITTED_BLENDS
+            else []
+        ),
     output:
         metrics=results("evaluation/{model}/metrics.json"),
         plot=report(
@@ -25,6 +30,8 @@ rule evaluate_model:
         model=one_of(MODELS),
     params:
         kind=lambda wildcards: MODEL_KIND[wildcards.model],
+        members=lambda wildcards: config["blends"].get(wildcards.model, {}),
+        test_fit=lambda wildcards: test_fit(wildcards.model),
         local_metrics=results("evaluation/{model}/metrics.jsonl"),
     script:
         "../scripts/evaluate_model.py"

@@ -74,11 +74,36 @@ def patch_caches(splits):
     return expand(rules.cache_patches.output.cache, split=splits)
 
 
+rule compute_patch_stats:
+    input:
+        cache=lambda wildcards: patch_caches([wildcards.split]),
+    output:
+        table=results("patch_stats/{split}.parquet"),
+    log:
+        logs("compute_patch_stats_{split}"),
+    benchmark:
+        benchmarks("compute_patch_stats_{split}")
+    wildcard_constraints:
+        split=one_of(SPLITS),
+    threads: 2
+    script:
+        "../scripts/compute_patch_stats.py"
+
+
+def patch_stats_tables(splits):
+    """The patch statistics tables of ``splits``, chained from the rule that writes them."""
+    return expand(rules.compute_patch_stats.output.table, split=splits)
+
+
+PATCHES_ENABLED = config["patches"]["enabled"]
+
+
 rule compute_normalization_stats:
     input:
         train=rules.ingest_observations.output.train,
         env=rules.extract_env.output.table,
-        cache=patch_caches(["train"]) if config["patches"]["enabled"] else [],
+        cache=patch_caches(["train"]) if PATCHES_ENABLED else [],
+        patch_stats=patch_stats_tables(["train"]) if PATCHES_ENABLED else [],
     output:
         stats=results("normalization/stats.json"),
     log:
@@ -93,7 +118,8 @@ rule extraction:
     input:
         rules.extract_env.output,
         rules.compute_normalization_stats.output,
-        patch_caches(SPLITS) if config["patches"]["enabled"] else [],
+        patch_caches(SPLITS) if PATCHES_ENABLED else [],
+        patch_stats_tables(SPLITS) if PATCHES_ENABLED else [],
         rules.extract_env_patches.output
         if config["environment"]["env_patches"]["enabled"]
         else [],

@@ -1,22 +1,68 @@
-# PyTorch experiments: train_model -> predict_model for each entry of `experiments`;
-# evaluation, leaderboard and submission pick them up like the baselines.
+# PyTorch experiments: train_model -> (refit_model) -> predict_model for each entry of
+# `experiments`; evaluation, leaderboard and submission pick them up like the baselines.
 
 
 def experiment_caches(splits):
     """The patch caches of ``splits`` when the experiment reads patches, else none."""
     return lambda wildcards: (
-        patch_caches(splits) if reads_patches(wildcards.experiment) else []
+        patch_caches(splits)
+        if experiment_reads(wildcards.experiment).patch_modalities
+        else []
     )
+
+
+def experiment_patch_stats(splits):
+    """The patch statistics of ``splits`` when the experiment reads them, else none."""
+    return lambda wildcards: (
+        patch_stats_tables(splits)
+        if experiment_reads(wildcards.experiment).patch_stats
+        else []
+    )
+
+
+def pretrained_file(wildcards):
+    """The local weights file an experiment starts from, if it names one."""
+    pretrained = config["experiments"][wildcards.experiment]["model"]["cnn"][
+        "pretrained"
+    ]
+    return [pretrained] if isinstance(pretrained, str) else []
+
+
+def refits(experiment):
+    return config["experiments"][experiment]["refit"]
+
+
+def training_inputs():
+    """What a fit of an experiment reads (train_model and refit_model alike)."""
+    return {
+        **{split: rules.ingest_observations.output[split] for split in TRAINING_SPLITS},
+        "caches": experiment_caches(TRAINING_SPLITS),
+        "patch_stats": experiment_patch_stats(TRAINING_SPLITS),
+        "pretrained": pretrained_file,
+        "env": rules.extract_env.output.table,
+        "stats": rules.compute_normalization_stats.output.stats,
+        "species": rules.analyze_class_frequency.output.table,
+        "rank_frequency": rules.analyze_class_frequency.output.plot,
+    }
+
+
+def fit_params(checkpoints, metrics):
+    """Params of a fit: the weight settings and where its own files go."""
+    return {
+        # Canonical JSON: reordering keys in the config is no change. Prediction settings
+        # (tta, refit) are left out: changing them does not retrain the train-only fit.
+        "settings": lambda wildcards: canonical(
+            weight_settings(config["experiments"][wildcards.experiment])
+        ),
+        # Not outputs: Snakemake deletes a failed job's outputs, these must survive it.
+        "checkpoint_dir": lambda wildcards: f"{model_dir(wildcards.experiment)}/{checkpoints}",
+        "local_metrics": lambda wildcards: f"{model_dir(wildcards.experiment)}/{metrics}",
+    }
 
 
 rule train_model:
     input:
-        **{split: rules.ingest_observations.output[split] for split in TRAINING_SPLITS},
-        caches=experiment_caches(TRAINING_SPLITS),
-        env=rules.extract_env.output.table,
-        stats=rules.compute_normalization_stats.output.stats,
-        species=rules.analyze_class_frequency.output.table,
-        rank_frequency=rules.analyze_class_frequency.output.plot,
+        **training_inputs(),
     output:
         model=model_dir("{experiment}") + "/model.pt",
         history=model_dir("{experiment}") + "/history.json",
@@ -30,16 +76,30 @@ rule train_model:
     resources:
         gpu=1,
     params:
-        # Canonical JSON: reordering keys in the config is no change. Prediction settings
-        # (test-time augmentation) are left out: changing them does not retrain.
-        settings=lambda wildcards: canonical(
-            weight_settings(config["experiments"][wildcards.experiment])
-        ),
-        # Not outputs: Snakemake deletes a failed job's outputs, these must survive it.
-        checkpoint_dir=lambda wildcards: model_dir(wildcards.experiment)
-        + "/checkpoints",
-        local_metrics=lambda wildcards: model_dir(wildcards.experiment)
-        + "/metrics.jsonl",
+        **fit_params("checkpoints", "metrics.jsonl"),
+    script:
+        "../scripts/train_model.py"
+
+
+rule refit_model:
+    input:
+        **training_inputs(),
+        # The train-only fit decides how many epochs the refit runs.
+        train_history=rules.train_model.output.history,
+    output:
+        model=model_dir("{experiment}") + "/refit.pt",
+        history=model_dir("{experiment}") + "/refit-history.json",
+    log:
+        logs("refit_model/{experiment}"),
+    benchmark:
+        benchmarks("refit_model/{experiment}")
+    wildcard_constraints:
+        experiment=one_of(EXPERIMENTS),
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        **fit_params("checkpoints-refit", "refit-metrics.jsonl"),
     script:
         "../scripts/train_model.py"
 
@@ -47,8 +107,16 @@ rule train_model:
 rule predict_model:
     input:
         **{split: rules.ingest_observations.output[split] for split in PREDICTED_SPLITS},
-        model=rules.train_model.output.model,
+        # Val from the train-only fit (an honest score); test from the refit on train + val
+        # when the experiment has one.
+        model_val=rules.train_model.output.model,
+        model_test=lambda wildcards: (
+            rules.refit_model.output.model
+            if refits(wildcards.experiment)
+            else rules.train_model.output.model
+        ),
         caches=experiment_caches(PREDICTED_SPLITS),
+        patch_stats=experiment_patch_stats(PREDICTED_SPLITS),
         env=rules.extract_env.output.table,
         stats=rules.compute_normalization_stats.output.stats,
     output:

@@ -1,15 +1,18 @@
-"""Snakemake adapter: weighted average of several models' probabilities (predictions.blend)."""
+"""Snakemake adapter: weighted average of several models' probabilities (predictions.blend),
+with the weights of the config (blends) or those fitted on val (fitted_blends)."""
 
+from geolifeclef.blend_fit import read_weights
 from geolifeclef.predictions import blend, read_predictions, write_predictions
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]) as log:
-    weights = snakemake.params.weights
-    models = [read_predictions(path) for path in snakemake.input]
-    k = min(snakemake.params.top_k, max(m.k for m in models))
+    weights = snakemake.params.weights or read_weights(snakemake.input.weights)
+    models = dict(zip(snakemake.params.members, snakemake.input.members, strict=True))
+    used = {name: read_predictions(models[name]) for name, w in weights.items() if w > 0}
+    k = min(snakemake.params.top_k, max(m.k for m in used.values()))
     log.info("blending %s into %d ids per observation", weights, k)
     write_predictions(
         snakemake.output.blend,
-        blend(models, list(weights.values()), k),
-        expected_ids=models[0].observation_id,
+        blend(list(used.values()), [weights[name] for name in used], k),
+        expected_ids=next(iter(used.values())).observation_id,
     )

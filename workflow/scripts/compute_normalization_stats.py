@@ -9,6 +9,7 @@ with logging_to(snakemake.log[0]) as log:
         snakemake.input.train,
         env_table=snakemake.input.env,
         train_cache=snakemake.input.cache[0] if snakemake.input.cache else None,
+        train_patch_stats=snakemake.input.patch_stats[0] if snakemake.input.patch_stats else None,
     )
     for modality, entry in stats.get("patches", {}).items():
         if isinstance(entry, dict) and "mean" in entry:

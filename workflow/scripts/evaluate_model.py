@@ -1,5 +1,6 @@
 """Snakemake adapter: metrics and per-bucket plot of one model on val (geolifeclef.evaluation)."""
 
+from geolifeclef.blend_fit import read_weights
 from geolifeclef.class_frequency import read_species_table
 from geolifeclef.evaluation import evaluate_model, plot_buckets, write_metrics
 from geolifeclef.observations import read_table
@@ -19,6 +20,12 @@ with logging_to(snakemake.log[0]) as log:
     metrics = evaluate_model(
         model, snakemake.params.kind, predictions, val, species, snakemake.input.truth or None
     )
+    metrics["test_fit"] = snakemake.params.test_fit
+    weights = snakemake.params.members or (
+        read_weights(snakemake.input.blend_weights[0]) if snakemake.input.blend_weights else {}
+    )
+    if weights:
+        metrics["members"] = weights
     write_metrics(metrics, snakemake.output.metrics)
     plot_buckets(metrics, snakemake.output.plot)
     tracking = Tracking.of_invocation()

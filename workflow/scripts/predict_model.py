@@ -8,12 +8,15 @@ with logging_to(snakemake.log[0]):
     splits = list(snakemake.output.keys())
     run_prediction(
         PredictionJob(
-            model=inputs.model,
+            models={split: inputs[f"model_{split}"] for split in splits},
             inputs=ExperimentInputs(
                 observations={split: inputs[split] for split in splits},
                 env_table=inputs.env,
                 stats=inputs.stats,
                 caches=dict(zip(splits, inputs.caches, strict=True)) if inputs.caches else {},
+                patch_stats=dict(zip(splits, inputs.patch_stats, strict=True))
+                if inputs.patch_stats
+                else {},
             ),
             outputs={split: snakemake.output[split] for split in splits},
             top_k=snakemake.params.top_k,

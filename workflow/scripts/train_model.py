@@ -1,14 +1,16 @@
-"""Snakemake adapter: train one experiment (on several GPUs through torchrun)."""
+"""Snakemake adapter: train one experiment (on several GPUs through torchrun), or refit it
+on train + val for the epochs its train-only fit found best (rule refit_model)."""
 
 import json
 
-from geolifeclef.experiment import TRAINING_SPLITS, ExperimentInputs, TrainingJob
+from geolifeclef.experiment import TRAINING_SPLITS, ExperimentInputs, TrainingJob, best_epoch
 from geolifeclef.launch import launch_training
 from geolifeclef.rule_logging import logging_to
 from geolifeclef.tracking import Tracking
 
 with logging_to(snakemake.log[0]):
     inputs = snakemake.input
+    history = inputs.get("train_history")
     job = TrainingJob(
         name=snakemake.wildcards.experiment,
         settings=json.loads(snakemake.params.settings),
@@ -17,6 +19,11 @@ with logging_to(snakemake.log[0]):
             env_table=inputs.env,
             stats=inputs.stats,
             caches=dict(zip(TRAINING_SPLITS, inputs.caches, strict=True)) if inputs.caches else {},
+            patch_stats=(
+                dict(zip(TRAINING_SPLITS, inputs.patch_stats, strict=True))
+                if inputs.patch_stats
+                else {}
+            ),
         ),
         species_table=inputs.species,
         model=snakemake.output.model,
@@ -25,7 +32,8 @@ with logging_to(snakemake.log[0]):
         local_metrics=snakemake.params.local_metrics,
         tracking=Tracking.of_invocation(),
         rule=snakemake.rule,
-        fingerprint_inputs=(inputs.train, inputs.val, inputs.env),
+        fingerprint_inputs=(*(inputs[split] for split in TRAINING_SPLITS), inputs.env),
         artifacts=(inputs.rank_frequency,),
+        refit_epochs=best_epoch(history) if history else None,
     )
     launch_training(job, int(snakemake.resources.get("gpu", 0)))

@@ -1,0 +1,9 @@
+"""Snakemake adapter: per-observation statistics of a split's patches (geolifeclef.patch_stats)."""
+
+from geolifeclef.patch_stats import compute_patch_stats
+from geolifeclef.rule_logging import logging_to
+
+with logging_to(snakemake.log[0]):
+    compute_patch_stats(
+        snakemake.input.cache[0], snakemake.output.table, workers=snakemake.threads - 1
+    )

@@ -1,0 +1,41 @@
+"""Snakemake adapter: fit a blend's weights on val, with honest cross-fitted val predictions
+(geolifeclef.blend_fit)."""
+
+import json
+
+import numpy as np
+
+from geolifeclef.atomic import write_text
+from geolifeclef.blend_fit import fit_blend
+from geolifeclef.observations import read_table
+from geolifeclef.predictions import read_predictions, write_predictions
+from geolifeclef.rule_logging import logging_to
+
+with logging_to(snakemake.log[0]) as log:
+    names = snakemake.params.members
+    val = read_table(snakemake.input.val)
+    ids = val["observation_id"].to_numpy()
+    found = fit_blend(
+        [read_predictions(path) for path in snakemake.input.members],
+        ids,
+        val["species_id"].to_numpy(np.int64),
+        val["latitude"].to_numpy(),
+        val["longitude"].to_numpy(),
+        snakemake.params.top_k,
+    )
+    write_predictions(snakemake.output.val, found.val, expected_ids=ids)
+    report = {
+        "weights": dict(zip(names, found.weights.round(6).tolist(), strict=True)),
+        "fold_weights": [
+            dict(zip(names, w.round(6).tolist(), strict=True)) for w in found.fold_weights
+        ],
+        "in_sample_top30_error": found.in_sample_error,
+        "note": "val predictions are cross-fitted (each fold blended with the other's "
+        "weights); in_sample_top30_error is optimistic",
+    }
+    write_text(snakemake.output.weights, json.dumps(report, indent=2) + "\n")
+    log.info(
+        "weights for test %s; in-sample val top-30 error %.4f",
+        report["weights"],
+        found.in_sample_error,
+    )
