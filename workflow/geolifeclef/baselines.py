@@ -156,6 +156,36 @@ def predict_per_fit(
     return result
 
 
+Predict = Callable[[pd.DataFrame, dict[str, pd.DataFrame], pd.DataFrame, int], dict]
+
+
+def write_baseline_predictions(
+    tables: dict[str, str | Path],
+    species_table: str | Path,
+    outputs: dict[str, str | Path],
+    top_k: int,
+    refit: bool,
+    predict: Predict,
+) -> None:
+    """What every baseline's rule does: read the observation tables (``train`` and each
+    predicted split) and the species table, fit on the rows ``fitting_rows`` gives each
+    split (``predict(rows, queries, species, k)``), and write each split's predictions."""
+    from .class_frequency import read_species_table
+    from .observations import read_table
+    from .predictions import table_k, write_split_predictions
+
+    species = read_species_table(species_table)
+    queries = {split: read_table(tables[split]) for split in outputs}
+    fitting = fitting_rows(read_table(tables["train"]), queries["val"], refit, tuple(outputs))
+    k = table_k(top_k, len(species))
+    write_split_predictions(
+        outputs,
+        predict_per_fit(fitting, queries, lambda rows, wanted: predict(rows, wanted, species, k)),
+        {split: frame["observation_id"].to_numpy() for split, frame in queries.items()},
+        species["species_id"].to_numpy(),
+    )
+
+
 # --------------------------------------------------------------------------------------
 # Random forest on tabular features
 # --------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ FOREST_READS_PATCH_STATS = bool(
 rule predict_constant:
     input:
         species=rules.analyze_class_frequency.output.table,
+        train=rules.ingest_observations.output.train,
         val=rules.ingest_observations.output.val,
         test=rules.ingest_observations.output.test,
     output:
