@@ -81,7 +81,9 @@ def test_every_rule_runs_as_a_slurm_job_and_gpu_rules_get_a_gpu(workdir, first_i
     ran = set(re.findall(r"^\s*rule (\w+):", output, flags=re.M))
     assert ran - LOCAL_RULES, "no rule ran"
     assert ran - LOCAL_RULES <= set(jobs), f"rules not submitted to SLURM: {ran - set(jobs)}"
-    assert len(jobs["train_model"]) == 2  # both experiments
+    # Both experiments and both members of the sweep, each a SLURM job of its own.
+    assert len(jobs["train_model"]) == 4
+    assert sum(w.startswith("lr-") for w in jobs["train_model"]) == 2
     for rule in GPU_RULES & set(jobs):
         for log in (workdir / "logs").glob(f"{rule}/*.log"):
             text = log.read_text()

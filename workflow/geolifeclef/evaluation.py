@@ -291,14 +291,32 @@ def plot_leaderboard(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 def write_leaderboard(
-    all_metrics: list[dict], parquet: Path, markdown: Path, html_path: Path, png: Path
+    all_metrics: list[dict],
+    parquet: Path,
+    markdown: Path,
+    html_path: Path,
+    png: Path,
+    sweeps: list[dict] = (),
 ) -> pd.DataFrame:
+    """Write the leaderboard in every format; each sweep (``{"name", "base", "varied",
+    "members"}``) gets a section of its own: members ranked, varied settings as columns."""
+    from .sweep_report import sweep_markdown, sweep_table
+
     frame = build_leaderboard(all_metrics)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     with atomic_path(parquet) as temporary:
         pq.write_table(table, temporary)
-    write_text(markdown, leaderboard_markdown(frame))
-    write_text(html_path, leaderboard_html(frame))
+    sections = [(s, sweep_table(all_metrics, s)) for s in sweeps]
+    write_text(
+        markdown,
+        "\n".join([leaderboard_markdown(frame), *(sweep_markdown(t, s) for s, t in sections)]),
+    )
+    page = leaderboard_html(frame)
+    for sweep, sweep_frame in sections:
+        title = html.escape(f"Sweep {sweep['name']} (base {sweep['base']})")
+        body = sweep_frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
+        page = page.replace("</body>", f"<h2>{title}</h2>{body}</body>")
+    write_text(html_path, page)
     plot_leaderboard(frame, png)
     for row in frame.itertuples(index=False):
         log.info("%-20s %-10s top-30 error %.4f", row.model, row.kind, row.top30_error)

@@ -165,6 +165,8 @@ class TrainingJob:
     refit_epochs: int | None = None
     """Refit: train on train + val for this many epochs, without validation (the epochs
     the train-only fit found best), for the test predictions."""
+    sweep: str | None = None
+    """The sweep the experiment is a member of: its MLflow run nests under the sweep's."""
 
 
 @dataclass(frozen=True)
@@ -347,7 +349,8 @@ def run_training(job: TrainingJob) -> dict:
             job.tracking.experiment,
             f"{'refit' if job.refit_epochs else 'train'} {settings.name}",
             job.local_metrics,
-            tags=tags,
+            tags=tags if job.sweep is None else {**tags, "glc.sweep": job.sweep},
+            parent_run_id=tracking.sweep_run(job.sweep),
         )
         if rank == 0
         else _offline_tracker()

@@ -28,6 +28,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 PARENT_RUN_ENV = "GLC_MLFLOW_PARENT_RUN_ID"
+SWEEP_RUNS_ENV = "GLC_MLFLOW_SWEEP_RUNS"
+"""JSON {sweep: run id} of the invocation's sweep runs (children of its parent run)."""
 TRACKING_URI_ENV = "GLC_MLFLOW_TRACKING_URI"
 EXPERIMENT_ENV = "GLC_MLFLOW_EXPERIMENT"
 DEFAULT_EXPERIMENT = "geolifeclef"
@@ -283,8 +285,10 @@ def start_run(
     tags: Mapping[str, Any] | None = None,
     artifact_root: str | Path = "mlartifacts",
     timeout: float = 5.0,
+    parent_run_id: str | None = None,
 ) -> Iterator[Tracker]:
-    """Open an MLflow run (nested under the invocation's parent run when there is one).
+    """Open an MLflow run, nested under ``parent_run_id`` (a sweep's run) or else under the
+    invocation's parent run when there is one.
 
     Falls back to local logging when the tracking URI cannot be reached, and says so.
     """
@@ -301,7 +305,7 @@ def start_run(
             mlflow_module = mlflow
             experiment_id = _experiment_id(mlflow, experiment, artifact_root)
             all_tags = {k: str(redact(v)) for k, v in (tags or {}).items()}
-            parent = os.environ.get(PARENT_RUN_ENV)
+            parent = parent_run_id or os.environ.get(PARENT_RUN_ENV)
             if parent:
                 all_tags["mlflow.parentRunId"] = parent
             run = mlflow.MlflowClient().create_run(experiment_id, run_name=run_name, tags=all_tags)
@@ -356,9 +360,15 @@ WORKDIR_TAG = "glc.workdir"
 
 
 def start_parent_run(
-    tracking_uri: str, experiment: str, name: str, workdir: str | Path = "."
+    tracking_uri: str,
+    experiment: str,
+    name: str,
+    workdir: str | Path = ".",
+    parent: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> str | None:
-    """Create the parent run of a workflow invocation in ``workdir``; None if MLflow is
+    """Create the parent run of a workflow invocation in ``workdir`` (or, with ``parent``
+    and ``tags``, a run that groups some of its jobs, such as a sweep's); None if MLflow is
     unreachable."""
     if not _server_reachable(tracking_uri, 3.0):
         return None
@@ -367,8 +377,10 @@ def start_parent_run(
 
         mlflow.set_tracking_uri(tracking_uri)
         experiment_id = _experiment_id(mlflow, experiment, "mlartifacts")
-        tags = {**WORKFLOW_KIND, WORKDIR_TAG: str(Path(workdir).resolve())}
-        run = mlflow.MlflowClient().create_run(experiment_id, run_name=name, tags=tags)
+        all_tags = {**WORKFLOW_KIND, WORKDIR_TAG: str(Path(workdir).resolve()), **(tags or {})}
+        if parent:
+            all_tags["mlflow.parentRunId"] = parent
+        run = mlflow.MlflowClient().create_run(experiment_id, run_name=name, tags=all_tags)
         return run.info.run_id
     except Exception as error:
         log.warning("no parent MLflow run (%s)", redact(str(error)))
@@ -402,17 +414,48 @@ def close_stale_runs(tracking_uri: str, experiment: str, workdir: str | Path) ->
             [found.experiment_id],
             f"{running} and tags.`glc.kind` = 'workflow' and tags.`{WORKDIR_TAG}` = '{where}'",
         )
-        for parent in parents:
-            children = client.search_runs(
+        stack = list(parents)
+        while stack:  # a parent, its sweep runs, their train runs
+            run = stack.pop()
+            stack += client.search_runs(
                 [found.experiment_id],
-                f"{running} and tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+                f"{running} and tags.`mlflow.parentRunId` = '{run.info.run_id}'",
             )
-            for run in [*children, parent]:
-                client.set_terminated(run.info.run_id, "KILLED")
-                closed.append(run.info.run_id)
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
     except Exception as error:
         log.warning("could not close stale MLflow runs (%s)", redact(str(error)))
     return closed
+
+
+def sweep_run(sweep: str | None) -> str | None:
+    """The run of ``sweep`` in this invocation (from the environment), if there is one."""
+    if not sweep:
+        return None
+    return json.loads(os.environ.get(SWEEP_RUNS_ENV, "{}")).get(sweep)
+
+
+def end_sweep_runs(tracking_uri: str, runs: Mapping[str, str], status: str) -> None:
+    """End the invocation's sweep runs: a run that got members is marked ``status``, one
+    that got none (nothing of the sweep had to be trained again) is deleted."""
+    if not runs or not _server_reachable(tracking_uri, 3.0):
+        return
+    try:
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+        client = mlflow.MlflowClient()
+        for run_id in runs.values():
+            experiment_id = client.get_run(run_id).info.experiment_id
+            children = client.search_runs(
+                [experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=1
+            )
+            if children:
+                client.set_terminated(run_id, status)
+            else:
+                client.delete_run(run_id)
+    except Exception as error:
+        log.warning("could not end the sweep runs (%s)", redact(str(error)))
 
 
 def numeric_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

@@ -3,23 +3,31 @@
 # fit them on val, with cross-fitted (honest) val predictions (geolifeclef.blend_fit).
 
 
-def blend_members(blend):
-    """The models a blend (fixed or fitted) averages, in config order."""
-    if blend in config["blends"]:
-        return list(config["blends"][blend])
-    return list(config["fitted_blends"][blend]["models"])
+def selected_sweeps(blend):
+    """The members of each sweep that a blend selects from with <sweep>:top<n>."""
+    selectors = [parse_selector(part) for part in config["blends"].get(blend, {})]
+    return {s[0]: list(SWEEPS[s[0]].members) for s in selectors if s}
 
 
 rule blend_predictions:
     input:
         members=lambda wildcards: [
             predictions(model, wildcards.split)
-            for model in blend_members(wildcards.blend)
+            for model in CATALOG.blend_members(wildcards.blend)
         ],
         weights=lambda wildcards: (
-            results(f"blends/{wildcards.blend}/weights.json")
+            [results(f"blends/{wildcards.blend}/weights.json")]
             if wildcards.blend in FITTED_BLENDS
             else []
+        ),
+        # A <sweep>:top<n> part picks the sweep's best members by their val metrics.
+        member_metrics=lambda wildcards: expand(
+            rules.evaluate_model.output.metrics,
+            model=[
+                m
+                for members in selected_sweeps(wildcards.blend).values()
+                for m in members
+            ],
         ),
     output:
         blend=predictions("{blend}", "{split}"),
@@ -32,8 +40,9 @@ rule blend_predictions:
         split="val|test",
         blend=one_of(BLEND_MODELS + FITTED_BLENDS),
     params:
-        members=lambda wildcards: blend_members(wildcards.blend),
+        members=lambda wildcards: CATALOG.blend_members(wildcards.blend),
         weights=lambda wildcards: config["blends"].get(wildcards.blend, {}),
+        sweep_members=lambda wildcards: selected_sweeps(wildcards.blend),
         top_k=config["predictions"]["top_k"],
     script:
         "../scripts/blend_predictions.py"
@@ -42,7 +51,8 @@ rule blend_predictions:
 rule fit_blend:
     input:
         members=lambda wildcards: [
-            predictions(model, "val") for model in blend_members(wildcards.blend)
+            predictions(model, "val")
+            for model in CATALOG.blend_members(wildcards.blend)
         ],
         val=rules.ingest_observations.output.val,
     output:
@@ -55,7 +65,7 @@ rule fit_blend:
     wildcard_constraints:
         blend=one_of(FITTED_BLENDS),
     params:
-        members=lambda wildcards: blend_members(wildcards.blend),
+        members=lambda wildcards: CATALOG.blend_members(wildcards.blend),
         top_k=config["predictions"]["top_k"],
     script:
         "../scripts/fit_blend.py"

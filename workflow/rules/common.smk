@@ -7,9 +7,14 @@ import re
 import uuid
 from pathlib import Path
 
+import yaml
+from snakemake.utils import validate
+
+from geolifeclef.catalog import BASELINE_MODELS, build_catalog
 from geolifeclef.experiment import TRAINING_SPLITS, experiment_inputs, weight_settings
 from geolifeclef.layout import REGIONS, SPLITS, DatasetLayout
 from geolifeclef.patch_stats import PATCH_STAT_GROUPS
+from geolifeclef.sweeps import parse_selector
 from geolifeclef.tracking import Tracking, default_tracking_uri
 
 # -- where files go ---------------------------------------------------------------------
@@ -43,43 +48,38 @@ def model_dir(experiment):
 
 
 # -- which models exist -------------------------------------------------------------------
+# Sweeps become experiments here, before anything reads the experiment names.
+CATALOG = build_catalog(
+    config,
+    yaml.safe_load(
+        Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text()
+    )["properties"]["experiments"]["additionalProperties"],
+)
+config["experiments"] = CATALOG.experiments
+validate(
+    config, "../schemas/config.schema.yaml"
+)  # every sweep member, as any experiment
 PREDICTED_SPLITS = ("val", "test")
-BASELINE_MODELS = ["constant", "knn", "random_forest"]  # rules predict_<name>
-BLEND_MODELS = list(config["blends"])
-FITTED_BLENDS = list(config["fitted_blends"])
-EXPERIMENTS = list(config["experiments"])
-MODEL_KIND = {
-    **{m: "experiment" for m in EXPERIMENTS},
-    **{m: "blend" for m in BLEND_MODELS},
-    **{m: "fitted blend" for m in FITTED_BLENDS},
-    **{m: "baseline" for m in BASELINE_MODELS},
-}
-MODELS = BASELINE_MODELS + BLEND_MODELS + FITTED_BLENDS + EXPERIMENTS
-RESERVED_NAMES = set(BASELINE_MODELS) | {"final", "leaderboard"}
-for _name in BLEND_MODELS + FITTED_BLENDS + EXPERIMENTS:
-    if _name in RESERVED_NAMES or MODELS.count(_name) > 1:
-        raise ValueError(
-            f"config: model name {_name!r} is used twice or reserved "
-            f"({sorted(RESERVED_NAMES)}); rename the blend or experiment"
-        )
-_BLENDABLE = BASELINE_MODELS + EXPERIMENTS
-for _key, _blends in (
-    ("blends", config["blends"]),
-    ("fitted_blends", config["fitted_blends"]),
-):
-    for _blend, _entry in _blends.items():
-        for _part in _entry if _key == "blends" else _entry["models"]:
-            if _part not in _BLENDABLE:
-                raise ValueError(
-                    f"config {_key}.{_blend}: unknown model {_part!r}; "
-                    f"blend baselines {BASELINE_MODELS} or experiments {EXPERIMENTS}"
-                )
+BASELINE_MODELS = list(BASELINE_MODELS)
+BLEND_MODELS = list(CATALOG.blends)
+FITTED_BLENDS = list(CATALOG.fitted_blends)
+EXPERIMENTS = list(CATALOG.experiments)
+SWEEPS = CATALOG.sweeps
+MODELS = CATALOG.models
+MODEL_KIND = {model: CATALOG.kind(model) for model in MODELS}
 SUBMITTED = config["submission"]["model"]
-if SUBMITTED != "best" and SUBMITTED not in MODELS:
-    raise ValueError(
-        f"config submission.model: {SUBMITTED!r} is not 'best' or one of the models {MODELS}"
-    )
 SUBMISSION_CANDIDATES = MODELS if SUBMITTED == "best" else [SUBMITTED]
+
+
+def sweep_description(sweep):
+    """A sweep as its rules' params: name, base, varied keys, members and their settings."""
+    found = SWEEPS[sweep]
+    return {
+        "name": found.name,
+        "base": found.base,
+        "varied": list(found.varied),
+        "members": found.members,
+    }
 
 
 def refitted(model):
@@ -92,8 +92,7 @@ def refitted(model):
 def test_fit(model):
     """What the test predictions of ``model`` were fitted on, for the leaderboard."""
     if model in BLEND_MODELS + FITTED_BLENDS:
-        parts = config["blends"].get(model) or config["fitted_blends"][model]["models"]
-        refits = {refitted(part) for part in parts}
+        refits = {refitted(part) for part in CATALOG.blend_members(model)}
         return (
             "mixed"
             if len(refits) > 1

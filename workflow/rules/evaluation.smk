@@ -59,6 +59,8 @@ rule build_leaderboard:
         logs("build_leaderboard"),
     benchmark:
         benchmarks("build_leaderboard")
+    params:
+        sweeps=[sweep_description(sweep) for sweep in SWEEPS],
     script:
         "../scripts/build_leaderboard.py"
 

@@ -1,7 +1,7 @@
 # Around the whole invocation: the leftovers of a killed invocation are cleared first, and
 # one MLflow parent run groups every train and evaluate job of this invocation.
 
-from geolifeclef.tracking import PARENT_RUN_ENV
+from geolifeclef.tracking import PARENT_RUN_ENV, SWEEP_RUNS_ENV
 
 
 onstart:
@@ -32,13 +32,29 @@ onstart:
             )
             if parent:
                 os.environ[PARENT_RUN_ENV] = parent
+                # One run per sweep groups its members (deleted at the end if none ran).
+                sweep_runs = {
+                    sweep: start_parent_run(
+                        TRACKING.uri,
+                        TRACKING.experiment,
+                        f"sweep {sweep}",
+                        Path.cwd(),
+                        parent=parent,
+                        tags={"glc.kind": "sweep", "glc.sweep": sweep},
+                    )
+                    for sweep in SWEEPS
+                }
+                os.environ[SWEEP_RUNS_ENV] = json.dumps(sweep_runs)
 
 
 def finish_parent_run(status):
     parent = os.environ.get(PARENT_RUN_ENV)
     if IS_MAIN_INVOCATION and parent:
-        from geolifeclef.tracking import end_run
+        from geolifeclef.tracking import end_run, end_sweep_runs
 
+        end_sweep_runs(
+            TRACKING.uri, json.loads(os.environ.get(SWEEP_RUNS_ENV, "{}")), status
+        )
         end_run(TRACKING.uri, parent, status)
 
 

@@ -57,6 +57,7 @@ def fit_params(checkpoints, metrics):
         # Not outputs: Snakemake deletes a failed job's outputs, these must survive it.
         "checkpoint_dir": lambda wildcards: f"{model_dir(wildcards.experiment)}/{checkpoints}",
         "local_metrics": lambda wildcards: f"{model_dir(wildcards.experiment)}/{metrics}",
+        "sweep": lambda wildcards: CATALOG.sweep_of(wildcards.experiment) or "",
     }
 
 

@@ -1,12 +1,23 @@
 """Snakemake adapter: weighted average of several models' probabilities (predictions.blend),
-with the weights of the config (blends) or those fitted on val (fitted_blends)."""
+with the weights of the config (blends, <sweep>:top<n> resolved on val metrics) or those
+fitted on val (fitted_blends)."""
 
 from geolifeclef.blend_fit import read_weights
+from geolifeclef.evaluation import read_metrics
 from geolifeclef.predictions import blend, read_predictions, write_predictions
 from geolifeclef.rule_logging import logging_to
+from geolifeclef.sweeps import resolve_selectors
 
 with logging_to(snakemake.log[0]) as log:
-    weights = snakemake.params.weights or read_weights(snakemake.input.weights)
+    val_errors = {
+        metrics["model"]: metrics["top30_error"]
+        for metrics in map(read_metrics, snakemake.input.member_metrics)
+    }
+    weights = resolve_selectors(
+        snakemake.params.weights or read_weights(snakemake.input.weights[0]),
+        snakemake.params.sweep_members,
+        val_errors,
+    )
     models = dict(zip(snakemake.params.members, snakemake.input.members, strict=True))
     used = {name: read_predictions(models[name]) for name, w in weights.items() if w > 0}
     k = min(snakemake.params.top_k, max(m.k for m in used.values()))

@@ -10,4 +10,5 @@ with logging_to(snakemake.log[0]):
         markdown=snakemake.output.markdown,
         html_path=snakemake.output.html,
         png=snakemake.output.plot,
+        sweeps=list(snakemake.params.sweeps),
     )

@@ -35,5 +35,6 @@ with logging_to(snakemake.log[0]):
         fingerprint_inputs=(*(inputs[split] for split in TRAINING_SPLITS), inputs.env),
         artifacts=(inputs.rank_frequency,),
         refit_epochs=best_epoch(history) if history else None,
+        sweep=snakemake.params.sweep or None,
     )
     launch_training(job, int(snakemake.resources.get("gpu", 0)))
