@@ -1,0 +1,77 @@
+"""The recipes of config/recipes/ run end to end on the tiny demo, sizes shrunk, so that a
+recipe never rots: the same file, with epochs, input size and backbones made tiny."""
+
+import copy
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO, run_snakemake
+
+RECIPE = REPO / "config" / "recipes" / "glc2022-winners.yaml"
+# The same family, tiny: timm's test models stand in for ResNet-34 and MobileNetV3.
+TINY_BACKBONES = {"resnet34": "test_resnet", "mobilenetv3_large_100": "test_efficientnet"}
+
+
+def merge(base: dict, override: dict) -> dict:
+    """``override`` on top of ``base``, nested dicts merged (as Snakemake merges configs)."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def shrunk(recipe: dict) -> dict:
+    """The recipe at the tiny demo's sizes; every other setting as the recipe says."""
+    experiments = {}
+    for name, entry in recipe["experiments"].items():
+        backbone = entry["model"]["cnn"]["backbone"]
+        experiments[name] = {
+            "model": {
+                "mlp": {"hidden": 32},
+                "head_hidden": min(entry["model"].get("head_hidden", 0), 64),
+                "cnn": {"backbone": TINY_BACKBONES[backbone], "pretrained": None, "input_size": 32},
+            },
+            "train": {"epochs": 2, "batch_size": 64, "num_workers": 0},
+        }
+    return merge(
+        recipe,
+        {
+            "demo": {"scale": "tiny", "seed": 7},
+            "patches": {"size": 64},
+            "predictions": {"top_k": 30},
+            "baselines": {"random_forest": {"n_estimators": 4, "max_depth": 4}},
+            "experiments": experiments,
+        },
+    )
+
+
+@pytest.mark.slow
+def test_the_winners_recipe_runs_end_to_end_on_the_tiny_demo(tmp_path):
+    recipe = yaml.safe_load(RECIPE.read_text())
+    config = shrunk(recipe)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = run_snakemake(tmp_path, "submission", timeout=1500)
+    assert result.returncode == 0, result.stderr[-5000:]
+    results = tmp_path / "results"
+    final = pd.read_csv(results / "submission" / "final.csv")
+    assert final["Predicted"].str.split().map(len).eq(30).all()
+    board = pd.read_parquet(results / "evaluation" / "leaderboard.parquet").set_index("model")
+    for name in [*recipe["experiments"], "random_forest", "knn", *recipe["blends"]]:
+        assert name in board.index, name
+    for name in recipe["fitted_blends"]:
+        assert board.loc[name, "kind"] == "fitted blend"
+        assert set(recipe["fitted_blends"][name]["models"]) >= {
+            member.split()[0] for member in board.loc[name, "members"].split(", ")
+        }
+    # Refits: the test predictions come from train + val, the val scores from train only.
+    assert board.loc["random_forest", "test_fit"] == "train+val"
+    for name in recipe["experiments"]:
+        assert board.loc[name, "test_fit"] == "train+val"
+        assert (results / "models" / name / "refit.pt").exists()
+        log = (tmp_path / "logs" / "predict_model" / f"{name}.log").read_text()
+        assert "test: predicted by results/models/" + name + "/refit.pt" in log
+        assert "test-time augmentation" in log
