@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from geolifeclef.layout import MODALITIES, N_LANDCOVER_CODES
-from geolifeclef.models import CnnConfig, ModelConfig, build_model
+from geolifeclef.models import CnnConfig, MlpConfig, ModelConfig, build_model
 
 N_CLASSES = 23
 SIZE = 32
@@ -39,6 +39,22 @@ def _step(model, batch):
 def test_mlp_one_batch():
     model = build_model(ModelConfig(kind="mlp", n_classes=N_CLASSES, n_tabular=7))
     _step(model, _batch(()))
+
+
+def test_quadratic_mlp_is_fed_the_squares_of_its_inputs():
+    model = build_model(
+        ModelConfig(kind="mlp", n_classes=N_CLASSES, n_tabular=7, mlp=MlpConfig(quadratic=True))
+    )
+    _step(model, _batch(()))
+    encoder = model.tabular
+    assert encoder.input[0].in_features == 14
+    # With the weights on x itself zeroed, only x * x reaches the network: x and -x agree.
+    with torch.no_grad():
+        encoder.input[0].weight[:, :7] = 0.0
+    encoder.eval()
+    x = torch.randn(5, 7, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(encoder(x), encoder(-x))
+    assert not torch.allclose(encoder(x), encoder(2 * x))
 
 
 MODALITY_SETS = [combo for r in (1, 2, 4) for combo in itertools.combinations(MODALITIES, r)]

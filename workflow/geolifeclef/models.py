@@ -33,6 +33,9 @@ class MlpConfig:
     hidden: int = 256
     layers: int = 3
     dropout: float = 0.1
+    quadratic: bool = False
+    """Also feed the squares of the standardised features: MaxEnt's quadratic features (a
+    species' niche is a bump in each variable, which a square makes one linear step)."""
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,10 @@ class TabularEncoder(nn.Module):
 
     def __init__(self, n_features: int, config: MlpConfig) -> None:
         super().__init__()
+        self.quadratic = config.quadratic
+        inputs = 2 * n_features if config.quadratic else n_features
         self.input = nn.Sequential(
-            nn.Linear(n_features, config.hidden), nn.BatchNorm1d(config.hidden), nn.GELU()
+            nn.Linear(inputs, config.hidden), nn.BatchNorm1d(config.hidden), nn.GELU()
         )
         self.blocks = nn.ModuleList(
             nn.Sequential(
@@ -116,6 +121,8 @@ class TabularEncoder(nn.Module):
         self.out_features = config.hidden
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.quadratic:
+            x = torch.cat([x, x * x], dim=1)
         x = self.input(x)
         for block in self.blocks:
             x = x + block(x)
