@@ -222,7 +222,14 @@ def _dataset(inputs: ExperimentInputs, split: str, settings: ExperimentSettings)
         "transform": ModelBatch(settings.tabular, settings.cnn_modalities),
     }
     if modalities:
-        return GlcDataset(inputs.caches[split], modalities=modalities, **common)
+        # On CUDA, an encoded store's JPEGs are decoded on the GPU (ignored for decoded).
+        from .training import pick_device
+
+        device = pick_device()
+        jpeg_device = str(device) if device.type == "cuda" else None
+        return GlcDataset(
+            inputs.caches[split], modalities=modalities, jpeg_device=jpeg_device, **common
+        )
     return GlcDataset(None, observations=inputs.observations[split], modalities=(), **common)
 
 
@@ -230,7 +237,7 @@ def _loader(dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int
     """A loader over ``dataset``: sharded by rank under torchrun, one order per seed."""
     from torch.utils.data import DataLoader, DistributedSampler
 
-    from .dataset import keep_batch, make_loader
+    from .dataset import decoding_on_device, keep_batch, make_loader
     from .training import distributed_world
 
     rank, world = distributed_world()
@@ -238,7 +245,7 @@ def _loader(dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int
         sampler = DistributedSampler(
             dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed
         )
-        return DataLoader(
+        loader = DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
@@ -246,6 +253,7 @@ def _loader(dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int
             collate_fn=keep_batch,
             pin_memory=torch.cuda.is_available(),
         )
+        return decoding_on_device(loader)
     return make_loader(
         dataset,
         batch_size,
