@@ -275,7 +275,8 @@ class GlcDataset(Dataset):
         entry = self.stats["patches"][modality]
         mean = torch.tensor(entry["mean"], dtype=torch.float32).view(1, -1, 1, 1)
         std = torch.tensor(entry["std"], dtype=torch.float32).view(1, -1, 1, 1)
-        return (data.float() - mean) / std.clamp_min(1e-6)
+        # In place: one float batch, not three (at 256 px a batch is ~0.5 GB of floats).
+        return data.float().sub_(mean).div_(std.clamp_min(1e-6))
 
     def _normalize_env(self, values: torch.Tensor) -> torch.Tensor:
         """Standardise env values (B, 27) or windows (B, 27, k, k); NaN -> env_fill."""
