@@ -16,6 +16,8 @@ decoded-256 takes 458 kB per observation: it is built on the first ``--decoded-2
 observations only and its size and build time are extrapolated (said so in the output).
 
     .venv/bin/python bench/bench_patch_store.py /work/bench-store --n 100000
+    # the same figures on 6 x 17,000 = 102,000 observations from a 17,000-observation demo:
+    .venv/bin/python bench/bench_patch_store.py /work/bench-store --n 15000 --replicate 6
     .venv/bin/python bench/bench_patch_store.py /work/bench-store --data-root /data/glc22
 
 Writes results.json in the work folder; removes the caches (not the generated data)
@@ -36,7 +38,7 @@ from bench_patch_cache import DecodingDataset, throughput
 from geolifeclef.dataset import GlcDataset, make_loader
 from geolifeclef.demo import DemoSpec, generate_demo_dataset
 from geolifeclef.env_table import build_env_table
-from geolifeclef.layout import MODALITIES, SPLITS, DatasetLayout
+from geolifeclef.layout import MODALITIES, REGION_DIGIT, REGIONS, SPLITS, DatasetLayout
 from geolifeclef.normalization import write_normalization_stats
 from geolifeclef.observations import ingest_observations
 from geolifeclef.patch_cache import CacheSpec, build_patch_cache
@@ -68,6 +70,37 @@ def files_bytes(layout: DatasetLayout, ids: np.ndarray) -> tuple[int, int]:
     return size, blocks
 
 
+def replicate(source: DatasetLayout, target: DatasetLayout, factor: int, seed: int = 0) -> None:
+    """``target``: ``source`` with its train observations ``factor`` times, each copy under
+    a new id with its own copies of the four files (the generator makes ~100 observations
+    a second on 2 cores; copying files is ~50x faster). Val and test are kept as they are."""
+    shutil.copytree(source.root, target.root, ignore=shutil.ignore_patterns("patches-*"))
+    rng = np.random.default_rng(seed)
+    for region in REGIONS:
+        for kind in ("train", "test"):
+            table = pd.read_csv(source.observations(region, kind), sep=";")
+            taken = set(table["observation_id"])
+            if kind == "train":
+                train = table[table["subset"] == "train"]
+                digit = REGION_DIGIT[region] * 10**7
+                fresh = rng.permutation(10**7)[: 2 * factor * len(train)] + digit
+                fresh = np.array([i for i in fresh if i not in taken][: factor * len(train)])
+                copies = pd.concat([train] * factor, ignore_index=True)
+                sources = copies["observation_id"].to_numpy()
+                copies["observation_id"] = fresh
+                table = pd.concat([table[table["subset"] != "train"], copies], ignore_index=True)
+                pairs = list(zip(sources, fresh, strict=True))
+                pairs += [(i, i) for i in table.loc[table["subset"] == "val", "observation_id"]]
+            else:
+                pairs = [(i, i) for i in table["observation_id"]]
+            for old, new in pairs:
+                for modality in MODALITIES:
+                    path = target.patch(int(new), modality)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source.patch(int(old), modality), path)
+            table.to_csv(target.observations(region, kind), sep=";", index=False)
+
+
 def prepare(args: argparse.Namespace) -> tuple[DatasetLayout, dict, Path]:
     workdir = args.workdir
     root = args.data_root or workdir / "glc22"
@@ -82,6 +115,11 @@ def prepare(args: argparse.Namespace) -> tuple[DatasetLayout, dict, Path]:
         )
         generate_demo_dataset(root, workdir / "truth", spec, args.workers)
     layout = DatasetLayout(root)
+    if args.replicate > 1:
+        copied = DatasetLayout(workdir / f"glc22-x{args.replicate}")
+        if not (copied.root / "observations").exists():
+            replicate(layout, copied, args.replicate)
+        layout = copied
     tables = {s: workdir / "observations" / f"{s}.parquet" for s in SPLITS}
     ingest_observations(layout, tables)
     env = workdir / "env.parquet"
@@ -95,6 +133,7 @@ def main() -> None:
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--data-root", type=Path)
     parser.add_argument("--n", type=int, default=100_000, help="train observations to generate")
+    parser.add_argument("--replicate", type=int, default=1, help="copies of each train obs")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--decoded-256-rows", type=int, default=10_000)
