@@ -40,8 +40,8 @@ from geolifeclef.patch_geometry import transform_patch
 class DecodingDataset(Dataset):
     """The starter kit's way: open and decode the four patch files in ``__getitem__``."""
 
-    def __init__(self, layout, observations, env_table, stats, size, mode) -> None:
-        self.layout, self.size, self.mode = layout, size, mode
+    def __init__(self, layout, observations, env_table, stats, size, mode, normalize=True) -> None:
+        self.layout, self.size, self.mode, self.normalize = layout, size, mode, normalize
         self.ids = observations["observation_id"].to_numpy(np.int64)
         self.coords = observations[["latitude", "longitude"]].to_numpy(np.float32)
         self.labels = observations["species_id"].to_numpy(np.int64)
@@ -61,7 +61,7 @@ class DecodingDataset(Dataset):
         for modality in MODALITIES:
             array = read_patch(self.layout.patch(int(self.ids[i]), modality), modality)
             data = torch.from_numpy(transform_patch(array, modality, self.size, self.mode))
-            if modality in CONTINUOUS_MODALITIES:
+            if self.normalize and modality in CONTINUOUS_MODALITIES:
                 entry = self.stats["patches"][modality]
                 mean = torch.tensor(entry["mean"], dtype=torch.float32).view(-1, 1, 1)
                 std = torch.tensor(entry["std"], dtype=torch.float32).view(-1, 1, 1)
@@ -71,7 +71,7 @@ class DecodingDataset(Dataset):
         mean = torch.tensor(self.stats["environment"]["mean"], dtype=torch.float32)
         std = torch.tensor(self.stats["environment"]["std"], dtype=torch.float32)
         sample["env_missing"] = torch.isnan(env)
-        sample["env"] = torch.nan_to_num((env - mean) / std, nan=0.0)
+        sample["env"] = torch.nan_to_num((env - mean) / std, nan=0.0) if self.normalize else env
         return sample
 
 

@@ -8,7 +8,9 @@ observations in 9 minutes)::
         --n 8192 --size 256 --backbone resnet50 --batch-size 256 --workers 12 --steps 60 \
         --compile
 
-On a CPU it runs on a tiny input (``--tiny``: 256 observations of 32 px, the small CNN)::
+``--store encoded`` reads the encoded store instead (JPEGs decoded on the GPU, TIFFs in
+the loader workers). On a CPU it runs on a tiny input (``--tiny``: 256 observations of
+32 px, the small CNN)::
 
     .venv/bin/python bench/train_throughput.py /tmp/glc-throughput --tiny
 
@@ -61,7 +63,7 @@ def prepare_cache(folder: Path, args: argparse.Namespace) -> tuple[Path, Path]:
     ingest_observations(layout, tables)
     train = pd.read_parquet(tables["train"]).head(args.n)
     cache = folder / "cache"
-    spec = CacheSpec(size=args.size, mode="resize")
+    spec = CacheSpec(size=args.size, mode="resize", store=args.store)
     build_patch_cache(layout, train, cache, spec, workers=max(1, args.workers))
     stats = folder / "stats.json"
     write_normalization_stats(stats, tables["train"], train_cache=cache)
@@ -77,6 +79,8 @@ def measure(args: argparse.Namespace) -> dict:
         modalities=modalities,
         stats=stats,
         transform=ModelBatch((), modalities),
+        # An encoded store's JPEGs are decoded on the GPU, as training does on CUDA.
+        jpeg_device="cuda" if torch.cuda.is_available() else None,
     )
     loader = make_loader(
         dataset,
@@ -125,6 +129,7 @@ def measure(args: argparse.Namespace) -> dict:
     return {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "backbone": args.backbone,
+        "store": args.store,
         "size": args.size,
         "modalities": list(modalities),
         "batch_size": args.batch_size,
@@ -143,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=8192, help="observations in the cache")
     parser.add_argument("--data-root", help="a GLC archive to read instead of a demo")
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--store", default="decoded", choices=["decoded", "encoded"])
     parser.add_argument("--backbone", default="resnet50")
     parser.add_argument("--modalities", default="rgb,near_ir,altitude,landcover")
     parser.add_argument("--species", type=int, default=17_037)

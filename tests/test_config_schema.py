@@ -27,7 +27,7 @@ from geolifeclef.models import (
     MlpConfig,
     ModelConfig,
 )
-from geolifeclef.patch_cache import BAD_FILE_POLICIES, CacheSpec
+from geolifeclef.patch_cache import BAD_FILE_POLICIES, STORES, CacheSpec
 from geolifeclef.patch_geometry import MODES
 from geolifeclef.training import LOSSES, OPTIMIZERS, SCHEDULES, AugmentConfig, TrainConfig
 
@@ -116,6 +116,7 @@ ENUMS = {
     ("experiments.*.train", "loss"): LOSSES,
     ("patches", "mode"): MODES,
     ("patches", "on_bad_file"): BAD_FILE_POLICIES,
+    ("patches", "store"): STORES,
 }
 LIST_ENUMS = {
     ("experiments.*.model", "modalities"): CNN_MODALITIES,

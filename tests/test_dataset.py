@@ -24,7 +24,7 @@ def test_samples_hold_the_cache_rows_env_values_coordinates_and_labels(extracted
         sample = dataset[i]
         assert int(sample["observation_id"]) == observations["observation_id"].iloc[i]
         for modality in MODALITIES:
-            np.testing.assert_array_equal(sample[modality].numpy(), cache.array(modality)[i])
+            np.testing.assert_array_equal(sample[modality].numpy(), cache.read(modality, [i])[0])
         assert sample["rgb"].dtype == torch.uint8 and sample["altitude"].dtype == torch.int16
         expected_env = env.loc[observations["observation_id"].iloc[i], list(ENV_VARIABLES)]
         np.testing.assert_array_equal(sample["env"].numpy(), expected_env.to_numpy(np.float32))

@@ -57,7 +57,7 @@ from geolifeclef.env_table import build_env_table, read_env_table
 from geolifeclef.errors import InputDataError
 from geolifeclef.layout import DatasetLayout
 from geolifeclef.observations import ingest_observations, read_observation_csv
-from geolifeclef.patch_cache import CacheSpec, build_patch_cache
+from geolifeclef.patch_cache import STORES, CacheSpec, build_patch_cache
 from geolifeclef.patch_files import PatchFileError, write_patch
 
 pytestmark = pytest.mark.faults
@@ -321,8 +321,9 @@ BAD_PATCHES = {
 }
 
 
+@pytest.mark.parametrize("store", STORES)
 @pytest.mark.parametrize("case", list(BAD_PATCHES))
-def test_bad_patch_file_stops_the_cache_naming_it(tiny_demo, tables, tmp_path, case):
+def test_bad_patch_file_stops_the_cache_naming_it(tiny_demo, tables, tmp_path, case, store):
     modality, damage, pattern = BAD_PATCHES[case]
     layout, _, _ = tiny_demo
     copy = DatasetLayout(tmp_path / "glc22")
@@ -333,7 +334,8 @@ def test_bad_patch_file_stops_the_cache_naming_it(tiny_demo, tables, tmp_path, c
     damage(path)
     out = tmp_path / "patches" / "val"
     with pytest.raises(PatchFileError, match=pattern) as raised:
-        build_patch_cache(copy, observations, out, CacheSpec(64, "crop"), progress=False)
+        spec = CacheSpec(64, "crop", store=store)  # found at build time by either store
+        build_patch_cache(copy, observations, out, spec, progress=False)
     _assert_names_file_and_fix(raised.value, path)
     assert "1 patch files cannot be used" in str(raised.value)
     assert "on_bad_file: fill" in str(raised.value)
@@ -634,7 +636,7 @@ def test_workflow_bad_raster_and_bad_patch_write_nothing(tiny_demo, tables, tmp_
     assert str(raster) in result.stderr and "raster has 2 bands" in result.stderr
     assert str(patch) in result.stderr and "unreadable" in result.stderr
     assert str(raster) in (tmp_path / "logs" / "extract_env.log").read_text()
-    assert str(patch) in (tmp_path / "logs" / "cache_patches_val.log").read_text()
+    assert str(patch) in (tmp_path / "logs" / "cache_patch_shard" / "val_1-of-1.log").read_text()
     assert not (tmp_path / "results" / "environment" / "env_values.parquet").exists()
     assert not (tmp_path / "results" / "patches" / "val").exists()
     assert (tmp_path / "results" / "observations" / "val.parquet").exists()  # kept

@@ -1,4 +1,5 @@
-"""Patch caches: bit-exact round trip, crop/resize, bad-file policies, kill and resume."""
+"""Patch caches, both stores: bit-exact round trip, crop/resize, bad-file policies, kill and
+resume (sharding, the Dataset over both stores and GPU decoding: tests/test_patch_store.py)."""
 
 import json
 import shutil
@@ -14,7 +15,7 @@ import pytest
 
 from geolifeclef.layout import MODALITIES, PATCH_ARRAY_DTYPES, DatasetLayout
 from geolifeclef.normalization import write_normalization_stats
-from geolifeclef.patch_cache import CacheSpec, build_patch_cache, open_patch_cache
+from geolifeclef.patch_cache import STORES, CacheSpec, build_patch_cache, open_patch_cache
 from geolifeclef.patch_files import PatchFileError, read_patch
 from geolifeclef.patch_geometry import check_geometry, transform_patch
 
@@ -41,13 +42,14 @@ def expected_rows(layout, ids, modality, size, mode) -> np.ndarray:
     )
 
 
-def assert_cache_matches_files(cache_dir, layout, observations, size, mode) -> None:
+def assert_cache_matches_files(cache_dir, layout, observations, size, mode, store=None) -> None:
     cache = open_patch_cache(cache_dir)
+    assert store is None or cache.kind == store
     ids = observations["observation_id"].to_numpy()
     np.testing.assert_array_equal(cache.index["observation_id"], ids)
     np.testing.assert_array_equal(cache.index["row"], np.arange(len(ids)))
     for modality in cache.modalities:
-        array = cache.array(modality)
+        array = cache.read(modality)
         assert array.dtype == PATCH_ARRAY_DTYPES[modality]
         assert array.shape[2:] == (size, size)
         np.testing.assert_array_equal(array, expected_rows(layout, ids, modality, size, mode))
@@ -58,13 +60,13 @@ def assert_cache_matches_files(cache_dir, layout, observations, size, mode) -> N
 # --------------------------------------------------------------------------------------
 
 
-def test_crop_cache_is_bit_exact_with_the_files(tiny_demo, tables, tmp_path):
+@pytest.mark.parametrize("store", STORES)
+def test_crop_cache_is_bit_exact_with_the_files(tiny_demo, tables, tmp_path, store):
     layout, _, _ = tiny_demo
     observations = pd.read_parquet(tables["val"])
     out = tmp_path / "patches" / "val"
-    report = build_patch_cache(
-        layout, observations, out, CacheSpec(size=64, mode="crop"), workers=2, chunk_rows=16
-    )
+    spec = CacheSpec(size=64, mode="crop", store=store)
+    report = build_patch_cache(layout, observations, out, spec, workers=2, chunk_rows=16)
     assert report.source_size == 64 and report.built_chunks == 4 and not report.bad_files
     cache = open_patch_cache(out)
     for modality in MODALITIES:  # the files themselves, HWC -> CHW, nothing else
@@ -75,15 +77,16 @@ def test_crop_cache_is_bit_exact_with_the_files(tiny_demo, tables, tmp_path):
             ]
         )
         decoded = decoded if decoded.ndim == 4 else decoded[..., None]
-        np.testing.assert_array_equal(cache.array(modality), decoded.transpose(0, 3, 1, 2))
+        np.testing.assert_array_equal(cache.read(modality), decoded.transpose(0, 3, 1, 2))
     index = cache.index
     assert not index["filled"].any()
     np.testing.assert_array_equal(index["latitude"], observations["latitude"])
     np.testing.assert_array_equal(index["species_id"], observations["species_id"])
-    assert not list(out.parent.glob(".*partial*"))  # the scratch folder became the cache
+    assert cache.kind == store and list(out.parent.iterdir()) == [out]  # no scratch, no shards
 
 
-def test_real_sample_patches_round_trip(sample_layout, tmp_path):
+@pytest.mark.parametrize("store", STORES)
+def test_real_sample_patches_round_trip(sample_layout, tmp_path, store):
     ids = sorted(
         int(p.name.split("_")[0]) for p in sample_layout.root.glob("patches-*/*/*/*_rgb.jpg")
     )
@@ -91,15 +94,17 @@ def test_real_sample_patches_round_trip(sample_layout, tmp_path):
     observations = pd.DataFrame(
         {"observation_id": ids, "latitude": 0.0, "longitude": 0.0, "species_id": 0}
     )
-    build_patch_cache(sample_layout, observations, tmp_path / "crop", CacheSpec(256, "crop"))
-    assert_cache_matches_files(tmp_path / "crop", sample_layout, observations, 256, "crop")
+    crop = CacheSpec(256, "crop", store=store)
+    build_patch_cache(sample_layout, observations, tmp_path / "crop", crop)
+    assert_cache_matches_files(tmp_path / "crop", sample_layout, observations, 256, "crop", store)
     cache = open_patch_cache(tmp_path / "crop")
     rgb = read_patch(sample_layout.patch(ids[0], "rgb"), "rgb")
-    np.testing.assert_array_equal(cache.array("rgb")[0], rgb.transpose(2, 0, 1))
+    np.testing.assert_array_equal(cache.read("rgb")[0], rgb.transpose(2, 0, 1))
     altitude = read_patch(sample_layout.patch(ids[0], "altitude"), "altitude")
-    np.testing.assert_array_equal(cache.array("altitude")[0, 0], altitude)  # big-endian file
-    build_patch_cache(sample_layout, observations, tmp_path / "r64", CacheSpec(64, "resize"))
-    assert_cache_matches_files(tmp_path / "r64", sample_layout, observations, 64, "resize")
+    np.testing.assert_array_equal(cache.read("altitude")[0, 0], altitude)  # big-endian file
+    resize = CacheSpec(64, "resize", store=store)
+    build_patch_cache(sample_layout, observations, tmp_path / "r64", resize)
+    assert_cache_matches_files(tmp_path / "r64", sample_layout, observations, 64, "resize", store)
 
 
 # --------------------------------------------------------------------------------------
@@ -158,8 +163,11 @@ def test_impossible_geometry_is_refused():
 # --------------------------------------------------------------------------------------
 
 
+# The decoded store redoes only the two bad chunks; the encoded one appends in row order,
+# so it redoes everything from the first bad chunk on.
+@pytest.mark.parametrize(("store", "rebuilt"), [("decoded", 2), ("encoded", 8)])
 def test_missing_files_fail_listing_them_then_a_rerun_redoes_their_chunks(
-    demo_copy, tables, tmp_path
+    demo_copy, tables, tmp_path, store, rebuilt
 ):
     observations = pd.read_parquet(tables["val"])
     ids = observations["observation_id"].to_numpy()
@@ -168,7 +176,7 @@ def test_missing_files_fail_listing_them_then_a_rerun_redoes_their_chunks(
     for path in missing:
         path.unlink()
     out = tmp_path / "patches" / "val"
-    spec = CacheSpec(size=32, mode="resize", on_bad_file="fail")
+    spec = CacheSpec(size=32, mode="resize", on_bad_file="fail", store=store)
     with pytest.raises(PatchFileError) as raised:
         build_patch_cache(demo_copy, observations, out, spec, chunk_rows=8)
     message = str(raised.value)
@@ -179,11 +187,12 @@ def test_missing_files_fail_listing_them_then_a_rerun_redoes_their_chunks(
     for path, data in zip(missing, saved, strict=True):
         path.write_bytes(data)
     report = build_patch_cache(demo_copy, observations, out, spec, chunk_rows=8)
-    assert report.built_chunks == 2 and report.resumed_chunks == 6  # only the two bad chunks
-    assert_cache_matches_files(out, demo_copy, observations, 32, "resize")
+    assert report.built_chunks == rebuilt and report.resumed_chunks == 8 - rebuilt
+    assert_cache_matches_files(out, demo_copy, observations, 32, "resize", store)
 
 
-def test_fill_policy_zeros_and_flags_corrupt_and_missing_files(demo_copy, tables, tmp_path):
+@pytest.mark.parametrize("store", STORES)
+def test_fill_policy_zeros_and_flags_corrupt_and_missing_files(demo_copy, tables, tmp_path, store):
     observations = pd.read_parquet(tables["test"])
     ids = observations["observation_id"].to_numpy()
     demo_copy.patch(ids[0], "near_ir").unlink()
@@ -191,9 +200,8 @@ def test_fill_policy_zeros_and_flags_corrupt_and_missing_files(demo_copy, tables
     corrupt_jpeg.write_bytes(corrupt_jpeg.read_bytes()[:200])  # truncated
     demo_copy.patch(ids[7], "landcover").write_bytes(b"not a tiff at all")
     out = tmp_path / "test"
-    report = build_patch_cache(
-        demo_copy, observations, out, CacheSpec(64, "crop", on_bad_file="fill")
-    )
+    spec = CacheSpec(64, "crop", on_bad_file="fill", store=store)
+    report = build_patch_cache(demo_copy, observations, out, spec)
     assert len(report.bad_files) == 3
     cache = open_patch_cache(out)
     index = cache.index
@@ -202,11 +210,11 @@ def test_fill_policy_zeros_and_flags_corrupt_and_missing_files(demo_copy, tables
     bad = {(0, "near_ir"), (5, "rgb"), (7, "landcover")}
     for row, modality in bad:
         assert index.loc[row, f"filled_{modality}"]
-        assert not cache.array(modality)[row].any()  # zeros, and flagged
+        assert not cache.read(modality)[row].any()  # zeros, and flagged
     for modality in MODALITIES:
         good = [r for r in range(len(ids)) if (r, modality) not in bad]
         np.testing.assert_array_equal(
-            cache.array(modality)[good], expected_rows(demo_copy, ids[good], modality, 64, "crop")
+            cache.read(modality)[good], expected_rows(demo_copy, ids[good], modality, 64, "crop")
         )
 
 
@@ -226,67 +234,84 @@ KILLER = textwrap.dedent(
     """
     import os, signal, sys
     import pandas as pd
-    import geolifeclef.patch_cache as pc
+    import geolifeclef.decoded_store, geolifeclef.encoded_store
     from geolifeclef.layout import DatasetLayout
+    from geolifeclef.patch_cache import CacheSpec, build_patch_cache
 
-    root, table, out, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    original, calls = pc._pwrite_all, [0]
+    root, table, out, kill_at, store, shards = sys.argv[1:]
+    original, calls = geolifeclef.patch_store.pwrite_all, [0]
 
     def write_then_die(fd, data, offset):
         calls[0] += 1
-        if calls[0] == kill_at:  # half of a chunk's block on disk, then SIGKILL
+        if calls[0] == int(kill_at):  # half of a chunk's block on disk, then SIGKILL
             original(fd, data[: len(data) // 2], offset)
             os.kill(os.getpid(), signal.SIGKILL)
         original(fd, data, offset)
 
-    pc._pwrite_all = write_then_die
-    spec = pc.CacheSpec(size=32, mode="resize")
-    pc.build_patch_cache(DatasetLayout(root), pd.read_parquet(table), out, spec, chunk_rows=16)
+    # Both stores write each chunk with one pwrite per modality (4 per chunk).
+    geolifeclef.decoded_store.pwrite_all = write_then_die
+    geolifeclef.encoded_store.pwrite_all = write_then_die
+    spec = CacheSpec(size=32, mode="resize", store=store, shards=int(shards))
+    build_patch_cache(DatasetLayout(root), pd.read_parquet(table), out, spec, chunk_rows=16)
     """
 )
 
 
-def test_kill_during_build_then_rerun_gives_a_correct_cache(tiny_demo, tables, tmp_path):
+def kill_build(layout, table, out, kill_at: int, store: str, shards: int = 1) -> None:
+    """Build a cache in a child process that is SIGKILLed at its ``kill_at``-th write."""
+    argv = [str(layout.root), str(table), str(out), str(kill_at), store, str(shards)]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, *argv], capture_output=True, text=True, timeout=300
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_kill_during_build_then_rerun_gives_a_correct_cache(tiny_demo, tables, tmp_path, store):
     layout, _, _ = tiny_demo
     observations = pd.read_parquet(tables["train"])
     out = tmp_path / "patches" / "train"
     # 4 modalities per chunk: the 11th write is the 3rd modality of the 3rd chunk.
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLER, str(layout.root), str(tables["train"]), str(out), "11"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert not out.exists()
-    journal = (out.parent / ".train.partial" / "journal.txt").read_text()
-    assert journal == "0\n1\n"
-    spec = CacheSpec(size=32, mode="resize")
+    kill_build(layout, tables["train"], out, 11, store)
+    journal = (out.parent / "shards" / "train" / ".1-of-1.partial" / "journal.txt").read_text()
+    assert [line.split()[0] for line in journal.splitlines()] == ["0", "1"]
+    spec = CacheSpec(size=32, mode="resize", store=store)
     report = build_patch_cache(layout, observations, out, spec, workers=2, chunk_rows=16)
     assert report.resumed_chunks == 2 and report.built_chunks == len(observations) // 16 + 1 - 2
-    assert_cache_matches_files(out, layout, observations, 32, "resize")
+    assert_cache_matches_files(out, layout, observations, 32, "resize", store)
     # A clean build gives the very same bytes.
-    build_patch_cache(layout, observations, tmp_path / "clean", spec)
-    for modality in MODALITIES:
-        assert (out / f"{modality}.npy").read_bytes() == (
-            tmp_path / "clean" / f"{modality}.npy"
-        ).read_bytes()
+    build_patch_cache(layout, observations, tmp_path / "clean", spec, chunk_rows=16)
+    for path in sorted(out.glob("1-of-1/*")):
+        assert path.read_bytes() == (tmp_path / "clean" / "1-of-1" / path.name).read_bytes()
 
 
-def test_scratch_of_another_build_is_discarded(tiny_demo, tables, tmp_path):
+@pytest.mark.parametrize("store", STORES)
+def test_killed_sharded_build_resumes_per_shard(tiny_demo, tables, tmp_path, store):
+    layout, _, _ = tiny_demo
+    observations = pd.read_parquet(tables["train"])  # 300 rows: 3 shards of 100
+    out = tmp_path / "patches" / "train"
+    # 7 chunks of 16 rows per shard: write 4 x 7 + 10 is in the 3rd chunk of shard 2.
+    kill_build(layout, tables["train"], out, 38, store, shards=3)
+    shards = out.parent / "shards" / "train"
+    assert (shards / "1-of-3" / "shard.json").exists() and not (shards / "2-of-3").exists()
+    spec = CacheSpec(size=32, mode="resize", store=store, shards=3)
+    report = build_patch_cache(layout, observations, out, spec, chunk_rows=16)
+    # Shard 1 is kept whole, shard 2 resumes after its two journaled chunks.
+    assert report.resumed_chunks == 7 + 2 and report.built_chunks == 5 + 7
+    assert_cache_matches_files(out, layout, observations, 32, "resize", store)
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_scratch_of_another_build_is_discarded(tiny_demo, tables, tmp_path, store):
     layout, _, _ = tiny_demo
     observations = pd.read_parquet(tables["val"])
     out = tmp_path / "val"
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLER, str(layout.root), str(tables["val"]), str(out), "6"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    report = build_patch_cache(layout, observations, out, CacheSpec(size=16, mode="crop"))
+    kill_build(layout, tables["val"], out, 6, store)
+    other = "decoded" if store == "encoded" else "encoded"
+    report = build_patch_cache(layout, observations, out, CacheSpec(16, "crop", store=other))
     assert report.resumed_chunks == 0
-    assert_cache_matches_files(out, layout, observations, 16, "crop")
+    assert_cache_matches_files(out, layout, observations, 16, "crop", other)
 
 
 # --------------------------------------------------------------------------------------
@@ -294,12 +319,14 @@ def test_scratch_of_another_build_is_discarded(tiny_demo, tables, tmp_path):
 # --------------------------------------------------------------------------------------
 
 
-def test_normalization_stats_equal_numpy_over_the_cache(demo_copy, tables, tmp_path):
+@pytest.mark.parametrize("store", STORES)
+def test_normalization_stats_equal_numpy_over_the_cache(demo_copy, tables, tmp_path, store):
     observations = pd.read_parquet(tables["train"])
     ids = observations["observation_id"].to_numpy()
     demo_copy.patch(ids[2], "rgb").unlink()
     out = tmp_path / "train"
-    build_patch_cache(demo_copy, observations, out, CacheSpec(32, "resize", on_bad_file="fill"))
+    spec = CacheSpec(32, "resize", on_bad_file="fill", store=store)
+    build_patch_cache(demo_copy, observations, out, spec)
     env = pd.DataFrame({"observation_id": ids})
     rng = np.random.default_rng(0)
     from geolifeclef.layout import ENV_VARIABLES
@@ -313,14 +340,14 @@ def test_normalization_stats_equal_numpy_over_the_cache(demo_copy, tables, tmp_p
     )
     assert json.loads((tmp_path / "stats.json").read_text()) == stats
     cache = open_patch_cache(out)
-    rgb = np.delete(cache.array("rgb"), 2, axis=0).astype(np.float64)  # the filled row is left out
+    rgb = np.delete(cache.read("rgb"), 2, axis=0).astype(np.float64)  # the filled row is left out
     np.testing.assert_allclose(
         stats["patches"]["rgb"]["mean"], rgb.mean(axis=(0, 2, 3)), rtol=1e-12
     )
     np.testing.assert_allclose(stats["patches"]["rgb"]["std"], rgb.std(axis=(0, 2, 3)), rtol=1e-10)
-    altitude = cache.array("altitude").astype(np.float64)
+    altitude = cache.read("altitude").astype(np.float64)
     np.testing.assert_allclose(stats["patches"]["altitude"]["std"], [altitude.std()], rtol=1e-10)
-    counts = np.bincount(cache.array("landcover").ravel())
+    counts = np.bincount(cache.read("landcover").ravel())
     assert stats["patches"]["landcover"]["counts"] == counts.tolist()
     environment = stats["environment"]
     assert environment["variables"] == list(ENV_VARIABLES)

@@ -2,7 +2,8 @@
 
 Runs only when a cluster answers (SLURM_CONF set by tools/local-slurm/start.sh); the
 default test run skips it. It runs the demo workflow with ``--profile profiles/slurm``,
-checks that every rule became a SLURM job and that GPU rules got a GPU, then changes one
+checks that every rule became a SLURM job (each split's patch cache as two shard jobs and a
+gather job) and that GPU rules got a GPU, then changes one
 experiment's training setting and checks that exactly that experiment's chain is
 resubmitted.
 """
@@ -84,6 +85,13 @@ def test_every_rule_runs_as_a_slurm_job_and_gpu_rules_get_a_gpu(workdir, first_i
     # Both experiments and both members of the sweep, each a SLURM job of its own.
     assert len(jobs["train_model"]) == 4
     assert sum(w.startswith("lr-") for w in jobs["train_model"]) == 2
+    # patches.shards: 2 -> each split's cache is built by two jobs, then gathered by one.
+    splits = ("test", "train", "val")
+    assert sorted(jobs["cache_patch_shard"]) == [f"{s}_{i}-of-2" for s in splits for i in (1, 2)]
+    assert sorted(jobs["cache_patches"]) == list(splits)
+    for split in splits:
+        meta = (workdir / "results" / "patches" / split / "meta.json").read_text()
+        assert '"name": "1-of-2"' in meta and '"name": "2-of-2"' in meta
     for rule in GPU_RULES & set(jobs):
         for log in (workdir / "logs").glob(f"{rule}/*.log"):
             text = log.read_text()

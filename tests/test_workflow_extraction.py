@@ -49,7 +49,7 @@ def test_extraction_target_builds_env_table_caches_and_statistics(tmp_path):
         cache = open_patch_cache(results / "patches" / split)
         assert cache.size == 32 and cache.meta["mode"] == "resize"
         np.testing.assert_array_equal(cache.index["observation_id"], table["observation_id"])
-        assert cache.array("rgb").shape == (len(table), 3, 32, 32)
+        assert cache.read("rgb").shape == (len(table), 3, 32, 32)
     windows = np.load(results / "environment" / "env_patches" / "values.npy", mmap_mode="r")
     assert windows.shape == (len(env), 27, 4, 4)
     stats = json.loads((results / "normalization" / "stats.json").read_text())
@@ -58,6 +58,7 @@ def test_extraction_target_builds_env_table_caches_and_statistics(tmp_path):
         "extract_env",
         "extract_env_patches",
         "cache_patches_train",
+        "cache_patch_shard/train_1-of-1",
         "compute_normalization_stats",
     ):
         assert (tmp_path / "logs" / f"{rule}.log").exists()
@@ -79,3 +80,35 @@ def test_extraction_target_builds_env_table_caches_and_statistics(tmp_path):
     planned = changed.stdout + changed.stderr
     assert "cache_patches" in planned and "compute_normalization_stats" in planned
     assert "rule extract_env:" not in planned and "extract_env_patches" not in planned
+
+
+@pytest.mark.slow
+def test_encoded_store_built_in_shards_and_read_at_any_size(tmp_path):
+    config = (
+        "demo:\n  scale: tiny\n  seed: 3\npatches:\n  size: 32\n  store: encoded\n  shards: 2\n"
+    )
+    (tmp_path / "config.yaml").write_text(config)
+    result = run_snakemake(tmp_path, "extraction")
+    assert result.returncode == 0, result.stderr[-4000:]
+    results = tmp_path / "results"
+    # Two shard jobs per split, gathered into each split's cache.
+    shard_logs = sorted(p.stem for p in (tmp_path / "logs" / "cache_patch_shard").glob("*.log"))
+    assert shard_logs == [f"{s}_{i}-of-2" for s in ("test", "train", "val") for i in (1, 2)]
+    for split in ("train", "val", "test"):
+        table = pd.read_parquet(results / "observations" / f"{split}.parquet")
+        cache = open_patch_cache(results / "patches" / split)
+        assert cache.kind == "encoded" and len(cache.meta["shards"]) == 2
+        np.testing.assert_array_equal(cache.index["observation_id"], table["observation_id"])
+        assert cache.read("rgb", [0, len(table) - 1]).shape == (2, 3, 32, 32)
+    stats = json.loads((results / "normalization" / "stats.json").read_text())
+    assert stats["patches"]["store"] == "encoded" and stats["patches"]["size"] == 32
+    # Another size: the shards hold the files' bytes, so only the gather and the
+    # statistics rerun; another shard count rebuilds the shards.
+    (tmp_path / "config.yaml").write_text(config.replace("size: 32", "size: 16"))
+    planned = run_snakemake(tmp_path, "extraction", "--dry-run")
+    planned = planned.stdout + planned.stderr
+    assert "rule cache_patches:" in planned and "compute_normalization_stats" in planned
+    assert "cache_patch_shard" not in planned and "rule extract_env:" not in planned
+    (tmp_path / "config.yaml").write_text(config.replace("shards: 2", "shards: 3"))
+    planned = run_snakemake(tmp_path, "extraction", "--dry-run")
+    assert "3-of-3" in planned.stdout + planned.stderr

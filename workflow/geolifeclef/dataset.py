@@ -3,7 +3,8 @@
 What the extraction stage leaves for training (see README, "Environmental values and patch
 caches")::
 
-    results/patches/{train,val,test}/        patch caches (geolifeclef.patch_cache)
+    results/patches/{train,val,test}/        patch caches, decoded or encoded store
+                                             (geolifeclef.patch_cache)
     results/environment/env_values.parquet   27 env values per observation
     results/environment/env_patches/         k x k env windows (optional)
     results/normalization/stats.json         train mean/std per channel and variable
@@ -27,9 +28,13 @@ Typical use::
         batch["label"]    # (B,) int64 species_id (absent for the test split)
 
 Reading is by memory mapping, a whole batch at a time (``__getitems__``: one sorted
-fancy-indexing read per modality), so a batch costs a few page reads instead of decoding
-4 x B image files. The arrays are opened lazily in each process, so the dataset is safe
-in DataLoader worker processes (fork or spawn) and pickles without its arrays.
+read per modality and shard). From a decoded store a batch costs a few page reads; from an
+encoded store, the batch's file bytes are decoded in the worker (geolifeclef.patch_decode),
+then cropped or resized to the store's size and mode: the same batches as a decoded store
+of that size and mode. With ``jpeg_device`` (an encoded store on a GPU), the JPEG
+modalities stay encoded in the workers and ``make_loader`` decodes them on that device in
+batches. The stores are opened lazily in each process, so the dataset is safe in
+DataLoader worker processes (fork or spawn) and pickles without their arrays.
 """
 
 import json
@@ -45,7 +50,8 @@ from torch.utils.data import DataLoader, Dataset
 from .env_windows import ENV_PATCH_IDS, ENV_PATCH_VALUES
 from .errors import MAX_LISTED
 from .layout import CONTINUOUS_MODALITIES, ENV_VARIABLES
-from .patch_cache import open_patch_cache
+from .patch_cache import PatchStore, open_patch_cache
+from .patch_decode import JPEG_COLORSPACES, DeviceDecodingLoader, EncodedJpegs, join_encoded
 from .patch_stats import read_patch_stats
 
 Batch = dict[str, torch.Tensor]
@@ -90,6 +96,11 @@ class GlcDataset(Dataset):
     transform:
         Called on every batch dict (after normalisation), e.g. for augmentation; must be
         picklable when the loader has workers.
+    jpeg_device:
+        Only for an encoded store: a device (``"cuda"``, ``"cuda:1"``) on which to decode
+        the JPEG modalities (``rgb``, ``near_ir``). Batches then hold ``EncodedJpegs`` for
+        them, which ``make_loader`` decodes, crops or resizes and normalises on that
+        device. None (default): decoded in the worker processes, as from a decoded store.
 
     Samples and batches are dicts of tensors: ``observation_id`` int64, one entry per
     modality ((C, S, S); ``landcover`` always stays uint8 codes, 0 = missing, for an
@@ -111,14 +122,18 @@ class GlcDataset(Dataset):
         env_patches: str | Path | None = None,
         transform: Callable[[Batch], Batch] | None = None,
         patch_stats: str | Path | None = None,
+        jpeg_device: str | None = None,
     ) -> None:
+        self.jpeg_device = None
         if cache_dir is not None:
             cache = open_patch_cache(cache_dir)
             self.cache_dir: Path | None = Path(cache_dir)
             index = cache.index
             self.modalities = tuple(cache.modalities if modalities is None else modalities)
             for modality in self.modalities:
-                cache.array(modality)  # raises a clear KeyError for a modality not cached
+                cache.check_modality(modality)  # a clear KeyError for a modality not cached
+            if cache.kind == "encoded" and jpeg_device is not None:
+                self.jpeg_device = str(jpeg_device)
         elif observations is not None:
             self.cache_dir = None
             index = pd.read_parquet(observations)
@@ -152,7 +167,7 @@ class GlcDataset(Dataset):
         )
         self.env_patch_dir = Path(env_patches) if env_patches is not None else None
         self.env_patch_rows = self._env_patch_rows() if env_patches is not None else None
-        self._handles: dict[str, np.ndarray] | None = None
+        self._handles: dict[str, object] | None = None
         self._pid: int | None = None
 
     # -- setup ---------------------------------------------------------------------------
@@ -194,13 +209,13 @@ class GlcDataset(Dataset):
             raise KeyError(f"{self.env_patch_dir} lacks some observations of this dataset")
         return rows
 
-    def _arrays(self) -> dict[str, np.ndarray]:
-        """Memory maps, opened once per process (a worker re-opens its own)."""
+    def _arrays(self) -> dict[str, object]:
+        """The patch store and memory maps, opened once per process (a worker re-opens
+        its own)."""
         if self._handles is None or self._pid != os.getpid():
             handles = {}
             if self.cache_dir is not None:
-                cache = open_patch_cache(self.cache_dir)
-                handles = {m: cache.array(m) for m in self.modalities}
+                handles["store"] = open_patch_cache(self.cache_dir, index=False)
             if self.env_patch_dir is not None:
                 handles["env_patches"] = np.load(
                     self.env_patch_dir / ENV_PATCH_VALUES, mmap_mode="r"
@@ -233,7 +248,11 @@ class GlcDataset(Dataset):
         if self.labels is not None:
             batch["label"] = torch.from_numpy(self.labels[positions])
         for modality in self.modalities:
-            data = torch.from_numpy(_gather(arrays[modality], self.rows[positions]))
+            rows = self.rows[positions]
+            if self.jpeg_device is not None and modality in JPEG_COLORSPACES:
+                batch[modality] = self._encoded_jpegs(arrays["store"], modality, rows)
+                continue
+            data = torch.from_numpy(arrays["store"].read(modality, rows))
             if self.normalize and modality in CONTINUOUS_MODALITIES:
                 data = self._normalize_patch(data, modality)
             batch[modality] = data
@@ -253,11 +272,30 @@ class GlcDataset(Dataset):
             batch["env_patches"] = self._normalize_env(windows) if self.normalize else windows
         return self.transform(batch) if self.transform is not None else batch
 
+    def _encoded_jpegs(self, store: PatchStore, modality: str, rows: np.ndarray) -> EncodedJpegs:
+        """The JPEG bytes of ``rows``, to decode on ``jpeg_device`` (see make_loader)."""
+        blobs = store.blobs(modality, rows)
+        offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
+        np.cumsum([len(blob) for blob in blobs], out=offsets[1:])
+        data = np.concatenate(blobs) if blobs else np.zeros(0, np.uint8)
+        entry = self.stats["patches"][modality] if self.normalize else {}
+        return EncodedJpegs(
+            torch.from_numpy(data),
+            torch.from_numpy(offsets),
+            modality,
+            store.source_size,
+            store.size,
+            store.mode,
+            tuple(entry["mean"]) if entry else None,
+            tuple(entry["std"]) if entry else None,
+        )
+
     def _normalize_patch(self, data: torch.Tensor, modality: str) -> torch.Tensor:
         entry = self.stats["patches"][modality]
         mean = torch.tensor(entry["mean"], dtype=torch.float32).view(1, -1, 1, 1)
         std = torch.tensor(entry["std"], dtype=torch.float32).view(1, -1, 1, 1)
-        return (data.float() - mean) / std.clamp_min(1e-6)
+        # In place: one float batch, not three (at 256 px a batch is ~0.5 GB of floats).
+        return data.float().sub_(mean).div_(std.clamp_min(1e-6))
 
     def _normalize_env(self, values: torch.Tensor) -> torch.Tensor:
         """Standardise env values (B, 27) or windows (B, 27, k, k); NaN -> env_fill."""
@@ -282,6 +320,13 @@ def _gather(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def decoding_on_device(loader: DataLoader) -> DataLoader | DeviceDecodingLoader:
+    """``loader``, or, when its GlcDataset leaves JPEGs encoded (``jpeg_device``), an
+    iterable over it that yields its batches with them decoded on that device."""
+    device = getattr(loader.dataset, "jpeg_device", None)
+    return loader if device is None else DeviceDecodingLoader(loader, device)
+
+
 def keep_batch(batch: Batch) -> Batch:
     """Collate function for batches that ``GlcDataset.__getitems__`` already assembled."""
     return batch
@@ -297,16 +342,17 @@ def make_loader(
     drop_last: bool = False,
     pin_memory: bool = False,
     prefetch_factor: int | None = None,
-) -> DataLoader:
+) -> DataLoader | DeviceDecodingLoader:
     """A DataLoader that reads whole batches from the caches (see module docstring).
 
     ``shuffle`` draws a new order each epoch from a generator seeded with ``seed``
     (reproducible runs); ``num_workers`` processes read and normalise batches in parallel
-    (each opens its own memory maps); ``pin_memory`` for faster copies to a GPU.
+    (each opens its own memory maps); ``pin_memory`` for faster copies to a GPU. A dataset
+    with ``jpeg_device`` gets its JPEGs decoded on that device (``decoding_on_device``).
     """
     generator = torch.Generator()
     generator.manual_seed(seed)
-    return DataLoader(
+    loader = DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
@@ -318,6 +364,7 @@ def make_loader(
         persistent_workers=num_workers > 0,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
     )
+    return decoding_on_device(loader)
 
 
 class JoinedDataset(Dataset):
@@ -329,6 +376,7 @@ class JoinedDataset(Dataset):
         self.offsets = np.cumsum([0, *(len(p) for p in self.parts)])
         self.coords = np.concatenate([p.coords for p in self.parts])
         self.observation_ids = np.concatenate([p.observation_ids for p in self.parts])
+        self.jpeg_device = self.parts[0].jpeg_device  # same settings: same device
 
     @property
     def labels(self) -> np.ndarray:
@@ -362,6 +410,8 @@ class JoinedDataset(Dataset):
 def _join_batches(pieces: list, order: torch.Tensor):
     """Concatenate batches (dicts of tensors, nested dicts allowed), rows put in ``order``."""
     first = pieces[0]
+    if isinstance(first, EncodedJpegs):
+        return join_encoded(pieces, order)
     if isinstance(first, dict):
         return {key: _join_batches([p[key] for p in pieces], order) for key in first}
     return torch.cat(pieces)[order]

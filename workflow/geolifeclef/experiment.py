@@ -222,6 +222,19 @@ def main(argv: list[str] | None = None) -> int:
 # --------------------------------------------------------------------------------------
 
 
+def jpeg_decoding_device(settings: ExperimentSettings) -> str | None:
+    """Where an encoded store's JPEGs are decoded: on the GPU when training on CUDA (nvJPEG,
+    after the workers), else None (in the workers, on CPU). Derived channels (NDVI, single
+    bands) are computed in the workers from decoded pixels, so they keep CPU decoding."""
+    from .features import DERIVED_MODALITIES
+    from .training import pick_device
+
+    if set(settings.cnn_modalities) & set(DERIVED_MODALITIES):
+        return None
+    device = pick_device()
+    return str(device) if device.type == "cuda" else None
+
+
 def _dataset(inputs: ExperimentInputs, split: str, settings: ExperimentSettings):
     """The GlcDataset of ``split`` with the transform to model batches."""
     from .dataset import GlcDataset
@@ -235,7 +248,12 @@ def _dataset(inputs: ExperimentInputs, split: str, settings: ExperimentSettings)
         "transform": ModelBatch(settings.tabular, settings.cnn_modalities, stats),
     }
     if needed.patch_modalities:
-        return GlcDataset(inputs.caches[split], modalities=needed.patch_modalities, **common)
+        return GlcDataset(
+            inputs.caches[split],
+            modalities=needed.patch_modalities,
+            jpeg_device=jpeg_decoding_device(settings),
+            **common,
+        )
     return GlcDataset(None, observations=inputs.observations[split], modalities=(), **common)
 
 
@@ -243,7 +261,7 @@ def _loader(dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int
     """A loader over ``dataset``: sharded by rank under torchrun, one order per seed."""
     from torch.utils.data import DataLoader, DistributedSampler
 
-    from .dataset import keep_batch, make_loader
+    from .dataset import decoding_on_device, keep_batch, make_loader
     from .training import distributed_world
 
     rank, world = distributed_world()
@@ -251,7 +269,7 @@ def _loader(dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int
         sampler = DistributedSampler(
             dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed
         )
-        return DataLoader(
+        loader = DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
@@ -259,6 +277,7 @@ def _loader(dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int
             collate_fn=keep_batch,
             pin_memory=torch.cuda.is_available(),
         )
+        return decoding_on_device(loader)
     return make_loader(
         dataset,
         batch_size,

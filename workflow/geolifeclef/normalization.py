@@ -1,7 +1,8 @@
 """Normalisation statistics of the train split: what the Dataset standardises with.
 
 ``results/normalization/stats.json`` holds, per continuous patch modality, the mean and
-std of each channel over the pixels of the train cache, the share of each land-cover code,
+std of each channel over the pixels of the train cache (either store, at its size and
+mode: what the Dataset reads), the share of each land-cover code,
 and the mean, std and NaN count of each env variable over the train observations.
 """
 
@@ -12,9 +13,11 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path
-from .layout import CONTINUOUS_MODALITIES, ENV_VARIABLES
-from .patch_cache import CHUNK_BYTES, PatchCache, open_patch_cache
+from .decoded_store import CHUNK_BYTES
+from .layout import CONTINUOUS_MODALITIES, ENV_VARIABLES, PATCH_ARRAY_DTYPES
+from .patch_cache import PatchStore, open_patch_cache
 from .patch_stats import PATCH_STAT_COLUMNS
+from .patch_store import patch_shape
 
 STATS_MAX_ROWS = 200_000
 """Cache rows (evenly spaced) that the per-channel statistics are computed from."""
@@ -30,22 +33,22 @@ def _merge_moments(
     return total, mean + delta * n_b / total, m2 + m2_b + delta**2 * count * n_b / total
 
 
-def patch_statistics(cache: PatchCache, max_rows: int = STATS_MAX_ROWS) -> dict:
+def patch_statistics(cache: PatchStore, max_rows: int = STATS_MAX_ROWS) -> dict:
     """Per-channel mean and std (over pixels) of the continuous modalities, and the share of
     each land-cover code, from the rows without a filled patch (at most ``max_rows`` evenly
     spaced rows: at full scale a subset estimates them to many digits, at a fraction of IO)."""
-    stats: dict = {"size": cache.size, "mode": cache.meta["mode"]}
+    stats: dict = {"size": cache.size, "mode": cache.mode, "store": cache.kind}
     for modality in cache.modalities:
         usable = np.flatnonzero(~cache.index[f"filled_{modality}"].to_numpy(bool))
         if len(usable) > max_rows:
             usable = usable[np.linspace(0, len(usable) - 1, max_rows).round().astype(np.int64)]
-        array = cache.array(modality)
-        channels = array.shape[1]
-        step = max(1, CHUNK_BYTES // max(1, array[:1].nbytes * 8))
+        shape = patch_shape(1, modality, cache.size)
+        channels, row_bytes = shape[1], int(np.prod(shape)) * PATCH_ARRAY_DTYPES[modality].itemsize
+        step = max(1, CHUNK_BYTES // (row_bytes * 8))
         if modality not in CONTINUOUS_MODALITIES:
             counts = np.zeros(256, dtype=np.int64)
             for start in range(0, len(usable), step):
-                block = array[usable[start : start + step]]
+                block = cache.read(modality, usable[start : start + step])
                 counts += np.bincount(block.ravel(), minlength=256)
             last = int(np.flatnonzero(counts).max()) + 1 if counts.any() else 1
             stats[modality] = {
@@ -56,7 +59,7 @@ def patch_statistics(cache: PatchCache, max_rows: int = STATS_MAX_ROWS) -> dict:
             continue
         count, mean, m2 = 0.0, np.zeros(channels), np.zeros(channels)
         for start in range(0, len(usable), step):
-            block = array[usable[start : start + step]].astype(np.float64)
+            block = cache.read(modality, usable[start : start + step]).astype(np.float64)
             pixels = block.transpose(1, 0, 2, 3).reshape(channels, -1)
             block_mean = pixels.mean(axis=1)
             block_m2 = ((pixels - block_mean[:, None]) ** 2).sum(axis=1)

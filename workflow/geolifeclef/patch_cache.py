@@ -1,42 +1,37 @@
-"""Patch caches: the four patch files of every observation, decoded once into NumPy arrays.
+"""Patch caches: the four patch files of every observation, in a store read by row.
 
-Decoding 6.66 million small JPEG/TIFF files per epoch starves a GPU; a cache decodes them
-once into one array per modality, which a Dataset then reads by memory mapping. A cache
-folder (``results/patches/{split}/``) holds:
+Decoding 6.66 million small JPEG/TIFF files per epoch starves a GPU; a cache keeps them
+in a few large files that a Dataset reads a batch at a time. Two stores (``patches.store``,
+see geolifeclef.patch_store): ``decoded`` keeps pixels at the configured size,
+``encoded`` the files' bytes, decoded when read. A cache folder
+(``results/patches/{split}/``) holds:
 
-=================  ===================  ==============================================
-file               shape                content
-=================  ===================  ==============================================
-``rgb.npy``        (n, 3, S, S) uint8   colour imagery, channels first (as torch wants)
-``near_ir.npy``    (n, 1, S, S) uint8   near-infrared imagery
-``altitude.npy``   (n, 1, S, S) int16   altitude in metres (little-endian)
-``landcover.npy``  (n, 1, S, S) uint8   land-cover codes, 0 = missing
-``index.parquet``  n rows               ``row``, ``observation_id``, ``latitude``,
-                                        ``longitude``, ``species_id`` (null for test),
-                                        ``filled`` and ``filled_<modality>``: True where
-                                        a file was missing or unreadable and its patch
-                                        was filled with zeros (``on_bad_file: fill``)
-``meta.json``                           size, mode, source size, modalities, counts
-=================  ===================  ==============================================
+=================  ==============================================================
+file               content
+=================  ==============================================================
+``<i>-of-<n>/``    one folder per shard (rows of the split, in order): the store's
+                   files (geolifeclef.decoded_store, geolifeclef.encoded_store),
+                   ``filled.npy`` and ``shard.json``
+``index.parquet``  n rows: ``row``, ``observation_id``, ``latitude``, ``longitude``,
+                   ``species_id`` (null for test), ``filled`` and
+                   ``filled_<modality>``: True where a file was missing or
+                   unreadable and its patch is zeros (``on_bad_file: fill``)
+``meta.json``      store, size, mode, source size, modalities, shards, counts
+=================  ==============================================================
 
-The dtypes are those of the files, so a ``crop`` cache is bit-exact with decoding the
-files. ``S`` is the configured size: ``crop`` keeps the centre S x S pixels, ``resize``
-averages S x S blocks of the source (rounded half up) and takes the majority code of each
-block for land cover (a category, not a quantity); the source side must be a multiple of S.
-
-A build is parallel over processes, decodes a chunk of observations at a time (bounded
-memory) and writes into a scratch folder ``.{split}.partial`` beside the cache with a
-journal of the finished chunks: a killed build resumes where it stopped, and the cache
-folder appears (by a rename) only once complete.
+A build runs per shard (``build_shard``: one Snakemake job each, ``patches.shards``),
+in worker processes a chunk of rows at a time (bounded memory), into a scratch folder
+``.<shard>.partial`` beside the shard with a journal of the chunks done: a killed build
+resumes where it stopped, and the shard folder appears (by a rename) only once
+complete. ``gather_shards`` then writes the index and links the shards' files into the
+cache folder (hard links: no copy, no extra disk), which also appears by a rename.
 """
 
-import hashlib
 import json
 import logging
 import os
 import shutil
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,149 +41,52 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from .atomic import atomic_path
+from .decoded_store import DecodedStore, DecodedWriter
+from .encoded_store import EncodedStore, EncodedWriter
 from .errors import InputDataError, listed
-from .layout import MODALITIES, PATCH_ARRAY_DTYPES, PATCH_CHANNELS, DatasetLayout
+from .layout import DatasetLayout
 from .patch_files import PatchFileError, read_patch
-from .patch_geometry import MODES, check_geometry, transform_patch
+from .patch_geometry import check_geometry
+from .patch_store import (
+    BAD_FILE_POLICIES,
+    CACHE_VERSION,
+    FILLED_FILE,
+    INDEX_FILE,
+    META_FILE,
+    SHARD_FILE,
+    STORES,
+    BadFile,
+    CacheReport,
+    CacheSpec,
+    PatchStore,
+    ShardWriter,
+    create_npy,
+    ids_digest,
+    shard_name,
+    shard_rows,
+)
+
+__all__ = [
+    "BAD_FILE_POLICIES",
+    "STORES",
+    "CacheReport",
+    "CacheSpec",
+    "PatchStore",
+    "build_patch_cache",
+    "build_shard",
+    "gather_shards",
+    "open_patch_cache",
+    "shard_folders",
+]
 
 log = logging.getLogger(__name__)
 
-BAD_FILE_POLICIES = ("fail", "fill")
-CACHE_VERSION = 1
-INDEX_FILE = "index.parquet"
-META_FILE = "meta.json"
-CHUNK_BYTES = 32 * 2**20
-"""Decoded bytes per work unit of a build (per worker process)."""
+WRITERS: dict[str, type[ShardWriter]] = {"decoded": DecodedWriter, "encoded": EncodedWriter}
+READERS: dict[str, type[PatchStore]] = {"decoded": DecodedStore, "encoded": EncodedStore}
 PROBE_OBSERVATIONS = 50
 """Observations tried to find the side length of the source patches."""
 BAD_FILES_LISTED = 20
 """Bad files an error message names (the log lists them all)."""
-
-
-@dataclass(frozen=True)
-class CacheSpec:
-    """What a cache holds: which modalities, at which size, how bad files are handled."""
-
-    size: int = 64
-    mode: str = "resize"
-    modalities: tuple[str, ...] = MODALITIES
-    on_bad_file: str = "fail"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "modalities", tuple(self.modalities))
-        unknown = [m for m in self.modalities if m not in MODALITIES]
-        if unknown or not self.modalities:
-            raise ValueError(
-                f"patches.modalities {list(self.modalities)}: choose from {MODALITIES}"
-            )
-        if self.mode not in MODES:
-            raise ValueError(f"patches.mode {self.mode!r}: choose from {MODES}")
-        if self.on_bad_file not in BAD_FILE_POLICIES:
-            raise ValueError(f"patches.on_bad_file {self.on_bad_file!r}: {BAD_FILE_POLICIES}")
-        if self.size < 1:
-            raise ValueError(f"patches.size {self.size} must be positive")
-
-
-def cache_shape(n: int, modality: str, size: int) -> tuple[int, int, int, int]:
-    """Shape of a modality's cache array: (n, channels, size, size)."""
-    return (n, PATCH_CHANNELS[modality], size, size)
-
-
-# --------------------------------------------------------------------------------------
-# Building a cache
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BadFile:
-    """A patch file that could not be used: missing, unreadable, wrong shape or dtype."""
-
-    observation_id: int
-    modality: str
-    path: str
-    problem: str
-
-
-@dataclass
-class CacheReport:
-    """What a build did."""
-
-    n: int = 0
-    source_size: int = 0
-    resumed_chunks: int = 0
-    built_chunks: int = 0
-    bad_files: list[BadFile] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _ChunkTask:
-    root: Path
-    work: Path
-    index: int
-    start: int
-    observation_ids: np.ndarray
-    spec: CacheSpec
-    source_size: int
-    offsets: dict[str, int]
-    """Modality -> byte offset of the data in its .npy file (after the header)."""
-
-
-def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
-    while len(data):
-        written = os.pwrite(fd, data, offset)
-        data, offset = data[written:], offset + written
-
-
-def _build_chunk(task: _ChunkTask) -> tuple[int, np.ndarray, list[BadFile]]:
-    """Decode one chunk of observations and write its rows into the scratch arrays.
-
-    Returns (chunk index, flags (rows, modalities) bool, bad files).
-    """
-    layout = DatasetLayout(task.root)
-    spec = task.spec
-    n = len(task.observation_ids)
-    flags = np.zeros((n, len(spec.modalities)), dtype=bool)
-    bad: list[BadFile] = []
-    for j, modality in enumerate(spec.modalities):
-        block = np.zeros(cache_shape(n, modality, spec.size), dtype=PATCH_ARRAY_DTYPES[modality])
-        for i, observation_id in enumerate(task.observation_ids):
-            path = layout.patch(int(observation_id), modality)
-            try:
-                array = read_patch(path, modality, size=task.source_size)
-            except PatchFileError as error:
-                flags[i, j] = True  # the row stays zero, flagged in the index
-                bad.append(BadFile(int(observation_id), modality, str(path), error.problem))
-                continue
-            block[i] = transform_patch(array, modality, spec.size, spec.mode)
-        fd = os.open(task.work / f"{modality}.npy", os.O_WRONLY)
-        try:
-            row_bytes = block[:1].nbytes
-            _pwrite_all(
-                fd, memoryview(block).cast("B"), task.offsets[modality] + task.start * row_bytes
-            )
-        finally:
-            os.close(fd)
-    return task.index, flags, bad
-
-
-def _data_offset(path: Path) -> int:
-    """Byte offset of the array data in a .npy file."""
-    with open(path, "rb") as handle:
-        major, _ = np.lib.format.read_magic(handle)
-        if major == 1:
-            np.lib.format.read_array_header_1_0(handle)
-        else:
-            np.lib.format.read_array_header_2_0(handle)
-        return handle.tell()
-
-
-def _create_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
-    """An .npy file of the given shape, zero-filled (sparse on disk until written)."""
-    if int(np.prod(shape)) == 0:
-        np.save(path, np.zeros(shape, dtype=dtype))
-        return
-    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-    del array
 
 
 def probe_source_size(layout: DatasetLayout, observation_ids: np.ndarray, spec: CacheSpec) -> int:
@@ -210,23 +108,12 @@ def probe_source_size(layout: DatasetLayout, observation_ids: np.ndarray, spec: 
     )
 
 
-def _manifest(
-    layout: DatasetLayout, ids: np.ndarray, spec: CacheSpec, source_size: int, chunk_rows: int
-) -> dict:
-    """What a scratch folder was started for; a resume needs the same (as JSON sees it)."""
-    manifest = {
-        "version": CACHE_VERSION,
-        "root": str(Path(layout.root).resolve()),
-        "observation_ids_sha256": hashlib.sha256(np.ascontiguousarray(ids, np.int64)).hexdigest(),
-        "n": len(ids),
-        "spec": asdict(spec),
-        "source_size": source_size,
-        "chunk_rows": chunk_rows,
-    }
-    return json.loads(json.dumps(manifest))  # tuples -> lists, as read back from the file
+# --------------------------------------------------------------------------------------
+# Building one shard
+# --------------------------------------------------------------------------------------
 
 
-def _prepare_scratch(work: Path, manifest: dict, spec: CacheSpec) -> set[int]:
+def _prepare_scratch(work: Path, manifest: dict, writer: ShardWriter) -> set[int]:
     """Reuse the scratch folder if it was started for the same build; else start afresh.
 
     Returns the indices of the chunks already done (from the journal).
@@ -240,19 +127,13 @@ def _prepare_scratch(work: Path, manifest: dict, spec: CacheSpec) -> set[int]:
         if previous == manifest:
             # A line is only complete with its newline (a kill can cut the last one).
             text = journal.read_text() if journal.exists() else ""
-            return {int(line) for line in text.split("\n")[:-1] if line.strip().isdigit()}
+            return writer.resume(text.split("\n")[:-1])
     if work.exists():
         log.info("discarding the scratch folder %s (started for another build)", work)
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    n = manifest["n"]
-    for modality in spec.modalities:
-        _create_npy(
-            work / f"{modality}.npy",
-            PATCH_ARRAY_DTYPES[modality],
-            cache_shape(n, modality, spec.size),
-        )
-    _create_npy(work / "flags.npy", np.dtype(bool), (n, len(spec.modalities)))
+    writer.create()
+    create_npy(work / FILLED_FILE, np.dtype(bool), (writer.n, len(writer.spec.modalities)))
     journal.touch()
     # Written last: a folder without it is never resumed.
     with atomic_path(manifest_path) as temporary:
@@ -260,49 +141,58 @@ def _prepare_scratch(work: Path, manifest: dict, spec: CacheSpec) -> set[int]:
     return set()
 
 
-def _bad_file_error(bad: list[BadFile]) -> InputDataError:
-    files = listed((f"{b.path} ({b.problem})" for b in bad), BAD_FILES_LISTED, "; ")
-    more = " (all listed in the log)" if len(bad) > BAD_FILES_LISTED else ""
-    return PatchFileError(
-        Path(bad[0].path), f"{len(bad)} patch files cannot be used: {files}{more}"
-    )
-
-
-def build_patch_cache(
+def build_shard(
     layout: DatasetLayout,
     observations: pd.DataFrame,
-    output_dir: Path,
+    shard_dir: Path,
     spec: CacheSpec,
+    shard: tuple[int, int] = (1, 1),
     workers: int = 1,
     chunk_rows: int | None = None,
     progress: bool = True,
 ) -> CacheReport:
-    """Decode the patches of ``observations`` (a table of ``observation_id``, ``latitude``,
-    ``longitude`` and ``species_id``, in row order) into the cache folder ``output_dir``.
+    """Build shard ``shard`` = (i, n) of the split's ``observations`` (a table of
+    ``observation_id``, ``latitude``, ``longitude``, ``species_id``, in row order) into
+    ``shard_dir``, in ``spec.store``'s layout.
 
-    Bad files (missing, unreadable, wrong shape) follow ``spec.on_bad_file``: ``fail`` raises
-    a PatchFileError listing them after every other chunk is done (a rerun after mending the
-    files redoes only their chunks); ``fill`` leaves zeros and flags them in the index.
+    Bad files (missing, unreadable, wrong shape) follow ``spec.on_bad_file``: ``fail``
+    raises a PatchFileError listing them after every other chunk is read (a rerun after
+    mending the files redoes only their chunks in the decoded store, from the first of
+    them on in the encoded store, which appends in row order); ``fill`` leaves zeros
+    (an empty blob) and flags them.
     """
-    output_dir = Path(output_dir)
-    ids = observations["observation_id"].to_numpy(np.int64)
+    shard_dir = Path(shard_dir)
+    all_ids = observations["observation_id"].to_numpy(np.int64)
+    # Probed on the split, not the shard: every shard agrees (and an empty one too).
+    source_size = probe_source_size(layout, all_ids, spec) if len(all_ids) else spec.size
+    if spec.store == "decoded":
+        check_geometry(source_size, spec.size, spec.mode)
+    start, stop = shard_rows(len(all_ids), *shard)
+    ids = all_ids[start:stop]
     n = len(ids)
-    report = CacheReport(n=n)
-    source_size = probe_source_size(layout, ids, spec) if n else spec.size
-    check_geometry(source_size, spec.size, spec.mode)
-    report.source_size = source_size
-    row_bytes = sum(
-        PATCH_ARRAY_DTYPES[m].itemsize * PATCH_CHANNELS[m] * spec.size**2 for m in spec.modalities
-    )
-    chunk_rows = chunk_rows or int(np.clip(CHUNK_BYTES // row_bytes, 1, 512))
-    work = output_dir.parent / f".{output_dir.name}.partial"
-    manifest = _manifest(layout, ids, spec, source_size, chunk_rows)
-    done = _prepare_scratch(work, manifest, spec)
-    offsets = {m: _data_offset(work / f"{m}.npy") for m in spec.modalities}
-    flags = np.lib.format.open_memmap(work / "flags.npy", mode="r+")
+    report = CacheReport(n=n, source_size=source_size)
+    writer_class = WRITERS[spec.store]
+    chunk_rows = chunk_rows or writer_class.default_chunk_rows(spec)
+    work = shard_dir.parent / f".{shard_dir.name}.partial"
+    writer = writer_class(work, spec, n, source_size, chunk_rows)
+    manifest = {
+        "version": CACHE_VERSION,
+        "root": str(Path(layout.root).resolve()),
+        "observation_ids_sha256": ids_digest(ids),
+        "n": n,
+        "settings": spec.shard_settings(),
+        "source_size": source_size,
+        "chunk_rows": chunk_rows,
+    }
+    if _is_built(shard_dir, manifest):
+        log.info("shard %s is built already", shard_name(*shard))
+        report.resumed_chunks = len(range(0, n, chunk_rows))
+        return report
+    done = _prepare_scratch(work, manifest, writer)
+    flags = np.lib.format.open_memmap(work / FILLED_FILE, mode="r+")
     starts = range(0, n, chunk_rows)
     tasks = [
-        _ChunkTask(layout.root, work, k, s, ids[s : s + chunk_rows], spec, source_size, offsets)
+        writer.task(layout.root, k, ids[s : s + chunk_rows])
         for k, s in enumerate(starts)
         if k not in done
     ]
@@ -310,11 +200,13 @@ def build_patch_cache(
     if report.resumed_chunks:
         log.info("resuming: %d of %d chunks already built", report.resumed_chunks, len(starts))
     log.info(
-        "caching %d observations (%s) at %d px (%s of %d px) with %d workers",
+        "%s store, shard %s: rows %d-%d (%d observations; %s) of %d px sources, %d workers",
+        spec.store,
+        shard_name(*shard),
+        start,
+        stop,
         n,
         ", ".join(spec.modalities),
-        spec.size,
-        spec.mode,
         source_size,
         workers,
     )
@@ -323,40 +215,69 @@ def build_patch_cache(
         tqdm(
             total=n,
             initial=n - sum(len(t.observation_ids) for t in tasks),
-            desc="patch cache",
+            desc=f"patch shard {shard_name(*shard)}",
             unit="obs",
             mininterval=2,
             disable=not progress,
         ) as bar,
     ):
-        for index, chunk_flags, bad in _run_chunks(tasks, workers):
-            start = index * chunk_rows
-            flags[start : start + len(chunk_flags)] = chunk_flags
+        for result in _run_chunks(tasks, workers, writer.worker, writer.ordered):
+            row = result.index * chunk_rows
+            flags[row : row + len(result.flags)] = result.flags
             flags.flush()
-            report.bad_files.extend(bad)
-            if not (bad and spec.on_bad_file == "fail"):
-                journal.write(f"{index}\n")  # after its rows are written: never a lie
+            report.bad_files.extend(result.bad)
+            line = writer.commit(result, keep=not (result.bad and spec.on_bad_file == "fail"))
+            if line is not None:
+                journal.write(line + "\n")  # after its rows are written: never a lie
                 journal.flush()
             report.built_chunks += 1
-            bar.update(len(chunk_flags))
+            bar.update(len(result.flags))
     _log_bad_files(report.bad_files, spec.on_bad_file)
     if report.bad_files and spec.on_bad_file == "fail":
-        raise _bad_file_error(report.bad_files)
-    _finish(work, output_dir, observations, np.array(flags), spec, source_size)
+        raise BadFilesError(report.bad_files)
+    files = writer.finish()
+    del flags
+    shard_meta = {
+        **manifest,
+        "store": spec.store,
+        "shard": shard_name(*shard),
+        "start": start,
+        "stop": stop,
+        "files": files,
+    }
+    (work / SHARD_FILE).write_text(json.dumps(shard_meta, indent=1) + "\n")
+    for name in ("manifest.json", "journal.txt"):
+        (work / name).unlink()
+    if shard_dir.exists():
+        shutil.rmtree(shard_dir)
+    os.replace(work, shard_dir)
     return report
 
 
-def _run_chunks(tasks: list[_ChunkTask], workers: int):
-    """Yield chunk results as they finish, in this process or in ``workers`` processes."""
+def _is_built(shard_dir: Path, manifest: dict) -> bool:
+    """Whether ``shard_dir`` is a finished shard of the very build ``manifest`` describes."""
+    path = shard_dir / SHARD_FILE
+    if not path.exists():
+        return False
+    built = json.loads(path.read_text())
+    return all(built.get(key) == value for key, value in manifest.items())
+
+
+def _run_chunks(tasks: list, workers: int, worker, ordered: bool):
+    """Yield chunk results, in this process or in ``workers`` processes; in task order
+    when ``ordered``, else as they finish."""
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
-            yield _build_chunk(task)
+            yield worker(task)
         return
     pool = ProcessPoolExecutor(workers)
     try:
-        futures: list[Future] = [pool.submit(_build_chunk, task) for task in tasks]
-        for future in as_completed(futures):
-            yield future.result()
+        if ordered:
+            yield from pool.map(worker, tasks)
+        else:
+            futures: list[Future] = [pool.submit(worker, task) for task in tasks]
+            for future in as_completed(futures):
+                yield future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -371,15 +292,97 @@ def _log_bad_files(bad: list[BadFile], policy: str) -> None:
         log.log(level, "  %s: %s", item.path, item.problem)
 
 
-def _finish(
-    work: Path,
-    output_dir: Path,
-    observations: pd.DataFrame,
-    flags: np.ndarray,
-    spec: CacheSpec,
-    source_size: int,
-) -> None:
-    """Write the index and meta, then move the complete scratch folder onto ``output_dir``."""
+class BadFilesError(PatchFileError):
+    """Bad files met by a build under ``on_bad_file: fail`` (``bad_files`` lists them)."""
+
+    def __init__(self, bad: list[BadFile]) -> None:
+        files = listed((f"{b.path} ({b.problem})" for b in bad), BAD_FILES_LISTED, "; ")
+        more = " (all listed in the log)" if len(bad) > BAD_FILES_LISTED else ""
+        super().__init__(Path(bad[0].path), f"{len(bad)} patch files cannot be used: {files}{more}")
+        self.bad_files = list(bad)
+
+
+# --------------------------------------------------------------------------------------
+# Gathering the shards into the cache folder
+# --------------------------------------------------------------------------------------
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """``target`` with hard links to the files of ``source`` (copies where the file
+    system has no hard links)."""
+    target.mkdir(parents=True)
+    for path in source.iterdir():
+        try:
+            os.link(path, target / path.name)
+        except OSError:
+            shutil.copy2(path, target / path.name)
+
+
+def _check_shards(shards: list[dict], ids: np.ndarray, spec: CacheSpec, folders) -> None:
+    """Refuse shards that are not this split's rows, in order, built with ``spec``."""
+    position = 0
+    for meta, folder in zip(shards, folders, strict=True):
+        problem = None
+        if meta["store"] != spec.store or meta["settings"] != spec.shard_settings():
+            problem = f"built with other settings ({meta['settings']}, {meta['store']} store)"
+        elif meta["start"] != position:
+            problem = f"starts at row {meta['start']}, expected {position}"
+        elif meta["observation_ids_sha256"] != ids_digest(ids[meta["start"] : meta["stop"]]):
+            problem = "holds other observations than the table's rows"
+        elif meta["source_size"] != shards[0]["source_size"]:
+            problem = f"{meta['source_size']} px sources, others {shards[0]['source_size']}"
+        if problem:
+            raise ValueError(
+                f"{folder}: shard {problem}; remove it and rebuild it "
+                "(snakemake --forcerun cache_patch_shard)"
+            )
+        position = meta["stop"]
+    if position != len(ids):
+        raise ValueError(f"the shards cover rows 0-{position}, the table has {len(ids)}")
+
+
+def gather_shards(
+    shard_dirs: list[Path], observations: pd.DataFrame, output_dir: Path, spec: CacheSpec
+) -> dict:
+    """Write the cache folder ``output_dir`` from its shards (in row order): the index of
+    ``observations`` with the shards' flags, the meta, and the shards' files linked in.
+    Returns the meta. The shard folders are left as they are."""
+    output_dir = Path(output_dir)
+    folders = [Path(d) for d in shard_dirs]
+    shards = [json.loads((d / SHARD_FILE).read_text()) for d in folders]
+    ids = observations["observation_id"].to_numpy(np.int64)
+    _check_shards(shards, ids, spec, folders)
+    source_size = shards[0]["source_size"]
+    check_geometry(source_size, spec.size, spec.mode)
+    flags = np.concatenate([np.load(d / FILLED_FILE) for d in folders])
+    work = output_dir.parent / f".{output_dir.name}.partial"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    index = _index(observations, flags, spec.modalities)
+    pq.write_table(pa.Table.from_pandas(index, preserve_index=False), work / INDEX_FILE)
+    for folder, meta in zip(folders, shards, strict=True):
+        _link_tree(folder, work / meta["shard"])
+    meta = {
+        "version": CACHE_VERSION,
+        "store": spec.store,
+        "n": len(index),
+        "size": spec.size,
+        "mode": spec.mode,
+        "source_size": source_size,
+        "modalities": list(spec.modalities),
+        "shards": [{"name": s["shard"], "start": s["start"], "stop": s["stop"]} for s in shards],
+        "n_filled": int(index["filled"].sum()),
+        "on_bad_file": spec.on_bad_file,
+    }
+    (work / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    os.replace(work, output_dir)
+    return meta
+
+
+def _index(observations: pd.DataFrame, flags: np.ndarray, modalities) -> pd.DataFrame:
     n = len(observations)
     index = pd.DataFrame(
         {
@@ -393,74 +396,61 @@ def _finish(
             "filled": flags.any(axis=1) if n else np.zeros(0, bool),
         }
     )
-    for j, modality in enumerate(spec.modalities):
+    for j, modality in enumerate(modalities):
         index[f"filled_{modality}"] = flags[:, j]
-    pq.write_table(pa.Table.from_pandas(index, preserve_index=False), work / INDEX_FILE)
-    meta = {
-        "version": CACHE_VERSION,
-        "n": n,
-        "size": spec.size,
-        "mode": spec.mode,
-        "source_size": source_size,
-        "modalities": list(spec.modalities),
-        "arrays": {
-            m: {
-                "file": f"{m}.npy",
-                "dtype": PATCH_ARRAY_DTYPES[m].str,
-                "shape": cache_shape(n, m, spec.size),
-            }
-            for m in spec.modalities
-        },
-        "n_filled": int(index["filled"].sum()),
-        "on_bad_file": spec.on_bad_file,
-    }
-    (work / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
-    for modality in spec.modalities:  # on disk before the folder says it is complete
-        fd = os.open(work / f"{modality}.npy", os.O_RDONLY)
+    return index
+
+
+# --------------------------------------------------------------------------------------
+# A whole cache in one call, and reading one
+# --------------------------------------------------------------------------------------
+
+
+def shard_folders(output_dir: Path, shards: int) -> list[Path]:
+    """Where the shards of the cache ``results/patches/{split}`` are built:
+    ``results/patches/shards/{split}/<i>-of-<n>`` (what the workflow's rules use)."""
+    output_dir = Path(output_dir)
+    base = output_dir.parent / "shards" / output_dir.name
+    return [base / shard_name(i, shards) for i in range(1, shards + 1)]
+
+
+def build_patch_cache(
+    layout: DatasetLayout,
+    observations: pd.DataFrame,
+    output_dir: Path,
+    spec: CacheSpec,
+    workers: int = 1,
+    chunk_rows: int | None = None,
+    progress: bool = True,
+) -> CacheReport:
+    """Build every shard of ``spec.shards`` one after the other, then gather them into
+    ``output_dir`` and remove the shard folders: the workflow's jobs in one call (for
+    scripts, notebooks and benchmarks). Bad files under ``fail`` are raised together
+    after every shard was tried; a call after mending them resumes each shard."""
+    report, bad = CacheReport(), []
+    folders = shard_folders(output_dir, spec.shards)
+    for i, folder in enumerate(folders, start=1):
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    for name in ("manifest.json", "journal.txt", "flags.npy"):
-        (work / name).unlink()
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
-    os.replace(work, output_dir)
-
-
-# --------------------------------------------------------------------------------------
-# Reading a cache
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PatchCache:
-    """A finished cache folder: its meta, its index, and its arrays by memory mapping."""
-
-    directory: Path
-    meta: dict
-    index: pd.DataFrame
-
-    @property
-    def modalities(self) -> tuple[str, ...]:
-        return tuple(self.meta["modalities"])
-
-    @property
-    def size(self) -> int:
-        return int(self.meta["size"])
-
-    def array(self, modality: str) -> np.ndarray:
-        """The (n, C, S, S) array of a modality, memory-mapped read-only."""
-        if modality not in self.modalities:
-            raise KeyError(
-                f"{self.directory} holds {list(self.modalities)}, not {modality!r}; "
-                "add it to patches.modalities and rebuild"
+            shard = (i, spec.shards)
+            report.add(
+                build_shard(
+                    layout, observations, folder, spec, shard, workers, chunk_rows, progress
+                )
             )
-        return np.load(self.directory / f"{modality}.npy", mmap_mode="r")
+        except BadFilesError as error:
+            bad.extend(error.bad_files)
+    if bad:
+        raise BadFilesError(bad)
+    gather_shards(folders, observations, output_dir, spec)
+    shutil.rmtree(folders[0].parent)
+    if not any(folders[0].parent.parent.iterdir()):
+        folders[0].parent.parent.rmdir()
+    return report
 
 
-def open_patch_cache(directory: str | Path) -> PatchCache:
-    """Open a cache folder written by ``build_patch_cache`` (checks that it is complete)."""
+def open_patch_cache(directory: str | Path, index: bool = True) -> PatchStore:
+    """Open a cache folder written by ``gather_shards`` (checks that it is complete);
+    ``index=False`` leaves its index unread (``None``), for readers that have it."""
     directory = Path(directory)
     meta_path = directory / META_FILE
     if not meta_path.exists():
@@ -471,7 +461,8 @@ def open_patch_cache(directory: str | Path) -> PatchCache:
     meta = json.loads(meta_path.read_text())
     if meta.get("version") != CACHE_VERSION:
         raise ValueError(
-            f"{directory}: cache version {meta.get('version')}, expected {CACHE_VERSION}"
+            f"{directory}: cache version {meta.get('version')}, expected {CACHE_VERSION}; "
+            "rebuild it with: snakemake cache_patches --forcerun cache_patch_shard"
         )
-    index = pq.read_table(directory / INDEX_FILE).to_pandas()
-    return PatchCache(directory, meta, index)
+    table = pq.read_table(directory / INDEX_FILE).to_pandas() if index else None
+    return READERS[meta["store"]](directory, meta, table)

@@ -31,43 +31,51 @@ def check_geometry(source_size: int, size: int, mode: str) -> None:
 def transform_patch(array: np.ndarray, modality: str, size: int, mode: str) -> np.ndarray:
     """A decoded patch (HxW or HxWx3, as ``read_patch`` returns it) as a cache row:
     (channels, size, size) in the cache dtype, centre-cropped or block-resized."""
-    hwc = array if array.ndim == 3 else array[:, :, None]
-    source, channels = hwc.shape[0], hwc.shape[2]
+    chw = array.transpose(2, 0, 1) if array.ndim == 3 else array[None]
+    return transform_batch(chw[None], modality, size, mode)[0]
+
+
+def transform_batch(batch: np.ndarray, modality: str, size: int, mode: str) -> np.ndarray:
+    """Decoded patches (B, C, H, W) as cache rows: (B, C, size, size) in the cache dtype,
+    centre-cropped or block-resized (the one implementation behind ``transform_patch``)."""
+    source = batch.shape[-1]
     if mode == "crop" or size == source:
         start = (source - size) // 2
-        out = hwc[start : start + size, start : start + size]
+        out = batch[..., start : start + size, start : start + size]
+    elif modality in CONTINUOUS_MODALITIES:
+        out = _block_mean(batch, source // size)
     else:
-        factor = source // size
-        if modality in CONTINUOUS_MODALITIES:
-            out = _block_mean(hwc, factor)
-        else:
-            out = _block_majority(hwc.reshape(size, factor, size, factor, channels))
-    return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=PATCH_ARRAY_DTYPES[modality])
+        out = _block_majority(batch, source // size)
+    return np.ascontiguousarray(out, dtype=PATCH_ARRAY_DTYPES[modality])
 
 
-def _block_mean(hwc: np.ndarray, factor: int) -> np.ndarray:
-    """Mean of each (factor x factor) block, rounded half up, exact in integer arithmetic.
+def _block_mean(batch: np.ndarray, factor: int) -> np.ndarray:
+    """Mean of each (factor x factor) block of the last two axes, rounded half up, exact in
+    integer arithmetic.
 
-    Sums strided slices (factor additions per axis) rather than reducing a 5-d view:
+    Sums strided slices (factor additions per axis) rather than reducing a 6-d view:
     several times faster, and a build spends its time here for ``resize``.
     """
     area = factor * factor
-    small = hwc.dtype == np.uint8 and area * 255 < 2**16
-    rows = hwc[0::factor].astype(np.uint16 if small else np.int64)
+    small = batch.dtype == np.uint8 and area * 255 < 2**16
+    rows = batch[..., 0::factor, :].astype(np.uint16 if small else np.int64)
     for i in range(1, factor):
-        rows += hwc[i::factor]
-    sums = rows[:, 0::factor].copy()
+        rows += batch[..., i::factor, :]
+    sums = rows[..., 0::factor].copy()
     for j in range(1, factor):
-        sums += rows[:, j::factor]
+        sums += rows[..., j::factor]
     return (sums.astype(np.int64) + area // 2) // area
 
 
-def _block_majority(blocks: np.ndarray) -> np.ndarray:
-    """Most frequent code of each (factor x factor) block, the smallest on ties."""
-    size, factor, _, _, channels = blocks.shape
-    codes = blocks.transpose(0, 2, 4, 1, 3).reshape(-1, factor * factor).astype(np.int64)
-    n_codes = int(codes.max()) + 1
+def _block_majority(batch: np.ndarray, factor: int) -> np.ndarray:
+    """Most frequent code of each (factor x factor) block of the last two axes, the
+    smallest on ties."""
+    *lead, height, width = batch.shape
+    size = height // factor
+    blocks = batch.reshape(*lead, size, factor, size, factor)
+    codes = np.moveaxis(blocks, -3, -2).reshape(-1, factor * factor).astype(np.int64)
+    n_codes = int(codes.max()) + 1 if codes.size else 1
     cell = np.arange(len(codes))[:, None] * n_codes
     counts = np.bincount((cell + codes).ravel(), minlength=len(codes) * n_codes)
     best = counts.reshape(len(codes), n_codes).argmax(axis=1)
-    return best.reshape(size, size, channels)
+    return best.reshape(*lead, size, size)

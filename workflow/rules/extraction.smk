@@ -45,10 +45,52 @@ rule extract_env_patches:
         "../scripts/extract_env_patches.py"
 
 
-rule cache_patches:
+# Patch caches, built in `patches.shards` jobs per split (Snakemake's scatter/gather; the
+# shard is the wildcard `scatteritem`, "<i>-of-<n>") that a gather job links into the
+# split's cache folder with the index (see geolifeclef.patch_cache).
+PATCHES = config["patches"]
+
+
+scattergather:
+    patch_shards=PATCHES["shards"],
+
+
+rule cache_patch_shard:
     input:
         observations=lambda wildcards: rules.ingest_observations.output[wildcards.split],
         patches=[str(LAYOUT.patch_folder(r)) for r in REGIONS],
+    output:
+        shard=directory(results("patches/shards/{split}/{scatteritem}")),
+    log:
+        logs("cache_patch_shard/{split}_{scatteritem}"),
+    benchmark:
+        benchmarks("cache_patch_shard/{split}_{scatteritem}")
+    wildcard_constraints:
+        split=one_of(SPLITS),
+    # Capped at --cores; the build scales with processes (decoding is CPU-bound).
+    threads: 8
+    params:
+        data_root=str(DATA_ROOT),
+        store=PATCHES["store"],
+        modalities=PATCHES["modalities"],
+        on_bad_file=PATCHES["on_bad_file"],
+        # The encoded store keeps the files' bytes: its shards do not depend on the size
+        # and mode (applied when read), so changing them only reruns the gather.
+        geometry=(
+            [PATCHES["size"], PATCHES["mode"]]
+            if PATCHES["store"] == "decoded"
+            else None
+        ),
+    script:
+        "../scripts/cache_patch_shard.py"
+
+
+rule cache_patches:
+    input:
+        observations=lambda wildcards: rules.ingest_observations.output[wildcards.split],
+        shards=lambda wildcards: gather.patch_shards(
+            rules.cache_patch_shard.output.shard, split=wildcards.split
+        ),
     output:
         cache=directory(results("patches/{split}")),
     log:
@@ -57,14 +99,12 @@ rule cache_patches:
         benchmarks("cache_patches_{split}")
     wildcard_constraints:
         split=one_of(SPLITS),
-    # Capped at --cores; the build scales with processes (decoding is CPU-bound).
-    threads: 8
     params:
-        data_root=str(DATA_ROOT),
-        size=config["patches"]["size"],
-        mode=config["patches"]["mode"],
-        modalities=config["patches"]["modalities"],
-        on_bad_file=config["patches"]["on_bad_file"],
+        store=PATCHES["store"],
+        size=PATCHES["size"],
+        mode=PATCHES["mode"],
+        modalities=PATCHES["modalities"],
+        on_bad_file=PATCHES["on_bad_file"],
     script:
         "../scripts/cache_patches.py"
 

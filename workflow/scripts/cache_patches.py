@@ -1,9 +1,8 @@
-"""Snakemake adapter: decode the patches of one split into a cache (geolifeclef.patch_cache)."""
+"""Snakemake adapter: gather a split's shards into its patch cache (geolifeclef.patch_cache)."""
 
 import pandas as pd
 
-from geolifeclef.layout import DatasetLayout
-from geolifeclef.patch_cache import CacheSpec, build_patch_cache
+from geolifeclef.patch_cache import CacheSpec, gather_shards
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]) as log:
@@ -12,19 +11,23 @@ with logging_to(snakemake.log[0]) as log:
         mode=snakemake.params.mode,
         modalities=tuple(snakemake.params.modalities),
         on_bad_file=snakemake.params.on_bad_file,
+        store=snakemake.params.store,
+        shards=len(snakemake.input.shards),
     )
-    report = build_patch_cache(
-        DatasetLayout(snakemake.params.data_root),
+    meta = gather_shards(
+        list(snakemake.input.shards),
         pd.read_parquet(snakemake.input.observations),
         snakemake.output.cache,
         spec,
-        workers=snakemake.threads,
     )
     log.info(
-        "%s: %d observations cached (%d chunks built, %d resumed, %d bad files)",
+        "%s: %d observations in a %s store of %d shards, read at %d px (%s of %d px), %d filled",
         snakemake.wildcards.split,
-        report.n,
-        report.built_chunks,
-        report.resumed_chunks,
-        len(report.bad_files),
+        meta["n"],
+        meta["store"],
+        len(meta["shards"]),
+        meta["size"],
+        meta["mode"],
+        meta["source_size"],
+        meta["n_filled"],
     )
