@@ -241,13 +241,18 @@ class GlcDataset(Dataset):
         return (data.float() - mean) / std.clamp_min(1e-6)
 
     def _normalize_env(self, values: torch.Tensor) -> torch.Tensor:
-        """Standardise env values (B, 27) or windows (B, 27, k, k); NaN -> env_fill."""
-        entry = self.stats["environment"]
-        shape = (1, -1) + (1,) * (values.dim() - 2)
-        mean = torch.tensor(entry["mean"], dtype=torch.float32).view(shape)
-        std = torch.tensor(entry["std"], dtype=torch.float32).view(shape)
-        out = (values - mean) / std.clamp_min(1e-6)
-        return torch.nan_to_num(out, nan=self.env_fill)
+        return standardize_env(values, self.stats["environment"], self.env_fill)
+
+
+def standardize_env(values: torch.Tensor, environment: dict, fill: float = 0.0) -> torch.Tensor:
+    """Env values (B, 27) or windows (B, 27, k, k) standardised with the train statistics
+    (``stats.json``'s ``environment`` section); NaN -> ``fill``. What a model reads, from the
+    env table (this Dataset) or from the rasters at any point (``geolifeclef.point_models``)."""
+    shape = (1, -1) + (1,) * (values.dim() - 2)
+    mean = torch.tensor(environment["mean"], dtype=torch.float32).view(shape)
+    std = torch.tensor(environment["std"], dtype=torch.float32).view(shape)
+    out = (values - mean) / std.clamp_min(1e-6)
+    return torch.nan_to_num(out, nan=fill)
 
 
 def _gather(array: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from geolifeclef.predictions import table_k, write_split_predictions
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]):
-    outputs = dict(snakemake.output.items())  # split -> path
+    outputs = {k: v for k, v in snakemake.output.items() if k != "forest"}  # split -> path
     species = read_species_table(snakemake.input.species)
     queries = {split: read_table(snakemake.input[split]) for split in outputs}
     write_split_predictions(
@@ -24,6 +24,7 @@ with logging_to(snakemake.log[0]):
             ForestSettings(**snakemake.params.settings),
             n_jobs=snakemake.threads,
             chunk_rows=snakemake.params.chunk_rows,
+            forest_path=snakemake.output.forest,
         ),
         {split: frame["observation_id"].to_numpy() for split, frame in queries.items()},
         species["species_id"].to_numpy(),
