@@ -24,6 +24,7 @@ include: "workflow/rules/training.smk"
 include: "workflow/rules/blends.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/submission.smk"
+include: "workflow/rules/maps.smk"
 
 
 rule all:
