@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from geolifeclef.maps import MapSettings
+
 
 def child(args: argparse.Namespace) -> None:
     """One measurement, in its own process (peak RSS is this process's)."""
@@ -31,7 +33,7 @@ def child(args: argparse.Namespace) -> None:
     from geolifeclef.baselines import species_columns
     from geolifeclef.class_frequency import read_species_table
     from geolifeclef.layout import DatasetLayout
-    from geolifeclef.maps import MapSettings, choose_species, map_grid, render_maps, species_file
+    from geolifeclef.maps import choose_species, map_grid, render_maps, species_file
     from geolifeclef.point_models import load_point_model, read_spec
 
     torch.set_num_threads(args.threads)
@@ -45,7 +47,14 @@ def child(args: argparse.Namespace) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     model = load_point_model(spec, args.threads)
     summary = render_maps(
-        model, layout, grid, columns, folder, args.chunk_cells, args.threads, progress=False
+        model,
+        layout,
+        grid,
+        columns,
+        folder,
+        MapSettings(chunk_mb=args.chunk_mb).chunk_cells(len(species)),
+        args.threads,
+        progress=False,
     )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
@@ -91,7 +100,7 @@ def main() -> int:
     parser.add_argument("--resolutions", nargs="+", type=float, default=[0.05, 0.01])
     parser.add_argument("--regions", nargs="+", default=["fr", "us"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--chunk-cells", type=int, default=2000)
+    parser.add_argument("--chunk-mb", type=int, default=MapSettings().chunk_mb)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--child", nargs=3, metavar=("MODEL", "REGION", "RESOLUTION"))
     args = parser.parse_args()
@@ -114,7 +123,7 @@ def main() -> int:
         for region in args.regions:
             for model in args.models:
                 command = [sys.executable, __file__, str(out), "--threads", str(args.threads)]
-                command += ["--chunk-cells", str(args.chunk_cells)]
+                command += ["--chunk-mb", str(args.chunk_mb)]
                 command += ["--child", model, region, str(resolution)]
                 result = subprocess.run(command, capture_output=True, text=True, env=environment)
                 if result.returncode != 0:

@@ -145,7 +145,14 @@ def map_region(
     with atomic_path(folder) as temporary:
         temporary.mkdir()
         summary = render_maps(
-            model, layout, grid, columns, temporary, settings.chunk_cells, workers, progress
+            model,
+            layout,
+            grid,
+            columns,
+            temporary,
+            settings.chunk_cells(len(species)),
+            workers,
+            progress,
         )
         names = [*columns, RICHNESS]
         correlations = map_correlations(temporary, truth, names) if truth is not None else {}
