@@ -265,6 +265,15 @@ def test_true_probabilities_are_the_species_model_at_observed_sites(demo):
     assert np.allclose(mapped.sum(axis=1), 1)
     correlation = np.corrcoef(np.log(mapped.ravel() + 1e-9), np.log(probabilities.ravel() + 1e-9))
     assert correlation[0, 1] > 0.8
+    # The maps' niche term by matrix products is the generator's, up to rounding.
+    model, rng = truth.world.species, np.random.default_rng(0)
+    features, shares = rng.normal(size=(50, 6)), rng.dirichlet(np.ones(9), 50)
+    lonlat, region = np.c_[rng.uniform(-5, 10, 50), rng.uniform(41, 51, 50)], np.zeros(50, int)
+    np.testing.assert_allclose(
+        model.probabilities_from_niche(model.niche_by_products(features), region, shares, lonlat),
+        model.probabilities(region, features, shares, lonlat),
+        atol=1e-12,
+    )
 
 
 # --------------------------------------------------------------------------------------

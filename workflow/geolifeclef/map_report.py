@@ -245,7 +245,8 @@ def correlation_table(all_metrics: list[dict]) -> pd.DataFrame:
                     "land_cells_per_second": metrics["land_cells_per_second"],
                 }
             )
-    frame = pd.DataFrame(rows)
+    columns = ["model", "region", "map", "species_id", "bucket", "correlation"]
+    frame = pd.DataFrame(rows, columns=[*columns, "land_cells_per_second"])
     frame["species_id"] = frame["species_id"].astype("Int64")
     frame["correlation"] = frame["correlation"].astype(float)
     return frame

@@ -9,6 +9,7 @@ each aligned land-cover class in the patch, which species respond to.
 
 import functools
 import logging
+import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,13 +63,18 @@ URBAN_PULL_SD = 0.3
 def expected_urban_pull() -> float:
     """Mean urban pull of a site: the mean of the clipped normal (the demo's truth maps
     evaluate the species model at the land-cover mix of this typical pull)."""
-    from scipy.stats import norm
-
     mu, sd = URBAN_PULL_MEAN, URBAN_PULL_SD
     low, high = (0 - mu) / sd, (1 - mu) / sd
-    # E[clip(X, 0, 1)] = E[X; 0<X<1] + P(X >= 1) for X ~ N(mu, sd)
-    inside = mu * (norm.cdf(high) - norm.cdf(low)) + sd * (norm.pdf(low) - norm.pdf(high))
-    return float(inside + norm.sf(high))
+
+    def cdf(x: float) -> float:
+        return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+    def pdf(x: float) -> float:
+        return math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+
+    # E[clip(X, 0, 1)] = E[X; 0 < X < 1] + P(X >= 1) for X ~ N(mu, sd)
+    inside = mu * (cdf(high) - cdf(low)) + sd * (pdf(low) - pdf(high))
+    return inside + 1 - cdf(high)
 
 
 def landcover_mix(env: dict[str, np.ndarray], urban: np.ndarray) -> np.ndarray:

@@ -132,11 +132,13 @@ def true_probabilities(world: DemoWorld, latitude: np.ndarray, longitude: np.nda
         )
         points, rows, cols = points[inside], rows[inside], cols[inside]
         env = {k: v[rows, cols].astype(np.float64) for k, v in world.fields[name].items()}
-        urban = np.full(len(points), expected_urban_pull())
-        result[points] = world.species.probabilities(
+        features = niche_features(env)
+        shares = landcover_mix(env, np.full(len(points), expected_urban_pull()))
+        lonlat = np.stack([longitude[points], latitude[points]], axis=1)
+        result[points] = world.species.probabilities_from_niche(
+            world.species.niche_by_products(features),
             np.full(len(points), index),
-            niche_features(env),
-            landcover_mix(env, urban),
-            np.stack([longitude[points], latitude[points]], axis=1),
+            shares,
+            lonlat,
         )
     return result
