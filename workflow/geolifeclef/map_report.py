@@ -92,28 +92,34 @@ def plot_map(
     truth: str | Path | None = None,
     correlation: float | None = None,
 ) -> None:
-    """One map as a PNG; with ``truth``, the true map beside it on the same colour scale."""
+    """One map as a PNG; with ``truth``, the true map beside it (a species on the same
+    colour scale)."""
     from matplotlib import colormaps
 
     panels = [(read_map(predicted, PLOT_SIDE), f"predicted by {model}")]
     if truth is not None:
         panels.append((read_map(truth, PLOT_SIDE), "truth (demo species model)"))
-    values = np.concatenate([data.compressed() for (data, _), _ in panels])
+    # Probabilities share one scale; a richness is compared by its pattern, on its own
+    # scale (a label-smoothed model's effective number of species is larger everywhere).
     richness = RICHNESS_LABEL in label
-    vmin = float(np.percentile(values, 0.5)) if richness and len(values) else 0.0
-    vmax = float(np.percentile(values, 99.5)) if len(values) else 1.0
-    vmax = max(vmax, vmin + 1e-9)
+    scales = [[data for (data, _), _ in panels]] if not richness else [[d] for (d, _), _ in panels]
     cmap = colormaps["viridis"].with_extremes(bad="#e3ebf2")
     (_, bounds), _ = panels[0]
     west, south, east, north = bounds
     aspect = (east - west) * math.cos(math.radians((south + north) / 2)) / (north - south)
     figure = new_figure(min(16, 1.2 + 5.2 * len(panels) * max(0.6, min(aspect, 2.2))), 5.4)
-    figure.set_layout_engine("constrained")  # the colour bar spans the panels
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
-    image = None
-    for ax, ((data, box), panel_title) in zip(axes, panels, strict=True):
-        image = _draw_panel(ax, data, box, vmin, vmax, cmap, panel_title, observations)
-    figure.colorbar(image, ax=list(axes), label=label, shrink=0.85)
+    figure.set_layout_engine("constrained")  # the colour bars beside the panels
+    axes = list(figure.subplots(1, len(panels), squeeze=False)[0])
+    groups = [axes] if not richness else [[ax] for ax in axes]
+    for scale, group in zip(scales, groups, strict=True):
+        values = np.concatenate([data.compressed() for data in scale])
+        vmin = float(np.percentile(values, 0.5)) if richness and len(values) else 0.0
+        vmax = float(np.percentile(values, 99.5)) if len(values) else 1.0
+        vmax = max(vmax, vmin + 1e-9)
+        for ax in group:
+            (data, box), panel_title = panels[axes.index(ax)]
+            image = _draw_panel(ax, data, box, vmin, vmax, cmap, panel_title, observations)
+        figure.colorbar(image, ax=group, label=label, shrink=0.85)
     if correlation is not None and math.isfinite(correlation):
         title += f"   (correlation with the truth r = {correlation:.2f})"
     figure.suptitle(title, fontsize=10)
