@@ -110,7 +110,9 @@ rule map_model:
             caption="../report/maps.rst",
             category="Maps",
             subcategory="{model}",
-            labels={"model": "{model}", "region": "{region}", "map": "{name}"},
+            # Region first: a later label with two values would become a toggle, and a
+            # region's species have no counterpart in the other region.
+            labels={"region": "{region}", "map": "{name}", "model": "{model}"},
         ),
         metrics=results("maps/{model}/{region}.json"),
     log:
