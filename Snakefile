@@ -25,6 +25,7 @@ include: "workflow/rules/blends.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/submission.smk"
 include: "workflow/rules/sweeps.smk"
+include: "workflow/rules/maps.smk"
 
 
 rule all:

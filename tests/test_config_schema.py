@@ -20,6 +20,7 @@ from geolifeclef.demo import DEMO_SCALES, DemoSpec
 from geolifeclef.experiment import DEFAULT_TABULAR, PredictionJob
 from geolifeclef.features import CNN_MODALITIES, TABULAR_SIZES
 from geolifeclef.layout import MODALITIES
+from geolifeclef.maps import MapSettings
 from geolifeclef.models import (
     LANDCOVER_MODES,
     MODEL_KINDS,
@@ -85,6 +86,7 @@ SECTIONS = {
     "baselines.knn": (section("baselines", "knn"), KnnSettings, set()),
     "baselines.random_forest": (section("baselines", "random_forest"), ForestSettings, set()),
     "class_frequency": (section("class_frequency"), BucketThresholds, set()),
+    "maps": (section("maps"), MapSettings, set()),
 }
 CONFIG_ONLY = {
     # Keys that live in the config but not in the dataclass, and why.

@@ -84,6 +84,31 @@ def _radians(frame: pd.DataFrame) -> np.ndarray:
     return np.radians(frame[["latitude", "longitude"]].to_numpy(dtype=np.float64))
 
 
+class KnnModel:
+    """The spatial kNN fitted on train: a ball tree of the train points and their species.
+
+    score(s) = (neighbours of species s + prior_weight * prior(s)) / (n + prior_weight):
+    the posterior mean of a Dirichlet around the prior, so it sums to 1 over species.
+    """
+
+    def __init__(self, train: pd.DataFrame, species: pd.DataFrame, settings: KnnSettings) -> None:
+        self.n_neighbors = min(settings.n_neighbors, len(train))
+        self.prior_weight = settings.prior_weight
+        self.tree = BallTree(_radians(train), metric="haversine")
+        self.train_columns = species_columns(species, train["species_id"].to_numpy())
+        self.prior = species["prior"].to_numpy(dtype=np.float64)
+
+    def probabilities(self, latitude: np.ndarray, longitude: np.ndarray) -> np.ndarray:
+        """(n, species) probabilities at the points; column j is row j of the species table."""
+        points = np.radians(np.stack([latitude, longitude], axis=1).astype(np.float64))
+        width = len(self.prior)
+        neighbours = self.tree.query(points, k=self.n_neighbors, return_distance=False)
+        cells = np.arange(len(points))[:, None] * width + self.train_columns[neighbours]
+        votes = np.bincount(cells.ravel(), minlength=len(points) * width)
+        votes = votes.reshape(len(points), width)
+        return (votes + self.prior_weight * self.prior) / (self.n_neighbors + self.prior_weight)
+
+
 def knn_predictions(
     train: pd.DataFrame,
     queries: dict[str, pd.DataFrame],
@@ -92,30 +117,17 @@ def knn_predictions(
     settings: KnnSettings,
     chunk_rows: int = 2_000,
 ) -> dict[str, Predictions]:
-    """Spatial kNN species frequencies for each query table (name -> observations).
-
-    score(s) = (neighbours of species s + prior_weight * prior(s)) / (n + prior_weight):
-    the posterior mean of a Dirichlet around the prior, so it sums to 1 over species.
-    """
-    n_neighbors = min(settings.n_neighbors, len(train))
-    tree = BallTree(_radians(train), metric="haversine")
-    train_columns = species_columns(species, train["species_id"].to_numpy())
-    prior = species["prior"].to_numpy(dtype=np.float64)
+    """Spatial kNN species frequencies (``KnnModel``) for each query table."""
+    model = KnnModel(train, species, settings)
     species_ids = species["species_id"].to_numpy()
-    width = len(species)
     result = {}
     for name, frame in queries.items():
-        points = _radians(frame)
+        latitude = frame["latitude"].to_numpy(dtype=np.float64)
+        longitude = frame["longitude"].to_numpy(dtype=np.float64)
         ids, scores = [], []
-        for start in tqdm(range(0, len(points), chunk_rows), desc=f"knn {name}", mininterval=2):
-            chunk = points[start : start + chunk_rows]
-            neighbours = tree.query(chunk, k=n_neighbors, return_distance=False)
-            cells = np.arange(len(chunk))[:, None] * width + train_columns[neighbours]
-            votes = np.bincount(cells.ravel(), minlength=len(chunk) * width)
-            votes = votes.reshape(len(chunk), width)
-            probabilities = (votes + settings.prior_weight * prior) / (
-                n_neighbors + settings.prior_weight
-            )
+        for start in tqdm(range(0, len(frame), chunk_rows), desc=f"knn {name}", mininterval=2):
+            part = slice(start, start + chunk_rows)
+            probabilities = model.probabilities(latitude[part], longitude[part])
             best_ids, best_scores = top_k(probabilities, k, species_ids)
             ids.append(best_ids)
             scores.append(best_scores)
@@ -124,7 +136,7 @@ def knn_predictions(
             np.concatenate(ids) if ids else np.empty((0, k)),
             np.concatenate(scores) if scores else np.empty((0, k)),
         )
-        log.info("knn: %s predicted with %d neighbours", name, n_neighbors)
+        log.info("knn: %s predicted with %d neighbours", name, model.n_neighbors)
     return result
 
 
@@ -300,6 +312,19 @@ def fit_random_forest(
     return forest.fit(features, labels)
 
 
+def forest_probabilities(
+    forest: RandomForestClassifier, features: np.ndarray, species: pd.DataFrame
+) -> np.ndarray:
+    """(n, species) class probabilities; column j is row j of the species table.
+
+    The forest's column j is species ``forest.classes_[j]``, not species j: columns are
+    placed at the species' position in the species table, unseen species get 0.
+    """
+    full = np.zeros((len(features), len(species)), dtype=np.float64)
+    full[:, species_columns(species, forest.classes_)] = forest.predict_proba(features)
+    return full
+
+
 def forest_predictions(
     forest: RandomForestClassifier,
     features: np.ndarray,
@@ -308,18 +333,11 @@ def forest_predictions(
     k: int,
     chunk_rows: int = 2_000,
 ) -> Predictions:
-    """Top-k of the forest's class probabilities, chunk by chunk.
-
-    The forest's column j is species ``forest.classes_[j]``, not species j: columns are
-    placed at the species' position in the species table, unseen species get 0.
-    """
-    columns = species_columns(species, forest.classes_)
+    """Top-k of the forest's class probabilities (``forest_probabilities``), chunk by chunk."""
     species_ids = species["species_id"].to_numpy()
     ids, scores = [], []
     for start in tqdm(range(0, len(features), chunk_rows), desc="forest", mininterval=2):
-        probabilities = forest.predict_proba(features[start : start + chunk_rows])
-        full = np.zeros((len(probabilities), len(species)), dtype=np.float64)
-        full[:, columns] = probabilities
+        full = forest_probabilities(forest, features[start : start + chunk_rows], species)
         best_ids, best_scores = top_k(full, k, species_ids)
         ids.append(best_ids)
         scores.append(best_scores)
@@ -339,8 +357,10 @@ def random_forest_predictions(
     settings: ForestSettings,
     n_jobs: int = 1,
     chunk_rows: int = 2_000,
+    forest_path: str | Path | None = None,
 ) -> dict[str, Predictions]:
-    """Fit on ``train`` and predict each query table (name -> observations)."""
+    """Fit on ``train`` and predict each query table (name -> observations); save the fitted
+    forest to ``forest_path`` when given (the maps and point queries load it)."""
     check_env_table(sources.env, sources.env_source)
     forest = fit_random_forest(
         feature_matrix(train, settings.features, sources),
@@ -348,6 +368,10 @@ def random_forest_predictions(
         settings,
         n_jobs,
     )
+    if forest_path is not None:
+        from .forest_file import save_forest
+
+        save_forest(forest, forest_path, feature_names(settings.features))
     return {
         name: forest_predictions(
             forest,

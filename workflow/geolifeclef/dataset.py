@@ -303,12 +303,18 @@ class GlcDataset(Dataset):
 
     def _standardize(self, values: torch.Tensor, section: str) -> torch.Tensor:
         """``(x - mean) / std`` per column (axis 1) with a stats section; NaN -> env_fill."""
-        entry = self.stats[section]
-        shape = (1, -1) + (1,) * (values.dim() - 2)
-        mean = torch.tensor(entry["mean"], dtype=torch.float32).view(shape)
-        std = torch.tensor(entry["std"], dtype=torch.float32).view(shape)
-        out = (values - mean) / std.clamp_min(1e-6)
-        return torch.nan_to_num(out, nan=self.env_fill)
+        return standardize_columns(values, self.stats[section], self.env_fill)
+
+
+def standardize_columns(values: torch.Tensor, entry: dict, fill: float = 0.0) -> torch.Tensor:
+    """Values (B, C) or windows (B, C, k, k) standardised per column with a section of
+    ``stats.json`` (its ``mean`` and ``std``); NaN -> ``fill``. What a model reads, from the
+    tables (this Dataset) or from the rasters at any point (``geolifeclef.point_models``)."""
+    shape = (1, -1) + (1,) * (values.dim() - 2)
+    mean = torch.tensor(entry["mean"], dtype=torch.float32).view(shape)
+    std = torch.tensor(entry["std"], dtype=torch.float32).view(shape)
+    out = (values - mean) / std.clamp_min(1e-6)
+    return torch.nan_to_num(out, nan=fill)
 
 
 def _gather(array: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -282,6 +282,18 @@ def read_species_ids(path: Path) -> np.ndarray:
     return _integers(path, frame["species_id"], "species_id").to_numpy()
 
 
+def read_species_names(path: Path) -> dict[int, str]:
+    """Species id -> ``GBIF_species_name`` of ``metadata/species_details.csv`` (the id as
+    text where the file has no name column or an empty name)."""
+    path = Path(path)
+    ids = read_species_ids(path)
+    frame = pd.read_csv(
+        io.StringIO(decode_text(path)), sep=CSV_SEPARATOR, dtype=str, keep_default_na=False
+    )
+    names = frame.get("GBIF_species_name", pd.Series([""] * len(ids))).str.strip()
+    return {int(i): name or f"species {i}" for i, name in zip(ids, names, strict=True)}
+
+
 @dataclass(frozen=True)
 class ObservationTables:
     """The three splits as typed tables (train and val carry species_id)."""

@@ -55,6 +55,8 @@ rule predict_random_forest:
         test=rules.ingest_observations.output.test,
     output:
         **{split: predictions("random_forest", split) for split in PREDICTED_SPLITS},
+        # The fitted trees, for the maps and point queries (geolifeclef.forest_file).
+        forest=model_dir("random_forest") + "/forest.npz",
     log:
         logs("predict_random_forest"),
     benchmark:

@@ -12,6 +12,8 @@ rule generate_demo_dataset:
         ],
         truth=str(DEMO_TRUTH / "species_probabilities.npz"),
         summary=str(DEMO_TRUTH / "summary.json"),
+        # The species model and hidden fields, for the true species maps.
+        world=str(DEMO_TRUTH / "world.npz"),
     log:
         logs("generate_demo_dataset"),
     benchmark:

@@ -21,7 +21,7 @@ with logging_to(snakemake.log[0]):
     write_baseline_predictions(
         snakemake.input,
         snakemake.input.species,
-        dict(snakemake.output.items()),
+        {split: path for split, path in snakemake.output.items() if split != "forest"},
         snakemake.params.top_k,
         settings.refit,
         lambda rows, queries, species, k: random_forest_predictions(
@@ -33,5 +33,7 @@ with logging_to(snakemake.log[0]):
             settings,
             n_jobs=snakemake.threads,
             chunk_rows=snakemake.params.chunk_rows,
+            # The forest behind the submission (train + val with refit) is the one mapped.
+            forest_path=snakemake.output.forest if "test" in queries else None,
         ),
     )

@@ -17,8 +17,9 @@ stage of the workflow has something real to learn and measure:
   (:mod:`.species`).
 
 Next to the dataset (not inside its layout) it writes the true probability of every
-species for every val and test observation, so the Bayes-optimal top-30 error is known
-(:mod:`.truth`). The CSV files are written by :mod:`.tables`; sizes and presets are in
+species for every val and test observation, so the Bayes-optimal top-30 error is known,
+and the species model with the hidden fields, from which the true species maps are
+computed (:mod:`.truth`). The CSV files are written by :mod:`.tables`; sizes and presets are in
 :mod:`.spec`.
 """
 
@@ -46,7 +47,17 @@ from .species import (
     sites_by_region,
 )
 from .tables import write_environmental_vectors, write_metadata, write_observations
-from .truth import SUMMARY_FILE, TRUTH_FILE, summarize_truth, write_truth
+from .truth import (
+    SUMMARY_FILE,
+    TRUTH_FILE,
+    WORLD_FILE,
+    DemoWorld,
+    read_world,
+    summarize_truth,
+    true_probabilities,
+    write_truth,
+    write_world,
+)
 from .world import (
     FLOAT_NODATA,
     INT_NODATA,
@@ -66,7 +77,9 @@ __all__ = [
     "REGION_SHARE",
     "SUMMARY_FILE",
     "TRUTH_FILE",
+    "WORLD_FILE",
     "DemoSpec",
+    "DemoWorld",
     "PatchJob",
     "RegionGrid",
     "SpeciesModel",
@@ -76,10 +89,12 @@ __all__ = [
     "make_region_grid",
     "niche_features",
     "raster_values",
+    "read_world",
     "render_patches",
     "sample_sites",
     "spec_for",
     "summarize_truth",
+    "true_probabilities",
     "write_all_patches",
     "write_rasters",
 ]
@@ -96,9 +111,10 @@ def generate_demo_dataset(root: Path, truth_dir: Path, spec: DemoSpec, workers: 
     rng = np.random.default_rng(spec.seed)
     # The world and its sites, region by region: each region's draws follow the previous's.
     counts = site_counts(spec)
-    regions = []
+    regions, grids = [], []
     for region in REGIONS:
         grid = make_region_grid(region, spec, rng)
+        grids.append(grid)
         rasters = write_rasters(layout, grid, raster_values(grid, rng))
         regions.append(locate_sites(grid, rasters, sample_sites(grid, counts[region], spec, rng)))
     sites = Sites.concatenate(regions)
@@ -106,6 +122,7 @@ def generate_demo_dataset(root: Path, truth_dir: Path, spec: DemoSpec, workers: 
     shares = write_all_patches(root, patch_jobs(ids, sites, spec, rng), spec.patch_size, workers)
     features = niche_features(sites.env)
     species = draw_species(spec, sites_by_region(features, sites), rng)
+    write_world(truth_dir, grids, species)
     species_id, truth_rows, truth = draw_labels(species, sites, features, shares, spec, rng)
     write_observations(layout, ids, sites, species_id, rng)
     write_metadata(layout, spec)

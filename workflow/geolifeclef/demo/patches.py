@@ -9,6 +9,7 @@ each aligned land-cover class in the patch, which species respond to.
 
 import functools
 import logging
+import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,27 @@ _CLASS_RGB = np.array(
 )
 _CLASS_NIR = np.array([70, 140, 170, 210, 180, 130, 110, 20, 90], dtype=np.float32)
 
+URBAN_PULL_MEAN = 0.3
+URBAN_PULL_SD = 0.3
+"""A site's urban pull is drawn from N(mean, sd), clipped to [0, 1]."""
+
+
+def expected_urban_pull() -> float:
+    """Mean urban pull of a site: the mean of the clipped normal (the demo's truth maps
+    evaluate the species model at the land-cover mix of this typical pull)."""
+    mu, sd = URBAN_PULL_MEAN, URBAN_PULL_SD
+    low, high = (0 - mu) / sd, (1 - mu) / sd
+
+    def cdf(x: float) -> float:
+        return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+    def pdf(x: float) -> float:
+        return math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+
+    # E[clip(X, 0, 1)] = E[X; 0 < X < 1] + P(X >= 1) for X ~ N(mu, sd)
+    inside = mu * (cdf(high) - cdf(low)) + sd * (pdf(low) - pdf(high))
+    return inside + 1 - cdf(high)
+
 
 def landcover_mix(env: dict[str, np.ndarray], urban: np.ndarray) -> np.ndarray:
     """Expected land-cover mix (rows sum to 1) from the hidden environment at each site."""
@@ -93,7 +115,7 @@ def patch_jobs(
 ) -> list[PatchJob]:
     """One job per site; draws each site's urban pull, which sets its land-cover mix."""
     # Urban pull: how close a site is to a sampling hot spot (towns attract observers).
-    urban = np.clip(rng.normal(0.3, 0.3, len(ids)), 0, 1)
+    urban = np.clip(rng.normal(URBAN_PULL_MEAN, URBAN_PULL_SD, len(ids)), 0, 1)
     mix = landcover_mix(sites.env, urban)
     return [
         PatchJob(

@@ -59,6 +59,19 @@ class SpeciesModel:
         """P(species | site), (n, S), rows summing to 1."""
         z = features[:, None, :] - self.niche_mean[None]
         log_p = -0.5 * np.einsum("nsf,sf->ns", z**2, self.niche_precision)
+        return self.probabilities_from_niche(log_p, region_index, shares, lonlat)
+
+    def niche_by_products(self, features: np.ndarray) -> np.ndarray:
+        """The niche term of ``probabilities`` (n, S) by matrix products: equal up to
+        rounding, without its (n, S, F) intermediate (the maps' many points)."""
+        weighted = self.niche_precision * self.niche_mean
+        quadratic = (features**2) @ self.niche_precision.T - 2 * features @ weighted.T
+        return -0.5 * (quadratic + (weighted * self.niche_mean).sum(axis=1)[None])
+
+    def probabilities_from_niche(
+        self, log_p: np.ndarray, region_index: np.ndarray, shares: np.ndarray, lonlat: np.ndarray
+    ) -> np.ndarray:
+        """``probabilities`` given its niche term ``log_p`` (n, S), which it updates."""
         log_p += np.log(
             shares @ self.landcover_affinity.T * self.landcover_affinity.shape[1] + 1e-3
         )
