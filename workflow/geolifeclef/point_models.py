@@ -176,8 +176,7 @@ class ExperimentModel(PointModel):
         extra = set(self.settings.tabular) - set(POINT_FEATURES)
         if self.settings.inputs.patch_modalities or extra:
             raise ValueError(
-                f"experiment {name} reads features known only at observations: "
-                "it cannot be mapped"
+                f"experiment {name} reads features known only at observations: it cannot be mapped"
             )
         self.environment = json.loads(Path(stats_path).read_text())["environment"]
         self.transform = ModelBatch(self.settings.tabular, ())
