@@ -46,9 +46,24 @@ def training_inputs():
     }
 
 
+def served_inputs():
+    """Every split's inputs: where the model that a fit logs to MLflow reads the rows it
+    predicts (geolifeclef.serving), relative to the working directory."""
+    return {
+        "observations": {
+            split: rules.ingest_observations.output[split] for split in SPLITS
+        },
+        "env_table": rules.extract_env.output.table,
+        "stats": rules.compute_normalization_stats.output.stats,
+        "caches": dict(zip(SPLITS, patch_caches(SPLITS))),
+        "patch_stats": dict(zip(SPLITS, patch_stats_tables(SPLITS))),
+    }
+
+
 def fit_params(checkpoints, metrics):
     """Params of a fit: the weight settings and where its own files go."""
     return {
+        "served_inputs": served_inputs(),
         # Canonical JSON: reordering keys in the config is no change. Prediction settings
         # (tta, refit) are left out: changing them does not retrain the train-only fit.
         "settings": lambda wildcards: canonical(
@@ -66,6 +81,13 @@ rule train_model:
     output:
         model=model_dir("{experiment}") + "/model.pt",
         history=model_dir("{experiment}") + "/history.json",
+        curve=report(
+            model_dir("{experiment}") + "/learning_curve.png",
+            caption="../report/learning_curve.rst",
+            category="Training",
+            subcategory="Learning curves",
+            labels={"experiment": "{experiment}"},
+        ),
     log:
         logs("train_model/{experiment}"),
     benchmark:
