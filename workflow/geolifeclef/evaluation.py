@@ -7,7 +7,6 @@ are known, for the Bayes-optimal predictor; and the share of the gap between the
 predictor and the Bayes limit that the model closes.
 """
 
-import html
 import json
 import logging
 from pathlib import Path
@@ -21,6 +20,7 @@ from .atomic import atomic_path, write_text
 from .baselines import constant_predictions
 from .class_frequency import BUCKETS
 from .errors import InputDataError
+from .leaderboard_view import leaderboard_html, plot_leaderboard
 from .metrics import (
     KAGGLE_K,
     REPORTED_KS,
@@ -246,48 +246,6 @@ def leaderboard_markdown(frame: pd.DataFrame) -> str:
         "predictions (its weights never saw the rows they are scored on).\n"
     )
     return "\n".join(lines) + "\n" + note
-
-
-def leaderboard_html(frame: pd.DataFrame) -> str:
-    """A standalone HTML page of the leaderboard (the report shows it inline)."""
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_format(v))}</td>" for v in row) + "</tr>"
-        for row in frame.itertuples(index=False)
-    )
-    style = (
-        "table{border-collapse:collapse;font:13px sans-serif}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-        "td:nth-child(2),td:nth-child(3){text-align:left}"
-    )
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Leaderboard</title>"
-        f"<style>{style}</style></head><body><table><thead><tr>{head}</tr></thead>"
-        f"<tbody>{body}</tbody></table></body></html>\n"
-    )
-
-
-def plot_leaderboard(frame: pd.DataFrame, path: str | Path) -> None:
-    """Top-30 error of every model, overall and per bucket, best first."""
-    models = frame[frame["kind"] != "bound"]
-    bound = frame[frame["kind"] == "bound"]
-    columns = ["top30_error", *[f"{b}_top30_error" for b in BUCKETS]]
-    figure = new_figure(max(6.0, 1.2 * len(models) + 3), 4)
-    axes = figure.subplots()
-    x = np.arange(len(models))
-    width = 0.8 / len(columns)
-    for i, column in enumerate(columns):
-        label = GROUPS[i]
-        axes.bar(x + (i - 1.5) * width, models[column].to_numpy(dtype=float), width, label=label)
-    if not bound.empty:
-        limit = float(bound["top30_error"].iloc[0])
-        axes.axhline(limit, color="black", ls="--", lw=1, label="Bayes limit (all)")
-    axes.set_xticks(x, models["model"].tolist(), rotation=20, fontsize=8)
-    axes.set_ylim(0, 1.15)  # room for the legend above errors of 1
-    axes.set_ylabel("top-30 error (val)")
-    axes.set_title("Leaderboard: overall and per frequency bucket")
-    axes.legend(fontsize=8, ncols=5, loc="upper center")
-    save_png(figure, path)
 
 
 def write_leaderboard(

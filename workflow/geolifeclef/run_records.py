@@ -38,6 +38,11 @@ REFERENCES = {"constant": "constant", "bayes": "bayes"}
 """Reference predictors of ``metrics.json`` -> prefix of their metrics on the parent run."""
 DESCRIPTION_TAG = "mlflow.note.content"
 """The run's description in the MLflow UI (Markdown)."""
+UI_PORT = 5000
+RUNS_VIEW = "runs?workflowType=machine_learning"
+"""MLflow 3.17's UI opens every experiment on its GenAI overview unless its "Model
+training" switch is on (or the URL says ``workflowType=machine_learning``): the experiment
+tag ``mlflow.experimentKind`` alone does not change where it opens."""
 
 
 # --------------------------------------------------------------------------------------
@@ -105,6 +110,28 @@ def describe_invocation(
         )
         text = yaml.safe_dump(redact_config(config), sort_keys=False)
         tracker.log_text(text, "config.yaml")
+
+
+def runs_page(tracking_uri: str, run_id: str) -> str | None:
+    """How to see the runs of the experiment of ``run_id`` in the MLflow UI: the URL of its
+    runs table (after the ``mlflow ui`` command for a sqlite store); None if unreachable."""
+    from .tracking import _server_reachable, redact
+
+    if not _server_reachable(tracking_uri, 3.0):
+        return None
+    try:
+        import mlflow
+
+        experiment_id = mlflow.MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
+    except Exception:  # the page is a convenience: never fail the invocation for it
+        return None
+    route = f"#/experiments/{experiment_id}/{RUNS_VIEW}"
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"MLflow runs: {redact(tracking_uri).rstrip('/')}/{route}"
+    return (
+        f"MLflow runs: mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 "
+        f"--port {UI_PORT}, then open http://127.0.0.1:{UI_PORT}/{route}"
+    )
 
 
 # --------------------------------------------------------------------------------------

@@ -48,15 +48,16 @@ def training_inputs():
 
 def served_inputs():
     """Every split's inputs: where the model that a fit logs to MLflow reads the rows it
-    predicts (geolifeclef.serving), relative to the working directory."""
+    predicts (geolifeclef.serving), relative to the working directory. Plain strings:
+    params are pickled for the script, a rule's output objects are not picklable."""
     return {
         "observations": {
-            split: rules.ingest_observations.output[split] for split in SPLITS
+            split: str(rules.ingest_observations.output[split]) for split in SPLITS
         },
-        "env_table": rules.extract_env.output.table,
-        "stats": rules.compute_normalization_stats.output.stats,
-        "caches": dict(zip(SPLITS, patch_caches(SPLITS))),
-        "patch_stats": dict(zip(SPLITS, patch_stats_tables(SPLITS))),
+        "env_table": str(rules.extract_env.output.table),
+        "stats": str(rules.compute_normalization_stats.output.stats),
+        "caches": {s: str(p) for s, p in zip(SPLITS, patch_caches(SPLITS))},
+        "patch_stats": {s: str(p) for s, p in zip(SPLITS, patch_stats_tables(SPLITS))},
     }
 
 
