@@ -80,6 +80,22 @@ def extracted(tiny_demo, tables, tmp_path_factory) -> dict:
     }
 
 
+@pytest.fixture(scope="session")
+def with_species(extracted, tiny_demo, tmp_path_factory) -> dict:
+    """The extracted tiny demo plus its species table (what train_model reads)."""
+    from geolifeclef.class_frequency import BucketThresholds, species_table, write_species_table
+    from geolifeclef.observations import read_species_ids, read_table
+
+    layout, _, _ = tiny_demo
+    tables = {split: read_table(path) for split, path in extracted["tables"].items()}
+    path = tmp_path_factory.mktemp("species") / "species.parquet"
+    table = species_table(
+        tables["train"], tables["val"], read_species_ids(layout.species_details), BucketThresholds()
+    )
+    write_species_table(table, path)
+    return {**extracted, "species": path}
+
+
 def snakemake_command(workdir: Path, *args: str, cores: int | None = 2) -> list[str]:
     """The command that runs the repository's workflow in ``workdir`` with its config.yaml
     (``cores=None`` when a profile sets them)."""

@@ -157,22 +157,6 @@ def _training_job(extracted, tmp_path, entry, **more):
     )
 
 
-@pytest.fixture(scope="module")
-def with_species(extracted, tiny_demo, tmp_path_factory) -> dict:
-    """The extracted tiny demo plus its species table (what train_model reads)."""
-    from geolifeclef.class_frequency import BucketThresholds, species_table, write_species_table
-    from geolifeclef.observations import read_species_ids, read_table
-
-    layout, _, _ = tiny_demo
-    tables = {split: read_table(path) for split, path in extracted["tables"].items()}
-    path = tmp_path_factory.mktemp("species") / "species.parquet"
-    table = species_table(
-        tables["train"], tables["val"], read_species_ids(layout.species_details), BucketThresholds()
-    )
-    write_species_table(table, path)
-    return {**extracted, "species": path}
-
-
 def test_refit_trains_on_train_and_val_rows_and_never_on_test(with_species, tmp_path, monkeypatch):
     from geolifeclef import experiment, training
 

@@ -5,12 +5,22 @@ import signal
 import sys
 from pathlib import Path
 
+import mlflow
+import mlflow.pytorch
 import pytest
 import torch
 from faults_helpers import free_port, start_mlflow_server, stop
 
 from geolifeclef.models import ModelConfig, build_model
-from geolifeclef.tracking import flatten, start_run, sync_local_log
+from geolifeclef.tracking import (
+    EXPERIMENT_KIND_TAG,
+    MODEL_TRAINING_KIND,
+    attach_run,
+    flatten,
+    redact_config,
+    start_run,
+    sync_local_log,
+)
 
 MLFLOW = Path(sys.executable).with_name("mlflow")
 
@@ -38,13 +48,17 @@ def _tiny_training(tracker):
         metrics = {"train_loss": float(loss.detach()), "val_top30_error": 0.5 / epoch}
         tracker.log_metrics(metrics, epoch)
     model.eval()
-    tracker.log_model(model)
+    tracker.log_model(
+        mlflow.pytorch.log_model,
+        "tiny",
+        pytorch_model=model,
+        serialization_format="pickle",
+        pip_requirements=["torch"],
+    )
     return model, x
 
 
 def test_training_run_lands_on_a_real_server(mlflow_server, tmp_path, monkeypatch):
-    import mlflow
-
     monkeypatch.chdir(tmp_path)
     with start_run(mlflow_server, "tests", "tiny-run", tmp_path / "metrics.jsonl") as tracker:
         assert tracker.online
@@ -62,7 +76,11 @@ def test_training_run_lands_on_a_real_server(mlflow_server, tmp_path, monkeypatc
     assert "api_token" not in run.data.params  # secrets never logged
     history = client.get_metric_history(run_id, "val_top30_error")
     assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.25)]
-    reloaded = mlflow.pytorch.load_model(f"runs:/{run_id}/model")
+    [logged] = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string="name = 'tiny'", output_format="list"
+    )
+    assert logged.source_run_id == run_id
+    reloaded = mlflow.pytorch.load_model(logged.model_uri)
     with torch.no_grad():
         torch.testing.assert_close(reloaded({"tabular": x}), model({"tabular": x}))
 
@@ -80,8 +98,6 @@ def test_unreachable_server_keeps_metrics_locally_and_says_how_to_sync(tmp_path,
 
 
 def test_local_log_syncs_into_mlflow_later(tmp_path):
-    import mlflow
-
     local = tmp_path / "metrics.jsonl"
     with start_run("http://127.0.0.1:9", "tests", "offline", local, timeout=0.5) as tracker:
         _tiny_training(tracker)
@@ -93,9 +109,8 @@ def test_local_log_syncs_into_mlflow_later(tmp_path):
 
 
 def test_sqlite_store_and_parent_run(tmp_path, monkeypatch):
-    import mlflow
-
-    from geolifeclef.tracking import PARENT_RUN_ENV, start_parent_run
+    from geolifeclef.invocation_runs import start_parent_run
+    from geolifeclef.tracking import PARENT_RUN_ENV
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     parent = start_parent_run(uri, "tests", "workflow")
@@ -112,3 +127,40 @@ def test_sqlite_store_and_parent_run(tmp_path, monkeypatch):
 def test_flatten_drops_secrets_and_credentials():
     flat = flatten({"mlflow": {"tracking_uri": "https://me:pw@host/x", "password": "p"}, "a": 1})
     assert flat == {"mlflow.tracking_uri": "https://host/x", "a": "1"}
+
+
+def test_flatten_and_redact_config_agree():
+    config = {"mlflow": {"tracking_uri": "https://me:pw@host/x", "api_key": "k"}, "a": [1, 2]}
+    assert redact_config(config) == {"mlflow": {"tracking_uri": "https://host/x"}, "a": [1, 2]}
+    assert flatten(redact_config(config)) == flatten(config)
+
+
+def test_experiments_open_on_their_runs(mlflow_server, tmp_path):
+    """MLflow 3's UI shows an experiment's runs first only when it is tagged as model
+    training: new experiments get the tag, an existing one without it gets it added."""
+    client = mlflow.MlflowClient(mlflow_server)
+    with start_run(mlflow_server, "tagged-new", "run", tmp_path / "a.jsonl"):
+        pass
+    created = client.get_experiment_by_name("tagged-new")
+    assert created.tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
+    older = client.create_experiment("made-before", artifact_location=tmp_path.as_uri())
+    assert EXPERIMENT_KIND_TAG not in client.get_experiment(older).tags
+    with start_run(mlflow_server, "made-before", "run", tmp_path / "b.jsonl"):
+        pass
+    assert client.get_experiment(older).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
+
+
+def test_attached_run_receives_metrics_and_stays_open(mlflow_server, tmp_path):
+    client = mlflow.MlflowClient(mlflow_server)
+    experiment = client.create_experiment("attach", artifact_location=tmp_path.as_uri())
+    run = client.create_run(experiment, run_name="parent")
+    with attach_run(mlflow_server, run.info.run_id, tmp_path / "p.jsonl") as tracker:
+        tracker.log_metrics({"constant/val_top30_error": 0.8})
+        tracker.log_text("a: 1\n", "config.yaml")
+    after = client.get_run(run.info.run_id)
+    assert after.info.status == "RUNNING"
+    assert after.data.metrics == {"constant/val_top30_error": 0.8}
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["config.yaml"]
+    with attach_run(mlflow_server, None, tmp_path / "p.jsonl") as tracker:
+        assert not tracker.online  # no parent run: nothing to log to, nothing fails
+        tracker.log_metrics({"x": 1.0})

@@ -1,17 +1,26 @@
 """End to end: experiments trained, predicted, evaluated, tracked in MLflow, and rerun
 only where their settings changed."""
 
+import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
+import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
-from conftest import run_snakemake
+from conftest import REPO, run_snakemake
+from faults_helpers import start_mlflow_server, stop
 
 from geolifeclef.predictions import read_predictions
 
+RELOAD_MARKER = "<!-- reload-snippet: run by tests/test_workflow_training.py -->"
 CONFIG = {
     "demo": {"scale": "tiny", "seed": 5},
     "predictions": {"top_k": 30},
@@ -43,12 +52,41 @@ def _jobs(result) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` on 127.0.0.1 that the workflow logs to."""
+    process, port = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    uri = f"http://127.0.0.1:{port}"
+    mlflow.set_tracking_uri(uri)  # for this module's reads (models:/ and runs:/ URIs)
+    yield uri
+    stop(process, signal.SIGTERM)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mlflow_server):
     workdir = tmp_path_factory.mktemp("training")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(CONFIG))
-    result = run_snakemake(workdir, "all")
+    config = {**CONFIG, "mlflow": {"tracking_uri": mlflow_server}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    # Up to 40 minutes: the tiny workflow takes 5 on 2 idle cores, 5 times that on a busy
+    # shared machine.
+    result = run_snakemake(workdir, "all", timeout=2400)
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir
+
+
+@pytest.fixture(scope="module")
+def runs(trained, mlflow_server):
+    """The runs of the invocation that built ``trained``: its parent run first, then the
+    parent's children by name."""
+    client = mlflow.MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("geolifeclef")
+    [parent] = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`glc.kind` = 'workflow' and tags.`glc.workdir` = '{trained.resolve()}'",
+    )
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    return parent, {run.info.run_name: run for run in children}
 
 
 @pytest.mark.slow
@@ -67,30 +105,143 @@ def test_experiments_run_through_to_the_submission(trained):
 
 
 @pytest.mark.slow
-def test_every_train_and_evaluate_job_is_an_mlflow_run(trained):
-    import mlflow
-
-    mlflow.set_tracking_uri(f"sqlite:///{trained / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["geolifeclef"])
-    names = set(runs["tags.mlflow.runName"])
-    assert {"train env_mlp", "train fusion_cnn", "evaluate env_mlp", "evaluate knn"} <= names
-    parents = runs[runs["tags.glc.kind"] == "workflow"]
-    assert len(parents) == 1 and (parents["status"] == "FINISHED").all()
-    children = runs[runs["tags.mlflow.runName"].str.startswith("train ")]
-    assert (children["tags.mlflow.parentRunId"] == parents["run_id"].iloc[0]).all()
-    train = runs[runs["tags.mlflow.runName"] == "train env_mlp"].iloc[0]
-    assert train["params.train.epochs"] == "2"
-    assert train["tags.snakemake.rule"] == "train_model"
-    assert len(train["tags.git_commit"]) >= 7 and len(train["tags.data_fingerprint"]) == 16
-    client = mlflow.MlflowClient()
-    history = client.get_metric_history(train["run_id"], "val_top30_error")
+def test_every_train_and_evaluate_job_is_an_mlflow_run(runs, mlflow_server):
+    parent, children = runs
+    assert parent.info.status == "FINISHED"
+    assert {"train env_mlp", "train fusion_cnn", "evaluate env_mlp", "evaluate knn"} <= set(
+        children
+    )
+    train = children["train env_mlp"]
+    assert train.data.params["train.epochs"] == "2"
+    assert train.data.tags["snakemake.rule"] == "train_model"
+    assert (
+        len(train.data.tags["git_commit"]) >= 40 and len(train.data.tags["data_fingerprint"]) == 16
+    )
+    client = mlflow.MlflowClient(mlflow_server)
+    history = client.get_metric_history(train.info.run_id, "val_top30_error")
     assert [m.step for m in history] == [1, 2]
     for metric in ("train_loss", "learning_rate", "samples_per_second", "val_top1_error"):
-        assert client.get_metric_history(train["run_id"], metric)
-    artifacts = {a.path for a in client.list_artifacts(train["run_id"])}
-    assert {"history.json", "settings.json", "rank_frequency.png"} <= artifacts
-    model = mlflow.pytorch.load_model(f"runs:/{train['run_id']}/model")  # MLflow 3 logged model
-    assert model.config.kind == "mlp"
+        assert client.get_metric_history(train.info.run_id, metric)
+    artifacts = {a.path for a in client.list_artifacts(train.info.run_id)}
+    assert {"history.json", "settings.json", "rank_frequency.png", "learning_curve.png"} <= (
+        artifacts
+    )
+
+
+@pytest.mark.slow
+def test_the_experiment_opens_on_its_runs(trained, mlflow_server):
+    experiment = mlflow.MlflowClient(mlflow_server).get_experiment_by_name("geolifeclef")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+@pytest.mark.slow
+def test_the_parent_run_says_what_was_built_from_what(runs, trained, mlflow_server):
+    parent, _ = runs
+    assert re.fullmatch(r"all \d{4}-\d\d-\d\d \d\d:\d\d", parent.info.run_name)
+    params = parent.data.params
+    assert params["targets"] == "all"
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", params["git_commit"])
+    assert params["config_files"].endswith("config.yaml")
+    assert params["experiments"] == "env_mlp, fusion_cnn"
+    assert params["demo.scale"] == "tiny" and params["submission.model"] == "blend_mlp_fusion"
+    assert not [name for name in params if name.startswith("experiments.")]
+    config = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/config.yaml"))
+    assert config["experiments"]["fusion_cnn"]["model"]["cnn"]["width"] == 8
+    assert config["mlflow"]["tracking_uri"] == mlflow_server
+    board = {
+        a.path
+        for a in mlflow.MlflowClient(mlflow_server).list_artifacts(
+            parent.info.run_id, "leaderboard"
+        )
+    }
+    assert {"leaderboard/leaderboard.html", "leaderboard/leaderboard.png"} <= board
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_runs_name_each_quantity_once(runs, trained, mlflow_server):
+    _, children = runs
+    client = mlflow.MlflowClient(mlflow_server)
+    train, evaluate = children["train env_mlp"], children["evaluate env_mlp"]
+    shared = {f"val_top{k}_error" for k in (1, 5, 10, 30)}
+    assert shared <= set(train.data.metrics) and shared <= set(evaluate.data.metrics)
+    assert {"val_macro_top30_error", "val_tail_top30_error"} <= set(evaluate.data.metrics)
+    # The runs table shows the kept epoch of a train run under its own name.
+    summary = json.loads((trained / "results/models/env_mlp/history.json").read_text())
+    curve = {
+        m.step: m.value for m in client.get_metric_history(train.info.run_id, "val_top30_error")
+    }
+    assert train.data.metrics["best_val_top30_error"] == min(curve.values())
+    assert train.data.metrics["best_epoch"] == summary["best_epoch"]
+    # The evaluate run's point lands on the train run's curve, at the kept epoch.
+    [point] = client.get_metric_history(evaluate.info.run_id, "val_top30_error")
+    assert point.step == summary["best_epoch"]
+    n_val = len(pd.read_parquet(trained / "results/observations/val.parquet"))
+    assert abs(point.value - curve[point.step]) <= 1 / n_val + 1e-9
+
+
+@pytest.mark.slow
+def test_reference_figures_are_logged_once_on_the_parent(runs):
+    parent, children = runs
+    references = [
+        name for name in parent.data.metrics if name.split("/")[0] in ("constant", "bayes")
+    ]
+    assert {"constant/val_top30_error", "bayes/val_top30_error"} <= set(references)
+    for run in children.values():
+        assert not [m for m in run.data.metrics if m.startswith(("constant", "bayes"))]
+
+
+@pytest.mark.slow
+def test_evaluate_runs_say_what_they_evaluate_and_with_which_settings(runs, trained):
+    _, children = runs
+    for experiment in ("env_mlp", "fusion_cnn"):
+        train, evaluate = children[f"train {experiment}"], children[f"evaluate {experiment}"]
+        summary = json.loads((trained / f"results/models/{experiment}/history.json").read_text())
+        assert summary["mlflow_run_id"] == train.info.run_id
+        assert evaluate.data.tags["evaluated_run_id"] == train.info.run_id
+        assert evaluate.data.tags["evaluated_model_uri"] == summary["mlflow_model_uri"]
+        logged = mlflow.get_logged_model(summary["mlflow_model_uri"].removeprefix("models:/"))
+        assert logged.name == experiment and logged.source_run_id == train.info.run_id
+        assert evaluate.data.params == {"tta": "False"}
+    assert "evaluated_run_id" not in children["evaluate knn"].data.tags
+    assert children["evaluate knn"].data.params["knn.n_neighbors"] == "100"
+    forest = children["evaluate random_forest"].data.params
+    assert {"random_forest.n_estimators", "random_forest.max_depth"} <= set(forest)
+    blend = children["evaluate blend_mlp_fusion"].data.params
+    assert blend["weight.env_mlp"] == "0.5" and blend["members"] == "env_mlp, fusion_cnn"
+    # An MLP run logs no CNN or augmentation settings; the fusion run does.
+    mlp, fusion = children["train env_mlp"].data.params, children["train fusion_cnn"].data.params
+    assert not [p for p in mlp if p.startswith(("model.cnn.", "train.augment."))]
+    assert "model.cnn.width" in fusion and "train.augment.flip" in fusion
+
+
+def _readme_snippet() -> str:
+    """The README's reload snippet: the python block after its marker."""
+    readme = (REPO / "README.md").read_text()
+    after = readme.split(RELOAD_MARKER, 1)[1]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.slow
+def test_the_readme_reloads_a_model_and_predicts_the_top_30(trained, mlflow_server):
+    check = (
+        "\nimport sys\n"
+        "assert list(top30.columns) == ['observation_id', 'species_ids', 'scores']\n"
+        "assert len(top30) == 5 and all(len(ids) == 30 for ids in top30['species_ids'])\n"
+        "print('package from', sys.modules['geolifeclef'].__file__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _readme_snippet() + check],
+        cwd=trained,
+        env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The model brought its own copy of the package: no install of this repository needed.
+    source = result.stdout.split("package from ")[1].strip()
+    assert not source.startswith(str(REPO)) and "/code/geolifeclef/" in source
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ are known, for the Bayes-optimal predictor; and the share of the gap between the
 predictor and the Bayes limit that the model closes.
 """
 
-import html
 import json
 import logging
 from pathlib import Path
@@ -21,6 +20,7 @@ from .atomic import atomic_path, write_text
 from .baselines import constant_predictions
 from .class_frequency import BUCKETS
 from .errors import InputDataError
+from .leaderboard_view import leaderboard_html, plot_leaderboard
 from .metrics import (
     KAGGLE_K,
     REPORTED_KS,
@@ -248,48 +248,6 @@ def leaderboard_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n" + note
 
 
-def leaderboard_html(frame: pd.DataFrame) -> str:
-    """A standalone HTML page of the leaderboard (the report shows it inline)."""
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_format(v))}</td>" for v in row) + "</tr>"
-        for row in frame.itertuples(index=False)
-    )
-    style = (
-        "table{border-collapse:collapse;font:13px sans-serif}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-        "td:nth-child(2),td:nth-child(3){text-align:left}"
-    )
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Leaderboard</title>"
-        f"<style>{style}</style></head><body><table><thead><tr>{head}</tr></thead>"
-        f"<tbody>{body}</tbody></table></body></html>\n"
-    )
-
-
-def plot_leaderboard(frame: pd.DataFrame, path: str | Path) -> None:
-    """Top-30 error of every model, overall and per bucket, best first."""
-    models = frame[frame["kind"] != "bound"]
-    bound = frame[frame["kind"] == "bound"]
-    columns = ["top30_error", *[f"{b}_top30_error" for b in BUCKETS]]
-    figure = new_figure(max(6.0, 1.2 * len(models) + 3), 4)
-    axes = figure.subplots()
-    x = np.arange(len(models))
-    width = 0.8 / len(columns)
-    for i, column in enumerate(columns):
-        label = GROUPS[i]
-        axes.bar(x + (i - 1.5) * width, models[column].to_numpy(dtype=float), width, label=label)
-    if not bound.empty:
-        limit = float(bound["top30_error"].iloc[0])
-        axes.axhline(limit, color="black", ls="--", lw=1, label="Bayes limit (all)")
-    axes.set_xticks(x, models["model"].tolist(), rotation=20, fontsize=8)
-    axes.set_ylim(0, 1.15)  # room for the legend above errors of 1
-    axes.set_ylabel("top-30 error (val)")
-    axes.set_title("Leaderboard: overall and per frequency bucket")
-    axes.legend(fontsize=8, ncols=5, loc="upper center")
-    save_png(figure, path)
-
-
 def write_leaderboard(
     all_metrics: list[dict],
     parquet: Path,
@@ -311,12 +269,7 @@ def write_leaderboard(
         markdown,
         "\n".join([leaderboard_markdown(frame), *(sweep_markdown(t, s) for s, t in sections)]),
     )
-    page = leaderboard_html(frame)
-    for sweep, sweep_frame in sections:
-        title = html.escape(f"Sweep {sweep['name']} (base {sweep['base']})")
-        body = sweep_frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
-        page = page.replace("</body>", f"<h2>{title}</h2>{body}</body>")
-    write_text(html_path, page)
+    write_text(html_path, leaderboard_html(frame, sections))
     plot_leaderboard(frame, png)
     for row in frame.itertuples(index=False):
         log.info("%-20s %-10s top-30 error %.4f", row.model, row.kind, row.top30_error)

@@ -11,6 +11,7 @@ outside Snakemake from its JSON file (and so under torchrun for several GPUs, se
 """
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .backbones import SMALL
 from .class_frequency import read_species_table
 from .features import TABULAR_SIZES, InputsNeeded, ModelBatch, inputs_needed
 from .models import CnnConfig, MlpConfig, ModelConfig, build_model
@@ -64,6 +66,48 @@ def weight_settings(entry: dict[str, Any]) -> dict[str, Any]:
     """The part of an experiment's config entry that shapes its weights: a change here
     retrains (the rule's params), a change elsewhere only re-predicts."""
     return {key: value for key, value in entry.items() if key not in PREDICTION_SETTINGS}
+
+
+def shaping_settings(entry: dict[str, Any]) -> dict[str, Any]:
+    """The weight settings of an experiment's config entry that its model and options
+    actually read: what its train run logs as params. Left out: the CNN settings and
+    patch modalities of an MLP, the tabular branch of a CNN, augmentation without patches,
+    land-cover settings without land cover, the small CNN's width for a timm backbone,
+    momentum without SGD, step-schedule settings without a step schedule, the options of
+    other losses, the block size without block label swap, and the loader's workers (they
+    do not change the batches)."""
+    settings = copy.deepcopy(weight_settings(entry))
+    model, train = settings.get("model", {}), settings.get("train", {})
+    kind = model.get("kind")
+    unread = {"model": [], "model.cnn": [], "train": ["num_workers"]}
+    if kind == "mlp":
+        unread["model"] += ["cnn", "modalities"]
+        unread["train"] += ["augment"]
+    elif kind == "cnn":
+        unread["model"] += ["mlp", "tabular"]
+    cnn = model.get("cnn", {})
+    if "landcover" not in model.get("modalities", ()):
+        unread["model.cnn"] += ["landcover", "landcover_embedding_dim"]
+    elif cnn.get("landcover", CnnConfig.landcover) == "onehot":
+        unread["model.cnn"] += ["landcover_embedding_dim"]
+    if cnn.get("backbone", CnnConfig.backbone) != SMALL:
+        unread["model.cnn"] += ["width"]
+    if train.get("optimizer", TrainConfig.optimizer) != "sgd":
+        unread["train"] += ["momentum"]
+    if train.get("schedule", TrainConfig.schedule) != "step":
+        unread["train"] += ["step_epochs", "step_gamma"]
+    loss = train.get("loss", TrainConfig.loss)
+    unread["train"] += [k for option, k in _LOSS_OPTIONS.items() if option != loss]
+    if not train.get("block_label_swap", TrainConfig.block_label_swap):
+        unread["train"] += ["block_size_degrees"]
+    for section, keys in (("model", model), ("model.cnn", cnn), ("train", train)):
+        for key in unread[section]:
+            keys.pop(key, None)
+    return settings
+
+
+_LOSS_OPTIONS = {"logit_adjusted": "logit_adjust_tau", "class_weighted": "class_weight_power"}
+"""Losses -> the setting only they read."""
 
 
 def experiment_inputs(entry: dict[str, Any]) -> InputsNeeded:
@@ -167,6 +211,11 @@ class TrainingJob:
     the train-only fit found best), for the test predictions."""
     sweep: str | None = None
     """The sweep the experiment is a member of: its MLflow run nests under the sweep's."""
+    learning_curve: str | None = None
+    """Where to draw loss and val errors per epoch (``geolifeclef.learning_curve``)."""
+    served_inputs: ExperimentInputs | None = None
+    """Every split's inputs, relative to the workflow's folder: where the logged MLflow
+    model reads the rows it predicts (``geolifeclef.serving``); None: no model logged."""
 
 
 @dataclass(frozen=True)
@@ -194,6 +243,8 @@ def read_job(path: str | Path) -> TrainingJob | PredictionJob:
     values["inputs"] = ExperimentInputs(**values["inputs"])
     if "tracking" in values:
         values["tracking"] = Tracking(**values["tracking"])
+        if values.get("served_inputs"):
+            values["served_inputs"] = ExperimentInputs(**values["served_inputs"])
         for key in ("fingerprint_inputs", "artifacts"):
             values[key] = tuple(values[key])
         return TrainingJob(**values)
@@ -235,12 +286,15 @@ def jpeg_decoding_device(settings: ExperimentSettings) -> str | None:
     return str(device) if device.type == "cuda" else None
 
 
-def _dataset(inputs: ExperimentInputs, split: str, settings: ExperimentSettings):
-    """The GlcDataset of ``split`` with the transform to model batches."""
+def experiment_dataset(
+    inputs: ExperimentInputs, split: str, settings: ExperimentSettings, stats: dict | None = None
+):
+    """The GlcDataset of ``split`` with the transform to model batches; ``stats``: the
+    normalisation statistics (default: read from ``inputs.stats``)."""
     from .dataset import GlcDataset
 
     needed = settings.inputs
-    stats = json.loads(Path(inputs.stats).read_text())
+    stats = json.loads(Path(inputs.stats).read_text()) if stats is None else stats
     common = {
         "env_table": inputs.env_table if needed.env else None,
         "patch_stats": inputs.patch_stats[split] if needed.patch_stats else None,
@@ -301,6 +355,10 @@ def run_training(job: TrainingJob) -> dict:
     ``job.history``. Logged to MLflow as a run (see geolifeclef.tracking)."""
     from . import tracking
     from .atomic import atomic_path, write_text
+    from .invocation_runs import sweep_run
+    from .learning_curve import plot_learning_curve
+    from .run_records import MODEL_URI_KEY, RUN_ID_KEY, best_epoch_metrics
+    from .tracking import flatten
     from .training import block_label_swap, distributed_world, seed_everything, train
 
     counts = load_species_counts(job.species_table)
@@ -320,8 +378,8 @@ def run_training(job: TrainingJob) -> dict:
     )
     from .dataset import JoinedDataset
 
-    train_set = _dataset(job.inputs, "train", settings)
-    val_set = _dataset(job.inputs, "val", settings)
+    train_set = experiment_dataset(job.inputs, "train", settings)
+    val_set = experiment_dataset(job.inputs, "val", settings)
     fit = "train+val" if job.refit_epochs else "train"
     if job.refit_epochs:
         train_set = JoinedDataset([train_set, val_set])
@@ -355,7 +413,9 @@ def run_training(job: TrainingJob) -> dict:
     checkpoint = Path(job.checkpoint_dir) / f"{settings.fingerprint()}.pt"
     best = Path(job.checkpoint_dir) / f"{settings.fingerprint()}-best.pt"
     tags = {
-        "git_commit": tracking.git_commit("."),
+        "git_commit": tracking.git_commit(),
+        "mlflow.source.git.commit": tracking.git_commit(),
+        "mlflow.source.name": "workflow/scripts/train_model.py",
         "data_fingerprint": tracking.fingerprint(list(job.fingerprint_inputs)),
         "snakemake.rule": job.rule,
         "wildcards.experiment": settings.name,
@@ -369,13 +429,14 @@ def run_training(job: TrainingJob) -> dict:
             f"{'refit' if job.refit_epochs else 'train'} {settings.name}",
             job.local_metrics,
             tags=tags if job.sweep is None else {**tags, "glc.sweep": job.sweep},
-            parent_run_id=tracking.sweep_run(job.sweep),
+            parent_run_id=sweep_run(job.sweep),
         )
         if rank == 0
         else _offline_tracker()
     )
     with run_context as tracker:
-        tracker.log_params({"experiment": settings.name, **job.settings})
+        params = {"experiment": settings.name, **shaping_settings(job.settings)}
+        tracker.log_params(params)
         state = train(
             model,
             make_train_loader,
@@ -405,18 +466,36 @@ def run_training(job: TrainingJob) -> dict:
             "epochs_run": state.epoch,
             "history": state.history,
         }
-        write_text(job.history, json.dumps(summary, indent=2, allow_nan=True) + "\n")
         if not job.refit_epochs:
-            tracker.log_metrics({"best_val_top30_error": state.best_error}, step=state.epoch)
-        tracker.log_artifact(job.history)
+            # The kept epoch's figures under their own names: a run's row in the runs table
+            # shows the last value of a per-epoch metric, not the kept one.
+            best_metrics = best_epoch_metrics(state.history, state.best_epoch + 1)
+            tracker.log_metrics(best_metrics, step=state.best_epoch + 1)
+        if job.learning_curve:
+            plot_learning_curve(summary, job.learning_curve)
+            tracker.log_artifact(job.learning_curve)
         config_file = Path(job.history).with_name("settings.json")
         write_text(config_file, json.dumps(job.settings, indent=2) + "\n")
         tracker.log_artifact(config_file)
         for artifact in job.artifacts:
             tracker.log_artifact(artifact)
-        if job.log_model:
-            model.eval()
-            tracker.log_model(model)
+        if job.log_model and job.served_inputs is not None:
+            from .serving import log_trained_model
+
+            model_name = settings.name if not job.refit_epochs else f"{settings.name}_refit"
+            summary[MODEL_URI_KEY] = log_trained_model(
+                tracker,
+                model_name,
+                job.model,
+                job.served_inputs,
+                params=flatten(params),
+                step=state.best_epoch + 1,
+            )
+        if tracker.online:
+            summary[RUN_ID_KEY] = tracker.run_id
+        summary = {key: value for key, value in summary.items() if value is not None}
+        write_text(job.history, json.dumps(summary, indent=2, allow_nan=True) + "\n")
+        tracker.log_artifact(job.history)
     return summary
 
 
@@ -457,7 +536,7 @@ def run_prediction(job: PredictionJob) -> None:
         log.info("%s: predicted by %s", split, job.models[split])
         species = np.arange(settings.model.n_classes)
         k = table_k(job.top_k, len(species))
-        dataset = _dataset(job.inputs, split, settings)
+        dataset = experiment_dataset(job.inputs, split, settings)
         loader = _loader(dataset, 512, settings.train.num_workers, False, 0)
         with PredictionWriter(output, k=k, species_ids=species) as writer:
             scores = predict_scores(

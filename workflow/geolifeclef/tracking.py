@@ -3,7 +3,8 @@
 * The tracking URI comes from the config (default: ``sqlite:///<workdir>/mlflow.db``);
   artifacts go to an explicit location so that they do not depend on the cwd.
 * Every train and evaluate job is a run of the configured experiment, nested under one
-  parent run per workflow invocation (``GLC_MLFLOW_PARENT_RUN_ID``, set by the Snakefile).
+  parent run per workflow invocation (``GLC_MLFLOW_PARENT_RUN_ID``, set by the Snakefile;
+  the invocation's own runs are ``geolifeclef.invocation_runs``).
 * Params are the flattened config; tags carry the git commit, a fingerprint of the input
   data, the Snakemake rule and wildcards.
 * If the tracking server cannot be reached, the job goes on: metrics are kept in a local
@@ -33,6 +34,10 @@ SWEEP_RUNS_ENV = "GLC_MLFLOW_SWEEP_RUNS"
 TRACKING_URI_ENV = "GLC_MLFLOW_TRACKING_URI"
 EXPERIMENT_ENV = "GLC_MLFLOW_EXPERIMENT"
 DEFAULT_EXPERIMENT = "geolifeclef"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+"""MLflow 3's UI opens an experiment on its GenAI overview unless this tag says it holds
+model training runs; with it, the experiment opens on its runs table."""
 _SECRET_KEY = re.compile(r"(token|secret|password|passwd|api[_-]?key|credential)", re.I)
 _URI_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 
@@ -74,6 +79,16 @@ def redact(value: Any) -> Any:
     return value
 
 
+def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a nested config without the keys that look secret and without credentials
+    in URIs (what ``flatten`` logs as params, kept nested: e.g. for a config.yaml)."""
+    return {
+        key: redact_config(value) if isinstance(value, Mapping) else redact(value)
+        for key, value in config.items()
+        if not _SECRET_KEY.search(str(key))
+    }
+
+
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``; keys that look secret are left out."""
     flat: dict[str, str] = {}
@@ -88,8 +103,10 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def git_commit(repo: str | Path = ".") -> str:
-    """The current commit of the repository (``-dirty`` when it has changes), or ``unknown``."""
+def git_commit(repo: str | Path | None = None) -> str:
+    """The current commit of ``repo`` (default: the repository of this package, whatever
+    the working directory), ``-dirty`` when it has changes, or ``unknown``."""
+    repo = Path(__file__).parent if repo is None else repo
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
@@ -155,14 +172,16 @@ class Tracker:
     def online(self) -> bool:
         return self.run_id is not None
 
-    def _call(self, what: str, function, *args, **kwargs) -> None:
+    def _call(self, what: str, function, *args, **kwargs) -> Any:
+        """``function(*args, **kwargs)``'s result, or None (and local logging from now on)
+        when MLflow fails."""
         if not self.online:
-            return
+            return None
         try:
             # A lost server would stall the call for minutes in MLflow's retries.
             if self._uri and not _server_reachable(self._uri, 5.0):
                 raise ConnectionError(f"{redact(self._uri)} does not answer")
-            function(*args, **kwargs)
+            return function(*args, **kwargs)
         except Exception as error:  # any transport or server failure
             log.warning(
                 "MLflow %s failed (%s); logging locally to %s from now on. "
@@ -173,6 +192,7 @@ class Tracker:
                 self.local.path,
             )
             self.run_id = None
+            return None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         flat = flatten(params)
@@ -187,7 +207,11 @@ class Tracker:
                     "log params", client.log_batch, self.run_id, params=batch[start : start + 100]
                 )
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+    def log_metrics(
+        self, metrics: Mapping[str, float], step: int | None = None, model_id: str | None = None
+    ) -> None:
+        """Log ``metrics`` at ``step``; with ``model_id`` (of a logged model, ``m-...``)
+        they also show on that model's page."""
         values = {k: float(v) for k, v in metrics.items()}
         self.local.write("metrics", metrics=values, step=step)
         client = self._client()
@@ -195,7 +219,7 @@ class Tracker:
             from mlflow.entities import Metric
 
             now = int(time.time() * 1000)
-            batch = [Metric(k, v, now, step or 0) for k, v in values.items()]
+            batch = [Metric(k, v, now, step or 0, model_id=model_id) for k, v in values.items()]
             self._call("log metrics", client.log_batch, self.run_id, metrics=batch)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
@@ -214,29 +238,26 @@ class Tracker:
         if client is not None and Path(path).exists():
             self._call("log artifact", client.log_artifact, self.run_id, str(path), artifact_path)
 
-    def log_model(self, model, name: str = "model") -> None:
-        """Log a torch model that ``mlflow.pytorch.load_model`` reloads and calls on a batch.
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Log ``text`` as the artifact ``artifact_file`` (e.g. a redacted config.yaml)."""
+        self.local.write("artifact", path=artifact_file)
+        client = self._client()
+        if client is not None:
+            self._call("log text", client.log_text, self.run_id, text, artifact_file)
 
-        Pickle format without requirement inference: the default (torch.export plus
-        inspecting the environment) costs seconds per run and freezes the batch size.
-        """
+    def log_model(self, log_function, name: str, **kwargs) -> str | None:
+        """Log a model into this run with an MLflow ``log_model`` function (e.g.
+        ``mlflow.pyfunc.log_model``) and ``kwargs``; return its ``models:/`` URI, or None
+        when MLflow is unreachable (nothing is logged then)."""
         if not self.online:
             self.local.write("model", name=name, skipped="offline")
-            return
+            return None
 
-        def _log() -> None:
-            import mlflow.pytorch
-            import torch
-
+        def _log() -> str:
             with _active_run(self._mlflow, self.run_id):
-                mlflow.pytorch.log_model(
-                    model,
-                    name=name,
-                    serialization_format="pickle",
-                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-                )
+                return log_function(name=name, **kwargs).model_uri
 
-        self._call("log model", _log)
+        return self._call("log model", _log)
 
     def _client(self):
         if not self.online:
@@ -339,123 +360,42 @@ def start_run(
             )
 
 
+@contextlib.contextmanager
+def attach_run(tracking_uri: str, run_id: str | None, local_log: str | Path) -> Iterator[Tracker]:
+    """A tracker of an existing run (e.g. the invocation's parent run), left open after
+    use; an offline tracker when ``run_id`` is None or MLflow cannot be reached."""
+    local = LocalMetricLog(local_log)
+    mlflow_module = None
+    if run_id and _server_reachable(tracking_uri, 3.0):
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow_module = mlflow
+    yield Tracker(local, run_id if mlflow_module else None, mlflow_module, tracking_uri)
+
+
 def _experiment_id(mlflow, name: str, artifact_root: str | Path) -> str:
+    """The id of experiment ``name``, created (as a model training experiment, see
+    ``EXPERIMENT_KIND_TAG``) when missing; an existing one without the tag gets it."""
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = Path(artifact_root).resolve().as_uri()
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except Exception:  # created by a concurrent job in the meantime
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
-
-
-WORKFLOW_KIND = {"glc.kind": "workflow"}
-"""Tag of the parent run of a workflow invocation."""
-WORKDIR_TAG = "glc.workdir"
-
-
-def start_parent_run(
-    tracking_uri: str,
-    experiment: str,
-    name: str,
-    workdir: str | Path = ".",
-    parent: str | None = None,
-    tags: Mapping[str, str] | None = None,
-) -> str | None:
-    """Create the parent run of a workflow invocation in ``workdir`` (or, with ``parent``
-    and ``tags``, a run that groups some of its jobs, such as a sweep's); None if MLflow is
-    unreachable."""
-    if not _server_reachable(tracking_uri, 3.0):
-        return None
-    try:
-        import mlflow
-
-        mlflow.set_tracking_uri(tracking_uri)
-        experiment_id = _experiment_id(mlflow, experiment, "mlartifacts")
-        all_tags = {**WORKFLOW_KIND, WORKDIR_TAG: str(Path(workdir).resolve()), **(tags or {})}
-        if parent:
-            all_tags["mlflow.parentRunId"] = parent
-        run = mlflow.MlflowClient().create_run(experiment_id, run_name=name, tags=all_tags)
-        return run.info.run_id
-    except Exception as error:
-        log.warning("no parent MLflow run (%s)", redact(str(error)))
-        return None
-
-
-def close_stale_runs(tracking_uri: str, experiment: str, workdir: str | Path) -> list[str]:
-    """Mark KILLED the runs that a killed invocation in ``workdir`` left RUNNING (its parent
-    run and the children still running under it); return their ids.
-
-    Called when an invocation starts: Snakemake's lock keeps a second one out of the same
-    working directory, so a parent run of this directory still RUNNING is a dead one.
-    Nothing happens when MLflow is unreachable or the experiment does not exist yet.
-    """
-    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[10:]).exists():
-        return []  # no runs at all yet: do not pay for importing MLflow
-    if not _server_reachable(tracking_uri, 3.0):
-        return []
-    closed: list[str] = []
-    try:
-        import mlflow
-
-        mlflow.set_tracking_uri(tracking_uri)
-        client = mlflow.MlflowClient()
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            return []
-        running = "attributes.status = 'RUNNING'"
-        where = str(Path(workdir).resolve()).replace("'", "\\'")
-        parents = client.search_runs(
-            [found.experiment_id],
-            f"{running} and tags.`glc.kind` = 'workflow' and tags.`{WORKDIR_TAG}` = '{where}'",
+    if experiment is None:
+        location = Path(artifact_root).resolve().as_uri()
+        try:
+            return client.create_experiment(
+                name,
+                artifact_location=location,
+                tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND},
+            )
+        except Exception:  # created by a concurrent job in the meantime
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        client.set_experiment_tag(
+            experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
         )
-        stack = list(parents)
-        while stack:  # a parent, its sweep runs, their train runs
-            run = stack.pop()
-            stack += client.search_runs(
-                [found.experiment_id],
-                f"{running} and tags.`mlflow.parentRunId` = '{run.info.run_id}'",
-            )
-            client.set_terminated(run.info.run_id, "KILLED")
-            closed.append(run.info.run_id)
-    except Exception as error:
-        log.warning("could not close stale MLflow runs (%s)", redact(str(error)))
-    return closed
-
-
-def sweep_run(sweep: str | None) -> str | None:
-    """The run of ``sweep`` in this invocation (from the environment), if there is one."""
-    if not sweep:
-        return None
-    return json.loads(os.environ.get(SWEEP_RUNS_ENV, "{}")).get(sweep)
-
-
-def end_sweep_runs(tracking_uri: str, runs: Mapping[str, str], status: str) -> None:
-    """End the invocation's sweep runs: a run that got members is marked ``status``, one
-    that got none (nothing of the sweep had to be trained again) is deleted."""
-    if not runs or not _server_reachable(tracking_uri, 3.0):
-        return
-    try:
-        import mlflow
-
-        mlflow.set_tracking_uri(tracking_uri)
-        client = mlflow.MlflowClient()
-        for run_id in runs.values():
-            experiment_id = client.get_run(run_id).info.experiment_id
-            children = client.search_runs(
-                [experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=1
-            )
-            if children:
-                client.set_terminated(run_id, status)
-            else:
-                client.delete_run(run_id)
-    except Exception as error:
-        log.warning("could not end the sweep runs (%s)", redact(str(error)))
+    return experiment.experiment_id
 
 
 def numeric_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -469,19 +409,6 @@ def numeric_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
         elif isinstance(value, int | float) and not isinstance(value, bool) and value == value:
             flat[name] = float(value)
     return flat
-
-
-def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
-    """Mark a run (the invocation's parent) as ended; a no-op when MLflow is unreachable."""
-    if not _server_reachable(tracking_uri, 3.0):
-        return
-    try:
-        import mlflow
-
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.MlflowClient().set_terminated(run_id, status)
-    except Exception as error:
-        log.warning("could not end MLflow run %s (%s)", run_id, redact(str(error)))
 
 
 def sync_local_log(path: str | Path, tracking_uri: str, experiment: str) -> str:

@@ -1,6 +1,16 @@
 # Every model scored on val (geolifeclef.evaluation) and ranked on the leaderboard.
 
 
+def evaluated_settings(model):
+    """The settings of a baseline, or the prediction settings of an experiment, that its
+    evaluate run logs as params (a blend's are its weights)."""
+    if model in BASELINE_MODELS:
+        return config["baselines"].get(model, {})
+    if model in EXPERIMENTS:
+        return {"tta": config["experiments"][model]["tta"]}
+    return {}
+
+
 rule evaluate_model:
     input:
         predictions=predictions("{model}", "val"),
@@ -11,6 +21,12 @@ rule evaluate_model:
         blend_weights=lambda wildcards: (
             expand(rules.fit_blend.output.weights, blend=wildcards.model)
             if wildcards.model in FITTED_BLENDS
+            else []
+        ),
+        # An experiment's train run and logged model, which its evaluate run links to.
+        history=lambda wildcards: (
+            expand(rules.train_model.output.history, experiment=wildcards.model)
+            if wildcards.model in EXPERIMENTS
             else []
         ),
     output:
@@ -32,6 +48,7 @@ rule evaluate_model:
         kind=lambda wildcards: MODEL_KIND[wildcards.model],
         members=lambda wildcards: config["blends"].get(wildcards.model, {}),
         test_fit=lambda wildcards: test_fit(wildcards.model),
+        settings=lambda wildcards: evaluated_settings(wildcards.model),
         local_metrics=results("evaluation/{model}/metrics.jsonl"),
     script:
         "../scripts/evaluate_model.py"

@@ -9,7 +9,7 @@ onstart:
     # again, while their siblings may be writing temporaries.
     if IS_MAIN_INVOCATION:
         from geolifeclef.atomic import remove_stale_temporaries
-        from geolifeclef.tracking import close_stale_runs, start_parent_run
+        from geolifeclef.invocation_runs import close_stale_runs, start_parent_run
         from snakemake.logging import logger
 
         removed = remove_stale_temporaries(["results", "resources"])
@@ -23,11 +23,17 @@ onstart:
             logger.warning(
                 f"marked {len(closed)} MLflow runs of a killed run KILLED"
             )
-        if EXPERIMENTS and PARENT_RUN_ENV not in os.environ:
+        if tracked_jobs_to_run() and PARENT_RUN_ENV not in os.environ:
+            from geolifeclef.run_records import (
+                describe_invocation,
+                invocation_run_name,
+            )
+
+            targets = invocation_targets()
             parent = start_parent_run(
                 TRACKING.uri,
                 TRACKING.experiment,
-                f"workflow {os.environ['GLC_INVOCATION_ID']}",
+                invocation_run_name(targets),
                 Path.cwd(),
             )
             if parent:
@@ -45,17 +51,38 @@ onstart:
                     for sweep in SWEEPS
                 }
                 os.environ[SWEEP_RUNS_ENV] = json.dumps(sweep_runs)
+                describe_invocation(
+                    TRACKING.uri, parent, targets, config, workflow.configfiles
+                )
+
+
+def invocation_targets():
+    """What the user asked for: the targets on the command line, or the default rule."""
+    targets = workflow.dag_settings.targets or [workflow.default_target]
+    return sorted(str(target) for target in targets if target)
+
+
+def tracked_jobs_to_run():
+    """Whether this invocation runs a job that logs to MLflow (else: no parent run)."""
+    from geolifeclef.run_records import TRACKED_RULES
+
+    return any(job.rule.name in TRACKED_RULES for job in workflow.dag.needrun_jobs())
 
 
 def finish_parent_run(status):
     parent = os.environ.get(PARENT_RUN_ENV)
     if IS_MAIN_INVOCATION and parent:
-        from geolifeclef.tracking import end_run, end_sweep_runs
+        from geolifeclef.invocation_runs import end_run, end_sweep_runs
+        from geolifeclef.run_records import runs_page
+        from snakemake.logging import logger
 
         end_sweep_runs(
             TRACKING.uri, json.loads(os.environ.get(SWEEP_RUNS_ENV, "{}")), status
         )
         end_run(TRACKING.uri, parent, status)
+        page = runs_page(TRACKING.uri, parent)
+        if page:
+            logger.info(page)
 
 
 onsuccess:

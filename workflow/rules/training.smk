@@ -46,9 +46,25 @@ def training_inputs():
     }
 
 
+def served_inputs():
+    """Every split's inputs: where the model that a fit logs to MLflow reads the rows it
+    predicts (geolifeclef.serving), relative to the working directory. Plain strings:
+    params are pickled for the script, a rule's output objects are not picklable."""
+    return {
+        "observations": {
+            split: str(rules.ingest_observations.output[split]) for split in SPLITS
+        },
+        "env_table": str(rules.extract_env.output.table),
+        "stats": str(rules.compute_normalization_stats.output.stats),
+        "caches": {s: str(p) for s, p in zip(SPLITS, patch_caches(SPLITS))},
+        "patch_stats": {s: str(p) for s, p in zip(SPLITS, patch_stats_tables(SPLITS))},
+    }
+
+
 def fit_params(checkpoints, metrics):
     """Params of a fit: the weight settings and where its own files go."""
     return {
+        "served_inputs": served_inputs(),
         # Canonical JSON: reordering keys in the config is no change. Prediction settings
         # (tta, refit) are left out: changing them does not retrain the train-only fit.
         "settings": lambda wildcards: canonical(
@@ -67,6 +83,13 @@ rule train_model:
     output:
         model=model_dir("{experiment}") + "/model.pt",
         history=model_dir("{experiment}") + "/history.json",
+        curve=report(
+            model_dir("{experiment}") + "/learning_curve.png",
+            caption="../report/learning_curve.rst",
+            category="Training",
+            subcategory="Learning curves",
+            labels={"experiment": "{experiment}"},
+        ),
     log:
         logs("train_model/{experiment}"),
     benchmark:

@@ -1,14 +1,27 @@
-"""Snakemake adapter: rank every model by val top-30 error (see geolifeclef.evaluation)."""
+"""Snakemake adapter: rank every model by val top-30 error (see geolifeclef.evaluation); the
+reference figures and the leaderboard go to the invocation's MLflow parent run, once."""
+
+import os
 
 from geolifeclef.evaluation import read_metrics, write_leaderboard
 from geolifeclef.rule_logging import logging_to
+from geolifeclef.run_records import reference_metrics
+from geolifeclef.tracking import PARENT_RUN_ENV, Tracking, attach_run
 
-with logging_to(snakemake.log[0]):
+with logging_to(snakemake.log[0]) as log:
+    all_metrics = [read_metrics(path) for path in snakemake.input]
     write_leaderboard(
-        [read_metrics(path) for path in snakemake.input],
+        all_metrics,
         parquet=snakemake.output.parquet,
         markdown=snakemake.output.markdown,
         html_path=snakemake.output.html,
         png=snakemake.output.plot,
         sweeps=list(snakemake.params.sweeps),
     )
+    parent = os.environ.get(PARENT_RUN_ENV)
+    with attach_run(Tracking.of_invocation().uri, parent, os.devnull) as tracker:
+        if tracker.online:
+            tracker.log_metrics(reference_metrics(all_metrics[0]))
+            for path in (snakemake.output.markdown, snakemake.output.html, snakemake.output.plot):
+                tracker.log_artifact(path, "leaderboard")
+            log.info("reference metrics and leaderboard logged to MLflow run %s", parent)

@@ -1,4 +1,8 @@
-"""Snakemake adapter: metrics and per-bucket plot of one model on val (geolifeclef.evaluation)."""
+"""Snakemake adapter: metrics and per-bucket plot of one model on val (geolifeclef.evaluation),
+logged to MLflow as an evaluate run (names and links: geolifeclef.run_records)."""
+
+import json
+from pathlib import Path
 
 from geolifeclef.blend_fit import read_weights
 from geolifeclef.class_frequency import read_species_table
@@ -6,10 +10,19 @@ from geolifeclef.evaluation import evaluate_model, plot_buckets, write_metrics
 from geolifeclef.observations import read_table
 from geolifeclef.predictions import read_predictions
 from geolifeclef.rule_logging import logging_to
-from geolifeclef.tracking import Tracking, numeric_metrics, start_run
+from geolifeclef.run_records import (
+    DESCRIPTION_TAG,
+    evaluated_model_id,
+    evaluation_description,
+    evaluation_links,
+    evaluation_metrics,
+    evaluation_params,
+)
+from geolifeclef.tracking import Tracking, git_commit, start_run
 
 with logging_to(snakemake.log[0]) as log:
     model = snakemake.wildcards.model
+    kind = snakemake.params.kind
     species = read_species_table(snakemake.input.species)
     val = read_table(snakemake.input.val)
     predictions = read_predictions(
@@ -17,9 +30,7 @@ with logging_to(snakemake.log[0]) as log:
         known_species=species["species_id"].to_numpy(),
         expected_ids=val["observation_id"].to_numpy(),
     )
-    metrics = evaluate_model(
-        model, snakemake.params.kind, predictions, val, species, snakemake.input.truth or None
-    )
+    metrics = evaluate_model(model, kind, predictions, val, species, snakemake.input.truth or None)
     metrics["test_fit"] = snakemake.params.test_fit
     weights = snakemake.params.members or (
         read_weights(snakemake.input.blend_weights[0]) if snakemake.input.blend_weights else {}
@@ -28,6 +39,12 @@ with logging_to(snakemake.log[0]) as log:
         metrics["members"] = weights
     write_metrics(metrics, snakemake.output.metrics)
     plot_buckets(metrics, snakemake.output.plot)
+    history = (
+        json.loads(Path(snakemake.input.history[0]).read_text())
+        if snakemake.input.history
+        else None
+    )
+    links = evaluation_links(history)
     tracking = Tracking.of_invocation()
     with start_run(
         tracking.uri,
@@ -37,10 +54,21 @@ with logging_to(snakemake.log[0]) as log:
         tags={
             "snakemake.rule": snakemake.rule,
             "wildcards.model": model,
-            "model_kind": snakemake.params.kind,
+            "model_kind": kind,
+            "test_fit": snakemake.params.test_fit,
+            "mlflow.source.name": "workflow/scripts/evaluate_model.py",
+            "mlflow.source.git.commit": git_commit(),
+            DESCRIPTION_TAG: evaluation_description(model, kind, links),
+            **links,
         },
     ) as tracker:
-        tracker.log_metrics(numeric_metrics(metrics))
+        tracker.log_params(evaluation_params(model, kind, snakemake.params.settings, weights))
+        # An experiment's figures land at its kept epoch, on its train run's curves.
+        tracker.log_metrics(
+            evaluation_metrics(metrics),
+            step=(history or {}).get("best_epoch"),
+            model_id=evaluated_model_id(links),
+        )
         tracker.log_artifact(snakemake.output.metrics)
         tracker.log_artifact(snakemake.output.plot)
     log.info(

@@ -36,5 +36,7 @@ with logging_to(snakemake.log[0]):
         artifacts=(inputs.rank_frequency,),
         refit_epochs=best_epoch(history) if history else None,
         sweep=snakemake.params.sweep or None,
+        learning_curve=snakemake.output.get("curve"),
+        served_inputs=ExperimentInputs(**snakemake.params.served_inputs),
     )
     launch_training(job, int(snakemake.resources.get("gpu", 0)))
