@@ -2,6 +2,9 @@
 the winners' timm backbones, and pretrained weights loaded from a local file."""
 
 import itertools
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -188,17 +191,21 @@ def test_files_that_are_not_weights_of_the_backbone_are_refused(tmp_path):
         build_model(config)
 
 
-def test_hub_weights_are_never_downloaded_and_the_fix_is_named(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
-    config = ModelConfig(
-        kind="cnn",
-        n_classes=N_CLASSES,
-        modalities=("rgb",),
-        cnn=CnnConfig(backbone="resnet18", pretrained=True),
+def test_hub_weights_are_never_downloaded_and_the_fix_is_named(tmp_path):
+    # A compute node as the README sets it up: HF_HUB_OFFLINE=1 from the start (huggingface_hub
+    # reads it when imported), and here a cache without the weights.
+    code = (
+        "from geolifeclef.models import CnnConfig, ModelConfig, build_model\n"
+        "build_model(ModelConfig(kind='cnn', n_classes=3, modalities=('rgb',),"
+        " cnn=CnnConfig(backbone='resnet18', pretrained=True)))\n"
     )
-    with pytest.raises(RuntimeError, match="python -m geolifeclef.weights fetch resnet18"):
-        build_model(config)
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=120
+    )
+    assert result.returncode != 0
+    assert "python -m geolifeclef.weights fetch resnet18" in result.stderr
+    assert not any((tmp_path / "empty").rglob("*.safetensors"))
 
 
 @pytest.mark.parametrize(
