@@ -17,7 +17,8 @@ from geolifeclef.backbones import SMALL
 from geolifeclef.baselines import FOREST_FEATURE_GROUPS, ForestSettings, KnnSettings
 from geolifeclef.class_frequency import BucketThresholds
 from geolifeclef.demo import DEMO_SCALES, DemoSpec
-from geolifeclef.experiment import DEFAULT_TABULAR, PredictionJob
+from geolifeclef.experiment import PredictionJob
+from geolifeclef.experiment_settings import DEFAULT_TABULAR
 from geolifeclef.features import CNN_MODALITIES, TABULAR_SIZES
 from geolifeclef.layout import MODALITIES
 from geolifeclef.maps import MapSettings

@@ -7,13 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from geolifeclef.experiment import (
-    ExperimentSettings,
-    experiment_inputs,
-    read_job,
-    weight_settings,
-    write_job,
-)
+from geolifeclef.experiment import read_job, write_job
+from geolifeclef.experiment_settings import ExperimentSettings, experiment_inputs, weight_settings
 from geolifeclef.features import TABULAR_SIZES, InputsNeeded, ModelBatch, ndvi, unit_sphere
 from geolifeclef.patch_stats import PATCH_STAT_COLUMNS
 
@@ -133,7 +128,8 @@ def test_ndvi_of_dark_pixels_is_zero():
 
 
 def _training_job(extracted, tmp_path, entry, **more):
-    from geolifeclef.experiment import TRAINING_SPLITS, ExperimentInputs, TrainingJob
+    from geolifeclef.experiment import ExperimentInputs, TrainingJob
+    from geolifeclef.experiment_settings import TRAINING_SPLITS
     from geolifeclef.tracking import Tracking
 
     tables = extracted["tables"]

@@ -469,7 +469,7 @@ def test_bad_config_is_refused_by_the_schema(case):
 
 
 def test_unknown_model_kind_is_refused_outside_the_schema_too():
-    from geolifeclef.experiment import ExperimentSettings
+    from geolifeclef.experiment_settings import ExperimentSettings
 
     with pytest.raises(ValueError, match="unknown model kind 'transformer'"):
         ExperimentSettings.from_config("e", {"model": {"kind": "transformer"}}, n_classes=5)

@@ -103,7 +103,7 @@ def forest(demo):
 def mlp(demo):
     """An (untrained) env + coordinates MLP bundle as run_training writes it, and the stats."""
     settings = {"model": {"kind": "mlp", "tabular": ["env", "coordinates"]}}
-    from geolifeclef.experiment import ExperimentSettings
+    from geolifeclef.experiment_settings import ExperimentSettings
 
     n_classes = int(demo["species"]["species_id"].max()) + 1
     torch.manual_seed(0)

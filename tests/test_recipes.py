@@ -33,9 +33,9 @@ def shrunk(recipe: dict) -> dict:
             "model": {
                 "mlp": {"hidden": 32},
                 "head_hidden": min(entry["model"].get("head_hidden", 0), 64),
-                "cnn": {"backbone": TINY_BACKBONES[backbone], "pretrained": None, "input_size": 32},
+                "cnn": {"backbone": TINY_BACKBONES[backbone], "pretrained": None, "input_size": 16},
             },
-            "train": {"epochs": 2, "batch_size": 64, "num_workers": 0},
+            "train": {"epochs": 1, "batch_size": 64, "num_workers": 0},
         }
     return merge(
         recipe,
@@ -43,7 +43,7 @@ def shrunk(recipe: dict) -> dict:
             "demo": {"scale": "tiny", "seed": 7},
             "patches": {"size": 64},
             "predictions": {"top_k": 30},
-            "baselines": {"random_forest": {"n_estimators": 4, "max_depth": 4}},
+            "baselines": {"random_forest": {"n_estimators": 2, "max_depth": 4}},
             "experiments": experiments,
         },
     )

@@ -5,7 +5,7 @@ from datetime import datetime
 
 import pytest
 
-from geolifeclef.experiment import shaping_settings
+from geolifeclef.experiment_settings import shaping_settings
 from geolifeclef.learning_curve import plot_learning_curve
 from geolifeclef.run_records import (
     best_epoch_metrics,

@@ -47,7 +47,7 @@ def unmappable_reason(name: str, catalog, baselines: dict[str, dict[str, Any]]) 
     """Why model ``name`` cannot predict at an arbitrary point; None when it can.
     ``catalog`` is the configuration's ``geolifeclef.catalog.Catalog``, ``baselines`` its
     ``baselines`` section."""
-    from .experiment import DEFAULT_TABULAR, experiment_inputs
+    from .experiment_settings import DEFAULT_TABULAR, experiment_inputs
 
     kind = catalog.kind(name)
     if kind == "baseline":

@@ -11,7 +11,7 @@ import yaml
 from snakemake.utils import validate
 
 from geolifeclef.catalog import BASELINE_MODELS, build_catalog
-from geolifeclef.experiment import TRAINING_SPLITS, experiment_inputs, weight_settings
+from geolifeclef.experiment_settings import TRAINING_SPLITS, experiment_inputs, weight_settings
 from geolifeclef.layout import REGIONS, SPLITS, DatasetLayout
 from geolifeclef.patch_stats import PATCH_STAT_GROUPS
 from geolifeclef.sweeps import parse_selector
@@ -113,7 +113,7 @@ def canonical(value):
 
 def experiment_reads(experiment):
     """What an experiment reads: patch caches, env table, patch statistics (decided by the
-    package, geolifeclef.experiment.experiment_inputs)."""
+    package, geolifeclef.experiment_settings.experiment_inputs)."""
     return experiment_inputs(config["experiments"][experiment])
 
 

@@ -3,7 +3,8 @@ on train + val for the epochs its train-only fit found best (rule refit_model)."
 
 import json
 
-from geolifeclef.experiment import TRAINING_SPLITS, ExperimentInputs, TrainingJob, best_epoch
+from geolifeclef.experiment import ExperimentInputs, TrainingJob, best_epoch
+from geolifeclef.experiment_settings import TRAINING_SPLITS
 from geolifeclef.launch import launch_training
 from geolifeclef.rule_logging import logging_to
 from geolifeclef.tracking import Tracking
