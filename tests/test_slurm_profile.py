@@ -47,7 +47,16 @@ def run_profile(workdir: Path, *extra: str) -> tuple[str, dict[str, list[str]]]:
     """Run the workflow through the SLURM profile; return its output and, per rule, the
     wildcards of each SLURM job it submitted (from Snakemake's submission messages)."""
     command = snakemake_command(
-        workdir, "--profile", str(REPO / "profiles" / "slurm"), "submission", *extra, cores=None
+        workdir,
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "submission",
+        *extra,
+        # The test cluster's jobs take seconds: poll squeue every 5 s, not the profile's
+        # 20 s that spares a shared slurmctld (MinJobAge 300 >= 3 x 5, SLURM-NOTES.md).
+        "--slurm-init-seconds-before-status-checks",
+        "5",
+        cores=None,
     )
     # SIGINT, not SIGTERM: snakemake ignores SIGTERM while it waits on jobs.
     result = subprocess.run(
