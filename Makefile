@@ -23,7 +23,7 @@ lint: setup
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 
 test: lint
-	$(BIN)/pytest
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n 2 --dist loadfile
 
 # The SLURM profile against a real single-node cluster (installs slurm-wlm when missing:
 # needs root). The cluster is stopped again whatever the tests do.
