@@ -11,7 +11,11 @@ import yaml
 from snakemake.utils import validate
 
 from geolifeclef.catalog import BASELINE_MODELS, build_catalog
-from geolifeclef.experiment_settings import TRAINING_SPLITS, experiment_inputs, weight_settings
+from geolifeclef.experiment_settings import (
+    TRAINING_SPLITS,
+    experiment_inputs,
+    weight_settings,
+)
 from geolifeclef.layout import REGIONS, SPLITS, DatasetLayout
 from geolifeclef.patch_stats import PATCH_STAT_GROUPS
 from geolifeclef.sweeps import parse_selector
