@@ -137,7 +137,7 @@ def plot_leaderboard(frame: pd.DataFrame, path: str | Path) -> None:
     figure = new_figure(11, 1.2 + 0.55 * len(models))
     left, right = figure.subplots(1, 2, width_ratios=(3, 2), sharey=True)
     y = np.arange(len(models))
-    colors = {"experiment": "tab:blue", "blend": "tab:purple", "fitted blend": "tab:purple"}
+    colors = {"experiment": "tab:blue", "blend": "tab:purple", "fitted blend": "tab:red"}
     for i, (model, error) in enumerate(zip(models, errors, strict=True)):
         color = colors.get(model["kind"], "tab:gray")
         clipped = error > high
@@ -159,7 +159,15 @@ def plot_leaderboard(frame: pd.DataFrame, path: str | Path) -> None:
     left.set_ylim(len(models) - 0.5, -0.9)  # best at the top, room for its label
     left.set_xlabel("val top-30 error (lower is better)")
     left.set_title("Overall (axis fitted to the models)", fontsize=10)
-    left.legend(legend.values(), legend.keys(), fontsize=8, loc="upper right")
+    # Below the axes: inside, it hid the best models' values.
+    left.legend(
+        legend.values(),
+        legend.keys(),
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncols=2,
+    )
     markers = {"head": "o", "medium": "s", "tail": "^"}
     for bucket in BUCKETS:
         values = [m[f"{bucket}_top30_error"] for m in models]

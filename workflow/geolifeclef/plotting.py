@@ -14,4 +14,5 @@ def new_figure(width: float, height: float) -> Figure:
 def save_png(figure: Figure, path: str | Path, dpi: int = 110) -> None:
     """Write ``figure`` as a PNG atomically."""
     with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=dpi)
+        # tight: long tick labels (a blend's members) and titles are never cut off
+        figure.savefig(temporary, format="png", dpi=dpi, bbox_inches="tight")
