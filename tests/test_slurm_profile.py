@@ -52,10 +52,10 @@ def run_profile(workdir: Path, *extra: str) -> tuple[str, dict[str, list[str]]]:
         str(REPO / "profiles" / "slurm"),
         "submission",
         *extra,
-        # The test cluster's jobs take seconds: poll squeue every 5 s, not the profile's
-        # 20 s that spares a shared slurmctld (MinJobAge 300 >= 3 x 5, SLURM-NOTES.md).
+        # The test cluster's jobs take seconds: poll squeue every 2 s, not the profile's
+        # 20 s that spares a shared slurmctld (MinJobAge 300 >= 3 x 2, SLURM-NOTES.md).
         "--slurm-init-seconds-before-status-checks",
-        "5",
+        "2",
         cores=None,
     )
     # SIGINT, not SIGTERM: snakemake ignores SIGTERM while it waits on jobs.
