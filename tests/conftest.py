@@ -16,14 +16,6 @@ SAMPLE_ROOT = REPO.parent / "shared" / "glc22-sample"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 
-def pytest_collection_modifyitems(items):
-    """Modules with end-to-end (``slow``) tests first, in their order: under `make test`'s
-    two processes the long modules start at once and the short ones fill in around them,
-    instead of one long module running alone at the end."""
-    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_modules)  # stable
-
-
 @pytest.fixture(scope="session")
 def sample_layout() -> DatasetLayout:
     """The real GLC 2022 files in ../shared/glc22-sample; skipped in a user's clone."""
