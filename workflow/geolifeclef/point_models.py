@@ -16,6 +16,7 @@ prediction rule (``run_prediction``'s batch features, ``forest_probabilities``,
 ``KnnModel``), so a point query equals the model's prediction at an observation.
 """
 
+import itertools
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -213,7 +214,12 @@ class ForestModel(PointModel):
         self.name = name
         self.forest, names = load_forest(forest_path)
         self.forest.n_jobs = n_jobs
-        choices = [("env", "coordinates"), ("env",), ("coordinates",)]
+        # Any non-empty subset of POINT_FEATURES, in their order (feature_names' order).
+        choices = [
+            c
+            for n in range(len(POINT_FEATURES), 0, -1)
+            for c in itertools.combinations(POINT_FEATURES, n)
+        ]
         self.groups = next((g for g in choices if names == feature_names(g)), None)
         if self.groups is None:
             raise ValueError(
