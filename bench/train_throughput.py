@@ -33,15 +33,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from geolifeclef.configs import CnnConfig, ModelConfig, TrainConfig
 from geolifeclef.dataset import GlcDataset, make_loader
 from geolifeclef.demo import DemoSpec, generate_demo_dataset
 from geolifeclef.features import ModelBatch
 from geolifeclef.layout import SPLITS, DatasetLayout
-from geolifeclef.models import CnnConfig, ModelConfig, build_model
+from geolifeclef.models import build_model
 from geolifeclef.normalization import write_normalization_stats
 from geolifeclef.observations import ingest_observations
 from geolifeclef.patch_cache import CacheSpec, build_patch_cache
-from geolifeclef.training import TrainConfig, make_loss, make_optimizer, train_step
+from geolifeclef.training import make_loss, make_optimizer, train_step
 
 
 def prepare_cache(folder: Path, args: argparse.Namespace) -> tuple[Path, Path]:

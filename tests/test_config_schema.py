@@ -13,25 +13,29 @@ from pathlib import Path
 import pytest
 import yaml
 
-from geolifeclef.backbones import SMALL
 from geolifeclef.baselines import FOREST_FEATURE_GROUPS, ForestSettings, KnnSettings
 from geolifeclef.class_frequency import BucketThresholds
-from geolifeclef.demo import DEMO_SCALES, DemoSpec
-from geolifeclef.experiment import PredictionJob
-from geolifeclef.experiment_settings import DEFAULT_TABULAR
-from geolifeclef.features import CNN_MODALITIES, TABULAR_SIZES
-from geolifeclef.layout import MODALITIES
-from geolifeclef.maps import MapSettings
-from geolifeclef.models import (
+from geolifeclef.configs import (
     LANDCOVER_MODES,
+    LOSSES,
     MODEL_KINDS,
+    OPTIMIZERS,
+    SCHEDULES,
+    SMALL,
+    AugmentConfig,
     CnnConfig,
     MlpConfig,
     ModelConfig,
+    TrainConfig,
 )
+from geolifeclef.demo import DEMO_SCALES, DemoSpec
+from geolifeclef.experiment import PredictionJob
+from geolifeclef.experiment_settings import DEFAULT_TABULAR
+from geolifeclef.inputs import CNN_MODALITIES, TABULAR_SIZES
+from geolifeclef.layout import MODALITIES
+from geolifeclef.maps import MapSettings
 from geolifeclef.patch_cache import BAD_FILE_POLICIES, STORES, CacheSpec
 from geolifeclef.patch_geometry import MODES
-from geolifeclef.training import LOSSES, OPTIMIZERS, SCHEDULES, AugmentConfig, TrainConfig
 
 SCHEMA = yaml.safe_load(
     (Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text()

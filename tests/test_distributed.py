@@ -12,8 +12,9 @@ WORKER = textwrap.dedent(
     import json, sys
     import numpy as np
     import torch
-    from geolifeclef.models import ModelConfig, build_model
-    from geolifeclef.training import TrainConfig, distributed_world, train
+    from geolifeclef.configs import ModelConfig, TrainConfig
+    from geolifeclef.models import build_model
+    from geolifeclef.training import distributed_world, train
 
     out = sys.argv[1]
     rank, world = distributed_world()

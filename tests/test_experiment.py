@@ -9,7 +9,8 @@ import torch
 
 from geolifeclef.experiment import read_job, write_job
 from geolifeclef.experiment_settings import ExperimentSettings, experiment_inputs, weight_settings
-from geolifeclef.features import TABULAR_SIZES, InputsNeeded, ModelBatch, ndvi, unit_sphere
+from geolifeclef.features import ModelBatch, ndvi, unit_sphere
+from geolifeclef.inputs import TABULAR_SIZES, InputsNeeded
 from geolifeclef.patch_stats import PATCH_STAT_COLUMNS
 
 ENTRY = {

@@ -520,8 +520,9 @@ class _Exploit:
 def test_checkpoints_with_pickled_objects_are_refused(tmp_path):
     import pickle
 
+    from geolifeclef.configs import ModelConfig
     from geolifeclef.experiment import load_trained
-    from geolifeclef.models import ModelConfig, build_model
+    from geolifeclef.models import build_model
     from geolifeclef.training import load_checkpoint
 
     marker = tmp_path / "pwned"
@@ -843,9 +844,10 @@ def test_password_of_the_tracking_uri_is_in_no_log_and_no_param(uninterrupted, m
 
 
 def test_server_lost_mid_training_costs_no_training_and_says_how_to_sync(tmp_path, caplog):
-    from geolifeclef.models import ModelConfig, build_model
+    from geolifeclef.configs import ModelConfig, TrainConfig
+    from geolifeclef.models import build_model
     from geolifeclef.tracking import start_run
-    from geolifeclef.training import TrainConfig, train
+    from geolifeclef.training import train
 
     process, port = start_mlflow_server(tmp_path / "server")
     try:

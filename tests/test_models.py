@@ -9,8 +9,9 @@ import sys
 import pytest
 import torch
 
+from geolifeclef.configs import CnnConfig, MlpConfig, ModelConfig
 from geolifeclef.layout import MODALITIES, N_LANDCOVER_CODES
-from geolifeclef.models import CnnConfig, MlpConfig, ModelConfig, build_model
+from geolifeclef.models import build_model
 
 N_CLASSES = 23
 SIZE = 32
@@ -195,7 +196,8 @@ def test_hub_weights_are_never_downloaded_and_the_fix_is_named(tmp_path):
     # A compute node as the README sets it up: HF_HUB_OFFLINE=1 from the start (huggingface_hub
     # reads it when imported), and here a cache without the weights.
     code = (
-        "from geolifeclef.models import CnnConfig, ModelConfig, build_model\n"
+        "from geolifeclef.configs import CnnConfig, ModelConfig\n"
+        "from geolifeclef.models import build_model\n"
         "build_model(ModelConfig(kind='cnn', n_classes=3, modalities=('rgb',),"
         " cnn=CnnConfig(backbone='resnet18', pretrained=True)))\n"
     )

@@ -2,10 +2,10 @@
 
 Runs only when a cluster answers (SLURM_CONF set by tools/local-slurm/start.sh); the
 default test run skips it. It runs the demo workflow with ``--profile profiles/slurm``,
-checks that every rule became a SLURM job (each split's patch cache as two shard jobs and a
-gather job) and that GPU rules got a GPU, then changes one
-experiment's training setting and checks that exactly that experiment's chain is
-resubmitted.
+checks that every rule but the Snakefile's light ``localrules`` became a SLURM job (each
+split's patch cache as two shard jobs and a gather job) and that GPU rules got a GPU, then
+changes one experiment's training setting and checks that exactly that experiment's chain
+is rerun: its training, prediction and blends on the cluster, its scoring beside it.
 """
 
 import os
@@ -21,7 +21,14 @@ from conftest import REPO, snakemake_command
 
 pytestmark = pytest.mark.slurm
 
-LOCAL_RULES = {"all", "submission", "observations"}
+# Target rules, and the Snakefile's `localrules` (seconds of work each).
+TARGET_RULES = {"all", "submission", "observations"}
+LOCAL_RULES = TARGET_RULES | {
+    "evaluate_model",
+    "build_leaderboard",
+    "write_submission",
+    "select_submission",
+}
 GPU_RULES = {"train_model"}
 TIMEOUT = int(os.environ.get("SLURM_TEST_TIMEOUT", "1500"))
 
@@ -41,6 +48,21 @@ def workdir(tmp_path_factory) -> Path:
     config = yaml.safe_load((REPO / "tests" / "slurm-config.yaml").read_text())
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     return workdir
+
+
+def local_jobs(output: str) -> dict[str, list[str]]:
+    """Per rule, the wildcard values (joined by "_", or "-") of each job that Snakemake
+    ran beside the scheduler, from its "localrule NAME:" job descriptions."""
+    jobs: dict[str, list[str]] = {}
+    for block in re.split(r"\n\s*\n", output):
+        rule = re.search(r"^localrule (\w+):", block, flags=re.M)
+        if rule:
+            wildcards = re.search(r"^\s+wildcards: (.+)$", block, flags=re.M)
+            values = (
+                [pair.split("=", 1)[1] for pair in wildcards[1].split(", ")] if wildcards else []
+            )
+            jobs.setdefault(rule[1], []).append("_".join(values) or "-")
+    return jobs
 
 
 def run_profile(workdir: Path, *extra: str) -> tuple[str, dict[str, list[str]]]:
@@ -91,6 +113,9 @@ def test_every_rule_runs_as_a_slurm_job_and_gpu_rules_get_a_gpu(workdir, first_i
     ran = set(re.findall(r"^\s*rule (\w+):", output, flags=re.M))
     assert ran - LOCAL_RULES, "no rule ran"
     assert ran - LOCAL_RULES <= set(jobs), f"rules not submitted to SLURM: {ran - set(jobs)}"
+    ran_locally = set(local_jobs(output))
+    assert ran_locally <= LOCAL_RULES, f"ran outside SLURM: {ran_locally - LOCAL_RULES}"
+    assert "evaluate_model" in ran_locally and "write_submission" in ran_locally
     # Both experiments and both members of the sweep, each a SLURM job of its own.
     assert len(jobs["train_model"]) == 4
     assert sum(w.startswith("lr-") for w in jobs["train_model"]) == 2
@@ -117,16 +142,18 @@ def test_changing_one_experiment_reruns_only_its_chain(workdir, first_invocation
     name = sorted(config["experiments"])[0]
     config["experiments"][name].setdefault("train", {})["learning_rate"] = 0.0123
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    _, jobs = run_profile(workdir)
+    output, jobs = run_profile(workdir)
     blends = sorted(config["blends"])
     chain = {name, *blends}
-    expected = {
+    assert {rule: sorted(w or "-" for w in found) for rule, found in jobs.items()} == {
         "train_model": [name],
         "predict_model": [name],
         "blend_predictions": sorted(f"{b}_{split}" for b in blends for split in ("test", "val")),
+    }
+    ran_locally = local_jobs(output)
+    assert {rule: sorted(ran_locally[rule]) for rule in set(ran_locally) - TARGET_RULES} == {
         "evaluate_model": sorted(chain),
         "write_submission": sorted(chain),
         "build_leaderboard": ["-"],
         "select_submission": ["-"],
     }
-    assert {rule: sorted(w or "-" for w in found) for rule, found in jobs.items()} == expected

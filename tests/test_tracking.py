@@ -11,7 +11,8 @@ import pytest
 import torch
 from faults_helpers import free_port, start_mlflow_server, stop
 
-from geolifeclef.models import ModelConfig, build_model
+from geolifeclef.configs import ModelConfig
+from geolifeclef.models import build_model
 from geolifeclef.tracking import (
     EXPERIMENT_KIND_TAG,
     MODEL_TRAINING_KIND,

@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from geolifeclef.models import ModelConfig, build_model
+from geolifeclef.configs import AugmentConfig, ModelConfig, TrainConfig
+from geolifeclef.models import build_model
 from geolifeclef.training import (
-    AugmentConfig,
-    TrainConfig,
     augment_patches,
     block_label_swap,
     learning_rate_factor,

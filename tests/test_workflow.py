@@ -1,11 +1,13 @@
 """End to end: the Snakemake workflow on a tiny demo, as a user runs it."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, run_snakemake
+from conftest import REPO, run_snakemake, snakemake_command
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +43,24 @@ def test_config_with_wrong_type_is_refused(tmp_path):
     result = run_snakemake(tmp_path, "observations", "--dry-run")
     assert result.returncode != 0
     assert "three" in result.stderr + result.stdout
+
+
+def test_the_workflow_parses_without_importing_torch(tmp_path):
+    # Every SLURM job parses the Snakefile again: torch would add seconds to each.
+    (tmp_path / "config.yaml").write_text("demo:\n  scale: tiny\n")
+    command = snakemake_command(tmp_path, "all", "--dry-run")
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "snakemake", *command[1:]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    imported = {
+        line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if "|" in line
+    }
+    assert {"geolifeclef.experiment_settings", "geolifeclef.patch_stats"} <= imported
+    assert not {name for name in imported if name.split(".")[0] == "torch"}
 
 
 def _rule_blocks() -> dict[str, str]:

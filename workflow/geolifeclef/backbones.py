@@ -22,8 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-SMALL = "small"
-"""The small CNN: four strided conv stages, fast enough for the CPU demo."""
+from .configs import SMALL, check_backbone
 
 
 class SmallCnn(nn.Module):
@@ -59,21 +58,6 @@ class TimmBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
-
-
-def check_backbone(name: str) -> None:
-    """Refuse a backbone name that is neither ``small`` nor a timm model, with suggestions."""
-    if name == SMALL:
-        return
-    import timm
-
-    if not timm.is_model(name):
-        close = timm.list_models(f"*{name}*")[:8]
-        raise ValueError(
-            f"unknown backbone {name!r}: not 'small' nor a timm model"
-            + (f" (did you mean one of {close}?)" if close else "")
-            + "; list them with: python -c \"import timm; print(timm.list_models('resnet*'))\""
-        )
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:

@@ -141,7 +141,7 @@ def jpeg_decoding_device(settings: ExperimentSettings) -> str | None:
     """Where an encoded store's JPEGs are decoded: on the GPU when training on CUDA (nvJPEG,
     after the workers), else None (in the workers, on CPU). Derived channels (NDVI, single
     bands) are computed in the workers from decoded pixels, so they keep CPU decoding."""
-    from .features import DERIVED_MODALITIES
+    from .inputs import DERIVED_MODALITIES
     from .training import pick_device
 
     if set(settings.cnn_modalities) & set(DERIVED_MODALITIES):

@@ -9,10 +9,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from .backbones import SMALL
-from .features import TABULAR_SIZES, InputsNeeded, inputs_needed
-from .models import CnnConfig, MlpConfig, ModelConfig
-from .training import AugmentConfig, TrainConfig
+from .configs import SMALL, AugmentConfig, CnnConfig, MlpConfig, ModelConfig, TrainConfig
+from .inputs import TABULAR_SIZES, InputsNeeded, inputs_needed
 
 DEFAULT_TABULAR = ("env", "coordinates")
 """Tabular feature groups of an experiment that names none."""

@@ -3,7 +3,7 @@
 * the tabular branch: a residual MLP over environmental values, coordinates and patch
   statistics (``TabularEncoder``);
 * the patch branch: the chosen modalities stacked into one image (land cover as one-hot or
-  a learned embedding; derived channels such as NDVI, see ``geolifeclef.features``) and
+  a learned embedding; derived channels such as NDVI, see ``geolifeclef.inputs``) and
   run through a backbone: any timm model or a small CNN for CPU demos
   (``geolifeclef.backbones``);
 * ``SpeciesModel``: one branch or both (``fusion``), joined before a shared classifier, as
@@ -13,86 +13,13 @@ Pretrained weights only come from a local file or the user's Hugging Face cache:
 is downloaded during a run (see ``geolifeclef.backbones``).
 """
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 
-from .backbones import SMALL, build_backbone, check_backbone
-from .features import CNN_MODALITIES, modality_channels
+from .backbones import build_backbone
+from .configs import CnnConfig, MlpConfig, ModelConfig
+from .inputs import modality_channels
 from .layout import N_LANDCOVER_CODES
-
-MODEL_KINDS = ("mlp", "cnn", "fusion")
-LANDCOVER_MODES = ("onehot", "embedding")
-
-
-@dataclass(frozen=True)
-class MlpConfig:
-    """The tabular branch."""
-
-    hidden: int = 256
-    layers: int = 3
-    dropout: float = 0.1
-    quadratic: bool = False
-    """Also feed the squares of the standardised features: MaxEnt's quadratic features (a
-    species' niche is a bump in each variable, which a square makes one linear step)."""
-
-
-@dataclass(frozen=True)
-class CnnConfig:
-    """The patch branch."""
-
-    backbone: str = SMALL
-    """``small``, or the name of any timm model (``resnet34``, ``mobilenetv3_large_100``)."""
-    width: int = 32
-    """Channels of the first stage of the small CNN (timm models have their own)."""
-    landcover: str = "embedding"
-    """How land-cover codes enter the CNN: ``onehot`` (34 channels) or ``embedding``."""
-    landcover_embedding_dim: int = 4
-    pretrained: str | bool | None = None
-    """ImageNet weights of the timm backbone: a local file (safetensors or state dict),
-    ``True`` for the Hugging Face cache, None to train from scratch."""
-    input_size: int | None = None
-    """Side the stacked patches are area-resized to before the backbone (e.g. 32 for a
-    CPU demo); None keeps the cache's size."""
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """What to build: ``kind`` in MODEL_KINDS, inputs and outputs."""
-
-    kind: str
-    n_classes: int
-    n_tabular: int = 0
-    """Features of the tabular branch (env values, coordinates, patch statistics)."""
-    modalities: tuple[str, ...] = ()
-    """Patch modalities the CNN reads, stacked in this order (``features.CNN_MODALITIES``:
-    the archive's and derived ones such as ``ndvi``)."""
-    mlp: MlpConfig = field(default_factory=MlpConfig)
-    cnn: CnnConfig = field(default_factory=CnnConfig)
-    dropout: float = 0.2
-    """Dropout before the classifier."""
-    head_hidden: int = 0
-    """Width of a hidden layer (linear, ReLU, dropout) before the classifier; 0: none
-    (the 1st place put 2048 after MobileNetV3)."""
-
-    def __post_init__(self) -> None:
-        if self.kind not in MODEL_KINDS:
-            raise ValueError(f"unknown model kind {self.kind!r}; choose one of {MODEL_KINDS}")
-        uses_patches = self.kind in ("cnn", "fusion")
-        uses_tabular = self.kind in ("mlp", "fusion")
-        if uses_patches and not self.modalities:
-            raise ValueError(f"a {self.kind} model needs at least one patch modality")
-        unknown = set(self.modalities) - set(CNN_MODALITIES)
-        if unknown:
-            raise ValueError(f"unknown modalities {sorted(unknown)}; choose from {CNN_MODALITIES}")
-        if uses_tabular and self.n_tabular <= 0:
-            raise ValueError(f"a {self.kind} model needs tabular features (n_tabular > 0)")
-        if uses_patches:
-            check_backbone(self.cnn.backbone)
-        if self.cnn.landcover not in LANDCOVER_MODES:
-            raise ValueError(f"cnn.landcover must be one of {LANDCOVER_MODES}")
-
 
 # --------------------------------------------------------------------------------------
 # Tabular branch

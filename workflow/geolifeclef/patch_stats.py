@@ -21,16 +21,19 @@ train mean). Reading goes through ``GlcDataset``, so any patch store works.
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 from tqdm import tqdm
 
 from .atomic import atomic_path
 from .layout import N_LANDCOVER_CODES
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +50,11 @@ PATCH_STAT_COLUMNS = tuple(c for columns in PATCH_STAT_GROUPS.values() for c in 
 GROUP_MODALITY = {"altitude_stats": "altitude", "landcover_shares": "landcover"}
 
 
-def batch_statistics(batch: dict[str, torch.Tensor]) -> np.ndarray:
+def batch_statistics(batch: "dict[str, torch.Tensor]") -> np.ndarray:
     """(B, len(PATCH_STAT_COLUMNS)) float32 statistics of a raw (unnormalised) batch; NaN
     for the columns of a modality the batch lacks."""
+    import torch  # here, not above: the Snakefile reads PATCH_STAT_GROUPS without torch
+
     first = batch["observation_id"]
     out = np.full((len(first), len(PATCH_STAT_COLUMNS)), np.nan, dtype=np.float32)
     column = 0

@@ -26,63 +26,10 @@ from torch import nn
 from tqdm import tqdm
 
 from .atomic import atomic_path
+from .configs import AugmentConfig, TrainConfig
 from .metrics import hits, top_k
 
 log = logging.getLogger(__name__)
-
-LOSSES = ("cross_entropy", "logit_adjusted", "balanced_softmax", "class_weighted")
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "step", "constant")
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Augmentation of the patches during training (and test-time augmentation)."""
-
-    flip: bool = True
-    rotate: bool = True
-    """Random multiples of 90 degrees: patches are north-up but species do not care."""
-    brightness: float = 0.1
-    """Maximum relative change of the brightness of rgb and near_ir."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every setting of a training run; logged as MLflow params."""
-
-    epochs: int = 10
-    batch_size: int = 256
-    optimizer: str = "adamw"
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    schedule: str = "cosine"
-    warmup_epochs: float = 1.0
-    step_epochs: int = 10
-    step_gamma: float = 0.1
-    grad_clip: float = 1.0
-    label_smoothing: float = 0.0
-    loss: str = "cross_entropy"
-    logit_adjust_tau: float = 1.0
-    class_weight_power: float = 0.5
-    block_label_swap: float = 0.0
-    """Probability that a training label is swapped with another from its spatial block."""
-    block_size_degrees: float = 0.1
-    early_stopping_patience: int = 5
-    seed: int = 0
-    amp: bool = True
-    """Mixed precision on CUDA (ignored on CPU)."""
-    num_workers: int = 0
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")
-
 
 # --------------------------------------------------------------------------------------
 # Reproducibility and devices

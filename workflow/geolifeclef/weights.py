@@ -23,7 +23,7 @@ def fetch(name: str, to: str | Path | None = None) -> Path | None:
     from safetensors.torch import save_file
 
     from .atomic import atomic_path
-    from .backbones import check_backbone
+    from .configs import check_backbone
 
     check_backbone(name)
     model = timm.create_model(name, pretrained=True)
