@@ -78,10 +78,10 @@ def unmappable_reason(name: str, catalog, baselines: dict[str, dict[str, Any]]) 
         )
     for part in catalog.blends[name]:
         if part not in catalog.models:  # a `<sweep>:top<n>` selector
-            return f"blend {name} picks {part} after evaluation; list its members to map it"
+            return f"blend '{name}' picks {part} after evaluation; list its members to map it"
         reason = unmappable_reason(part, catalog, baselines)
         if reason is not None:
-            return f"blend {name} includes {part}: {reason}"
+            return f"blend '{name}' includes {part}, and {reason}"
     return None
 
 
