@@ -3,9 +3,8 @@
 A ``GlcDataset`` batch holds raw inputs (normalised patches, env values, coordinates, patch
 statistics); a ``SpeciesModel`` reads ``tabular`` (the chosen feature groups, concatenated
 in ``TABULAR_SIZES`` order) and ``patches`` (the CNN's modalities, archive or derived).
-``ModelBatch`` turns one into the other inside the DataLoader workers, and ``inputs_needed``
-decides what an experiment must load for that: the one answer to "which inputs does this
-experiment read".
+``ModelBatch`` turns one into the other inside the DataLoader workers; what an experiment
+must load for that is decided in ``geolifeclef.inputs`` (``inputs_needed``).
 """
 
 import numpy as np
