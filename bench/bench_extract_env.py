@@ -1,6 +1,6 @@
 """Benchmark: extract_env against the organizers' approach, at real scale.
 
-Ours: ``geolifeclef.env_table.build_env_table`` end to end (observation tables in, env
+Ours: ``geolifeclef.data.env_table.build_env_table`` end to end (observation tables in, env
 table Parquet out), windowed reads, vectorised lookups.
 
 Reference (the organizers' ``PatchExtractor`` with size 1): every raster read whole as a
@@ -40,9 +40,9 @@ sys.path.insert(0, str(HERE))
 
 from realscale import N_POINTS, write_points, write_rasters  # noqa: E402
 
-from geolifeclef.env_table import build_env_table, observation_points  # noqa: E402
+from geolifeclef.data.env_table import build_env_table, observation_points  # noqa: E402
+from geolifeclef.data.rasters import region_of_points  # noqa: E402
 from geolifeclef.layout import ENV_VARIABLES, DatasetLayout  # noqa: E402
-from geolifeclef.rasters import region_of_points  # noqa: E402
 
 
 def peak_rss_mb() -> float:

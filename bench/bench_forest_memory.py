@@ -28,7 +28,7 @@ def fit_and_measure(folder: Path, trees: int, depth: int, rows: int) -> dict:
     import numpy as np
     import pandas as pd
 
-    from geolifeclef.baselines import (
+    from geolifeclef.baselines.forest import (
         FOREST_FEATURE_GROUPS,
         ForestSettings,
         TabularSources,
@@ -57,12 +57,14 @@ def fit_and_measure(folder: Path, trees: int, depth: int, rows: int) -> dict:
 
 
 def prepare(folder: Path, workers: int) -> None:
-    from geolifeclef.demo import generate_demo_dataset, spec_for
-    from geolifeclef.env_table import build_env_table
+    from geolifeclef.data.env_table import build_env_table
+    from geolifeclef.data.observations import ingest_observations
+    from geolifeclef.demo import generate_demo_dataset
+    from geolifeclef.demo.spec import spec_for
     from geolifeclef.layout import DatasetLayout
-    from geolifeclef.observations import ingest_observations
-    from geolifeclef.patch_cache import CacheSpec, build_patch_cache
-    from geolifeclef.patch_stats import compute_patch_stats
+    from geolifeclef.patches.cache import build_patch_cache
+    from geolifeclef.patches.stats import compute_patch_stats
+    from geolifeclef.patches.store import CacheSpec
 
     if not (folder / "truth" / "summary.json").exists():
         spec = spec_for("large", patch_size=16)

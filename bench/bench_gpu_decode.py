@@ -31,13 +31,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from geolifeclef.dataset import GlcDataset, make_loader
-from geolifeclef.demo import DemoSpec, generate_demo_dataset
+from geolifeclef.data.dataset import GlcDataset, make_loader
+from geolifeclef.data.normalization import write_normalization_stats
+from geolifeclef.data.observations import ingest_observations
+from geolifeclef.demo import generate_demo_dataset
+from geolifeclef.demo.spec import DemoSpec
 from geolifeclef.layout import SPLITS, DatasetLayout
-from geolifeclef.normalization import write_normalization_stats
-from geolifeclef.observations import ingest_observations
-from geolifeclef.patch_cache import CacheSpec, build_patch_cache, open_patch_cache
-from geolifeclef.patch_decode import EncodedJpegs
+from geolifeclef.patches.cache import build_patch_cache, open_patch_cache
+from geolifeclef.patches.decode import EncodedJpegs
+from geolifeclef.patches.store import CacheSpec
 
 
 def build_store(folder: Path, args: argparse.Namespace) -> tuple[Path, Path]:

@@ -23,18 +23,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from geolifeclef.maps import MapSettings
+from geolifeclef.maps.render import MapSettings
 
 
 def child(args: argparse.Namespace) -> None:
     """One measurement, in its own process (peak RSS is this process's)."""
     import torch
 
-    from geolifeclef.baselines import species_columns
-    from geolifeclef.class_frequency import read_species_table
+    from geolifeclef.baselines.fitting import species_columns
+    from geolifeclef.data.class_frequency import read_species_table
     from geolifeclef.layout import DatasetLayout
-    from geolifeclef.maps import choose_species, map_grid, render_maps, species_file
-    from geolifeclef.point_models import load_point_model, read_spec
+    from geolifeclef.maps.point_models import load_point_model, read_spec
+    from geolifeclef.maps.render import choose_species, map_grid, render_maps, species_file
 
     torch.set_num_threads(args.threads)
     spec = read_spec(Path("results/maps") / args.model / "model.json")

@@ -26,15 +26,17 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from geolifeclef.dataset import GlcDataset, make_loader
-from geolifeclef.demo import generate_demo_dataset, spec_for
-from geolifeclef.env_table import build_env_table
+from geolifeclef.data.dataset import GlcDataset, make_loader
+from geolifeclef.data.env_table import build_env_table
+from geolifeclef.data.normalization import write_normalization_stats
+from geolifeclef.data.observations import ingest_observations
+from geolifeclef.demo import generate_demo_dataset
+from geolifeclef.demo.spec import spec_for
 from geolifeclef.layout import CONTINUOUS_MODALITIES, ENV_VARIABLES, MODALITIES, DatasetLayout
-from geolifeclef.normalization import write_normalization_stats
-from geolifeclef.observations import ingest_observations
-from geolifeclef.patch_cache import CacheSpec, build_patch_cache
-from geolifeclef.patch_files import read_patch
-from geolifeclef.patch_geometry import transform_patch
+from geolifeclef.patches.cache import build_patch_cache
+from geolifeclef.patches.files import read_patch
+from geolifeclef.patches.geometry import transform_patch
+from geolifeclef.patches.store import CacheSpec
 
 
 class DecodingDataset(Dataset):

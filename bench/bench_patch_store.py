@@ -36,13 +36,15 @@ import numpy as np
 import pandas as pd
 from bench_patch_cache import DecodingDataset, throughput
 
-from geolifeclef.dataset import GlcDataset, make_loader
-from geolifeclef.demo import DemoSpec, generate_demo_dataset
-from geolifeclef.env_table import build_env_table
+from geolifeclef.data.dataset import GlcDataset, make_loader
+from geolifeclef.data.env_table import build_env_table
+from geolifeclef.data.normalization import env_statistics, patch_statistics
+from geolifeclef.data.observations import ingest_observations
+from geolifeclef.demo import generate_demo_dataset
+from geolifeclef.demo.spec import DemoSpec
 from geolifeclef.layout import MODALITIES, REGION_DIGIT, REGIONS, SPLITS, DatasetLayout
-from geolifeclef.normalization import env_statistics, patch_statistics
-from geolifeclef.observations import ingest_observations
-from geolifeclef.patch_cache import CacheSpec, build_patch_cache, open_patch_cache
+from geolifeclef.patches.cache import build_patch_cache, open_patch_cache
+from geolifeclef.patches.store import CacheSpec
 
 STORES = {
     "decoded-64": CacheSpec(64, "resize", store="decoded"),

@@ -30,7 +30,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 from tqdm import tqdm
 
-from geolifeclef.demo import REGION_BOUNDS
+from geolifeclef.demo.spec import REGION_BOUNDS
 from geolifeclef.layout import BIOCLIMATIC_VARIABLES, ENV_VARIABLES, REGION_DIGIT, DatasetLayout
 
 BIO_RESOLUTION = 1 / 120

@@ -33,16 +33,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from geolifeclef.configs import CnnConfig, ModelConfig, TrainConfig
-from geolifeclef.dataset import GlcDataset, make_loader
-from geolifeclef.demo import DemoSpec, generate_demo_dataset
-from geolifeclef.features import ModelBatch
+from geolifeclef.data.dataset import GlcDataset, make_loader
+from geolifeclef.data.normalization import write_normalization_stats
+from geolifeclef.data.observations import ingest_observations
+from geolifeclef.demo import generate_demo_dataset
+from geolifeclef.demo.spec import DemoSpec
+from geolifeclef.experiments.training import make_loss, make_optimizer, train_step
 from geolifeclef.layout import SPLITS, DatasetLayout
-from geolifeclef.models import build_model
-from geolifeclef.normalization import write_normalization_stats
-from geolifeclef.observations import ingest_observations
-from geolifeclef.patch_cache import CacheSpec, build_patch_cache
-from geolifeclef.training import make_loss, make_optimizer, train_step
+from geolifeclef.models.features import ModelBatch
+from geolifeclef.models.networks import build_model
+from geolifeclef.patches.cache import build_patch_cache
+from geolifeclef.patches.store import CacheSpec
+from geolifeclef.settings.configs import CnnConfig, ModelConfig, TrainConfig
 
 
 def prepare_cache(folder: Path, args: argparse.Namespace) -> tuple[Path, Path]:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from geolifeclef.demo import generate_demo_dataset, spec_for
+from geolifeclef.demo import generate_demo_dataset
+from geolifeclef.demo.spec import spec_for
 from geolifeclef.layout import DatasetLayout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ def tiny_demo(tmp_path_factory) -> tuple[DatasetLayout, Path, dict]:
 @pytest.fixture(scope="session")
 def tables(tiny_demo, tmp_path_factory) -> dict[str, Path]:
     """The tiny demo's observation tables by split (what the extraction steps read)."""
-    from geolifeclef.observations import ingest_observations
+    from geolifeclef.data.observations import ingest_observations
 
     layout, _, _ = tiny_demo
     folder = tmp_path_factory.mktemp("tiny-tables")
@@ -49,11 +50,12 @@ def extracted(tiny_demo, tables, tmp_path_factory) -> dict:
     """Everything the extraction stage writes, for the tiny demo (32 px caches). Read-only."""
     import pandas as pd
 
-    from geolifeclef.env_table import build_env_table
-    from geolifeclef.env_windows import build_env_patches
-    from geolifeclef.normalization import write_normalization_stats
-    from geolifeclef.patch_cache import CacheSpec, build_patch_cache
-    from geolifeclef.patch_stats import compute_patch_stats
+    from geolifeclef.data.env_table import build_env_table
+    from geolifeclef.data.env_windows import build_env_patches
+    from geolifeclef.data.normalization import write_normalization_stats
+    from geolifeclef.patches.cache import build_patch_cache
+    from geolifeclef.patches.stats import compute_patch_stats
+    from geolifeclef.patches.store import CacheSpec
 
     layout, _, _ = tiny_demo
     base = tmp_path_factory.mktemp("extracted")
@@ -83,8 +85,12 @@ def extracted(tiny_demo, tables, tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def with_species(extracted, tiny_demo, tmp_path_factory) -> dict:
     """The extracted tiny demo plus its species table (what train_model reads)."""
-    from geolifeclef.class_frequency import BucketThresholds, species_table, write_species_table
-    from geolifeclef.observations import read_species_ids, read_table
+    from geolifeclef.data.class_frequency import (
+        BucketThresholds,
+        species_table,
+        write_species_table,
+    )
+    from geolifeclef.data.observations import read_species_ids, read_table
 
     layout, _, _ = tiny_demo
     tables = {split: read_table(path) for split, path in extracted["tables"].items()}

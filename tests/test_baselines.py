@@ -4,26 +4,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geolifeclef.baselines import (
+from geolifeclef.baselines.constant import constant_predictions
+from geolifeclef.baselines.fitting import fitting_rows, predict_per_fit
+from geolifeclef.baselines.forest import (
     FOREST_FEATURE_GROUPS,
     ForestSettings,
-    KnnSettings,
     TabularSources,
-    constant_predictions,
     feature_matrix,
     feature_names,
-    fitting_rows,
-    knn_predictions,
-    predict_per_fit,
     random_forest_predictions,
 )
-from geolifeclef.class_frequency import BucketThresholds, species_table
+from geolifeclef.baselines.knn import KnnSettings, knn_predictions
+from geolifeclef.data.class_frequency import BucketThresholds, species_table
+from geolifeclef.data.observations import load_observations, read_species_ids
 from geolifeclef.errors import InputDataError
+from geolifeclef.evaluation.submission import check_submission_file, write_submission
 from geolifeclef.layout import CSV_SEPARATOR, ENV_VARIABLES
-from geolifeclef.metrics import top_k_error
-from geolifeclef.observations import load_observations, read_species_ids
-from geolifeclef.predictions import check_predictions
-from geolifeclef.submission import check_submission_file, write_submission
+from geolifeclef.predictions.metrics import top_k_error
+from geolifeclef.predictions.table import check_predictions
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from geolifeclef import blend_fit
-from geolifeclef.blend_fit import fit_blend, fit_weights, spatial_folds
-from geolifeclef.metrics import hits
-from geolifeclef.predictions import Predictions, check_predictions
+from geolifeclef.predictions import blend_fit
+from geolifeclef.predictions.blend_fit import fit_blend, fit_weights, spatial_folds
+from geolifeclef.predictions.metrics import hits
+from geolifeclef.predictions.table import Predictions, check_predictions
 
 N_SPECIES, K = 80, 40
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geolifeclef.class_frequency import (
+from geolifeclef.data.class_frequency import (
     BucketThresholds,
     analyze_class_frequency,
     gini,
@@ -14,8 +14,8 @@ from geolifeclef.class_frequency import (
     species_table,
     summarize,
 )
+from geolifeclef.data.observations import load_observations, read_species_ids
 from geolifeclef.errors import InputDataError
-from geolifeclef.observations import load_observations, read_species_ids
 
 
 def _observations(species_counts: dict[int, int], region: str = "fr") -> pd.DataFrame:

@@ -13,12 +13,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from geolifeclef.baselines import FOREST_FEATURE_GROUPS, ForestSettings, KnnSettings
-from geolifeclef.class_frequency import BucketThresholds
-from geolifeclef.configs import (
+from geolifeclef.baselines.forest import FOREST_FEATURE_GROUPS, ForestSettings
+from geolifeclef.baselines.knn import KnnSettings
+from geolifeclef.data.class_frequency import BucketThresholds
+from geolifeclef.demo.spec import DEMO_SCALES, DemoSpec
+from geolifeclef.experiments.jobs import PredictionJob
+from geolifeclef.layout import MODALITIES
+from geolifeclef.maps.render import MapSettings
+from geolifeclef.patches.geometry import MODES
+from geolifeclef.patches.store import BAD_FILE_POLICIES, STORES, CacheSpec
+from geolifeclef.settings.configs import (
     LANDCOVER_MODES,
     LOSSES,
-    MODEL_KINDS,
     OPTIMIZERS,
     SCHEDULES,
     SMALL,
@@ -28,14 +34,8 @@ from geolifeclef.configs import (
     ModelConfig,
     TrainConfig,
 )
-from geolifeclef.demo import DEMO_SCALES, DemoSpec
-from geolifeclef.experiment import PredictionJob
-from geolifeclef.experiment_settings import DEFAULT_TABULAR
-from geolifeclef.inputs import CNN_MODALITIES, TABULAR_SIZES
-from geolifeclef.layout import MODALITIES
-from geolifeclef.maps import MapSettings
-from geolifeclef.patch_cache import BAD_FILE_POLICIES, STORES, CacheSpec
-from geolifeclef.patch_geometry import MODES
+from geolifeclef.settings.experiment import DEFAULT_TABULAR
+from geolifeclef.settings.inputs import CNN_MODALITIES, MODEL_KINDS, TABULAR_SIZES
 
 SCHEMA = yaml.safe_load(
     (Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text()
@@ -116,7 +116,7 @@ def test_schema_defaults_are_the_dataclass_defaults(name):
 
 
 ENUMS = {
-    ("experiments.*.model", "kind"): MODEL_KINDS,
+    ("experiments.*.model", "kind"): tuple(MODEL_KINDS),
     ("experiments.*.model.cnn", "landcover"): LANDCOVER_MODES,
     ("experiments.*.train", "optimizer"): OPTIMIZERS,
     ("experiments.*.train", "schedule"): SCHEDULES,

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from geolifeclef.dataset import GlcDataset, make_loader
+from geolifeclef.data.dataset import GlcDataset, make_loader
 from geolifeclef.layout import ENV_VARIABLES, MODALITIES
-from geolifeclef.patch_cache import CacheSpec, build_patch_cache, open_patch_cache
+from geolifeclef.patches.cache import build_patch_cache, open_patch_cache
+from geolifeclef.patches.store import CacheSpec
 
 
 def test_samples_hold_the_cache_rows_env_values_coordinates_and_labels(extracted):

@@ -10,8 +10,10 @@ import rasterio
 import tifffile
 from PIL import Image, JpegImagePlugin
 
-from geolifeclef.demo import SUMMARY_FILE, TRUTH_FILE, generate_demo_dataset, spec_for
-from geolifeclef.layout import ENV_VARIABLES, PATCH_SUFFIXES, REGIONS, DatasetLayout
+from geolifeclef.demo import generate_demo_dataset
+from geolifeclef.demo.spec import spec_for
+from geolifeclef.demo.truth import SUMMARY_FILE, TRUTH_FILE
+from geolifeclef.layout import ENV_VARIABLES, MODALITIES, REGIONS, DatasetLayout
 
 
 def _digest_tree(root):
@@ -61,7 +63,7 @@ def test_patches_match_the_real_formats(tiny_demo, sample_layout):
     layout, _, _ = tiny_demo
     demo_id = int(pd.read_csv(layout.observations("fr", "train"), sep=";")["observation_id"][0])
     real_id = 10823364
-    for modality in PATCH_SUFFIXES:
+    for modality in MODALITIES:
         demo_path, real_path = (
             layout.patch(demo_id, modality),
             sample_layout.patch(real_id, modality),
@@ -96,7 +98,7 @@ def test_patches_match_the_real_formats(tiny_demo, sample_layout):
 def test_every_observation_has_its_four_patches(tiny_demo):
     layout, _, _ = tiny_demo
     for observation_id in _observation_ids(layout):
-        for modality in PATCH_SUFFIXES:
+        for modality in MODALITIES:
             assert layout.patch(int(observation_id), modality).is_file()
 
 

@@ -5,16 +5,16 @@ import subprocess
 import sys
 import textwrap
 
-from geolifeclef.launch import training_command
+from geolifeclef.experiments.launch import training_command
 
 WORKER = textwrap.dedent(
     """
     import json, sys
     import numpy as np
     import torch
-    from geolifeclef.configs import ModelConfig, TrainConfig
-    from geolifeclef.models import build_model
-    from geolifeclef.training import distributed_world, train
+    from geolifeclef.settings.configs import ModelConfig, TrainConfig
+    from geolifeclef.models.networks import build_model
+    from geolifeclef.experiments.training import distributed_world, train
 
     out = sys.argv[1]
     rank, world = distributed_world()

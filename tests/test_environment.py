@@ -7,7 +7,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from geolifeclef import env_table, env_windows, rasters
+from geolifeclef.data import env_table, env_windows, rasters
 from geolifeclef.errors import InputDataError
 from geolifeclef.layout import ENV_VARIABLES, DatasetLayout
 

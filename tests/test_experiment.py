@@ -7,11 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from geolifeclef.experiment import read_job, write_job
-from geolifeclef.experiment_settings import ExperimentSettings, experiment_inputs, weight_settings
-from geolifeclef.features import ModelBatch, ndvi, unit_sphere
-from geolifeclef.inputs import TABULAR_SIZES, InputsNeeded
-from geolifeclef.patch_stats import PATCH_STAT_COLUMNS
+from geolifeclef.experiments.jobs import read_job, write_job
+from geolifeclef.models.features import ModelBatch, ndvi, unit_sphere
+from geolifeclef.settings.experiment import ExperimentSettings, experiment_inputs, weight_settings
+from geolifeclef.settings.inputs import PATCH_STAT_COLUMNS, TABULAR_SIZES, InputsNeeded
 
 ENTRY = {
     "model": {
@@ -56,7 +55,9 @@ def test_what_an_experiment_reads_and_what_retrains_it_are_decided_once():
 
 
 def test_jobs_round_trip_through_json(tmp_path):
-    from geolifeclef.experiment import ExperimentInputs, PredictionJob, Tracking, TrainingJob
+    from geolifeclef.experiments.jobs import PredictionJob, TrainingJob
+    from geolifeclef.experiments.trained import ExperimentInputs
+    from geolifeclef.settings.tracking import Tracking
 
     inputs = ExperimentInputs({"train": "t.parquet"}, "env.parquet", "stats.json", {"train": "c"})
     training = TrainingJob(
@@ -129,9 +130,10 @@ def test_ndvi_of_dark_pixels_is_zero():
 
 
 def _training_job(extracted, tmp_path, entry, **more):
-    from geolifeclef.experiment import ExperimentInputs, TrainingJob
-    from geolifeclef.experiment_settings import TRAINING_SPLITS
-    from geolifeclef.tracking import Tracking
+    from geolifeclef.experiments.jobs import TrainingJob
+    from geolifeclef.experiments.trained import ExperimentInputs
+    from geolifeclef.settings.experiment import TRAINING_SPLITS
+    from geolifeclef.settings.tracking import Tracking
 
     tables = extracted["tables"]
     return TrainingJob(
@@ -155,7 +157,8 @@ def _training_job(extracted, tmp_path, entry, **more):
 
 
 def test_refit_trains_on_train_and_val_rows_and_never_on_test(with_species, tmp_path, monkeypatch):
-    from geolifeclef import experiment, training
+    from geolifeclef.experiments import jobs as experiment
+    from geolifeclef.experiments import training
 
     entry = {
         "model": {"kind": "mlp", "tabular": ["env", "coordinates", "patch_quantiles"]},
@@ -170,7 +173,7 @@ def test_refit_trains_on_train_and_val_rows_and_never_on_test(with_species, tmp_
         torch.save(model.state_dict(), best)
         return training.TrainState(epoch=config.epochs, best_epoch=config.epochs - 1)
 
-    monkeypatch.setattr(training, "train", spy)
+    monkeypatch.setattr(experiment, "train", spy)  # jobs calls the train it imported
     ids = {
         s: pd.read_parquet(p)["observation_id"].to_numpy()
         for s, p in with_species["tables"].items()

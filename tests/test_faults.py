@@ -53,12 +53,13 @@ from faults_helpers import (
 )
 from snakemake.utils import validate
 
-from geolifeclef.env_table import build_env_table, read_env_table
+from geolifeclef.data.env_table import build_env_table, read_env_table
+from geolifeclef.data.observations import ingest_observations, read_observation_csv
 from geolifeclef.errors import InputDataError
 from geolifeclef.layout import DatasetLayout
-from geolifeclef.observations import ingest_observations, read_observation_csv
-from geolifeclef.patch_cache import STORES, CacheSpec, build_patch_cache
-from geolifeclef.patch_files import PatchFileError, write_patch
+from geolifeclef.patches.cache import build_patch_cache
+from geolifeclef.patches.files import PatchFileError, write_patch
+from geolifeclef.patches.store import STORES, CacheSpec
 
 pytestmark = pytest.mark.faults
 
@@ -469,7 +470,7 @@ def test_bad_config_is_refused_by_the_schema(case):
 
 
 def test_unknown_model_kind_is_refused_outside_the_schema_too():
-    from geolifeclef.experiment_settings import ExperimentSettings
+    from geolifeclef.settings.experiment import ExperimentSettings
 
     with pytest.raises(ValueError, match="unknown model kind 'transformer'"):
         ExperimentSettings.from_config("e", {"model": {"kind": "transformer"}}, n_classes=5)
@@ -488,7 +489,7 @@ def test_unknown_model_kind_stops_snakemake_before_any_job(tmp_path):
 def test_config_strings_are_never_evaluated(tmp_path):
     """A config value that is Python code stays a string: accepted where any string is,
     never run (no eval/exec in the workflow, see test_no_eval_exec_or_shell_in_the_workflow)."""
-    from geolifeclef.tracking import flatten
+    from geolifeclef.tracking.runs import flatten
 
     marker = tmp_path / "pwned"
     code = INJECTION.format(marker=marker)
@@ -520,10 +521,10 @@ class _Exploit:
 def test_checkpoints_with_pickled_objects_are_refused(tmp_path):
     import pickle
 
-    from geolifeclef.configs import ModelConfig
-    from geolifeclef.experiment import load_trained
-    from geolifeclef.models import build_model
-    from geolifeclef.training import load_checkpoint
+    from geolifeclef.experiments.trained import load_trained
+    from geolifeclef.experiments.training import load_checkpoint
+    from geolifeclef.models.networks import build_model
+    from geolifeclef.settings.configs import ModelConfig
 
     marker = tmp_path / "pwned"
     model = build_model(ModelConfig(kind="mlp", n_classes=5, n_tabular=3))
@@ -576,9 +577,9 @@ def test_no_eval_exec_or_shell_in_the_workflow():
         directives |= set(re.findall(r"^    (\w+):", path.read_text(), re.M))
     assert "script" in directives
     assert not directives & {"shell", "run", "wrapper", "notebook"}, directives
-    from geolifeclef.launch import training_command
+    from geolifeclef.experiments.launch import training_command
 
-    command = training_command(2, ["-m", "geolifeclef.experiment", "train", "job.json"])
+    command = training_command(2, ["-m", "geolifeclef.experiments.jobs", "train", "job.json"])
     assert isinstance(command, list) and "--nproc_per_node=2" in command  # argv, no shell
 
 
@@ -651,8 +652,8 @@ KILLED_SUBMISSION = textwrap.dedent(
     """
     import os, pathlib, signal, sys
     import numpy as np
-    from geolifeclef.predictions import Predictions
-    from geolifeclef.submission import write_submission
+    from geolifeclef.predictions.table import Predictions
+    from geolifeclef.evaluation.submission import write_submission
 
     original = pathlib.Path.write_text
 
@@ -670,8 +671,12 @@ KILLED_SUBMISSION = textwrap.dedent(
 
 
 def test_killed_submission_write_leaves_no_csv_and_a_rerun_writes_it(tmp_path):
-    from geolifeclef.predictions import Predictions
-    from geolifeclef.submission import check_submission_file, format_submission, write_submission
+    from geolifeclef.evaluation.submission import (
+        check_submission_file,
+        format_submission,
+        write_submission,
+    )
+    from geolifeclef.predictions.table import Predictions
 
     folder = tmp_path / "results" / "submission"
     target = folder / "knn.csv"
@@ -695,8 +700,8 @@ def test_killed_submission_write_leaves_no_csv_and_a_rerun_writes_it(tmp_path):
 def test_failed_submission_write_keeps_the_previous_file(tmp_path, monkeypatch):
     """A write that fails midway (disk full) leaves the previous final.csv as it was."""
     import geolifeclef.atomic as atomic
-    from geolifeclef.predictions import Predictions
-    from geolifeclef.submission import write_submission
+    from geolifeclef.evaluation.submission import write_submission
+    from geolifeclef.predictions.table import Predictions
 
     target = tmp_path / "final.csv"
     target.write_text("previous\n")
@@ -844,10 +849,10 @@ def test_password_of_the_tracking_uri_is_in_no_log_and_no_param(uninterrupted, m
 
 
 def test_server_lost_mid_training_costs_no_training_and_says_how_to_sync(tmp_path, caplog):
-    from geolifeclef.configs import ModelConfig, TrainConfig
-    from geolifeclef.models import build_model
-    from geolifeclef.tracking import start_run
-    from geolifeclef.training import train
+    from geolifeclef.experiments.training import train
+    from geolifeclef.models.networks import build_model
+    from geolifeclef.settings.configs import ModelConfig, TrainConfig
+    from geolifeclef.tracking.runs import start_run
 
     process, port = start_mlflow_server(tmp_path / "server")
     try:
@@ -896,7 +901,7 @@ def test_server_lost_mid_training_costs_no_training_and_says_how_to_sync(tmp_pat
     assert state.epoch == 3 and not tracker.online
     records = [json.loads(line) for line in local.read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "metrics"] == [1, 2, 3]
-    assert "python -m geolifeclef.tracking sync" in caplog.text and str(local) in caplog.text
+    assert "python -m geolifeclef.tracking.runs sync" in caplog.text and str(local) in caplog.text
     assert PASSWORD not in caplog.text and PASSWORD not in local.read_text()
     import mlflow
 

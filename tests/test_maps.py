@@ -10,20 +10,24 @@ import rasterio
 import torch
 from sklearn.ensemble import RandomForestClassifier
 
-from geolifeclef.baselines import (
-    ForestSettings,
-    KnnSettings,
-    TabularSources,
-    knn_predictions,
-    random_forest_predictions,
-)
-from geolifeclef.catalog import Catalog
-from geolifeclef.class_frequency import BucketThresholds, species_table
-from geolifeclef.env_table import extract_environment
-from geolifeclef.forest_file import load_forest, save_forest
+from geolifeclef.baselines.forest import ForestSettings, TabularSources, random_forest_predictions
+from geolifeclef.baselines.forest_file import load_forest, save_forest
+from geolifeclef.baselines.knn import KnnSettings, knn_predictions
+from geolifeclef.data.class_frequency import BucketThresholds, species_table
+from geolifeclef.data.env_table import extract_environment
+from geolifeclef.data.observations import load_observations, read_species_ids, read_species_names
 from geolifeclef.layout import ENV_VARIABLES, DatasetLayout
-from geolifeclef.map_report import map_region
-from geolifeclef.maps import (
+from geolifeclef.maps.point_models import (
+    DemoTruthModel,
+    ExperimentModel,
+    ForestModel,
+    KnnPointModel,
+    PointModel,
+    PointModelSpec,
+    write_spec,
+)
+from geolifeclef.maps.query import PointAnswer, check_points, main, query_points
+from geolifeclef.maps.render import (
     NODATA,
     MapSettings,
     choose_species,
@@ -31,20 +35,11 @@ from geolifeclef.maps import (
     map_grid,
     render_maps,
 )
-from geolifeclef.models import build_model
-from geolifeclef.observations import load_observations, read_species_ids, read_species_names
-from geolifeclef.point_models import (
-    DemoTruthModel,
-    ExperimentModel,
-    ForestModel,
-    KnnPointModel,
-    PointModel,
-    PointModelSpec,
-    unmappable_reason,
-    write_spec,
-)
-from geolifeclef.query import PointAnswer, check_points, main, query_points
-from geolifeclef.sweeps import Sweep
+from geolifeclef.maps.report import map_region
+from geolifeclef.models.networks import build_model
+from geolifeclef.settings.catalog import Catalog
+from geolifeclef.settings.mappable import unmappable_reason
+from geolifeclef.settings.sweeps import Sweep
 
 COARSE = 0.25
 """Grid resolution of these tests (degrees): a few thousand cells per region."""
@@ -103,7 +98,7 @@ def forest(demo):
 def mlp(demo):
     """An (untrained) env + coordinates MLP bundle as run_training writes it, and the stats."""
     settings = {"model": {"kind": "mlp", "tabular": ["env", "coordinates"]}}
-    from geolifeclef.experiment_settings import ExperimentSettings
+    from geolifeclef.settings.experiment import ExperimentSettings
 
     n_classes = int(demo["species"]["species_id"].max()) + 1
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geolifeclef.metrics import (
+from geolifeclef.predictions.metrics import (
     check_distinct,
     evaluate_sets,
     expected_top_k_error,

@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geolifeclef.errors import InputDataError
-from geolifeclef.layout import N_SPECIES, REGIONS, SPLITS, DatasetLayout
-from geolifeclef.observations import (
+from geolifeclef.data.observations import (
     OBSERVATION_SCHEMA,
     ingest_observations,
     read_observation_csv,
     read_table,
 )
+from geolifeclef.errors import InputDataError
+from geolifeclef.layout import N_SPECIES, REGIONS, SPLITS, DatasetLayout
 
 
 def _copy_observations(source: DatasetLayout, target_root, n_species: int | None = None):

@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geolifeclef.layout import MODALITIES, PATCH_ARRAY_DTYPES, DatasetLayout
-from geolifeclef.normalization import write_normalization_stats
-from geolifeclef.patch_cache import STORES, CacheSpec, build_patch_cache, open_patch_cache
-from geolifeclef.patch_files import PatchFileError, read_patch
-from geolifeclef.patch_geometry import check_geometry, transform_patch
+from geolifeclef.data.normalization import write_normalization_stats
+from geolifeclef.layout import MODALITIES, PATCH_MODALITIES, DatasetLayout
+from geolifeclef.patches.cache import build_patch_cache, open_patch_cache
+from geolifeclef.patches.files import PatchFileError, read_patch
+from geolifeclef.patches.geometry import check_geometry, transform_patch
+from geolifeclef.patches.store import STORES, CacheSpec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,7 +51,7 @@ def assert_cache_matches_files(cache_dir, layout, observations, size, mode, stor
     np.testing.assert_array_equal(cache.index["row"], np.arange(len(ids)))
     for modality in cache.modalities:
         array = cache.read(modality)
-        assert array.dtype == PATCH_ARRAY_DTYPES[modality]
+        assert array.dtype == PATCH_MODALITIES[modality].array_dtype
         assert array.shape[2:] == (size, size)
         np.testing.assert_array_equal(array, expected_rows(layout, ids, modality, size, mode))
 
@@ -119,10 +120,12 @@ def test_real_sample_patches_round_trip(sample_layout, tmp_path, store):
 def test_crop_and_resize_shapes(modality, size, mode):
     rng = np.random.default_rng(0)
     shape = (64, 64, 3) if modality == "rgb" else (64, 64)
-    array = rng.integers(0, 30, shape).astype(PATCH_ARRAY_DTYPES[modality])
+    array = rng.integers(0, 30, shape).astype(PATCH_MODALITIES[modality].array_dtype)
     out = transform_patch(array, modality, size, mode)
     channels = 3 if modality == "rgb" else 1
-    assert out.shape == (channels, size, size) and out.dtype == PATCH_ARRAY_DTYPES[modality]
+    assert (
+        out.shape == (channels, size, size) and out.dtype == PATCH_MODALITIES[modality].array_dtype
+    )
     hwc = array if array.ndim == 3 else array[..., None]
     if mode == "crop":
         start = (64 - size) // 2
@@ -234,12 +237,13 @@ KILLER = textwrap.dedent(
     """
     import os, signal, sys
     import pandas as pd
-    import geolifeclef.decoded_store, geolifeclef.encoded_store
-    from geolifeclef.layout import DatasetLayout
-    from geolifeclef.patch_cache import CacheSpec, build_patch_cache
+    import geolifeclef.patches.decoded, geolifeclef.patches.encoded
+    from geolifeclef.layout import DatasetLayout, MODALITIES, PATCH_MODALITIES
+    from geolifeclef.patches.store import CacheSpec
+    from geolifeclef.patches.cache import build_patch_cache
 
     root, table, out, kill_at, store, shards = sys.argv[1:]
-    original, calls = geolifeclef.patch_store.pwrite_all, [0]
+    original, calls = geolifeclef.patches.store.pwrite_all, [0]
 
     def write_then_die(fd, data, offset):
         calls[0] += 1
@@ -249,8 +253,8 @@ KILLER = textwrap.dedent(
         original(fd, data, offset)
 
     # Both stores write each chunk with one pwrite per modality (4 per chunk).
-    geolifeclef.decoded_store.pwrite_all = write_then_die
-    geolifeclef.encoded_store.pwrite_all = write_then_die
+    geolifeclef.patches.decoded.pwrite_all = write_then_die
+    geolifeclef.patches.encoded.pwrite_all = write_then_die
     spec = CacheSpec(size=32, mode="resize", store=store, shards=int(shards))
     build_patch_cache(DatasetLayout(root), pd.read_parquet(table), out, spec, chunk_rows=16)
     """

@@ -5,9 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geolifeclef.patch_cache import CacheSpec, build_patch_cache
-from geolifeclef.patch_files import read_patch
-from geolifeclef.patch_stats import PATCH_STAT_COLUMNS, compute_patch_stats, read_patch_stats
+from geolifeclef.patches.cache import build_patch_cache
+from geolifeclef.patches.files import read_patch
+from geolifeclef.patches.stats import compute_patch_stats, read_patch_stats
+from geolifeclef.patches.store import CacheSpec
+from geolifeclef.settings.inputs import PATCH_STAT_COLUMNS
 
 
 def expected_row(layout, observation_id: int) -> dict[str, float]:

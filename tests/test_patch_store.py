@@ -9,22 +9,21 @@ import pandas as pd
 import pytest
 import torch
 
-from geolifeclef.dataset import GlcDataset, JoinedDataset, make_loader
-from geolifeclef.env_table import build_env_table
-from geolifeclef.features import ModelBatch
+from geolifeclef.data.dataset import GlcDataset, JoinedDataset, make_loader
+from geolifeclef.data.env_table import build_env_table
+from geolifeclef.data.normalization import write_normalization_stats
 from geolifeclef.layout import MODALITIES, DatasetLayout
-from geolifeclef.normalization import write_normalization_stats
-from geolifeclef.patch_cache import (
-    STORES,
-    CacheSpec,
+from geolifeclef.models.features import ModelBatch
+from geolifeclef.patches.cache import (
     build_patch_cache,
     build_shard,
     gather_shards,
     open_patch_cache,
     shard_folders,
 )
-from geolifeclef.patch_decode import EncodedJpegs, crop_or_resize
-from geolifeclef.patch_geometry import transform_batch
+from geolifeclef.patches.decode import EncodedJpegs, crop_or_resize
+from geolifeclef.patches.geometry import transform_batch
+from geolifeclef.patches.store import STORES, CacheSpec
 
 
 def read_everything(cache_dir) -> dict[str, np.ndarray]:

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from geolifeclef.errors import InputDataError
-from geolifeclef.predictions import (
+from geolifeclef.predictions.table import (
     Predictions,
     PredictionWriter,
     blend,

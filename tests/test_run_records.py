@@ -5,9 +5,9 @@ from datetime import datetime
 
 import pytest
 
-from geolifeclef.experiment_settings import shaping_settings
-from geolifeclef.learning_curve import plot_learning_curve
-from geolifeclef.run_records import (
+from geolifeclef.experiments.learning_curve import plot_learning_curve
+from geolifeclef.settings.experiment import shaping_settings
+from geolifeclef.tracking.records import (
     best_epoch_metrics,
     evaluated_model_id,
     evaluation_links,
@@ -52,7 +52,7 @@ def test_the_parent_run_is_named_after_targets_and_time():
 
 def test_evaluate_runs_use_the_names_of_the_train_runs():
     named = evaluation_metrics(METRICS)
-    # The per-epoch names of training (geolifeclef.training.evaluate_top_k).
+    # The per-epoch names of training (geolifeclef.experiments.training.evaluate_top_k).
     assert {f"val_top{k}_error" for k in (1, 5, 10, 30)} <= set(named)
     assert named["val_top30_error"] == 0.2 and named["val_head_top30_error"] == 0.1
     assert "val_tail_top30_error" not in named  # NaN: a bucket without val observations
@@ -138,7 +138,7 @@ def test_evaluate_runs_link_to_the_train_run_and_model():
     ],
 )
 def test_a_run_logs_only_the_settings_that_shaped_it(entry, absent, present):
-    from geolifeclef.tracking import flatten
+    from geolifeclef.tracking.runs import flatten
 
     # As the schema fills them: every default present.
     for key, value in {

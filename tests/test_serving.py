@@ -7,17 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geolifeclef.experiment import (
-    ExperimentInputs,
-    PredictionJob,
-    TrainingJob,
-    run_prediction,
-    run_training,
-)
+from geolifeclef.experiments.jobs import PredictionJob, TrainingJob, run_prediction, run_training
+from geolifeclef.experiments.trained import ExperimentInputs
 from geolifeclef.layout import SPLITS
-from geolifeclef.predictions import read_predictions
-from geolifeclef.run_records import MODEL_URI_KEY, RUN_ID_KEY
-from geolifeclef.tracking import Tracking
+from geolifeclef.predictions.table import read_predictions
+from geolifeclef.settings.tracking import Tracking
+from geolifeclef.tracking.records import MODEL_URI_KEY, RUN_ID_KEY
 
 FUSION = {
     "model": {

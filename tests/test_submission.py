@@ -4,9 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geolifeclef.evaluation import best_model
-from geolifeclef.predictions import Predictions
-from geolifeclef.submission import (
+from geolifeclef.evaluation.scores import best_model
+from geolifeclef.evaluation.submission import (
     HEADER,
     SubmissionError,
     check_submission,
@@ -15,6 +14,7 @@ from geolifeclef.submission import (
     select_submission,
     write_submission,
 )
+from geolifeclef.predictions.table import Predictions
 
 TEST_IDS = np.array([10000003, 10000001, 20000002])
 KNOWN = np.arange(100)

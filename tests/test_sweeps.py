@@ -9,8 +9,8 @@ import pytest
 import yaml
 from conftest import REPO, run_snakemake
 
-from geolifeclef.catalog import build_catalog
-from geolifeclef.sweeps import SweepError, expand_sweeps, resolve_selectors
+from geolifeclef.settings.catalog import build_catalog
+from geolifeclef.settings.sweeps import SweepError, expand_sweeps, resolve_selectors
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 EXPERIMENT_SCHEMA = SCHEMA["properties"]["experiments"]["additionalProperties"]

@@ -11,9 +11,9 @@ import pytest
 import torch
 from faults_helpers import free_port, start_mlflow_server, stop
 
-from geolifeclef.configs import ModelConfig
-from geolifeclef.models import build_model
-from geolifeclef.tracking import (
+from geolifeclef.models.networks import build_model
+from geolifeclef.settings.configs import ModelConfig
+from geolifeclef.tracking.runs import (
     EXPERIMENT_KIND_TAG,
     MODEL_TRAINING_KIND,
     attach_run,
@@ -92,7 +92,7 @@ def test_unreachable_server_keeps_metrics_locally_and_says_how_to_sync(tmp_path,
     with start_run(uri, "tests", "offline", local, timeout=1.0) as tracker:
         assert not tracker.online
         _tiny_training(tracker)
-    assert "unreachable" in caplog.text and "geolifeclef.tracking sync" in caplog.text
+    assert "unreachable" in caplog.text and "geolifeclef.tracking.runs sync" in caplog.text
     records = [json.loads(line) for line in local.read_text().splitlines()]
     metrics = [r for r in records if r["kind"] == "metrics"]
     assert [m["metrics"]["val_top30_error"] for m in metrics] == [0.5, 0.25]
@@ -110,8 +110,8 @@ def test_local_log_syncs_into_mlflow_later(tmp_path):
 
 
 def test_sqlite_store_and_parent_run(tmp_path, monkeypatch):
-    from geolifeclef.invocation_runs import start_parent_run
-    from geolifeclef.tracking import PARENT_RUN_ENV
+    from geolifeclef.settings.tracking import PARENT_RUN_ENV
+    from geolifeclef.tracking.invocation import start_parent_run
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     parent = start_parent_run(uri, "tests", "workflow")

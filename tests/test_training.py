@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from geolifeclef.configs import AugmentConfig, ModelConfig, TrainConfig
-from geolifeclef.models import build_model
-from geolifeclef.training import (
+from geolifeclef.experiments.training import (
     augment_patches,
     block_label_swap,
     learning_rate_factor,
@@ -15,6 +13,8 @@ from geolifeclef.training import (
     make_optimizer,
     train,
 )
+from geolifeclef.models.networks import build_model
+from geolifeclef.settings.configs import AugmentConfig, ModelConfig, TrainConfig
 
 N_CLASSES = 12
 N_FEATURES = 5

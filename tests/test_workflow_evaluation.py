@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 from conftest import run_snakemake
 
-from geolifeclef.observations import read_species_ids
-from geolifeclef.predictions import read_predictions
-from geolifeclef.submission import check_submission_file
+from geolifeclef.data.observations import read_species_ids
+from geolifeclef.evaluation.submission import check_submission_file
+from geolifeclef.predictions.table import read_predictions
 
 CONFIG = """\
 demo:

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from conftest import run_snakemake
 
-from geolifeclef.dataset import GlcDataset, make_loader
+from geolifeclef.data.dataset import GlcDataset, make_loader
 from geolifeclef.layout import ENV_VARIABLES
-from geolifeclef.patch_cache import open_patch_cache
+from geolifeclef.patches.cache import open_patch_cache
 
 CONFIG = """\
 demo:

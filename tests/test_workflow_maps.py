@@ -12,7 +12,7 @@ import rasterio
 import yaml
 from conftest import run_snakemake
 
-from geolifeclef.predictions import read_predictions
+from geolifeclef.predictions.table import read_predictions
 
 CONFIG = {
     "demo": {"scale": "tiny", "seed": 5},
@@ -82,7 +82,7 @@ def test_query_command_gives_the_models_prediction_at_an_observation(mapped, mod
     points = mapped / f"points-{model}.csv"
     val[["latitude", "longitude"]].to_csv(points, index=False)
     answers = mapped / f"answers-{model}.csv"
-    command = [sys.executable, "-m", "geolifeclef.query", "--model", model]
+    command = [sys.executable, "-m", "geolifeclef.maps.query", "--model", model]
     result = subprocess.run(
         [*command, "--points", str(points), "--output", str(answers)],
         cwd=mapped,
@@ -110,7 +110,7 @@ def test_query_command_gives_the_models_prediction_at_an_observation(mapped, mod
         [
             sys.executable,
             "-m",
-            "geolifeclef.query",
+            "geolifeclef.maps.query",
             "--model",
             "cnn_only",
             "--lat",

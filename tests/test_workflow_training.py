@@ -18,7 +18,7 @@ import yaml
 from conftest import REPO, run_snakemake
 from faults_helpers import start_mlflow_server, stop
 
-from geolifeclef.predictions import read_predictions
+from geolifeclef.predictions.table import read_predictions
 
 RELOAD_MARKER = "<!-- reload-snippet: run by tests/test_workflow_training.py -->"
 CONFIG = {

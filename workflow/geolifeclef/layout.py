@@ -47,32 +47,43 @@ PEDOLOGIC_VARIABLES = (
 ENV_VARIABLES = BIOCLIMATIC_VARIABLES + PEDOLOGIC_VARIABLES
 """The 27 raster variables, in the column order of ``environmental_vectors.csv``."""
 
-PATCH_SUFFIXES = {
-    "rgb": "rgb.jpg",
-    "near_ir": "near_ir.jpg",
-    "altitude": "altitude.tif",
-    "landcover": "landcover.tif",
-}
-"""Patch modality -> file-name suffix after ``<id>_``."""
 
-PATCH_DTYPES = {
-    "rgb": np.dtype(np.uint8),
-    "near_ir": np.dtype(np.uint8),
-    "altitude": np.dtype(">i2"),
-    "landcover": np.dtype("<u1"),
-}
-"""Patch modality -> dtype (with byte order) of the real files."""
+@dataclass(frozen=True)
+class Modality:
+    """One patch modality of the archive: the one record that the file reader and writer,
+    the decoders, the stores, the normalisation, the schema test and the demo read."""
 
-MODALITIES = tuple(PATCH_SUFFIXES)
+    name: str
+    suffix: str
+    """File-name suffix after ``<id>_``."""
+    file_dtype: np.dtype
+    """Dtype (with byte order) of the real files' pixels."""
+    channels: int
+    codec: str
+    """``jpeg`` (baseline JPEG, quality 75) or ``tiff`` (deflate)."""
+    continuous: bool
+    """A quantity (normalised by mean and std) rather than categories (land cover)."""
+    jpeg_colorspace: tuple[str, str] | None = None
+    """(simplejpeg colour space, PIL mode) of a JPEG modality."""
+
+    @property
+    def array_dtype(self) -> np.dtype:
+        """Dtype of its decoded pixels in arrays and caches: the file's, little-endian."""
+        return self.file_dtype.newbyteorder("<")
+
+
+PATCH_MODALITIES = {
+    modality.name: modality
+    for modality in (
+        Modality("rgb", "rgb.jpg", np.dtype(np.uint8), 3, "jpeg", True, ("RGB", "RGB")),
+        Modality("near_ir", "near_ir.jpg", np.dtype(np.uint8), 1, "jpeg", True, ("GRAY", "L")),
+        Modality("altitude", "altitude.tif", np.dtype(">i2"), 1, "tiff", True),
+        Modality("landcover", "landcover.tif", np.dtype("<u1"), 1, "tiff", False),
+    )
+}
 """Patch modalities, in the order of the archive: rgb, near_ir, altitude, landcover."""
-
-CONTINUOUS_MODALITIES = ("rgb", "near_ir", "altitude")
-"""Modalities that are quantities (normalised by mean/std); landcover holds categories."""
-
-PATCH_ARRAY_DTYPES = {m: dtype.newbyteorder("<") for m, dtype in PATCH_DTYPES.items()}
-"""Patch modality -> dtype of its decoded pixels in arrays and caches: the file's, little-endian."""
-
-PATCH_CHANNELS = {"rgb": 3, "near_ir": 1, "altitude": 1, "landcover": 1}
+MODALITIES = tuple(PATCH_MODALITIES)
+CONTINUOUS_MODALITIES = tuple(m.name for m in PATCH_MODALITIES.values() if m.continuous)
 PATCH_SIZE = 256
 LANDCOVER_CODES = {"fr": tuple(range(1, 18)), "us": tuple(range(20, 33))}
 """Land-cover codes used in each region's patches; 0 means missing."""
@@ -144,4 +155,4 @@ class DatasetLayout:
         """Patch file of one observation: ``patches-fr/44/14/10171444_rgb.jpg``."""
         text = str(int(observation_id))
         folder = self.patch_folder(region_of_id(observation_id))
-        return folder / text[-2:] / text[-4:-2] / f"{text}_{PATCH_SUFFIXES[modality]}"
+        return folder / text[-2:] / text[-4:-2] / f"{text}_{PATCH_MODALITIES[modality].suffix}"

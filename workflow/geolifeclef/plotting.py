@@ -4,7 +4,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from .atomic import atomic_path
+from geolifeclef.atomic import atomic_path
 
 
 def new_figure(width: float, height: float) -> Figure:

@@ -1,6 +1,6 @@
 # Baselines (geolifeclef.baselines), fitted on train (test also on train + val with their
 # `refit`). Every model writes predictions(model, split) in the format of
-# geolifeclef.predictions.
+# geolifeclef.predictions.table.
 
 FOREST_READS_PATCH_STATS = bool(
     set(config["baselines"]["random_forest"]["features"]) & set(PATCH_STAT_GROUPS)
@@ -55,7 +55,7 @@ rule predict_random_forest:
         test=rules.ingest_observations.output.test,
     output:
         **{split: predictions("random_forest", split) for split in PREDICTED_SPLITS},
-        # The fitted trees, for the maps and point queries (geolifeclef.forest_file).
+        # The fitted trees, for the maps and point queries (geolifeclef.baselines.forest_file).
         forest=model_dir("random_forest") + "/forest.npz",
     log:
         logs("predict_random_forest"),

@@ -1,6 +1,6 @@
 # Blends: weighted averages of models' probabilities, one more model each. Fixed blends
 # (config `blends`) take their weights from the config; fitted blends (`fitted_blends`)
-# fit them on val, with cross-fitted (honest) val predictions (geolifeclef.blend_fit).
+# fit them on val, with cross-fitted (honest) val predictions (geolifeclef.predictions.blend_fit).
 
 
 def selected_sweeps(blend):

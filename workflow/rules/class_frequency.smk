@@ -1,4 +1,4 @@
-# The long tail: species counts, priors and frequency buckets (geolifeclef.class_frequency).
+# The long tail: species counts, priors and frequency buckets (geolifeclef.data.class_frequency).
 
 
 rule analyze_class_frequency:

@@ -10,16 +10,16 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from geolifeclef.catalog import BASELINE_MODELS, build_catalog
-from geolifeclef.experiment_settings import (
+from geolifeclef.settings.catalog import BASELINE_MODELS, build_catalog
+from geolifeclef.settings.experiment import (
     TRAINING_SPLITS,
     experiment_inputs,
     weight_settings,
 )
 from geolifeclef.layout import REGIONS, SPLITS, DatasetLayout
-from geolifeclef.patch_stats import PATCH_STAT_GROUPS
-from geolifeclef.sweeps import parse_selector
-from geolifeclef.tracking import Tracking, default_tracking_uri
+from geolifeclef.settings.inputs import PATCH_STAT_GROUPS
+from geolifeclef.settings.sweeps import parse_selector
+from geolifeclef.settings.tracking import Tracking, default_tracking_uri
 
 # -- where files go ---------------------------------------------------------------------
 DEMO_ROOT = Path("resources/demo/glc22")
@@ -117,7 +117,7 @@ def canonical(value):
 
 def experiment_reads(experiment):
     """What an experiment reads: patch caches, env table, patch statistics (decided by the
-    package, geolifeclef.experiment_settings.experiment_inputs)."""
+    package, geolifeclef.settings.experiment.experiment_inputs)."""
     return experiment_inputs(config["experiments"][experiment])
 
 

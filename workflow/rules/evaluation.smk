@@ -1,4 +1,4 @@
-# Every model scored on val (geolifeclef.evaluation) and ranked on the leaderboard.
+# Every model scored on val (geolifeclef.evaluation.scores) and ranked on the leaderboard.
 
 
 def evaluated_settings(model):

@@ -1,5 +1,5 @@
-# Environmental values from the rasters and patch caches (see geolifeclef.env_table,
-# geolifeclef.env_windows, geolifeclef.patch_cache, and geolifeclef.dataset to read them).
+# Environmental values from the rasters and patch caches (see geolifeclef.data.env_table,
+# geolifeclef.data.env_windows, geolifeclef.patches.cache, and geolifeclef.data.dataset to read them).
 
 
 def env_source_files():
@@ -47,7 +47,7 @@ rule extract_env_patches:
 
 # Patch caches, built in `patches.shards` jobs per split (Snakemake's scatter/gather; the
 # shard is the wildcard `scatteritem`, "<i>-of-<n>") that a gather job links into the
-# split's cache folder with the index (see geolifeclef.patch_cache).
+# split's cache folder with the index (see geolifeclef.patches.cache).
 PATCHES = config["patches"]
 
 

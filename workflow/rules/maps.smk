@@ -1,9 +1,9 @@
-# Species distribution maps (geolifeclef.maps, map_report) of every model that predicts from
-# env values and coordinates alone (geolifeclef.point_models), the demo's true maps, and the
-# model descriptions that `python -m geolifeclef.query` reads. Not part of `all`: `maps`.
+# Species distribution maps (geolifeclef.maps.render, map_report) of every model that predicts from
+# env values and coordinates alone (geolifeclef.maps.point_models), the demo's true maps, and the
+# model descriptions that `python -m geolifeclef.maps.query` reads. Not part of `all`: `maps`.
 
 from geolifeclef.layout import REGIONS
-from geolifeclef.point_models import unmappable_reason
+from geolifeclef.settings.mappable import unmappable_reason
 
 MAP_REASONS = {m: unmappable_reason(m, CATALOG, config["baselines"]) for m in MODELS}
 MAPPED_MODELS = [m for m in MODELS if MAP_REASONS[m] is None]

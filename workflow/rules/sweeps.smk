@@ -1,4 +1,4 @@
-# Sweeps (config `sweeps`, geolifeclef.sweeps): members are experiments like any other;
+# Sweeps (config `sweeps`, geolifeclef.settings.sweeps): members are experiments like any other;
 # here each sweep gets its summary (members ranked, varied settings, error against each
 # setting) and a target `sweep_<name>` that builds every member through evaluation.
 

@@ -1,7 +1,7 @@
 # Around the whole invocation: the leftovers of a killed invocation are cleared first, and
 # one MLflow parent run groups every train and evaluate job of this invocation.
 
-from geolifeclef.tracking import PARENT_RUN_ENV, SWEEP_RUNS_ENV
+from geolifeclef.settings.tracking import PARENT_RUN_ENV, SWEEP_RUNS_ENV
 
 
 onstart:
@@ -9,7 +9,10 @@ onstart:
     # again, while their siblings may be writing temporaries.
     if IS_MAIN_INVOCATION:
         from geolifeclef.atomic import remove_stale_temporaries
-        from geolifeclef.invocation_runs import close_stale_runs, start_parent_run
+        from geolifeclef.tracking.invocation import (
+            close_stale_runs,
+            start_parent_run,
+        )
         from snakemake.logging import logger
 
         removed = remove_stale_temporaries(["results", "resources"])
@@ -24,7 +27,7 @@ onstart:
                 f"marked {len(closed)} MLflow runs of a killed run KILLED"
             )
         if tracked_jobs_to_run() and PARENT_RUN_ENV not in os.environ:
-            from geolifeclef.run_records import (
+            from geolifeclef.tracking.records import (
                 describe_invocation,
                 invocation_run_name,
             )
@@ -64,7 +67,7 @@ def invocation_targets():
 
 def tracked_jobs_to_run():
     """Whether this invocation runs a job that logs to MLflow (else: no parent run)."""
-    from geolifeclef.run_records import TRACKED_RULES
+    from geolifeclef.tracking.records import TRACKED_RULES
 
     return any(job.rule.name in TRACKED_RULES for job in workflow.dag.needrun_jobs())
 
@@ -72,8 +75,8 @@ def tracked_jobs_to_run():
 def finish_parent_run(status):
     parent = os.environ.get(PARENT_RUN_ENV)
     if IS_MAIN_INVOCATION and parent:
-        from geolifeclef.invocation_runs import end_run, end_sweep_runs
-        from geolifeclef.run_records import runs_page
+        from geolifeclef.tracking.invocation import end_run, end_sweep_runs
+        from geolifeclef.tracking.records import runs_page
         from snakemake.logging import logger
 
         end_sweep_runs(

@@ -48,7 +48,7 @@ def training_inputs():
 
 def served_inputs():
     """Every split's inputs: where the model that a fit logs to MLflow reads the rows it
-    predicts (geolifeclef.serving), relative to the working directory. Plain strings:
+    predicts (geolifeclef.experiments.serving), relative to the working directory. Plain strings:
     params are pickled for the script, a rule's output objects are not picklable."""
     return {
         "observations": {

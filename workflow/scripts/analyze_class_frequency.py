@@ -1,8 +1,8 @@
-"""Snakemake adapter: species counts, priors and buckets (see geolifeclef.class_frequency)."""
+"""Snakemake adapter: species counts, priors and buckets (see geolifeclef.data.class_frequency)."""
 
-from geolifeclef.class_frequency import BucketThresholds, analyze_class_frequency
+from geolifeclef.data.class_frequency import BucketThresholds, analyze_class_frequency
+from geolifeclef.data.observations import read_species_ids, read_table
 from geolifeclef.layout import SPLITS
-from geolifeclef.observations import read_species_ids, read_table
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]):

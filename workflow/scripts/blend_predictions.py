@@ -2,11 +2,11 @@
 with the weights of the config (blends, <sweep>:top<n> resolved on val metrics) or those
 fitted on val (fitted_blends)."""
 
-from geolifeclef.blend_fit import read_weights
-from geolifeclef.evaluation import read_metrics
-from geolifeclef.predictions import blend, read_predictions, write_predictions
+from geolifeclef.evaluation.scores import read_metrics
+from geolifeclef.predictions.blend_fit import read_weights
+from geolifeclef.predictions.table import blend, read_predictions, write_predictions
 from geolifeclef.rule_logging import logging_to
-from geolifeclef.sweeps import resolve_selectors
+from geolifeclef.settings.sweeps import resolve_selectors
 
 with logging_to(snakemake.log[0]) as log:
     val_errors = {

@@ -1,12 +1,13 @@
-"""Snakemake adapter: rank every model by val top-30 error (see geolifeclef.evaluation); the
+"""Snakemake adapter: rank every model by val top-30 error (see geolifeclef.evaluation.scores); the
 reference figures and the leaderboard go to the invocation's MLflow parent run, once."""
 
 import os
 
-from geolifeclef.evaluation import read_metrics, write_leaderboard
+from geolifeclef.evaluation.scores import read_metrics, write_leaderboard
 from geolifeclef.rule_logging import logging_to
-from geolifeclef.run_records import reference_metrics
-from geolifeclef.tracking import PARENT_RUN_ENV, Tracking, attach_run
+from geolifeclef.settings.tracking import PARENT_RUN_ENV, Tracking
+from geolifeclef.tracking.records import reference_metrics
+from geolifeclef.tracking.runs import attach_run
 
 with logging_to(snakemake.log[0]) as log:
     all_metrics = [read_metrics(path) for path in snakemake.input]

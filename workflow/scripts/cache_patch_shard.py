@@ -1,10 +1,10 @@
-"""Snakemake adapter: build one shard of a split's patch cache (geolifeclef.patch_cache)."""
+"""Snakemake adapter: build one shard of a split's patch cache (geolifeclef.patches.cache)."""
 
 import pandas as pd
 
 from geolifeclef.layout import DatasetLayout
-from geolifeclef.patch_cache import CacheSpec, build_shard
-from geolifeclef.patch_store import parse_shard
+from geolifeclef.patches.cache import build_shard
+from geolifeclef.patches.store import CacheSpec, parse_shard
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]) as log:

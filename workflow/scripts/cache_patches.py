@@ -1,8 +1,9 @@
-"""Snakemake adapter: gather a split's shards into its patch cache (geolifeclef.patch_cache)."""
+"""Snakemake adapter: gather a split's shards into its patch cache (geolifeclef.patches.cache)."""
 
 import pandas as pd
 
-from geolifeclef.patch_cache import CacheSpec, gather_shards
+from geolifeclef.patches.cache import gather_shards
+from geolifeclef.patches.store import CacheSpec
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]) as log:

@@ -1,6 +1,6 @@
 """Snakemake adapter: train mean/std of every patch channel and env variable."""
 
-from geolifeclef.normalization import write_normalization_stats
+from geolifeclef.data.normalization import write_normalization_stats
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]) as log:

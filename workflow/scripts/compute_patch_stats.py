@@ -1,6 +1,7 @@
-"""Snakemake adapter: per-observation statistics of a split's patches (geolifeclef.patch_stats)."""
+"""Snakemake adapter: per-observation statistics of a split's patches
+(geolifeclef.patches.stats)."""
 
-from geolifeclef.patch_stats import compute_patch_stats
+from geolifeclef.patches.stats import compute_patch_stats
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]):

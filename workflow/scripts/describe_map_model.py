@@ -1,6 +1,6 @@
 """Snakemake adapter: how to reload a model for maps and point queries (point_models)."""
 
-from geolifeclef.point_models import PointModelSpec, read_spec, write_spec
+from geolifeclef.maps.point_models import PointModelSpec, read_spec, write_spec
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]) as log:

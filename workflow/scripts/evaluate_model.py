@@ -1,16 +1,18 @@
-"""Snakemake adapter: metrics and per-bucket plot of one model on val (geolifeclef.evaluation),
-logged to MLflow as an evaluate run (names and links: geolifeclef.run_records)."""
+"""Snakemake adapter: metrics and per-bucket plot of one model on val
+(geolifeclef.evaluation.scores),
+logged to MLflow as an evaluate run (names and links: geolifeclef.tracking.records)."""
 
 import json
 from pathlib import Path
 
-from geolifeclef.blend_fit import read_weights
-from geolifeclef.class_frequency import read_species_table
-from geolifeclef.evaluation import evaluate_model, plot_buckets, write_metrics
-from geolifeclef.observations import read_table
-from geolifeclef.predictions import read_predictions
+from geolifeclef.data.class_frequency import read_species_table
+from geolifeclef.data.observations import read_table
+from geolifeclef.evaluation.scores import evaluate_model, plot_buckets, write_metrics
+from geolifeclef.predictions.blend_fit import read_weights
+from geolifeclef.predictions.table import read_predictions
 from geolifeclef.rule_logging import logging_to
-from geolifeclef.run_records import (
+from geolifeclef.settings.tracking import Tracking
+from geolifeclef.tracking.records import (
     DESCRIPTION_TAG,
     evaluated_model_id,
     evaluation_description,
@@ -18,7 +20,7 @@ from geolifeclef.run_records import (
     evaluation_metrics,
     evaluation_params,
 )
-from geolifeclef.tracking import Tracking, git_commit, start_run
+from geolifeclef.tracking.runs import git_commit, start_run
 
 with logging_to(snakemake.log[0]) as log:
     model = snakemake.wildcards.model

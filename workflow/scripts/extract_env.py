@@ -1,6 +1,7 @@
-"""Snakemake adapter: the 27 environmental values of every observation (geolifeclef.env_table)."""
+"""Snakemake adapter: the 27 environmental values of every observation
+(geolifeclef.data.env_table)."""
 
-from geolifeclef.env_table import build_env_table
+from geolifeclef.data.env_table import build_env_table
 from geolifeclef.layout import DatasetLayout
 from geolifeclef.rule_logging import logging_to
 

@@ -1,6 +1,6 @@
 """Snakemake adapter: k x k windows of the 27 rasters around every observation."""
 
-from geolifeclef.env_windows import build_env_patches
+from geolifeclef.data.env_windows import build_env_patches
 from geolifeclef.layout import DatasetLayout
 from geolifeclef.rule_logging import logging_to
 

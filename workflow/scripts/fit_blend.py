@@ -1,14 +1,14 @@
 """Snakemake adapter: fit a blend's weights on val, with honest cross-fitted val predictions
-(geolifeclef.blend_fit)."""
+(geolifeclef.predictions.blend_fit)."""
 
 import json
 
 import numpy as np
 
 from geolifeclef.atomic import write_text
-from geolifeclef.blend_fit import fit_blend
-from geolifeclef.observations import read_table
-from geolifeclef.predictions import read_predictions, write_predictions
+from geolifeclef.data.observations import read_table
+from geolifeclef.predictions.blend_fit import fit_blend
+from geolifeclef.predictions.table import read_predictions, write_predictions
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]) as log:

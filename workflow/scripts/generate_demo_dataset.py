@@ -1,6 +1,7 @@
 """Snakemake adapter: generate the demo dataset (see geolifeclef.demo)."""
 
-from geolifeclef.demo import generate_demo_dataset, spec_for
+from geolifeclef.demo import generate_demo_dataset
+from geolifeclef.demo.spec import spec_for
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]) as log:

@@ -1,7 +1,7 @@
 """Snakemake adapter: validate the observation CSVs and write one Parquet table per split."""
 
+from geolifeclef.data.observations import ingest_observations
 from geolifeclef.layout import DatasetLayout
-from geolifeclef.observations import ingest_observations
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]):

@@ -1,11 +1,11 @@
 """Snakemake adapter: the demo's true species and richness maps of one region."""
 
-from geolifeclef.class_frequency import read_species_table
+from geolifeclef.data.class_frequency import read_species_table
+from geolifeclef.data.observations import read_species_names
 from geolifeclef.layout import DatasetLayout
-from geolifeclef.map_report import map_region
-from geolifeclef.maps import MapSettings, choose_species
-from geolifeclef.observations import read_species_names
-from geolifeclef.point_models import DemoTruthModel
+from geolifeclef.maps.point_models import DemoTruthModel
+from geolifeclef.maps.render import MapSettings, choose_species
+from geolifeclef.maps.report import map_region
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]) as log:

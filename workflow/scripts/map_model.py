@@ -1,13 +1,14 @@
 """Snakemake adapter: the species and richness maps of one model over one region."""
 
-from geolifeclef.class_frequency import read_species_table
+from geolifeclef.data.class_frequency import read_species_table
+from geolifeclef.data.observations import read_species_names, read_table
 from geolifeclef.layout import DatasetLayout
-from geolifeclef.map_report import map_region, numeric_map_metrics, write_map_metrics
-from geolifeclef.maps import MapSettings, choose_species
-from geolifeclef.observations import read_species_names, read_table
-from geolifeclef.point_models import load_point_model, read_spec
+from geolifeclef.maps.point_models import load_point_model, read_spec
+from geolifeclef.maps.render import MapSettings, choose_species
+from geolifeclef.maps.report import map_region, numeric_map_metrics, write_map_metrics
 from geolifeclef.rule_logging import logging_to
-from geolifeclef.tracking import Tracking, start_run
+from geolifeclef.settings.tracking import Tracking
+from geolifeclef.tracking.runs import start_run
 
 with logging_to(snakemake.log[0]) as log:
     region = snakemake.wildcards.region

@@ -1,6 +1,7 @@
-"""Snakemake adapter: the constant baseline (see geolifeclef.baselines)."""
+"""Snakemake adapter: the constant baseline (see geolifeclef.baselines.constant)."""
 
-from geolifeclef.baselines import constant_predictions, write_baseline_predictions
+from geolifeclef.baselines.constant import constant_predictions
+from geolifeclef.baselines.fitting import write_baseline_predictions
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]):

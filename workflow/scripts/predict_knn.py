@@ -1,6 +1,7 @@
-"""Snakemake adapter: the spatial k-nearest-neighbour baseline (see geolifeclef.baselines)."""
+"""Snakemake adapter: the spatial k-nearest-neighbour baseline (see geolifeclef.baselines.knn)."""
 
-from geolifeclef.baselines import KnnSettings, knn_predictions, write_baseline_predictions
+from geolifeclef.baselines.fitting import write_baseline_predictions
+from geolifeclef.baselines.knn import KnnSettings, knn_predictions
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]):

@@ -1,6 +1,7 @@
 """Snakemake adapter: top-K predictions of a trained experiment for val and test."""
 
-from geolifeclef.experiment import ExperimentInputs, PredictionJob, run_prediction
+from geolifeclef.experiments.jobs import PredictionJob, run_prediction
+from geolifeclef.experiments.trained import ExperimentInputs
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]):

@@ -1,13 +1,9 @@
-"""Snakemake adapter: the random forest on tabular features (geolifeclef.baselines)."""
+"""Snakemake adapter: the random forest on tabular features (geolifeclef.baselines.forest)."""
 
 import pandas as pd
 
-from geolifeclef.baselines import (
-    ForestSettings,
-    TabularSources,
-    random_forest_predictions,
-    write_baseline_predictions,
-)
+from geolifeclef.baselines.fitting import write_baseline_predictions
+from geolifeclef.baselines.forest import ForestSettings, TabularSources, random_forest_predictions
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]):

@@ -1,8 +1,9 @@
-"""Snakemake adapter: the configured final submission, checked again (geolifeclef.submission)."""
+"""Snakemake adapter: the configured final submission, checked again
+(geolifeclef.evaluation.submission)."""
 
-from geolifeclef.observations import read_species_ids, read_table
+from geolifeclef.data.observations import read_species_ids, read_table
+from geolifeclef.evaluation.submission import select_submission
 from geolifeclef.rule_logging import logging_to
-from geolifeclef.submission import select_submission
 
 with logging_to(snakemake.log[0]):
     select_submission(

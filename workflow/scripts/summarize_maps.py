@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from geolifeclef.map_report import summarize_maps
-from geolifeclef.point_models import read_spec
+from geolifeclef.maps.point_models import read_spec
+from geolifeclef.maps.report import summarize_maps
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]):

@@ -1,9 +1,9 @@
 """Snakemake adapter: a sweep's members ranked and its error against each varied setting."""
 
 from geolifeclef.atomic import write_text
-from geolifeclef.evaluation import read_metrics
+from geolifeclef.evaluation.scores import read_metrics
+from geolifeclef.evaluation.sweep_report import plot_sweep, sweep_markdown, sweep_table
 from geolifeclef.rule_logging import logging_to
-from geolifeclef.sweep_report import plot_sweep, sweep_markdown, sweep_table
 
 with logging_to(snakemake.log[0]) as log:
     sweep = snakemake.params.sweep

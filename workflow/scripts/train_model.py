@@ -3,11 +3,12 @@ on train + val for the epochs its train-only fit found best (rule refit_model)."
 
 import json
 
-from geolifeclef.experiment import ExperimentInputs, TrainingJob, best_epoch
-from geolifeclef.experiment_settings import TRAINING_SPLITS
-from geolifeclef.launch import launch_training
+from geolifeclef.experiments.jobs import TrainingJob, best_epoch
+from geolifeclef.experiments.launch import launch_training
+from geolifeclef.experiments.trained import ExperimentInputs
 from geolifeclef.rule_logging import logging_to
-from geolifeclef.tracking import Tracking
+from geolifeclef.settings.experiment import TRAINING_SPLITS
+from geolifeclef.settings.tracking import Tracking
 
 with logging_to(snakemake.log[0]):
     inputs = snakemake.input

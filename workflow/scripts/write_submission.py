@@ -1,9 +1,10 @@
-"""Snakemake adapter: a model's test predictions -> checked Kaggle CSV (geolifeclef.submission)."""
+"""Snakemake adapter: a model's test predictions -> checked Kaggle CSV
+(geolifeclef.evaluation.submission)."""
 
-from geolifeclef.observations import read_species_ids, read_table
-from geolifeclef.predictions import read_predictions
+from geolifeclef.data.observations import read_species_ids, read_table
+from geolifeclef.evaluation.submission import write_submission
+from geolifeclef.predictions.table import read_predictions
 from geolifeclef.rule_logging import logging_to
-from geolifeclef.submission import write_submission
 
 with logging_to(snakemake.log[0]):
     test_ids = read_table(snakemake.input.test)["observation_id"].to_numpy()

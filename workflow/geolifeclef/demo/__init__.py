@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..layout import REGIONS, DatasetLayout
-from .patches import (
+from geolifeclef.demo.patches import (
     ALIGNED_LANDCOVER,
     PatchJob,
     landcover_mix,
@@ -36,9 +35,15 @@ from .patches import (
     render_patches,
     write_all_patches,
 )
-from .sites import Sites, draw_observation_ids, locate_sites, sample_sites, site_counts
-from .spec import DEMO_SCALES, REGION_BOUNDS, REGION_SHARE, DemoSpec, spec_for
-from .species import (
+from geolifeclef.demo.sites import (
+    Sites,
+    draw_observation_ids,
+    locate_sites,
+    sample_sites,
+    site_counts,
+)
+from geolifeclef.demo.spec import DEMO_SCALES, REGION_BOUNDS, REGION_SHARE, DemoSpec, spec_for
+from geolifeclef.demo.species import (
     NICHE_FIELDS,
     SpeciesModel,
     draw_labels,
@@ -46,8 +51,8 @@ from .species import (
     niche_features,
     sites_by_region,
 )
-from .tables import write_environmental_vectors, write_metadata, write_observations
-from .truth import (
+from geolifeclef.demo.tables import write_environmental_vectors, write_metadata, write_observations
+from geolifeclef.demo.truth import (
     SUMMARY_FILE,
     TRUTH_FILE,
     WORLD_FILE,
@@ -58,7 +63,7 @@ from .truth import (
     write_truth,
     write_world,
 )
-from .world import (
+from geolifeclef.demo.world import (
     FLOAT_NODATA,
     INT_NODATA,
     RegionGrid,
@@ -66,6 +71,7 @@ from .world import (
     raster_values,
     write_rasters,
 )
+from geolifeclef.layout import REGIONS, DatasetLayout
 
 __all__ = [
     "ALIGNED_LANDCOVER",

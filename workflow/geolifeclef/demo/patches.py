@@ -18,10 +18,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from ..layout import LANDCOVER_CODES, REGIONS, DatasetLayout
-from ..patch_files import write_patch
-from .sites import Sites
-from .spec import DemoSpec
+from geolifeclef.demo.sites import Sites
+from geolifeclef.demo.spec import DemoSpec
+from geolifeclef.layout import LANDCOVER_CODES, REGIONS, DatasetLayout
+from geolifeclef.patches.files import write_patch
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..layout import ENV_VARIABLES, REGION_DIGIT, REGIONS
-from ..rasters import pixel_indices
-from .spec import REGION_BOUNDS, REGION_SHARE, DemoSpec
-from .world import FLOAT_NODATA, INT_NODATA, RegionGrid
+from geolifeclef.data.rasters import pixel_indices
+from geolifeclef.demo.spec import REGION_BOUNDS, REGION_SHARE, DemoSpec
+from geolifeclef.demo.world import FLOAT_NODATA, INT_NODATA, RegionGrid
+from geolifeclef.layout import ENV_VARIABLES, REGION_DIGIT, REGIONS
 
 
 def site_counts(spec: DemoSpec) -> dict[str, dict[str, int]]:

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..layout import REGIONS
-from .patches import ALIGNED_LANDCOVER
-from .sites import Sites
-from .spec import DemoSpec
+from geolifeclef.demo.patches import ALIGNED_LANDCOVER
+from geolifeclef.demo.sites import Sites
+from geolifeclef.demo.spec import DemoSpec
+from geolifeclef.layout import REGIONS
 
 NICHE_FIELDS = (
     "temperature",

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_path
-from ..layout import CSV_SEPARATOR, ENV_VARIABLES, LANDCOVER_CODES, REGIONS, DatasetLayout
-from .patches import ALIGNED_LANDCOVER
-from .sites import Sites
-from .spec import DemoSpec
+from geolifeclef.atomic import atomic_path
+from geolifeclef.demo.patches import ALIGNED_LANDCOVER
+from geolifeclef.demo.sites import Sites
+from geolifeclef.demo.spec import DemoSpec
+from geolifeclef.layout import CSV_SEPARATOR, ENV_VARIABLES, LANDCOVER_CODES, REGIONS, DatasetLayout
 
 
 def _format_coordinates(region: str, values: np.ndarray) -> list[str]:

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from ..atomic import atomic_path
-from ..layout import REGIONS
-from ..metrics import expected_top_k_error, top_k, top_k_error
-from ..rasters import pixel_indices, region_of_points
-from .patches import expected_urban_pull, landcover_mix
-from .spec import DemoSpec
-from .species import NICHE_FIELDS, SpeciesModel, niche_features
-from .world import RegionGrid
+from geolifeclef.atomic import atomic_path
+from geolifeclef.data.rasters import pixel_indices, region_of_points
+from geolifeclef.demo.patches import expected_urban_pull, landcover_mix
+from geolifeclef.demo.spec import DemoSpec
+from geolifeclef.demo.species import NICHE_FIELDS, SpeciesModel, niche_features
+from geolifeclef.demo.world import RegionGrid
+from geolifeclef.layout import REGIONS
+from geolifeclef.predictions.metrics import expected_top_k_error, top_k, top_k_error
 
 TRUTH_FILE = "species_probabilities.npz"
 SUMMARY_FILE = "summary.json"

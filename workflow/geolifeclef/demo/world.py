@@ -14,9 +14,9 @@ import rasterio
 from rasterio.transform import from_origin
 from scipy import ndimage
 
-from ..atomic import atomic_path
-from ..layout import ENV_VARIABLES, REGIONS, DatasetLayout
-from .spec import REGION_BOUNDS, DemoSpec
+from geolifeclef.atomic import atomic_path
+from geolifeclef.demo.spec import REGION_BOUNDS, DemoSpec
+from geolifeclef.layout import ENV_VARIABLES, REGIONS, DatasetLayout
 
 FLOAT_NODATA = np.float32(-3.4028234663852886e38)
 INT_NODATA = -32768

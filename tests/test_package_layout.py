@@ -1,0 +1,121 @@
+"""The package reads as a design: sub-packages by stage, no import circle, and the
+Snakefile's imports free of torch. Read from the code's own import statements."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "workflow" / "geolifeclef"
+
+SNAKEFILE_PACKAGES = ("settings",)
+"""Sub-packages the Snakefile may import, with the torch-free top-level modules below."""
+TOP_LEVEL = ("atomic", "errors", "layout", "rule_logging", "plotting")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def import_nodes(tree: ast.AST, deferred_too: bool):
+    """The import statements of ``tree``; without ``deferred_too``, not those inside functions."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        elif deferred_too or not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield from import_nodes(node, deferred_too)
+
+
+def imported_modules(tree: ast.AST, known: set[str], deferred_too: bool) -> set[str]:
+    """The package's modules that ``tree`` imports."""
+    found = set()
+    for node in import_nodes(tree, deferred_too):
+        names = (
+            [alias.name for alias in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        )
+        found.update(name for name in names if name in known)
+    return found
+
+
+def import_graph(deferred_too: bool) -> dict[str, set[str]]:
+    found = modules()
+    known = set(found)
+    graph = {}
+    for name, path in found.items():
+        tree = ast.parse(path.read_text())
+        graph[name] = imported_modules(tree, known, deferred_too) - {name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_no_import_circle_even_through_deferred_imports():
+    cycle = find_cycle(import_graph(deferred_too=True))
+    assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_finder_finds_a_circle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_settings_import_only_settings_and_torch_free_top_level_modules():
+    graph = import_graph(deferred_too=True)
+    allowed = {f"geolifeclef.{name}" for name in TOP_LEVEL} | {"geolifeclef"}
+    for name, imports in graph.items():
+        if not name.startswith(tuple(f"geolifeclef.{p}" for p in SNAKEFILE_PACKAGES)):
+            continue
+        outside = {
+            other
+            for other in imports
+            if other not in allowed
+            and not other.startswith(tuple(f"geolifeclef.{p}" for p in SNAKEFILE_PACKAGES))
+        }
+        assert not outside, f"{name} imports {sorted(outside)}: the Snakefile imports it"
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=module_name)
+def test_a_deferred_import_says_why(path):
+    """An import inside a function is there to keep a heavy module (torch, mlflow,
+    sklearn) out of the Snakefile's parse or a light command: it says so on its line or
+    the line above."""
+    lines = path.read_text().splitlines()
+    tree = ast.parse(path.read_text())
+    unexplained = []
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                line = lines[node.lineno - 1]
+                above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
+                if "#" not in line and not above.startswith("#"):
+                    unexplained.append(f"{path.name}:{node.lineno}: {line.strip()}")
+    assert not unexplained, "deferred imports without a reason:\n" + "\n".join(unexplained)

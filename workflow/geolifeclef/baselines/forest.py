@@ -1,0 +1,201 @@
+"""The random forest baseline on tabular features (env, coordinates, country, patch statistics)."""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import RandomForestClassifier
+from tqdm import tqdm
+
+from geolifeclef.baselines.fitting import species_columns
+from geolifeclef.baselines.forest_file import save_forest
+from geolifeclef.errors import MAX_LISTED, InputDataError
+from geolifeclef.layout import ENV_VARIABLES, region_digits
+from geolifeclef.predictions.metrics import top_k
+from geolifeclef.predictions.table import Predictions
+from geolifeclef.settings.inputs import PATCH_STAT_GROUPS
+
+log = logging.getLogger(__name__)
+
+
+FOREST_FEATURE_GROUPS = ("env", "coordinates", "country", *PATCH_STAT_GROUPS)
+"""Feature groups a forest can use: the 27 env values, latitude and longitude, the country
+(0 France, 1 US) and the patch statistics (``geolifeclef.patches.stats``)."""
+
+
+@dataclass(frozen=True)
+class ForestSettings:
+    n_estimators: int = 16
+    max_depth: int = 10
+    features: tuple[str, ...] = ("env", "coordinates")
+    """Feature groups, from FOREST_FEATURE_GROUPS (the organizers': env and coordinates)."""
+    max_samples: float | None = None
+    """Share of the train rows each tree is fitted on (None: as many as there are rows,
+    drawn with replacement). Bounds the time of a fit; memory is bounded by the depth."""
+    refit: bool = False
+    """Test predictions from a forest refitted on train + val (val ones stay train-only)."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "features", tuple(self.features))
+        unknown = set(self.features) - set(FOREST_FEATURE_GROUPS)
+        if unknown or not self.features:
+            raise ValueError(
+                f"random_forest.features {list(self.features)}: choose from {FOREST_FEATURE_GROUPS}"
+            )
+
+
+@dataclass(frozen=True)
+class TabularSources:
+    """Where tabular features come from: the env table and, when a feature group needs it,
+    the patch statistics of every observation (any split), each with its file for errors."""
+
+    env: pd.DataFrame
+    env_source: str | Path
+    patch_stats: pd.DataFrame | None = None
+
+
+def feature_names(groups: tuple[str, ...]) -> list[str]:
+    names = {
+        "env": list(ENV_VARIABLES),
+        "coordinates": ["latitude", "longitude"],
+        "country": ["country_us"],
+        **{group: list(columns) for group, columns in PATCH_STAT_GROUPS.items()},
+    }
+    return [name for group in FOREST_FEATURE_GROUPS if group in groups for name in names[group]]
+
+
+def check_env_table(env: pd.DataFrame, source: str | Path) -> None:
+    """The extraction contract: observation_id + the 27 variables, one row per id."""
+    missing = [c for c in ("observation_id", *ENV_VARIABLES) if c not in env.columns]
+    if missing:
+        raise InputDataError(source, f"missing column(s) {missing}", "rerun extract_env")
+    if env["observation_id"].duplicated().any():
+        repeated = env.loc[env["observation_id"].duplicated(), "observation_id"].iloc[0]
+        raise InputDataError(source, f"observation_id {repeated} has several rows", "rerun it")
+
+
+def _rows_of(table: pd.DataFrame, ids: np.ndarray, columns, source, rule: str) -> np.ndarray:
+    values = table.set_index("observation_id")[list(columns)]
+    absent = ~np.isin(ids, values.index.to_numpy())
+    if absent.any():
+        raise InputDataError(
+            source,
+            f"no row for {absent.sum()} observation(s), e.g. {ids[absent][:MAX_LISTED].tolist()}",
+            f"rerun {rule} so that it covers every observation of train, val and test",
+        )
+    return values.loc[ids].to_numpy(dtype=np.float32)
+
+
+def feature_matrix(
+    observations: pd.DataFrame, groups: tuple[str, ...], sources: TabularSources
+) -> np.ndarray:
+    """(n, features) float32 features of ``observations`` in their row order, groups in
+    FOREST_FEATURE_GROUPS order; NaN stays NaN (the forest routes missing values itself,
+    e.g. points over the sea)."""
+    ids = observations["observation_id"].to_numpy()
+    parts = []
+    for group in FOREST_FEATURE_GROUPS:
+        if group not in groups:
+            continue
+        if group == "env":
+            parts.append(
+                _rows_of(sources.env, ids, ENV_VARIABLES, sources.env_source, "extract_env")
+            )
+        elif group == "coordinates":
+            parts.append(observations[["latitude", "longitude"]].to_numpy(dtype=np.float32))
+        elif group == "country":
+            parts.append((region_digits(ids) == 2).astype(np.float32)[:, None])
+        else:
+            if sources.patch_stats is None:
+                raise ValueError(f"feature group {group} needs the patch statistics tables")
+            columns = PATCH_STAT_GROUPS[group]
+            parts.append(_rows_of(sources.patch_stats, ids, columns, "patch_stats", "extraction"))
+    return np.concatenate(parts, axis=1)
+
+
+def fit_random_forest(
+    features: np.ndarray, labels: np.ndarray, settings: ForestSettings, n_jobs: int = 1
+) -> RandomForestClassifier:
+    forest = RandomForestClassifier(
+        n_estimators=settings.n_estimators,
+        max_depth=settings.max_depth,
+        max_samples=settings.max_samples,
+        random_state=settings.seed,
+        n_jobs=n_jobs,
+    )
+    log.info("fitting %s on %d x %d features", forest, *features.shape)
+    return forest.fit(features, labels)
+
+
+def forest_probabilities(
+    forest: RandomForestClassifier, features: np.ndarray, species: pd.DataFrame
+) -> np.ndarray:
+    """(n, species) class probabilities; column j is row j of the species table.
+
+    The forest's column j is species ``forest.classes_[j]``, not species j: columns are
+    placed at the species' position in the species table, unseen species get 0.
+    """
+    full = np.zeros((len(features), len(species)), dtype=np.float64)
+    full[:, species_columns(species, forest.classes_)] = forest.predict_proba(features)
+    return full
+
+
+def forest_predictions(
+    forest: RandomForestClassifier,
+    features: np.ndarray,
+    observation_ids: np.ndarray,
+    species: pd.DataFrame,
+    k: int,
+    chunk_rows: int = 2_000,
+) -> Predictions:
+    """Top-k of the forest's class probabilities (``forest_probabilities``), chunk by chunk."""
+    species_ids = species["species_id"].to_numpy()
+    ids, scores = [], []
+    for start in tqdm(range(0, len(features), chunk_rows), desc="forest", mininterval=2):
+        full = forest_probabilities(forest, features[start : start + chunk_rows], species)
+        best_ids, best_scores = top_k(full, k, species_ids)
+        ids.append(best_ids)
+        scores.append(best_scores)
+    return Predictions(
+        observation_ids,
+        np.concatenate(ids) if ids else np.empty((0, k)),
+        np.concatenate(scores) if scores else np.empty((0, k)),
+    )
+
+
+def random_forest_predictions(
+    train: pd.DataFrame,
+    queries: dict[str, pd.DataFrame],
+    sources: TabularSources,
+    species: pd.DataFrame,
+    k: int,
+    settings: ForestSettings,
+    n_jobs: int = 1,
+    chunk_rows: int = 2_000,
+    forest_path: str | Path | None = None,
+) -> dict[str, Predictions]:
+    """Fit on ``train`` and predict each query table (name -> observations); save the fitted
+    forest to ``forest_path`` when given (the maps and point queries load it)."""
+    check_env_table(sources.env, sources.env_source)
+    forest = fit_random_forest(
+        feature_matrix(train, settings.features, sources),
+        train["species_id"].to_numpy(dtype=np.int64),
+        settings,
+        n_jobs,
+    )
+    if forest_path is not None:
+        save_forest(forest, forest_path, feature_names(settings.features))
+    return {
+        name: forest_predictions(
+            forest,
+            feature_matrix(frame, settings.features, sources),
+            frame["observation_id"].to_numpy(),
+            species,
+            k,
+            chunk_rows,
+        )
+        for name, frame in queries.items()
+    }

@@ -1,0 +1,1 @@
+"""Observations, rasters, env values, the long tail, and the training dataset."""

@@ -1,0 +1,424 @@
+"""PyTorch Dataset and DataLoader over the patch caches and the env table.
+
+What the extraction stage leaves for training (see README, "Environmental values and patch
+caches")::
+
+    results/patches/{train,val,test}/        patch caches, decoded or encoded store
+                                             (geolifeclef.patches.cache)
+    results/environment/env_values.parquet   27 env values per observation
+    results/environment/env_patches/         k x k env windows (optional)
+    results/normalization/stats.json         train mean/std per channel and variable
+
+Typical use::
+
+    from geolifeclef.data.dataset import GlcDataset, make_loader
+
+    train = GlcDataset(
+        "results/patches/train",
+        modalities=("rgb", "near_ir"),
+        env_table="results/environment/env_values.parquet",
+        stats="results/normalization/stats.json",
+    )
+    loader = make_loader(train, batch_size=256, shuffle=True, num_workers=4)
+    for batch in loader:
+        batch["rgb"]      # (B, 3, S, S) float32, normalised with the train mean/std
+        batch["near_ir"]  # (B, 1, S, S) float32
+        batch["env"]      # (B, 27) float32, standardised, NaN replaced by env_fill
+        batch["coords"]   # (B, 2) float32, latitude and longitude in degrees
+        batch["label"]    # (B,) int64 species_id (absent for the test split)
+
+Reading is by memory mapping, a whole batch at a time (``__getitems__``: one sorted
+read per modality and shard). From a decoded store a batch costs a few page reads; from an
+encoded store, the batch's file bytes are decoded in the worker (geolifeclef.patches.decode),
+then cropped or resized to the store's size and mode: the same batches as a decoded store
+of that size and mode. With ``jpeg_device`` (an encoded store on a GPU), the JPEG
+modalities stay encoded in the workers and ``make_loader`` decodes them on that device in
+batches. The stores are opened lazily in each process, so the dataset is safe in
+DataLoader worker processes (fork or spawn) and pickles without their arrays.
+"""
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from geolifeclef.data.env_windows import ENV_PATCH_IDS, ENV_PATCH_VALUES
+from geolifeclef.errors import MAX_LISTED
+from geolifeclef.layout import CONTINUOUS_MODALITIES, ENV_VARIABLES, PATCH_MODALITIES
+from geolifeclef.patches.cache import open_patch_cache
+from geolifeclef.patches.decode import DeviceDecodingLoader, EncodedJpegs, join_encoded
+from geolifeclef.patches.stats import read_patch_stats
+from geolifeclef.patches.store import PatchStore
+
+Batch = dict[str, torch.Tensor]
+
+
+class GlcDataset(Dataset):
+    """Observations of one split with their patches, env values, coordinates and labels.
+
+    Parameters
+    ----------
+    cache_dir:
+        A patch cache folder (``results/patches/{split}``); it fixes the observations
+        and their order. ``None`` for an env-only dataset: then give ``observations``.
+    modalities:
+        Patch modalities to return, a subset of the cache's (``rgb``, ``near_ir``,
+        ``altitude``, ``landcover``); ``None``: all that the cache holds; ``()``: none.
+    env_table:
+        ``results/environment/env_values.parquet``: adds ``env`` (27 values) and
+        ``env_missing`` (True where the raster had no value) to every sample.
+    stats:
+        ``results/normalization/stats.json`` (train statistics); required when
+        ``normalize`` is True and continuous patches or env values are returned.
+    normalize:
+        True: ``rgb``, ``near_ir``, ``altitude`` become float32 ``(x - mean) / std`` per
+        channel; ``env`` and ``env_patches`` are standardised per variable and their NaNs
+        replaced by ``env_fill`` (0 = the train mean). False: raw cache dtypes (uint8,
+        int16) and raw env values with NaN.
+    env_fill:
+        Value of a missing (NaN) env value after standardisation.
+    drop_filled:
+        Leave out observations whose patch of a chosen modality was missing or unreadable
+        and filled with zeros when the cache was built (``patches.on_bad_file: fill``).
+    observations:
+        An observation table (``results/observations/{split}.parquet``) for an env-only
+        dataset (``cache_dir=None``).
+    env_patches:
+        ``results/environment/env_patches``: adds ``env_patches`` (27, k, k) windows.
+    patch_stats:
+        ``results/patch_stats/{split}.parquet``: adds ``patch_stats``, the statistics of the
+        observation's patches (``geolifeclef.patches.stats.PATCH_STAT_COLUMNS``), standardised
+        like ``env`` when ``normalize``.
+    transform:
+        Called on every batch dict (after normalisation), e.g. for augmentation; must be
+        picklable when the loader has workers.
+    jpeg_device:
+        Only for an encoded store: a device (``"cuda"``, ``"cuda:1"``) on which to decode
+        the JPEG modalities (``rgb``, ``near_ir``). Batches then hold ``EncodedJpegs`` for
+        them, which ``make_loader`` decodes, crops or resizes and normalises on that
+        device. None (default): decoded in the worker processes, as from a decoded store.
+
+    Samples and batches are dicts of tensors: ``observation_id`` int64, one entry per
+    modality ((C, S, S); ``landcover`` always stays uint8 codes, 0 = missing, for an
+    embedding or one-hot), ``coords`` (latitude, longitude) float32, ``label`` int64 when
+    every observation of the split has a species_id, and the env entries above.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | Path | None = None,
+        *,
+        modalities: Sequence[str] | None = None,
+        env_table: str | Path | None = None,
+        stats: str | Path | dict | None = None,
+        normalize: bool = True,
+        env_fill: float = 0.0,
+        drop_filled: bool = False,
+        observations: str | Path | None = None,
+        env_patches: str | Path | None = None,
+        transform: Callable[[Batch], Batch] | None = None,
+        patch_stats: str | Path | None = None,
+        jpeg_device: str | None = None,
+    ) -> None:
+        self.jpeg_device = None
+        if cache_dir is not None:
+            cache = open_patch_cache(cache_dir)
+            self.cache_dir: Path | None = Path(cache_dir)
+            index = cache.index
+            self.modalities = tuple(cache.modalities if modalities is None else modalities)
+            for modality in self.modalities:
+                cache.check_modality(modality)  # a clear KeyError for a modality not cached
+            if cache.kind == "encoded" and jpeg_device is not None:
+                self.jpeg_device = str(jpeg_device)
+        elif observations is not None:
+            self.cache_dir = None
+            index = pd.read_parquet(observations)
+            index["row"] = np.arange(len(index))
+            if modalities:
+                raise ValueError("patch modalities need cache_dir (a patch cache folder)")
+            self.modalities = ()
+        else:
+            raise ValueError("give cache_dir (a patch cache) or observations (a table)")
+        if drop_filled and self.modalities:
+            filled = index[[f"filled_{m}" for m in self.modalities]].to_numpy(bool).any(axis=1)
+            index = index[~filled]
+        self.rows = index["row"].to_numpy(np.int64)
+        self.observation_ids = index["observation_id"].to_numpy(np.int64)
+        self.coords = index[["latitude", "longitude"]].to_numpy(np.float32)
+        species = index.get("species_id")
+        self.labels = (
+            species.to_numpy(np.int64)
+            if species is not None and len(species) and species.notna().all()
+            else None
+        )
+        self.normalize = normalize
+        self.env_fill = float(env_fill)
+        self.transform = transform
+        self.stats = self._load_stats(
+            stats, env_wanted=env_table or env_patches, patch_stats_wanted=patch_stats
+        )
+        self.env = self._load_env(env_table) if env_table is not None else None
+        self.patch_stats = (
+            read_patch_stats(patch_stats, self.observation_ids) if patch_stats is not None else None
+        )
+        self.env_patch_dir = Path(env_patches) if env_patches is not None else None
+        self.env_patch_rows = self._env_patch_rows() if env_patches is not None else None
+        self._handles: dict[str, object] | None = None
+        self._pid: int | None = None
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def _load_stats(
+        self, stats: str | Path | dict | None, env_wanted: object, patch_stats_wanted: object
+    ) -> dict | None:
+        if isinstance(stats, str | Path):
+            stats = json.loads(Path(stats).read_text())
+        if not self.normalize:
+            return stats
+        sections = {"patches"} if set(self.modalities) & set(CONTINUOUS_MODALITIES) else set()
+        sections |= {"environment"} if env_wanted else set()
+        sections |= {"patch_stats"} if patch_stats_wanted else set()
+        absent = sorted(s for s in sections if stats is None or s not in stats)
+        if absent:
+            raise ValueError(
+                f"normalize=True needs the {' and '.join(absent)} statistics of the train split "
+                "(stats=results/normalization/stats.json); or pass normalize=False"
+            )
+        return stats
+
+    def _load_env(self, env_table: str | Path) -> np.ndarray:
+        env = pd.read_parquet(env_table).set_index("observation_id")
+        missing = np.setdiff1d(self.observation_ids, env.index.to_numpy())
+        if len(missing):
+            raise KeyError(
+                f"{env_table} has no row for {len(missing)} observations "
+                f"(first: {missing[:MAX_LISTED]}); "
+                "rebuild it with: snakemake results/environment/env_values.parquet"
+            )
+        return env.loc[self.observation_ids, list(ENV_VARIABLES)].to_numpy(np.float32)
+
+    def _env_patch_rows(self) -> np.ndarray:
+        ids = np.load(self.env_patch_dir / ENV_PATCH_IDS)
+        rows = np.searchsorted(ids, self.observation_ids)
+        rows = np.clip(rows, 0, max(0, len(ids) - 1))
+        if len(ids) == 0 or (ids[rows] != self.observation_ids).any():
+            raise KeyError(f"{self.env_patch_dir} lacks some observations of this dataset")
+        return rows
+
+    def _arrays(self) -> dict[str, object]:
+        """The patch store and memory maps, opened once per process (a worker re-opens
+        its own)."""
+        if self._handles is None or self._pid != os.getpid():
+            handles = {}
+            if self.cache_dir is not None:
+                handles["store"] = open_patch_cache(self.cache_dir, index=False)
+            if self.env_patch_dir is not None:
+                handles["env_patches"] = np.load(
+                    self.env_patch_dir / ENV_PATCH_VALUES, mmap_mode="r"
+                )
+            self._handles, self._pid = handles, os.getpid()
+        return self._handles
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_handles"], state["_pid"] = None, None  # never pickle a memmap's contents
+        return state
+
+    # -- access --------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> Batch:
+        """One sample: the batch of one, without the batch dimension."""
+        return {key: value[0] for key, value in self.__getitems__([index]).items()}
+
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        """A whole batch at once (the DataLoader calls this with a batch of indices)."""
+        positions = np.asarray(indices, dtype=np.int64)
+        arrays = self._arrays()
+        batch: Batch = {
+            "observation_id": torch.from_numpy(self.observation_ids[positions]),
+            "coords": torch.from_numpy(self.coords[positions]),
+        }
+        if self.labels is not None:
+            batch["label"] = torch.from_numpy(self.labels[positions])
+        for modality in self.modalities:
+            rows = self.rows[positions]
+            if self.jpeg_device is not None and PATCH_MODALITIES[modality].codec == "jpeg":
+                batch[modality] = self._encoded_jpegs(arrays["store"], modality, rows)
+                continue
+            data = torch.from_numpy(arrays["store"].read(modality, rows))
+            if self.normalize and modality in CONTINUOUS_MODALITIES:
+                data = self._normalize_patch(data, modality)
+            batch[modality] = data
+        if self.env is not None:
+            env = torch.from_numpy(self.env[positions])
+            batch["env_missing"] = torch.isnan(env)
+            batch["env"] = self._normalize_env(env) if self.normalize else env
+        if self.patch_stats is not None:
+            values = torch.from_numpy(self.patch_stats[positions])
+            batch["patch_stats"] = (
+                self._standardize(values, "patch_stats") if self.normalize else values
+            )
+        if self.env_patch_rows is not None:
+            windows = torch.from_numpy(
+                _gather(arrays["env_patches"], self.env_patch_rows[positions])
+            )
+            batch["env_patches"] = self._normalize_env(windows) if self.normalize else windows
+        return self.transform(batch) if self.transform is not None else batch
+
+    def _encoded_jpegs(self, store: PatchStore, modality: str, rows: np.ndarray) -> EncodedJpegs:
+        """The JPEG bytes of ``rows``, to decode on ``jpeg_device`` (see make_loader)."""
+        blobs = store.blobs(modality, rows)
+        offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
+        np.cumsum([len(blob) for blob in blobs], out=offsets[1:])
+        data = np.concatenate(blobs) if blobs else np.zeros(0, np.uint8)
+        entry = self.stats["patches"][modality] if self.normalize else {}
+        return EncodedJpegs(
+            torch.from_numpy(data),
+            torch.from_numpy(offsets),
+            modality,
+            store.source_size,
+            store.size,
+            store.mode,
+            tuple(entry["mean"]) if entry else None,
+            tuple(entry["std"]) if entry else None,
+        )
+
+    def _normalize_patch(self, data: torch.Tensor, modality: str) -> torch.Tensor:
+        entry = self.stats["patches"][modality]
+        mean = torch.tensor(entry["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(entry["std"], dtype=torch.float32).view(1, -1, 1, 1)
+        # In place: one float batch, not three (at 256 px a batch is ~0.5 GB of floats).
+        return data.float().sub_(mean).div_(std.clamp_min(1e-6))
+
+    def _normalize_env(self, values: torch.Tensor) -> torch.Tensor:
+        """Standardise env values (B, 27) or windows (B, 27, k, k); NaN -> env_fill."""
+        return self._standardize(values, "environment")
+
+    def _standardize(self, values: torch.Tensor, section: str) -> torch.Tensor:
+        """``(x - mean) / std`` per column (axis 1) with a stats section; NaN -> env_fill."""
+        return standardize_columns(values, self.stats[section], self.env_fill)
+
+
+def standardize_columns(values: torch.Tensor, entry: dict, fill: float = 0.0) -> torch.Tensor:
+    """Values (B, C) or windows (B, C, k, k) standardised per column with a section of
+    ``stats.json`` (its ``mean`` and ``std``); NaN -> ``fill``. What a model reads, from the
+    tables (this Dataset) or from the rasters at any point (``geolifeclef.maps.point_models``)."""
+    shape = (1, -1) + (1,) * (values.dim() - 2)
+    mean = torch.tensor(entry["mean"], dtype=torch.float32).view(shape)
+    std = torch.tensor(entry["std"], dtype=torch.float32).view(shape)
+    out = (values - mean) / std.clamp_min(1e-6)
+    return torch.nan_to_num(out, nan=fill)
+
+
+def _gather(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]`` read in ascending row order (sequential page reads), then reordered."""
+    order = np.argsort(rows, kind="stable")
+    data = np.asarray(array[rows[order]])
+    out = np.empty_like(data)
+    out[order] = data
+    return out
+
+
+def decoding_on_device(loader: DataLoader) -> DataLoader | DeviceDecodingLoader:
+    """``loader``, or, when its GlcDataset leaves JPEGs encoded (``jpeg_device``), an
+    iterable over it that yields its batches with them decoded on that device."""
+    device = getattr(loader.dataset, "jpeg_device", None)
+    return loader if device is None else DeviceDecodingLoader(loader, device)
+
+
+def keep_batch(batch: Batch) -> Batch:
+    """Collate function for batches that ``GlcDataset.__getitems__`` already assembled."""
+    return batch
+
+
+def make_loader(
+    dataset: GlcDataset,
+    batch_size: int = 256,
+    *,
+    shuffle: bool = False,
+    num_workers: int = 0,
+    seed: int = 0,
+    drop_last: bool = False,
+    pin_memory: bool = False,
+    prefetch_factor: int | None = None,
+) -> DataLoader | DeviceDecodingLoader:
+    """A DataLoader that reads whole batches from the caches (see module docstring).
+
+    ``shuffle`` draws a new order each epoch from a generator seeded with ``seed``
+    (reproducible runs); ``num_workers`` processes read and normalise batches in parallel
+    (each opens its own memory maps); ``pin_memory`` for faster copies to a GPU. A dataset
+    with ``jpeg_device`` gets its JPEGs decoded on that device (``decoding_on_device``).
+    """
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        collate_fn=keep_batch,
+        drop_last=drop_last,
+        pin_memory=pin_memory,
+        generator=generator,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=prefetch_factor if num_workers > 0 else None,
+    )
+    return decoding_on_device(loader)
+
+
+class JoinedDataset(Dataset):
+    """Several ``GlcDataset`` of the same settings read as one (e.g. train + val for a
+    refit): rows of the first, then of the second, ...; batches as ``GlcDataset`` gives."""
+
+    def __init__(self, parts: Sequence[GlcDataset]) -> None:
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0, *(len(p) for p in self.parts)])
+        self.coords = np.concatenate([p.coords for p in self.parts])
+        self.observation_ids = np.concatenate([p.observation_ids for p in self.parts])
+        self.jpeg_device = self.parts[0].jpeg_device  # same settings: same device
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.concatenate([p.labels for p in self.parts])
+
+    @labels.setter
+    def labels(self, labels: np.ndarray) -> None:
+        for i, part in enumerate(self.parts):
+            part.labels = np.asarray(labels[self.offsets[i] : self.offsets[i + 1]])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index: int) -> Batch:
+        return {key: value[0] for key, value in self.__getitems__([index]).items()}
+
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        """The batch in the order of ``indices``, each part read in one call."""
+        positions = np.asarray(indices, dtype=np.int64)
+        part_of = np.searchsorted(self.offsets, positions, side="right") - 1
+        pieces, order = [], []
+        for i, part in enumerate(self.parts):
+            mine = np.flatnonzero(part_of == i)
+            if len(mine):
+                pieces.append(part.__getitems__(positions[mine] - self.offsets[i]))
+                order.append(mine)
+        back = np.argsort(np.concatenate(order), kind="stable")
+        return _join_batches(pieces, torch.from_numpy(back))
+
+
+def _join_batches(pieces: list, order: torch.Tensor):
+    """Concatenate batches (dicts of tensors, nested dicts allowed), rows put in ``order``."""
+    first = pieces[0]
+    if isinstance(first, EncodedJpegs):
+        return join_encoded(pieces, order)
+    if isinstance(first, dict):
+        return {key: _join_batches([p[key] for p in pieces], order) for key in first}
+    return torch.cat(pieces)[order]

@@ -1,0 +1,130 @@
+"""Normalisation statistics of the train split: what the Dataset standardises with.
+
+``results/normalization/stats.json`` holds, per continuous patch modality, the mean and
+std of each channel over the pixels of the train cache (either store, at its size and
+mode: what the Dataset reads), the share of each land-cover code,
+and the mean, std and NaN count of each env variable over the train observations.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from geolifeclef.atomic import atomic_path
+from geolifeclef.layout import CONTINUOUS_MODALITIES, ENV_VARIABLES, PATCH_MODALITIES
+from geolifeclef.patches.cache import open_patch_cache
+from geolifeclef.patches.decoded import CHUNK_BYTES
+from geolifeclef.patches.store import PatchStore, patch_shape
+from geolifeclef.settings.inputs import PATCH_STAT_COLUMNS
+
+STATS_MAX_ROWS = 200_000
+"""Cache rows (evenly spaced) that the per-channel statistics are computed from."""
+
+
+def _merge_moments(
+    count: float, mean: np.ndarray, m2: np.ndarray, other: tuple[float, np.ndarray, np.ndarray]
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Chan et al.'s parallel update of (count, mean, sum of squared deviations)."""
+    n_b, mean_b, m2_b = other
+    total = count + n_b
+    delta = mean_b - mean
+    return total, mean + delta * n_b / total, m2 + m2_b + delta**2 * count * n_b / total
+
+
+def patch_statistics(cache: PatchStore, max_rows: int = STATS_MAX_ROWS) -> dict:
+    """Per-channel mean and std (over pixels) of the continuous modalities, and the share of
+    each land-cover code, from the rows without a filled patch (at most ``max_rows`` evenly
+    spaced rows: at full scale a subset estimates them to many digits, at a fraction of IO)."""
+    stats: dict = {"size": cache.size, "mode": cache.mode, "store": cache.kind}
+    for modality in cache.modalities:
+        usable = np.flatnonzero(~cache.index[f"filled_{modality}"].to_numpy(bool))
+        if len(usable) > max_rows:
+            usable = usable[np.linspace(0, len(usable) - 1, max_rows).round().astype(np.int64)]
+        shape = patch_shape(1, modality, cache.size)
+        channels, row_bytes = (
+            shape[1],
+            int(np.prod(shape)) * PATCH_MODALITIES[modality].array_dtype.itemsize,
+        )
+        step = max(1, CHUNK_BYTES // (row_bytes * 8))
+        if modality not in CONTINUOUS_MODALITIES:
+            counts = np.zeros(256, dtype=np.int64)
+            for start in range(0, len(usable), step):
+                block = cache.read(modality, usable[start : start + step])
+                counts += np.bincount(block.ravel(), minlength=256)
+            last = int(np.flatnonzero(counts).max()) + 1 if counts.any() else 1
+            stats[modality] = {
+                "rows": len(usable),
+                "counts": counts[:last].tolist(),
+                "share": (counts[:last] / max(1, counts.sum())).tolist(),
+            }
+            continue
+        count, mean, m2 = 0.0, np.zeros(channels), np.zeros(channels)
+        for start in range(0, len(usable), step):
+            block = cache.read(modality, usable[start : start + step]).astype(np.float64)
+            pixels = block.transpose(1, 0, 2, 3).reshape(channels, -1)
+            block_mean = pixels.mean(axis=1)
+            block_m2 = ((pixels - block_mean[:, None]) ** 2).sum(axis=1)
+            count, mean, m2 = _merge_moments(
+                count, mean, m2, (pixels.shape[1], block_mean, block_m2)
+            )
+        std = np.sqrt(m2 / count) if count else np.full(channels, np.nan)
+        stats[modality] = {"rows": len(usable), "mean": mean.tolist(), "std": std.tolist()}
+    return stats
+
+
+def column_statistics(table: pd.DataFrame, observation_ids: np.ndarray, columns) -> dict:
+    """Mean, std and NaN count of each column over the given observations (rows of
+    ``table`` by ``observation_id``). A column without spread in train gets std 1, so that
+    another value at prediction stays finite after standardisation."""
+    rows = table.set_index("observation_id").reindex(observation_ids)
+    values = rows[list(columns)].to_numpy(np.float64)
+    valid = ~np.isnan(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nanmean(values, axis=0) if len(values) else np.full(values.shape[1], np.nan)
+        std = np.nanstd(values, axis=0) if len(values) else np.full(values.shape[1], np.nan)
+    std = np.where(std > 0, std, 1.0)
+    return {
+        "mean": [float(x) for x in mean],
+        "std": [float(x) for x in std],
+        "n_nan": [int(x) for x in (~valid).sum(axis=0)],
+        "rows": len(values),
+    }
+
+
+def env_statistics(env: pd.DataFrame, observation_ids: np.ndarray) -> dict:
+    """Mean, std and NaN count of each env variable over the given observations."""
+    return {
+        "variables": list(ENV_VARIABLES),
+        **column_statistics(env, observation_ids, ENV_VARIABLES),
+    }
+
+
+def write_normalization_stats(
+    output: Path,
+    train_table: Path,
+    env_table: Path | None = None,
+    train_cache: Path | None = None,
+    train_patch_stats: Path | None = None,
+) -> dict:
+    """Normalisation statistics of the train split, as JSON at ``output``:
+
+    ``{"patches": {modality: {"mean": [...], "std": [...]} | {"counts", "share"}},
+    "environment": {"variables", "mean", "std", "n_nan"}, "patch_stats": {"columns",
+    "mean", "std", "n_nan"}}`` (a section is absent when its input is not given).
+    """
+    stats: dict = {"split": "train"}
+    ids = pd.read_parquet(train_table, columns=["observation_id"])["observation_id"].to_numpy()
+    if train_cache is not None:
+        stats["patches"] = patch_statistics(open_patch_cache(train_cache))
+    if env_table is not None:
+        stats["environment"] = env_statistics(pd.read_parquet(env_table), ids)
+    if train_patch_stats is not None:
+        stats["patch_stats"] = {
+            "columns": list(PATCH_STAT_COLUMNS),
+            **column_statistics(pd.read_parquet(train_patch_stats), ids, PATCH_STAT_COLUMNS),
+        }
+    with atomic_path(output) as temporary:
+        temporary.write_text(json.dumps(stats, indent=1) + "\n")
+    return stats

@@ -1,0 +1,1 @@
+"""Evaluation: scores, the leaderboard (table, page, figure), sweep reports, the submission."""

@@ -1,0 +1,213 @@
+"""The Kaggle submission file: written only when it is exactly what Kaggle accepts.
+
+Format (GLC 2022 sample submission)::
+
+    Id,Predicted
+    10000001,12 4 9051 ... (30 distinct species ids, separated by single spaces)
+
+One row per test observation, every test id exactly once, comma-separated, header
+``Id,Predicted``. :func:`check_submission` checks a file's text against this and the test
+ids and listed species; it is what :func:`write_submission` runs before it writes, and it
+can check any file before an upload::
+
+    python -m geolifeclef.evaluation.submission my.csv results/observations/test.parquet \
+        resources/demo/glc22/metadata/species_details.csv
+"""
+
+import argparse
+import logging
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from geolifeclef.atomic import write_text
+from geolifeclef.data.observations import read_species_ids
+from geolifeclef.errors import InputDataError, listed
+from geolifeclef.evaluation.scores import best_model
+from geolifeclef.predictions.metrics import KAGGLE_K
+from geolifeclef.predictions.table import Predictions
+
+log = logging.getLogger(__name__)
+
+HEADER = "Id,Predicted"
+_INTEGER = re.compile(r"\d+")
+
+
+class SubmissionError(InputDataError):
+    """A submission file that Kaggle would refuse or score wrongly."""
+
+
+def format_submission(predictions: Predictions) -> str:
+    """The submission text of ``predictions`` (its first 30 ids per row), rows by Id."""
+    if predictions.k < KAGGLE_K:
+        raise ValueError(f"predictions hold {predictions.k} ids per row, Kaggle needs {KAGGLE_K}")
+    ordered = predictions.sorted()
+    rows = [
+        f"{observation_id},{' '.join(map(str, species[:KAGGLE_K].tolist()))}"
+        for observation_id, species in zip(
+            ordered.observation_id.tolist(), ordered.species_ids, strict=True
+        )
+    ]
+    return "\n".join([HEADER, *rows]) + "\n"
+
+
+def check_submission(
+    text: str,
+    source: str | Path,
+    test_ids: np.ndarray,
+    known_species: np.ndarray,
+) -> None:
+    """Raise SubmissionError (file, line, problem, fix) unless ``text`` is a valid submission
+    for the observations ``test_ids`` with species among ``known_species``."""
+    if text.startswith("\ufeff"):
+        raise SubmissionError(source, "starts with a byte-order mark", "save as plain UTF-8", 1)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline
+    if not lines:
+        raise SubmissionError(source, "file is empty", f"the first line is {HEADER}", 1)
+    if lines[0].rstrip("\r") != HEADER:
+        raise SubmissionError(
+            source, f"header is {lines[0]!r}", f"the first line must be exactly {HEADER}", 1
+        )
+    known = set(np.asarray(known_species).tolist())
+    expected = set(np.asarray(test_ids, dtype=np.int64).tolist())
+    first_line_of: dict[int, int] = {}
+    for number, raw in enumerate(lines[1:], start=2):
+        line = raw.rstrip("\r")
+        fields = line.split(",")
+        if len(fields) != 2:
+            raise SubmissionError(
+                source,
+                f"{len(fields)} comma-separated fields",
+                "each row is <Id>,<30 species ids separated by spaces>",
+                number,
+            )
+        observation, predicted = fields
+        if not _INTEGER.fullmatch(observation):
+            raise SubmissionError(source, f"Id {observation!r} is not an integer", "", number)
+        observation_id = int(observation)
+        if observation_id not in expected:
+            raise SubmissionError(
+                source,
+                f"Id {observation_id} is not a test observation",
+                "predict only the ids of the test observation files",
+                number,
+            )
+        if observation_id in first_line_of:
+            raise SubmissionError(
+                source,
+                f"Id {observation_id} repeats line {first_line_of[observation_id]}",
+                "one row per test observation",
+                number,
+            )
+        first_line_of[observation_id] = number
+        tokens = predicted.split(" ")
+        if len(tokens) != KAGGLE_K:
+            raise SubmissionError(
+                source,
+                f"{len(tokens)} predicted ids for Id {observation_id}",
+                f"predict exactly {KAGGLE_K} species ids separated by single spaces",
+                number,
+            )
+        bad = [t for t in tokens if not _INTEGER.fullmatch(t)]
+        if bad:
+            raise SubmissionError(
+                source, f"predicted id {bad[0]!r} is not a non-negative integer", "", number
+            )
+        species = [int(t) for t in tokens]
+        if len(set(species)) != len(species):
+            repeated = sorted({s for s in species if species.count(s) > 1})
+            raise SubmissionError(
+                source,
+                f"species {listed(repeated)} predicted twice for Id {observation_id}",
+                f"the {KAGGLE_K} ids must be distinct (a duplicate wastes a guess)",
+                number,
+            )
+        unknown = [s for s in species if s not in known]
+        if unknown:
+            raise SubmissionError(
+                source,
+                f"species {listed(unknown)} not in metadata/species_details.csv",
+                "predict only listed species ids",
+                number,
+            )
+    missing = sorted(expected - set(first_line_of))
+    if missing:
+        raise SubmissionError(
+            source,
+            f"{len(missing)} test observation(s) have no row: {listed(missing)}",
+            "predict every test observation",
+        )
+
+
+def write_submission(
+    path: str | Path, predictions: Predictions, test_ids: np.ndarray, known_species: np.ndarray
+) -> None:
+    """Format, check, then write atomically; nothing is written when the check fails."""
+    text = format_submission(predictions)
+    check_submission(text, path, test_ids, known_species)
+    write_text(path, text)
+    log.info("%d test observations -> %s", len(predictions), path)
+
+
+def check_submission_file(
+    path: str | Path, test_ids: np.ndarray, known_species: np.ndarray
+) -> None:
+    path = Path(path)
+    if not path.exists():
+        raise SubmissionError(path, "file is missing", "build it with `snakemake submission`")
+    check_submission(path.read_bytes().decode("utf-8"), path, test_ids, known_species)
+
+
+def select_submission(
+    model: str,
+    candidates: list[str],
+    submission_of: dict[str, str | Path],
+    leaderboard_path: str | Path | None,
+    test_ids: np.ndarray,
+    known_species: np.ndarray,
+    output: str | Path,
+) -> str:
+    """Copy the chosen model's submission to ``output`` after checking it again; ``model``
+    is a model name or ``best`` (lowest val top-30 error among ``candidates`` on the
+    leaderboard). Returns the chosen model."""
+    if model == "best":
+        if leaderboard_path is None:
+            raise ValueError("choosing the best model needs the leaderboard")
+        leaderboard = pd.read_parquet(leaderboard_path)
+        model = best_model(leaderboard, candidates)
+        error = leaderboard.set_index("model").loc[model, "top30_error"]
+        log.info("best of %s by val top-30 error: %s (%.4f)", candidates, model, error)
+    path = Path(submission_of[model])
+    check_submission_file(path, test_ids, known_species)
+    write_text(output, path.read_text())
+    log.info("final submission: %s -> %s", path, output)
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: check a submission file before uploading it."""
+
+    parser = argparse.ArgumentParser(description="Check a GLC 2022 Kaggle submission file.")
+    parser.add_argument("submission", type=Path)
+    parser.add_argument("test", type=Path, help="results/observations/test.parquet")
+    parser.add_argument("species", type=Path, help="metadata/species_details.csv")
+    arguments = parser.parse_args(argv)
+    test_ids = pd.read_parquet(arguments.test, columns=["observation_id"])["observation_id"]
+    try:
+        check_submission_file(
+            arguments.submission, test_ids.to_numpy(), read_species_ids(arguments.species)
+        )
+    except InputDataError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"{arguments.submission}: valid ({len(test_ids)} rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Experiments: training and prediction jobs, the training loop, launch, serving."""

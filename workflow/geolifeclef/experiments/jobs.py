@@ -1,0 +1,334 @@
+"""An experiment end to end: settings from the config -> trained model -> predictions.
+
+The rules ``train_model`` and ``predict_model`` describe their work as a typed job
+(:class:`TrainingJob`, :class:`PredictionJob`: every input, output and setting, passed in by
+the rule) and call :func:`run_training` and :func:`run_prediction`. A job also runs
+outside Snakemake from its JSON file (and so under torchrun for several GPUs, see
+``geolifeclef.experiments.launch``)::
+
+    python -m geolifeclef.experiments.jobs train job.json
+    python -m geolifeclef.experiments.jobs predict job.json
+"""
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from geolifeclef.atomic import atomic_path, write_text
+from geolifeclef.data.class_frequency import read_species_table
+from geolifeclef.data.dataset import JoinedDataset
+from geolifeclef.experiments.learning_curve import plot_learning_curve
+from geolifeclef.experiments.serving import log_trained_model
+from geolifeclef.experiments.trained import (
+    ExperimentInputs,
+    experiment_dataset,
+    experiment_loader,
+    load_trained,
+)
+from geolifeclef.experiments.training import (
+    block_label_swap,
+    distributed_world,
+    pick_device,
+    predict_scores,
+    seed_everything,
+    train,
+)
+from geolifeclef.models.networks import build_model
+from geolifeclef.predictions.table import PredictionWriter, table_k
+from geolifeclef.rule_logging import logging_to
+from geolifeclef.settings.experiment import ExperimentSettings, shaping_settings
+from geolifeclef.settings.tracking import Tracking
+from geolifeclef.tracking import runs as tracking
+from geolifeclef.tracking.invocation import sweep_run
+from geolifeclef.tracking.records import MODEL_URI_KEY, RUN_ID_KEY, best_epoch_metrics
+from geolifeclef.tracking.runs import LocalMetricLog, Tracker, flatten
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------
+# Jobs: what a rule hands over
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """Everything ``run_training`` needs: one experiment's settings, inputs and outputs."""
+
+    name: str
+    settings: dict[str, Any]
+    """The experiment's config entry (``weight_settings`` of it)."""
+    inputs: ExperimentInputs
+    """Of the splits train and val."""
+    species_table: str
+    model: str
+    history: str
+    checkpoint_dir: str
+    """Not an output: Snakemake deletes a failed job's outputs, checkpoints must stay."""
+    local_metrics: str
+    tracking: Tracking
+    rule: str = "train_model"
+    fingerprint_inputs: tuple[str, ...] = ()
+    artifacts: tuple[str, ...] = ()
+    log_model: bool = True
+    log: str | None = None
+    """Log file of a job run from JSON (torchrun); a rule logs through its own ``log:``."""
+    refit_epochs: int | None = None
+    """Refit: train on train + val for this many epochs, without validation (the epochs
+    the train-only fit found best), for the test predictions."""
+    sweep: str | None = None
+    """The sweep the experiment is a member of: its MLflow run nests under the sweep's."""
+    learning_curve: str | None = None
+    """Where to draw loss and val errors per epoch (``geolifeclef.experiments.learning_curve``)."""
+    served_inputs: ExperimentInputs | None = None
+    """Every split's inputs, relative to the workflow's folder: where the logged MLflow
+    model reads the rows it predicts (``geolifeclef.experiments.serving``); None: no model
+    logged."""
+
+
+@dataclass(frozen=True)
+class PredictionJob:
+    """Everything ``run_prediction`` needs: the trained model of each split (the refit one
+    for test when the experiment refits), inputs and one output per split."""
+
+    models: dict[str, str]
+    inputs: ExperimentInputs
+    """Of the predicted splits."""
+    outputs: dict[str, str]
+    top_k: int
+    tta: bool = False
+    """Average over the 8 flips and rotations of the patches (a prediction setting)."""
+    log: str | None = None
+
+
+def write_job(job: TrainingJob | PredictionJob, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(asdict(job), indent=1))
+
+
+def read_job(path: str | Path) -> TrainingJob | PredictionJob:
+    """A job written by ``write_job`` (the kind is told by its fields)."""
+    values = json.loads(Path(path).read_text())
+    values["inputs"] = ExperimentInputs(**values["inputs"])
+    if "tracking" in values:
+        values["tracking"] = Tracking(**values["tracking"])
+        if values.get("served_inputs"):
+            values["served_inputs"] = ExperimentInputs(**values["served_inputs"])
+        for key in ("fingerprint_inputs", "artifacts"):
+            values[key] = tuple(values[key])
+        return TrainingJob(**values)
+    return PredictionJob(**values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0] not in ("train", "predict"):
+        print(
+            "usage: python -m geolifeclef.experiments.jobs {train|predict} job.json",
+            file=sys.stderr,
+        )
+        return 2
+    job = read_job(argv[1])
+    rank = int(os.environ.get("RANK", 0))
+    with logging_to(job.log if rank == 0 else None):
+        if argv[0] == "train":
+            run_training(job)
+        else:
+            run_prediction(job)
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# Running jobs
+# --------------------------------------------------------------------------------------
+
+
+def load_species_counts(species_table: str | Path) -> np.ndarray:
+    """Train observations per species id (index = species id = class index)."""
+    table = read_species_table(species_table)
+    counts = np.zeros(int(table["species_id"].max()) + 1, dtype=np.int64)
+    counts[table["species_id"].to_numpy()] = table["train_count"].to_numpy()
+    return counts
+
+
+def run_training(job: TrainingJob) -> dict:
+    """Train one experiment; write ``job.model`` (best weights + settings) and
+    ``job.history``. Logged to MLflow as a run (see geolifeclef.tracking.runs)."""
+    counts = load_species_counts(job.species_table)
+    settings = ExperimentSettings.from_config(job.name, job.settings, n_classes=len(counts))
+    config = settings.train
+    rank, world = distributed_world()
+    log.info(
+        "experiment %s: %s model, tabular %s, modalities %s, %d classes, rank %d of %d; %s",
+        settings.name,
+        settings.model.kind,
+        settings.tabular,
+        settings.inputs.patch_modalities,
+        len(counts),
+        rank,
+        world,
+        " ".join(f"{k}={os.environ.get(k, '-')}" for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES")),
+    )
+    train_set = experiment_dataset(job.inputs, "train", settings)
+    val_set = experiment_dataset(job.inputs, "val", settings)
+    fit = "train+val" if job.refit_epochs else "train"
+    if job.refit_epochs:
+        train_set = JoinedDataset([train_set, val_set])
+        config = replace(config, epochs=job.refit_epochs)
+        log.info("refit on train + val (%d rows) for %d epochs", len(train_set), config.epochs)
+    original_labels = train_set.labels.copy()
+    coords = train_set.coords
+
+    def make_train_loader(epoch: int):
+        if config.block_label_swap > 0:
+            rng = np.random.default_rng([config.seed, epoch])
+            train_set.labels = block_label_swap(
+                original_labels,
+                coords[:, 0],
+                coords[:, 1],
+                config.block_label_swap,
+                config.block_size_degrees,
+                rng,
+            )
+        return experiment_loader(
+            train_set, config.batch_size, config.num_workers, True, config.seed * 1000 + epoch
+        )
+
+    val_loader = (
+        None
+        if job.refit_epochs
+        else experiment_loader(val_set, max(config.batch_size, 256), config.num_workers, False, 0)
+    )
+    seed_everything(config.seed)  # initial weights: the same in every process, as resumes need
+    model = build_model(settings.model)
+    checkpoint = Path(job.checkpoint_dir) / f"{settings.fingerprint()}.pt"
+    best = Path(job.checkpoint_dir) / f"{settings.fingerprint()}-best.pt"
+    tags = {
+        "git_commit": tracking.git_commit(),
+        "mlflow.source.git.commit": tracking.git_commit(),
+        "mlflow.source.name": "workflow/scripts/train_model.py",
+        "data_fingerprint": tracking.fingerprint(list(job.fingerprint_inputs)),
+        "snakemake.rule": job.rule,
+        "wildcards.experiment": settings.name,
+        "settings_fingerprint": settings.fingerprint(),
+        "fitted_on": fit,
+    }
+    run_context = (
+        tracking.start_run(
+            job.tracking.uri,
+            job.tracking.experiment,
+            f"{'refit' if job.refit_epochs else 'train'} {settings.name}",
+            job.local_metrics,
+            tags=tags if job.sweep is None else {**tags, "glc.sweep": job.sweep},
+            parent_run_id=sweep_run(job.sweep),
+        )
+        if rank == 0
+        else _offline_tracker()
+    )
+    with run_context as tracker:
+        params = {"experiment": settings.name, **shaping_settings(job.settings)}
+        tracker.log_params(params)
+        state = train(
+            model,
+            make_train_loader,
+            val_loader,
+            config,
+            counts,
+            checkpoint,
+            best,
+            on_epoch=lambda epoch, metrics: tracker.log_metrics(metrics, step=epoch),
+        )
+        if rank != 0:
+            return {}
+        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True))
+        bundle = {
+            "name": settings.name,
+            "settings": job.settings,
+            "n_classes": len(counts),
+            "state_dict": model.state_dict(),
+        }
+        with atomic_path(job.model) as temporary:
+            torch.save(bundle, temporary)
+        summary = {
+            "experiment": settings.name,
+            "fitted_on": fit,
+            "best_epoch": state.best_epoch + 1,
+            "best_val_top30_error": state.best_error,
+            "epochs_run": state.epoch,
+            "history": state.history,
+        }
+        if not job.refit_epochs:
+            # The kept epoch's figures under their own names: a run's row in the runs table
+            # shows the last value of a per-epoch metric, not the kept one.
+            best_metrics = best_epoch_metrics(state.history, state.best_epoch + 1)
+            tracker.log_metrics(best_metrics, step=state.best_epoch + 1)
+        if job.learning_curve:
+            plot_learning_curve(summary, job.learning_curve)
+            tracker.log_artifact(job.learning_curve)
+        config_file = Path(job.history).with_name("settings.json")
+        write_text(config_file, json.dumps(job.settings, indent=2) + "\n")
+        tracker.log_artifact(config_file)
+        for artifact in job.artifacts:
+            tracker.log_artifact(artifact)
+        if job.log_model and job.served_inputs is not None:
+            model_name = settings.name if not job.refit_epochs else f"{settings.name}_refit"
+            summary[MODEL_URI_KEY] = log_trained_model(
+                tracker,
+                model_name,
+                job.model,
+                job.served_inputs,
+                params=flatten(params),
+                step=state.best_epoch + 1,
+            )
+        if tracker.online:
+            summary[RUN_ID_KEY] = tracker.run_id
+        summary = {key: value for key, value in summary.items() if value is not None}
+        write_text(job.history, json.dumps(summary, indent=2, allow_nan=True) + "\n")
+        tracker.log_artifact(job.history)
+    return summary
+
+
+def _offline_tracker():
+    """Ranks other than 0 do not log: a tracker with nowhere to send anything."""
+    return contextlib.nullcontext(Tracker(LocalMetricLog(os.devnull), None, None))
+
+
+def best_epoch(history: str | Path) -> int:
+    """The epoch (1-based) that a train-only fit kept, from its ``history.json``."""
+    return int(json.loads(Path(history).read_text())["best_epoch"])
+
+
+def run_prediction(job: PredictionJob) -> None:
+    """Write the top-K predictions of a trained experiment for each split of ``job``."""
+    device = pick_device()
+    if job.tta:
+        log.info("test-time augmentation: 8 views (2 flips x 4 rotations) averaged")
+    for split, output in job.outputs.items():
+        settings, model = load_trained(job.models[split])
+        model.to(device)
+        log.info("%s: predicted by %s", split, job.models[split])
+        species = np.arange(settings.model.n_classes)
+        k = table_k(job.top_k, len(species))
+        dataset = experiment_dataset(job.inputs, split, settings)
+        loader = experiment_loader(dataset, 512, settings.train.num_workers, False, 0)
+        with PredictionWriter(output, k=k, species_ids=species) as writer:
+            scores = predict_scores(
+                model,
+                loader,
+                device,
+                tta=job.tta,
+                progress=f"predict {split}",
+            )
+            for observation_ids, probabilities, _ in scores:
+                writer.add_scores(observation_ids, probabilities)
+        log.info("%s: %d predictions -> %s", split, writer.n_rows, output)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""A trained experiment as an MLflow model: observation rows in, top-30 species out.
+
+A ``SpeciesModel`` reads a dict of tensors (``tabular`` features and patch modalities)
+that ``geolifeclef.models.features.ModelBatch`` builds from ``GlcDataset`` batches, normalised
+with the train statistics: not something a user can hand to a reloaded torch module. So
+each train run logs, under the experiment's name, an ``mlflow.pyfunc`` model
+(:class:`TopSpeciesModel`) that does what ``run_prediction`` does, with the same code:
+
+* input: a DataFrame of observations of the workflow (``observation_id``, ``latitude``,
+  ``longitude``: rows of ``results/observations/{train,val,test}.parquet``; other columns
+  are dropped);
+* params: ``workdir`` (the folder where the workflow ran, default the current one),
+  ``top_k`` (default 30), ``tta`` (test-time augmentation, default false);
+* output: per row, ``observation_id``, ``species_ids`` (the top_k species, best first)
+  and ``scores`` (their probabilities).
+
+It carries its weights (``model.pt``), the train normalisation statistics, where the
+workflow keeps the env table, patch caches and patch statistics of each split, and the
+``geolifeclef`` package itself (``code_paths``): an environment with the requirements of
+``requirements.txt`` reloads it without installing this repository. The snippet of the
+README ("Reloading a model") is run by ``tests/test_workflow_training.py``.
+"""
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.models import infer_signature
+from mlflow.pyfunc import PythonModel
+
+import geolifeclef
+from geolifeclef.experiments.trained import ExperimentInputs, experiment_dataset, load_trained
+from geolifeclef.experiments.training import pick_device, predict_scores
+from geolifeclef.predictions.metrics import top_k as best_of
+
+log = logging.getLogger(__name__)
+
+INPUT_COLUMNS = ("observation_id", "latitude", "longitude")
+DEFAULT_PARAMS = {"workdir": ".", "top_k": 30, "tta": False}
+EXAMPLE_ROWS = 5
+COORDINATE_TOLERANCE = 1e-4
+MODEL_CODE = """# What MLflow runs to build the model (models from code: nothing is pickled).
+import mlflow
+from geolifeclef.experiments.serving import TopSpeciesModel
+
+mlflow.models.set_model(TopSpeciesModel())
+"""
+SERVING_PACKAGES = ("torch", "numpy", "pandas", "pyarrow", "tqdm", "timm", "torchvision")
+"""What the package imports to predict (pinned at their installed versions)."""
+
+
+def predict_rows(
+    settings,
+    model,
+    rows: pd.DataFrame,
+    inputs,
+    stats: dict,
+    top_k: int = 30,
+    tta: bool = False,
+) -> pd.DataFrame:
+    """Top-``top_k`` species of observation ``rows`` by a trained experiment, reading their
+    env values, patches and patch statistics where ``inputs`` (an ``ExperimentInputs``
+    over every split) says, exactly as ``run_prediction`` reads them."""
+    missing = [c for c in INPUT_COLUMNS if c not in rows.columns]
+    if missing:
+        raise ValueError(f"the rows need the columns {list(INPUT_COLUMNS)}; missing {missing}")
+    ids = rows["observation_id"].to_numpy(np.int64)
+    split_of = _splits_of(ids, inputs)
+    device = pick_device()
+    model.to(device).eval()
+    best = np.zeros((len(ids), top_k), dtype=np.int64)
+    scores = np.zeros((len(ids), top_k), dtype=np.float32)
+    for split in dict.fromkeys(split_of):
+        wanted = np.flatnonzero(split_of == split)
+        dataset = experiment_dataset(inputs, split, settings, stats)
+        positions = pd.Index(dataset.observation_ids).get_indexer(ids[wanted])
+        _check_coordinates(rows.iloc[wanted], dataset.coords[positions])
+        chunks = [positions[i : i + 256] for i in range(0, len(positions), 256)]
+        batches = (dataset.__getitems__(chunk) for chunk in chunks)
+        start = 0
+        with torch.no_grad():
+            for _, probabilities, _ in predict_scores(model, batches, device, tta=tta):
+                chosen, chosen_scores = best_of(probabilities, top_k)
+                rows_here = wanted[start : start + len(chosen)]
+                best[rows_here], scores[rows_here] = chosen, chosen_scores
+                start += len(chosen)
+    return pd.DataFrame(
+        {
+            "observation_id": ids,
+            "species_ids": list(best),
+            "scores": list(scores.astype(np.float64)),
+        }
+    )
+
+
+def _splits_of(ids: np.ndarray, inputs) -> np.ndarray:
+    """The split whose observation table holds each id; an error names the unknown ones."""
+    split_of = np.full(len(ids), "", dtype=object)
+    for split, path in inputs.observations.items():
+        known = pd.read_parquet(path, columns=["observation_id"])["observation_id"]
+        split_of[np.isin(ids, known.to_numpy()) & (split_of == "")] = split
+    unknown = ids[split_of == ""]
+    if len(unknown):
+        tables = ", ".join(inputs.observations.values())
+        raise KeyError(
+            f"{len(unknown)} observation ids are in none of {tables} (first: "
+            f"{unknown[:5].tolist()}): the model reads the env values and patches that the "
+            "workflow extracted for its observations; add new points to the dataset and "
+            "rerun the workflow, or give the workdir param where it ran"
+        )
+    return split_of
+
+
+def _check_coordinates(rows: pd.DataFrame, known: np.ndarray) -> None:
+    given = rows[["latitude", "longitude"]].to_numpy(np.float64)
+    off = np.abs(given - known).max(axis=1) > COORDINATE_TOLERANCE
+    if off.any():
+        first = rows.iloc[int(np.flatnonzero(off)[0])]
+        raise ValueError(
+            f"observation {int(first['observation_id'])}: latitude/longitude "
+            f"({first['latitude']}, {first['longitude']}) differ from the workflow's "
+            "observation table; the model reads the data extracted for the id"
+        )
+
+
+class TopSpeciesModel(PythonModel):
+    """The ``mlflow.pyfunc`` model of a trained experiment (see the module docstring)."""
+
+    def load_context(self, context) -> None:
+        self.settings, self.model = load_trained(context.artifacts["model"])
+        self.stats = json.loads(Path(context.artifacts["stats"]).read_text())
+        self.inputs = ExperimentInputs(**json.loads(Path(context.artifacts["inputs"]).read_text()))
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
+        params = {**DEFAULT_PARAMS, **(params or {})}
+        return predict_rows(
+            self.settings,
+            self.model,
+            pd.DataFrame(model_input),
+            _under(self.inputs, Path(params["workdir"])),
+            self.stats,
+            top_k=int(params["top_k"]),
+            tta=bool(params["tta"]),
+        )
+
+
+def _under(inputs, workdir: Path):
+    """``inputs`` (paths relative to the workflow's folder) under ``workdir``."""
+
+    def moved(value):
+        if isinstance(value, dict):
+            return {key: str(workdir / path) for key, path in value.items()}
+        return str(workdir / value)
+
+    return ExperimentInputs(**{key: moved(value) for key, value in asdict(inputs).items()})
+
+
+def serving_requirements() -> list[str]:
+    """Pinned versions of what the package needs to predict, as installed here."""
+    pins = []
+    for package in SERVING_PACKAGES:
+        try:
+            pins.append(f"{package}=={version(package).split('+')[0]}")
+        except PackageNotFoundError:
+            continue
+    return pins
+
+
+def log_trained_model(
+    tracker,
+    name: str,
+    bundle: str | Path,
+    served_inputs,
+    example_split: str = "val",
+    params: dict[str, Any] | None = None,
+    step: int = 0,
+) -> str | None:
+    """Log the trained ``bundle`` (``model.pt``) as a :class:`TopSpeciesModel` named
+    ``name`` into the tracker's run, with a signature and an input example of real rows of
+    ``example_split``; ``served_inputs``: where the workflow keeps every split's inputs
+    (relative to its folder). Returns the ``models:/`` URI, or None when offline."""
+    if not tracker.online:
+        return tracker.log_model(None, name)
+    started = time.perf_counter()
+    settings, model = load_trained(bundle)
+    stats = json.loads(Path(served_inputs.stats).read_text())
+    observations = pd.read_parquet(served_inputs.observations[example_split])
+    example = observations.loc[: EXAMPLE_ROWS - 1, list(INPUT_COLUMNS)].reset_index(drop=True)
+    output = predict_rows(settings, model, example, served_inputs, stats)
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        # MLflow's hint that integer columns cannot hold NaN: observation ids never do.
+        warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer")
+        inputs_file = Path(folder) / "inputs.json"
+        inputs_file.write_text(json.dumps(asdict(served_inputs), indent=1))
+        model_code = Path(folder) / "top_species_model.py"
+        model_code.write_text(MODEL_CODE)
+        package = Path(folder) / "code" / "geolifeclef"
+        shutil.copytree(
+            Path(geolifeclef.__file__).parent, package, ignore=shutil.ignore_patterns("__py*")
+        )
+        signature = infer_signature(example, output, params=DEFAULT_PARAMS)
+        uri = tracker.log_model(
+            mlflow.pyfunc.log_model,
+            name,
+            python_model=str(model_code),
+            artifacts={
+                "model": str(bundle),
+                "stats": served_inputs.stats,
+                "inputs": str(inputs_file),
+            },
+            code_paths=[str(package)],
+            signature=signature,
+            input_example=example,
+            pip_requirements=serving_requirements(),
+            params=params,
+            step=step,
+            tags={"mlflow.source.name": "workflow/scripts/train_model.py"},
+        )
+    log.info("logged model %s as %s in %.1f s", name, uri, time.perf_counter() - started)
+    return uri

@@ -1,0 +1,101 @@
+"""A trained experiment's surroundings: what it reads (per split), how its data is loaded,
+and how its saved bundle is rebuilt. Read by the jobs that train and predict
+(``geolifeclef.experiments.jobs``) and by the MLflow model (``geolifeclef.experiments.serving``).
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from geolifeclef.data.dataset import GlcDataset, decoding_on_device, keep_batch, make_loader
+from geolifeclef.experiments.training import distributed_world, pick_device
+from geolifeclef.models.features import ModelBatch
+from geolifeclef.models.networks import build_model
+from geolifeclef.settings.experiment import ExperimentSettings
+from geolifeclef.settings.inputs import DERIVED_MODALITIES
+
+
+@dataclass(frozen=True)
+class ExperimentInputs:
+    """What an experiment reads, per split: patch caches (none when it reads no patches,
+    see ``experiment_inputs``) or observation tables, patch statistics tables, the env table
+    and the normalisation statistics."""
+
+    observations: dict[str, str]
+    env_table: str
+    stats: str
+    caches: dict[str, str] = field(default_factory=dict)
+    patch_stats: dict[str, str] = field(default_factory=dict)
+
+
+def jpeg_decoding_device(settings: ExperimentSettings) -> str | None:
+    """Where an encoded store's JPEGs are decoded: on the GPU when training on CUDA (nvJPEG,
+    after the workers), else None (in the workers, on CPU). Derived channels (NDVI, single
+    bands) are computed in the workers from decoded pixels, so they keep CPU decoding."""
+    if set(settings.cnn_modalities) & set(DERIVED_MODALITIES):
+        return None
+    device = pick_device()
+    return str(device) if device.type == "cuda" else None
+
+
+def experiment_dataset(
+    inputs: ExperimentInputs, split: str, settings: ExperimentSettings, stats: dict | None = None
+):
+    """The GlcDataset of ``split`` with the transform to model batches; ``stats``: the
+    normalisation statistics (default: read from ``inputs.stats``)."""
+    needed = settings.inputs
+    stats = json.loads(Path(inputs.stats).read_text()) if stats is None else stats
+    common = {
+        "env_table": inputs.env_table if needed.env else None,
+        "patch_stats": inputs.patch_stats[split] if needed.patch_stats else None,
+        "stats": stats,
+        "transform": ModelBatch(settings.tabular, settings.cnn_modalities, stats),
+    }
+    if needed.patch_modalities:
+        return GlcDataset(
+            inputs.caches[split],
+            modalities=needed.patch_modalities,
+            jpeg_device=jpeg_decoding_device(settings),
+            **common,
+        )
+    return GlcDataset(None, observations=inputs.observations[split], modalities=(), **common)
+
+
+def experiment_loader(dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int):
+    """A loader over ``dataset``: sharded by rank under torchrun, one order per seed."""
+    rank, world = distributed_world()
+    if world > 1 and shuffle:
+        sampler = DistributedSampler(
+            dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed
+        )
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=num_workers,
+            collate_fn=keep_batch,
+            pin_memory=torch.cuda.is_available(),
+        )
+        return decoding_on_device(loader)
+    return make_loader(
+        dataset,
+        batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        seed=seed,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def load_trained(path: str | Path) -> tuple[ExperimentSettings, torch.nn.Module]:
+    """A trained model bundle written by ``run_training`` (safe loading only)."""
+    bundle = torch.load(path, map_location="cpu", weights_only=True)
+    settings = ExperimentSettings.from_config(
+        bundle["name"], bundle["settings"], bundle["n_classes"]
+    )
+    model = build_model(settings.model, load_weights=False)
+    model.load_state_dict(bundle["state_dict"])
+    return settings, model

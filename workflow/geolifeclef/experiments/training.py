@@ -1,0 +1,446 @@
+"""Training and prediction of the PyTorch models.
+
+The loop is plain PyTorch: AdamW or SGD, cosine or step schedule with linear warm-up,
+AMP and channels_last on CUDA, gradient clipping, label smoothing, long-tail options
+(logit adjustment, balanced softmax, class weights), spatial block label swap, early
+stopping on val top-30, a checkpoint after every epoch (a killed job resumes from its last
+epoch), seeded and deterministic on CPU, DistributedDataParallel under torchrun.
+
+Batches are dicts: ``tabular`` (B, F) float, ``patches`` {modality: tensor},
+``label`` (B,) int64 species id (absent for test), ``observation_id`` (B,) int64.
+"""
+
+import logging
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from geolifeclef.atomic import atomic_path
+from geolifeclef.predictions.metrics import hits, top_k
+from geolifeclef.settings.configs import AugmentConfig, TrainConfig
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------
+# Reproducibility and devices
+# --------------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch, and make CPU kernels deterministic."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def pick_device() -> torch.device:
+    """The GPU the job was given (CUDA_VISIBLE_DEVICES, LOCAL_RANK), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def distributed_world() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside torchrun."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def init_distributed() -> bool:
+    """Join the process group that torchrun set up; False when not under torchrun."""
+    _, world = distributed_world()
+    if world <= 1 or torch.distributed.is_initialized():
+        return world > 1
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    torch.distributed.init_process_group(backend)
+    return True
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            out[key] = value.to(device, non_blocking=True)
+        elif isinstance(value, dict):
+            out[key] = to_device(value, device)
+        else:
+            out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Losses, schedules, augmentation
+# --------------------------------------------------------------------------------------
+
+
+def make_loss(
+    config: TrainConfig, class_counts: np.ndarray, device: torch.device
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training loss; ``class_counts`` are train observations per species id.
+
+    Logit adjustment and balanced softmax add ``tau * log(prior)`` to the logits during
+    training only, which shifts predictions towards rare species at test time.
+    """
+    counts = torch.as_tensor(np.asarray(class_counts, dtype=np.float64), device=device)
+    prior = (counts + 1.0) / (counts + 1.0).sum()
+    weight = None
+    offset = None
+    if config.loss == "class_weighted":
+        weight = (counts + 1.0) ** -config.class_weight_power
+        weight = (weight / (weight * prior).sum()).float()
+    elif config.loss == "logit_adjusted":
+        offset = (config.logit_adjust_tau * prior.log()).float()
+    elif config.loss == "balanced_softmax":
+        offset = prior.log().float()
+    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+
+    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if offset is not None:
+            logits = logits + offset
+        return criterion(logits.float(), labels)
+
+    return loss
+
+
+def learning_rate_factor(config: TrainConfig, progress: float) -> float:
+    """Multiplier of the base learning rate at ``progress`` epochs (fractional)."""
+    if config.warmup_epochs > 0 and progress < config.warmup_epochs:
+        return (progress + 1e-8) / config.warmup_epochs
+    if config.schedule == "cosine":
+        span = max(config.epochs - config.warmup_epochs, 1e-8)
+        done = min(1.0, (progress - config.warmup_epochs) / span)
+        return 0.5 * (1 + math.cos(math.pi * done))
+    if config.schedule == "step":
+        return config.step_gamma ** int(progress // config.step_epochs)
+    return 1.0
+
+
+def augment_patches(
+    patches: dict[str, torch.Tensor], config: AugmentConfig, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """The same random flip/rotation for every modality of a sample; brightness on imagery."""
+    if not patches:
+        return patches
+    first = next(iter(patches.values()))
+    batch = first.shape[0]
+    flips = torch.rand(batch, generator=generator) < 0.5 if config.flip else None
+    turns = torch.randint(0, 4, (batch,), generator=generator) if config.rotate else None
+    scale = None
+    if config.brightness > 0:
+        scale = 1 + (torch.rand(batch, generator=generator) * 2 - 1) * config.brightness
+    out = {}
+    for modality, tensor in patches.items():
+        t = tensor
+        if flips is not None:
+            t = torch.where(_expand(flips, t), t.flip(-1), t)
+        if turns is not None:
+            t = torch.stack([torch.rot90(t[i], int(turns[i]), dims=(-2, -1)) for i in range(batch)])
+        if scale is not None and modality in ("rgb", "near_ir") and t.is_floating_point():
+            t = t * _expand(scale.to(t.dtype), t)
+        out[modality] = t
+    return out
+
+
+def _expand(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values.to(like.device).view(-1, *([1] * (like.dim() - 1)))
+
+
+def block_label_swap(
+    labels: np.ndarray,
+    latitude: np.ndarray,
+    longitude: np.ndarray,
+    probability: float,
+    block_size: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Spatial block label swap (GLC 2022 2nd place): with ``probability``, a label is
+    replaced by the label of another observation of the same spatial block.
+
+    Neighbours share most species, so the swap is a label noise that teaches the model
+    the local species pool rather than the single observation.
+    """
+    labels = np.asarray(labels).copy()
+    if probability <= 0 or len(labels) == 0:
+        return labels
+    block = np.floor(np.asarray(latitude) / block_size).astype(np.int64) * 100_000 + np.floor(
+        np.asarray(longitude) / block_size
+    ).astype(np.int64)
+    order = np.argsort(block, kind="stable")
+    sorted_blocks = block[order]
+    starts = np.flatnonzero(np.r_[True, sorted_blocks[1:] != sorted_blocks[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    original = labels.copy()
+    for start, end in zip(starts, ends, strict=True):
+        if end - start < 2:
+            continue
+        members = order[start:end]
+        swap = members[rng.random(len(members)) < probability]
+        if len(swap):
+            labels[swap] = original[rng.choice(members, len(swap))]
+    return labels
+
+
+# --------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds besides the weights."""
+
+    epoch: int = 0
+    """Epochs completed."""
+    best_error: float = float("inf")
+    best_epoch: int = -1
+    history: list[dict] = field(default_factory=list)
+
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer, state: TrainState) -> None:
+    """Write the checkpoint atomically: a kill mid-write leaves the previous one intact."""
+    payload = {
+        "model": _unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "state": asdict(state),
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": np.random.get_state()[1].tolist(),
+    }
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer=None) -> TrainState:
+    """Restore weights (and optimizer state) from ``path``; safe loading only."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    _unwrap(model).load_state_dict(payload["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+    torch.set_rng_state(payload["torch_rng"])
+    return TrainState(**payload["state"])
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+# --------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on biases and norm parameters.
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            groups, lr=config.learning_rate, momentum=config.momentum, nesterov=True
+        )
+    return torch.optim.AdamW(groups, lr=config.learning_rate)
+
+
+@torch.no_grad()
+def predict_scores(
+    model: nn.Module,
+    loader: Iterable[dict],
+    device: torch.device,
+    tta: bool = False,
+    progress: str | None = None,
+) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Yield (observation_ids, probabilities (B, S) float32, labels or None) per batch.
+
+    With ``tta`` the probabilities are averaged over the 8 flips and rotations of the
+    patches.
+    """
+    model.eval()
+    for batch in tqdm(loader, desc=progress, disable=progress is None, mininterval=5):
+        batch = to_device(batch, device)
+        views = _tta_views(batch["patches"]) if tta and batch.get("patches") else [None]
+        probabilities = None
+        for view in views:
+            inputs = batch if view is None else {**batch, "patches": view}
+            with _autocast(device, enabled=True):
+                p = torch.softmax(model(inputs).float(), dim=1)
+            probabilities = p if probabilities is None else probabilities + p
+        probabilities = (probabilities / len(views)).cpu().numpy()
+        labels = batch.get("label")
+        yield (
+            batch["observation_id"].cpu().numpy(),
+            probabilities,
+            None if labels is None else labels.cpu().numpy(),
+        )
+
+
+def _tta_views(patches: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    views = []
+    for flip in (False, True):
+        for turns in range(4):
+            view = {}
+            for modality, tensor in patches.items():
+                t = tensor.flip(-1) if flip else tensor
+                view[modality] = torch.rot90(t, turns, dims=(-2, -1))
+            views.append(view)
+    return views
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def evaluate_top_k(
+    model: nn.Module, loader: Iterable[dict], device: torch.device, ks=(1, 5, 10, 30)
+) -> dict[str, float]:
+    """Top-k errors on a labelled loader, without keeping the score matrix."""
+    found = dict.fromkeys(ks, 0)
+    total = 0
+    for _, probabilities, labels in predict_scores(model, loader, device):
+        width = probabilities.shape[1]  # with fewer classes than k, every class is in the set
+        best, _ = top_k(probabilities, min(max(ks), width))
+        for k in ks:
+            found[k] += int(hits(best, labels, min(k, width)).sum())
+        total += len(labels)
+    return {f"val_top{k}_error": 1.0 - found[k] / max(total, 1) for k in ks}
+
+
+def train_step(
+    model: nn.Module,
+    batch: dict,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    scaler: torch.amp.GradScaler,
+    config: TrainConfig,
+    device: torch.device,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """One optimisation step on a batch: augmentation, forward (mixed precision on CUDA),
+    backward, gradient clipping, update. Returns the loss (on the device)."""
+    if batch.get("patches"):
+        batch = {**batch, "patches": augment_patches(batch["patches"], config.augment, generator)}
+    batch = to_device(batch, device)
+    with _autocast(device, enabled=config.amp):
+        logits = model(batch)
+    loss = loss_fn(logits, batch["label"])
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if config.grad_clip > 0:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
+
+
+def train(
+    model: nn.Module,
+    make_train_loader: Callable[[int], Iterable[dict]],
+    val_loader: Iterable[dict] | None,
+    config: TrainConfig,
+    class_counts: np.ndarray,
+    checkpoint_path: Path,
+    best_path: Path,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> TrainState:
+    """Train ``model``; resume from ``checkpoint_path`` when it exists.
+
+    ``make_train_loader(epoch)`` returns the loader of one epoch (so that a resumed run
+    draws the same shuffles and label swaps as an uninterrupted one). The best weights
+    by val top-30 error are saved to ``best_path``; without ``val_loader`` (a refit on
+    train + val for a number of epochs chosen before) every epoch runs and the last
+    weights are saved there. ``on_epoch(epoch, metrics)`` is called after each epoch
+    (MLflow logging).
+    """
+    seed_everything(config.seed)
+    device = pick_device()
+    distributed = init_distributed()
+    rank, _ = distributed_world()
+    model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config)
+    state = TrainState()
+    checkpoint_path = Path(checkpoint_path)
+    if checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, model, optimizer)
+        log.info("resuming from %s after epoch %d", checkpoint_path, state.epoch)
+    if distributed:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    loss_fn = make_loss(config, class_counts, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp)
+    generator = torch.Generator().manual_seed(config.seed)
+    epochs_without_gain = state.epoch - 1 - state.best_epoch if state.best_epoch >= 0 else 0
+    for epoch in range(state.epoch, config.epochs):
+        generator.manual_seed(config.seed * 1000 + epoch)
+        loader = make_train_loader(epoch)
+        model.train()
+        started, seen, total_loss, batches = time.perf_counter(), 0, 0.0, 0
+        n_batches = len(loader) if hasattr(loader, "__len__") else None
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=rank != 0,
+            mininterval=1 if sys.stderr.isatty() else 15,  # a log file gets a line per 15 s
+        )
+        for step, batch in enumerate(bar):
+            progress = epoch + (step / n_batches if n_batches else 0.0)
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate * learning_rate_factor(config, progress)
+            loss = train_step(model, batch, optimizer, loss_fn, scaler, config, device, generator)
+            seen += len(batch["label"])
+            total_loss += float(loss.detach())
+            batches += 1
+            rate = seen / max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix(
+                loss=f"{total_loss / batches:.3f}", samples_s=f"{rate:.0f}", refresh=False
+            )
+        metrics = {
+            "train_loss": total_loss / max(batches, 1),
+            "learning_rate": optimizer.param_groups[0]["lr"],
+            "samples_per_second": seen / max(time.perf_counter() - started, 1e-9),
+        }
+        # Every rank evaluates the whole val set, so that all take the same early stop.
+        if val_loader is not None:
+            metrics.update(evaluate_top_k(_unwrap(model), val_loader, device))
+        state.epoch = epoch + 1
+        state.history.append({"epoch": epoch + 1, **metrics})
+        # Without val (a refit) the last epoch is the one kept.
+        if val_loader is None or metrics["val_top30_error"] < state.best_error:
+            state.best_error = metrics.get("val_top30_error", float("nan"))
+            state.best_epoch = epoch
+            epochs_without_gain = 0
+            if rank == 0:
+                with atomic_path(best_path) as temporary:
+                    torch.save(_unwrap(model).state_dict(), temporary)
+        else:
+            epochs_without_gain += 1
+        if rank == 0:
+            save_checkpoint(checkpoint_path, model, optimizer, state)
+            log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items()})
+            if on_epoch is not None:
+                on_epoch(epoch + 1, metrics)
+        if epochs_without_gain >= config.early_stopping_patience:
+            log.info("early stop: no gain in val top-30 for %d epochs", epochs_without_gain)
+            break
+    if distributed:
+        torch.distributed.barrier()
+    return state

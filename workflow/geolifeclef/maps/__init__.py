@@ -1,0 +1,1 @@
+"""Species maps: models that predict at any point, rendering, the report, point queries."""

@@ -1,0 +1,1 @@
+"""The PyTorch models: backbones, their weights, the networks and the batches they read."""

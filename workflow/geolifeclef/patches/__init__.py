@@ -1,0 +1,1 @@
+"""Patches: the archive's files, their geometry and decoding, the stores, caches and statistics."""

@@ -1,0 +1,94 @@
+"""Reading and writing the four patch files of an observation, in the archive's formats.
+
+The real files (see ``glc22-sample``): baseline JPEG at libjpeg quality 75 with 4:2:0
+chroma subsampling for ``rgb`` and ``near_ir``; TIFF written by tifffile with Deflate
+(code 32946), big-endian int16 for ``altitude`` and little-endian uint8 for ``landcover``.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from geolifeclef.errors import InputDataError
+from geolifeclef.layout import PATCH_MODALITIES
+
+JPEG_QUALITY = 75
+TIFF_DEFLATE = 32946  # the old "Deflate (PKZIP)" code of the real files, not Adobe's 8
+
+
+class PatchFileError(InputDataError):
+    """A patch file is missing, unreadable, or not of the expected shape and dtype."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            path,
+            problem,
+            fix="restore the file from the archive, or set patches.on_bad_file: fill "
+            "to fill it with zeros and flag it in the cache index",
+        )
+
+
+def write_patch(path: Path, modality: str, array: np.ndarray) -> None:
+    """Write one patch file in the archive's format (``array`` is HxW or HxWx3)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = PATCH_MODALITIES.get(modality)
+    if record is None:
+        raise ValueError(f"unknown patch modality {modality!r}")
+    if record.codec == "jpeg":
+        mode = record.jpeg_colorspace[1]
+        Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8), mode=mode).save(
+            path, format="JPEG", quality=JPEG_QUALITY, subsampling="4:2:0"
+        )
+    else:
+        dtype = record.file_dtype
+        width = array.shape[1]
+        tifffile.imwrite(
+            path,
+            np.asarray(array).astype(dtype.newbyteorder("="), copy=False),
+            byteorder=dtype.byteorder if dtype.byteorder in "<>" else "<",
+            compression=TIFF_DEFLATE,
+            rowsperstrip=max(
+                1, 65536 // (width * dtype.itemsize)
+            ),  # 64 KiB strips, as the real files
+            resolution=(1, 1),
+            resolutionunit="NONE",
+        )
+
+
+def read_patch(path: Path, modality: str, size: int | None = None) -> np.ndarray:
+    """Read one patch file as a native-endian array: HxWx3 for rgb, HxW otherwise.
+
+    Raises PatchFileError naming the file when it is missing, unreadable, or has the
+    wrong shape or dtype (``size`` = expected side length, if given).
+    """
+    path = Path(path)
+    record = PATCH_MODALITIES.get(modality)
+    if record is None:
+        raise ValueError(f"unknown patch modality {modality!r}")
+    try:
+        if record.codec == "jpeg":
+            with Image.open(path) as image:
+                expected_mode = record.jpeg_colorspace[1]
+                if image.mode != expected_mode:
+                    raise PatchFileError(path, f"JPEG mode {image.mode}, expected {expected_mode}")
+                array = np.asarray(image)
+        else:
+            array = tifffile.imread(path)
+    except FileNotFoundError:
+        raise PatchFileError(path, "file is missing") from None
+    except PatchFileError:
+        raise
+    except Exception as error:  # PIL and tifffile raise many kinds on corrupt data
+        raise PatchFileError(path, f"unreadable ({type(error).__name__}: {error})") from None
+    expected_dtype = PATCH_MODALITIES[modality].file_dtype
+    if array.dtype.newbyteorder("=") != expected_dtype.newbyteorder("="):
+        raise PatchFileError(path, f"dtype {array.dtype}, expected {expected_dtype}")
+    channels = PATCH_MODALITIES[modality].channels
+    expected_ndim = 3 if channels > 1 else 2
+    if array.ndim != expected_ndim or (channels > 1 and array.shape[2] != channels):
+        raise PatchFileError(path, f"shape {array.shape}, expected {expected_ndim} dimensions")
+    if size is not None and array.shape[:2] != (size, size):
+        raise PatchFileError(path, f"shape {array.shape[:2]}, expected ({size}, {size})")
+    return array.astype(array.dtype.newbyteorder("="), copy=False)

@@ -1,0 +1,314 @@
+"""What the two patch stores share: their settings, shards, bad files, and reading by row.
+
+A patch cache of a split (``results/patches/{split}/``) is one of two stores:
+
+- ``decoded``: the pixels, decoded once and cropped or resized to ``size``, in one
+  memory-mappable array per modality (geolifeclef.patches.decoded). Fast to read, but 7 x
+  S x S bytes per observation: 760 GB at 256 px for the archive.
+- ``encoded``: the files' own bytes (JPEG and TIFF as in the archive) concatenated into
+  one uint8 array per modality with int64 offsets (geolifeclef.patches.encoded); decoded,
+  then cropped or resized, a batch at a time when read. About the archive's size on disk
+  at every ``size``.
+
+Either is built in ``shards`` (contiguous row ranges of the split, one job each) that a
+gather step (geolifeclef.patches.cache) links into the cache folder with the index. This
+module holds what both kinds share, so that neither imports the other.
+"""
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from geolifeclef.layout import MODALITIES, PATCH_MODALITIES
+from geolifeclef.patches.geometry import MODES
+
+STORES = ("decoded", "encoded")
+BAD_FILE_POLICIES = ("fail", "fill")
+CACHE_VERSION = 2
+INDEX_FILE = "index.parquet"
+META_FILE = "meta.json"
+SHARD_FILE = "shard.json"
+FILLED_FILE = "filled.npy"
+"""(rows, modalities) bool: True where a file was bad and its patch left empty (zeros)."""
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """What a cache holds (modalities, at which size), how it is stored and built."""
+
+    size: int = 64
+    mode: str = "resize"
+    modalities: tuple[str, ...] = MODALITIES
+    on_bad_file: str = "fail"
+    store: str = "decoded"
+    shards: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modalities", tuple(self.modalities))
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if unknown or not self.modalities:
+            raise ValueError(
+                f"patches.modalities {list(self.modalities)}: choose from {MODALITIES}"
+            )
+        if self.mode not in MODES:
+            raise ValueError(f"patches.mode {self.mode!r}: choose from {MODES}")
+        if self.on_bad_file not in BAD_FILE_POLICIES:
+            raise ValueError(f"patches.on_bad_file {self.on_bad_file!r}: {BAD_FILE_POLICIES}")
+        if self.store not in STORES:
+            raise ValueError(f"patches.store {self.store!r}: choose from {STORES}")
+        if self.size < 1 or self.shards < 1:
+            raise ValueError(f"patches.size {self.size} and shards {self.shards} must be >= 1")
+
+    def shard_settings(self) -> dict:
+        """The settings a shard's content depends on: the encoded store keeps the files'
+        bytes whatever the size and mode (applied when it is read), the decoded store
+        keeps pixels at that size and mode."""
+        settings = asdict(self)
+        del settings["shards"]
+        if self.store == "encoded":
+            del settings["size"], settings["mode"]
+        return json.loads(json.dumps(settings))  # tuples -> lists, as read back from JSON
+
+
+# --------------------------------------------------------------------------------------
+# Shards
+# --------------------------------------------------------------------------------------
+
+
+def shard_name(index: int, count: int) -> str:
+    """``"2-of-4"``: the 1-based name Snakemake's scatter/gather gives a shard."""
+    return f"{index}-of-{count}"
+
+
+def parse_shard(name: str) -> tuple[int, int]:
+    """``"2-of-4"`` -> (2, 4)."""
+    try:
+        index, count = (int(part) for part in name.split("-of-"))
+    except ValueError:
+        raise ValueError(f"shard {name!r} is not of the form '<i>-of-<n>'") from None
+    if not 1 <= index <= count:
+        raise ValueError(f"shard {name!r}: i must be between 1 and n")
+    return index, count
+
+
+def shard_rows(n: int, index: int, count: int) -> tuple[int, int]:
+    """Row range [start, stop) of shard ``index`` of ``count`` over ``n`` rows (sizes
+    differ by at most one row)."""
+    return (index - 1) * n // count, index * n // count
+
+
+def ids_digest(observation_ids: np.ndarray) -> str:
+    """Fingerprint of an id sequence: a shard is only resumed or gathered for its rows."""
+    return hashlib.sha256(np.ascontiguousarray(observation_ids, np.int64)).hexdigest()
+
+
+# --------------------------------------------------------------------------------------
+# Bad files and build reports
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BadFile:
+    """A patch file that could not be used: missing, unreadable, wrong shape or dtype."""
+
+    observation_id: int
+    modality: str
+    path: str
+    problem: str
+
+
+@dataclass
+class CacheReport:
+    """What a build did."""
+
+    n: int = 0
+    source_size: int = 0
+    resumed_chunks: int = 0
+    built_chunks: int = 0
+    bad_files: list[BadFile] = field(default_factory=list)
+
+    def add(self, other: "CacheReport") -> None:
+        self.n += other.n
+        self.source_size = other.source_size or self.source_size
+        self.resumed_chunks += other.resumed_chunks
+        self.built_chunks += other.built_chunks
+        self.bad_files.extend(other.bad_files)
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What a worker hands back for one chunk of rows: its flags, bad files and, for the
+    encoded store, the bytes to append (the decoded store wrote its rows itself)."""
+
+    index: int
+    flags: np.ndarray
+    bad: list[BadFile]
+    blobs: dict[str, list[bytes]] | None = None
+
+
+# --------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------
+
+
+class PatchStore:
+    """A finished cache folder: meta, index, and its patches by row, whatever the store.
+
+    ``read(modality, rows)`` gives the (len(rows), C, size, size) patches of those rows
+    in that order, in the modality's array dtype; zeros for a filled (bad) file; ``None``
+    for every row. The
+    shards' files are opened on first use in each process, so a store (and a Dataset
+    holding one) pickles small and works in DataLoader workers.
+    """
+
+    kind = ""
+
+    def __init__(self, directory: Path, meta: dict, index: pd.DataFrame | None) -> None:
+        self.directory, self.meta, self.index = Path(directory), meta, index
+        self.starts = np.array([s["start"] for s in meta["shards"]], dtype=np.int64)
+        self._opened: list | None = None
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.meta["modalities"])
+
+    @property
+    def size(self) -> int:
+        return int(self.meta["size"])
+
+    @property
+    def mode(self) -> str:
+        return self.meta["mode"]
+
+    @property
+    def source_size(self) -> int:
+        return int(self.meta["source_size"])
+
+    def __len__(self) -> int:
+        return int(self.meta["n"])
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_opened": None}  # never pickle a memmap's contents
+
+    def check_modality(self, modality: str) -> None:
+        if modality not in self.modalities:
+            raise KeyError(
+                f"{self.directory} holds {list(self.modalities)}, not {modality!r}; "
+                "add it to patches.modalities and rebuild"
+            )
+
+    def shards(self) -> list:
+        """Each shard's opened files (``_open_shard``), once per process."""
+        if self._opened is None:
+            self._opened = [
+                self._open_shard(self.directory / s["name"]) for s in self.meta["shards"]
+            ]
+        return self._opened
+
+    def by_shard(self, rows: np.ndarray):
+        """Yield (shard position, positions in ``rows``, rows local to the shard), the
+        local rows ascending (sequential page reads)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        if len(rows) and (sorted_rows[0] < 0 or sorted_rows[-1] >= len(self)):
+            raise IndexError(f"rows outside 0..{len(self) - 1} of {self.directory}")
+        owner = np.searchsorted(self.starts, sorted_rows, side="right") - 1
+        for shard in np.unique(owner):
+            where = owner == shard
+            yield int(shard), order[where], sorted_rows[where] - self.starts[shard]
+
+    def read(self, modality: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """The patches of ``rows`` (every row when None: mind the memory)."""
+        self.check_modality(modality)
+        return self._read(modality, np.arange(len(self)) if rows is None else np.asarray(rows))
+
+    def _read(self, modality: str, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _open_shard(self, folder: Path):
+        raise NotImplementedError
+
+
+def patch_shape(n: int, modality: str, size: int) -> tuple[int, int, int, int]:
+    """Shape of ``n`` patches of a modality: (n, channels, size, size)."""
+    return (n, PATCH_MODALITIES[modality].channels, size, size)
+
+
+# --------------------------------------------------------------------------------------
+# Writing a shard
+# --------------------------------------------------------------------------------------
+
+
+def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` (os.pwrite may write less)."""
+    while len(data):
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
+
+
+def create_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """An .npy file of the given shape, zero-filled (sparse on disk until written)."""
+    if int(np.prod(shape)) == 0:
+        np.save(path, np.zeros(shape, dtype=dtype))
+        return
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    del array
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ShardWriter:
+    """How a store kind lays out the rows of one shard in its scratch folder.
+
+    The build driver (``patch_cache.build_shard``) runs ``worker(task)`` for each chunk
+    of rows (in worker processes), then ``commit`` in the parent process, whose journal
+    line (None: not done) is what a resumed build trusts. ``ordered`` writers get the
+    chunks in row order (they append); the others in any order.
+    """
+
+    ordered = False
+
+    def __init__(self, work: Path, spec: CacheSpec, n: int, source_size: int, chunk_rows: int):
+        self.work, self.spec, self.n = work, spec, n
+        self.source_size, self.chunk_rows = source_size, chunk_rows
+
+    @staticmethod
+    def default_chunk_rows(spec: CacheSpec) -> int:
+        raise NotImplementedError
+
+    def create(self) -> None:
+        """Allocate the files of a fresh scratch folder."""
+        raise NotImplementedError
+
+    def resume(self, lines: list[str]) -> set[int]:
+        """The chunks done, from the journal's complete lines (cutting what is not)."""
+        raise NotImplementedError
+
+    def task(self, root: Path, index: int, observation_ids: np.ndarray):
+        """A picklable work unit for ``worker``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def worker(task) -> ChunkResult:
+        raise NotImplementedError
+
+    def commit(self, result: ChunkResult, keep: bool) -> str | None:
+        """Write what the parent writes for a chunk; its journal line, or None when it is
+        not to be kept (a bad file under ``on_bad_file: fail``)."""
+        raise NotImplementedError
+
+    def finish(self) -> dict:
+        """Make the files complete and durable; what ``shard.json`` says of each modality."""
+        raise NotImplementedError

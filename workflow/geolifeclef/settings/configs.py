@@ -1,0 +1,139 @@
+"""The typed settings of an experiment: model, patch branch, training and augmentation.
+
+Each default lives here once (``experiment_settings`` turns a config entry into these and
+the schema documents them). Nothing here imports torch (a timm backbone name is checked
+where the backbone is built, ``geolifeclef.models.backbones``), so that the Snakefile, and every
+SLURM job that parses it, stays quick; ``models`` and ``training`` build from these.
+"""
+
+from dataclasses import dataclass, field
+
+from geolifeclef.settings.inputs import CNN_MODALITIES, ModelKind, model_kind
+
+SMALL = "small"
+"""The small CNN: four strided conv stages, fast enough for the CPU demo."""
+
+
+LANDCOVER_MODES = ("onehot", "embedding")
+
+
+@dataclass(frozen=True)
+class MlpConfig:
+    """The tabular branch."""
+
+    hidden: int = 256
+    layers: int = 3
+    dropout: float = 0.1
+    quadratic: bool = False
+    """Also feed the squares of the standardised features: MaxEnt's quadratic features (a
+    species' niche is a bump in each variable, which a square makes one linear step)."""
+
+
+@dataclass(frozen=True)
+class CnnConfig:
+    """The patch branch."""
+
+    backbone: str = SMALL
+    """``small``, or the name of any timm model (``resnet34``, ``mobilenetv3_large_100``)."""
+    width: int = 32
+    """Channels of the first stage of the small CNN (timm models have their own)."""
+    landcover: str = "embedding"
+    """How land-cover codes enter the CNN: ``onehot`` (34 channels) or ``embedding``."""
+    landcover_embedding_dim: int = 4
+    pretrained: str | bool | None = None
+    """ImageNet weights of the timm backbone: a local file (safetensors or state dict),
+    ``True`` for the Hugging Face cache, None to train from scratch."""
+    input_size: int | None = None
+    """Side the stacked patches are area-resized to before the backbone (e.g. 32 for a
+    CPU demo); None keeps the cache's size."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What to build: ``kind`` in ``inputs.MODEL_KINDS``, inputs and outputs."""
+
+    kind: str
+    n_classes: int
+    n_tabular: int = 0
+    """Features of the tabular branch (env values, coordinates, patch statistics)."""
+    modalities: tuple[str, ...] = ()
+    """Patch modalities the CNN reads, stacked in this order (``inputs.CNN_MODALITIES``:
+    the archive's and derived ones such as ``ndvi``)."""
+    mlp: MlpConfig = field(default_factory=MlpConfig)
+    cnn: CnnConfig = field(default_factory=CnnConfig)
+    dropout: float = 0.2
+    """Dropout before the classifier."""
+    head_hidden: int = 0
+    """Width of a hidden layer (linear, ReLU, dropout) before the classifier; 0: none
+    (the 1st place put 2048 after MobileNetV3)."""
+
+    def __post_init__(self) -> None:
+        uses_patches, uses_tabular = self.reads.uses_patches, self.reads.uses_tabular
+        if uses_patches and not self.modalities:
+            raise ValueError(f"a {self.kind} model needs at least one patch modality")
+        unknown = set(self.modalities) - set(CNN_MODALITIES)
+        if unknown:
+            raise ValueError(f"unknown modalities {sorted(unknown)}; choose from {CNN_MODALITIES}")
+        if uses_tabular and self.n_tabular <= 0:
+            raise ValueError(f"a {self.kind} model needs tabular features (n_tabular > 0)")
+        if self.cnn.landcover not in LANDCOVER_MODES:
+            raise ValueError(f"cnn.landcover must be one of {LANDCOVER_MODES}")
+
+    @property
+    def reads(self) -> ModelKind:
+        """The kind's record: whether it reads tabular features, patches or both."""
+        return model_kind(self.kind)
+
+
+LOSSES = ("cross_entropy", "logit_adjusted", "balanced_softmax", "class_weighted")
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "step", "constant")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation of the patches during training (and test-time augmentation)."""
+
+    flip: bool = True
+    rotate: bool = True
+    """Random multiples of 90 degrees: patches are north-up but species do not care."""
+    brightness: float = 0.1
+    """Maximum relative change of the brightness of rgb and near_ir."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run; logged as MLflow params."""
+
+    epochs: int = 10
+    batch_size: int = 256
+    optimizer: str = "adamw"
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    step_epochs: int = 10
+    step_gamma: float = 0.1
+    grad_clip: float = 1.0
+    label_smoothing: float = 0.0
+    loss: str = "cross_entropy"
+    logit_adjust_tau: float = 1.0
+    class_weight_power: float = 0.5
+    block_label_swap: float = 0.0
+    """Probability that a training label is swapped with another from its spatial block."""
+    block_size_degrees: float = 0.1
+    early_stopping_patience: int = 5
+    seed: int = 0
+    amp: bool = True
+    """Mixed precision on CUDA (ignored on CPU)."""
+    num_workers: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")

@@ -1,0 +1,101 @@
+"""Which inputs an experiment reads: tabular feature groups and patch modalities.
+
+``TABULAR_SIZES`` and ``CNN_MODALITIES`` name what a config may ask for; ``inputs_needed``
+is the one answer to "which caches and tables must this experiment load". Torch-free (the
+Snakefile reads it); ``features`` builds the model batches from them.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from geolifeclef.layout import ENV_VARIABLES, MODALITIES, N_LANDCOVER_CODES, PATCH_MODALITIES
+
+BANDS = {"red": ("rgb", 0), "green": ("rgb", 1), "blue": ("rgb", 2), "near_ir": ("near_ir", 0)}
+"""Band -> (cache modality, channel)."""
+QUANTILES = (25, 50, 75)
+PATCH_STAT_GROUPS = {
+    "patch_quantiles": tuple(f"{band}_p{q}" for band in BANDS for q in QUANTILES),
+    "altitude_stats": tuple(f"altitude_{s}" for s in ("mean", "std", "min", "range")),
+    "landcover_shares": tuple(f"landcover_{code}" for code in range(N_LANDCOVER_CODES)),
+}
+"""Feature group -> its columns, in table order (computed by ``geolifeclef.patches.stats``)."""
+PATCH_STAT_COLUMNS = tuple(c for columns in PATCH_STAT_GROUPS.values() for c in columns)
+
+TABULAR_SIZES = {
+    "env": len(ENV_VARIABLES),
+    "coordinates": 3,
+    "country": 1,
+    **{group: len(columns) for group, columns in PATCH_STAT_GROUPS.items()},
+}
+"""Width of each tabular feature group, in the order ``ModelBatch`` concatenates them."""
+
+DERIVED_MODALITIES = {
+    "ndvi": ("rgb", "near_ir"),
+    "red": ("rgb",),
+    "green": ("rgb",),
+    "blue": ("rgb",),
+}
+"""Patch channels computed in the loader, and the cached modalities they come from: NDVI =
+(NIR - R) / (NIR + R) (the 2nd place's input), and single bands, so that a stack such as
+``[near_ir, green, blue]`` (the 1st place's NIR+G+B) meets a pretrained RGB convolution."""
+CNN_MODALITIES = MODALITIES + tuple(DERIVED_MODALITIES)
+
+
+def modality_channels(modality: str) -> int:
+    """Channels of a (cached or derived) modality in the CNN's stack."""
+    return PATCH_MODALITIES[modality].channels if modality in PATCH_MODALITIES else 1
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """A kind of model (config ``model.kind``) and which inputs it reads: the one place
+    that knows; the networks, the settings, the loader and the maps ask it."""
+
+    name: str
+    uses_tabular: bool
+    """Reads tabular feature groups (``model.tabular``) through an MLP branch."""
+    uses_patches: bool
+    """Reads patch modalities (``model.modalities``) through a CNN branch."""
+    description: str
+
+
+MODEL_KINDS = {
+    kind.name: kind
+    for kind in (
+        ModelKind("mlp", True, False, "an MLP on tabular features"),
+        ModelKind("cnn", False, True, "a CNN on patches"),
+        ModelKind("fusion", True, True, "a CNN on patches beside an MLP on tabular features"),
+    )
+}
+
+
+def model_kind(name: str) -> ModelKind:
+    """The registered kind ``name``, or a ValueError that lists the kinds."""
+    if name not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {name!r}; choose one of {tuple(MODEL_KINDS)}")
+    return MODEL_KINDS[name]
+
+
+@dataclass(frozen=True)
+class InputsNeeded:
+    """What an experiment reads besides the observation tables."""
+
+    patch_modalities: tuple[str, ...]
+    """Cached modalities to load; empty: it reads no patch cache."""
+    env: bool
+    patch_stats: bool
+
+
+def inputs_needed(kind: str, cnn_modalities: Sequence[str], tabular: Sequence[str]) -> InputsNeeded:
+    """The inputs of a model of ``kind`` reading ``cnn_modalities`` and ``tabular`` groups."""
+    reads = model_kind(kind)
+    needed: list[str] = []
+    for modality in cnn_modalities if reads.uses_patches else ():
+        for source in DERIVED_MODALITIES.get(modality, (modality,)):
+            if source not in needed:
+                needed.append(source)
+    return InputsNeeded(
+        tuple(needed),
+        env=reads.uses_tabular and "env" in tabular,
+        patch_stats=reads.uses_tabular and bool(set(tabular) & set(PATCH_STAT_GROUPS)),
+    )

@@ -1,0 +1,1 @@
+"""MLflow tracking: runs of jobs, the invocation's parent run, and what each run records."""
