@@ -15,6 +15,8 @@ from geolifeclef.layout import DatasetLayout
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_ROOT = REPO.parent / "shared" / "glc22-sample"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+GEOLIFECLEF = Path(sys.executable).with_name("geolifeclef")
+"""The users' command (pyproject's console script), as installed by make setup."""
 
 
 @pytest.fixture(scope="session")

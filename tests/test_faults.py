@@ -901,7 +901,7 @@ def test_server_lost_mid_training_costs_no_training_and_says_how_to_sync(tmp_pat
     assert state.epoch == 3 and not tracker.online
     records = [json.loads(line) for line in local.read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "metrics"] == [1, 2, 3]
-    assert "python -m geolifeclef.tracking.runs sync" in caplog.text and str(local) in caplog.text
+    assert "geolifeclef sync-runs" in caplog.text and str(local) in caplog.text
     assert PASSWORD not in caplog.text and PASSWORD not in local.read_text()
     import mlflow
 

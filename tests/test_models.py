@@ -206,7 +206,7 @@ def test_hub_weights_are_never_downloaded_and_the_fix_is_named(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=120
     )
     assert result.returncode != 0
-    assert "python -m geolifeclef.models.weights fetch resnet18" in result.stderr
+    assert "geolifeclef fetch-weights resnet18" in result.stderr
     assert not any((tmp_path / "empty").rglob("*.safetensors"))
 
 

@@ -3,14 +3,13 @@ report and the MLflow runs of the maps."""
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import rasterio
 import yaml
-from conftest import run_snakemake
+from conftest import GEOLIFECLEF, run_snakemake
 
 from geolifeclef.predictions.table import read_predictions
 
@@ -82,7 +81,7 @@ def test_query_command_gives_the_models_prediction_at_an_observation(mapped, mod
     points = mapped / f"points-{model}.csv"
     val[["latitude", "longitude"]].to_csv(points, index=False)
     answers = mapped / f"answers-{model}.csv"
-    command = [sys.executable, "-m", "geolifeclef.maps.query", "--model", model]
+    command = [str(GEOLIFECLEF), "query", "--model", model]
     result = subprocess.run(
         [*command, "--points", str(points), "--output", str(answers)],
         cwd=mapped,
@@ -107,17 +106,7 @@ def test_query_command_gives_the_models_prediction_at_an_observation(mapped, mod
     )
     assert refused.returncode == 1 and "not a number" in refused.stderr
     patches = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "geolifeclef.maps.query",
-            "--model",
-            "cnn_only",
-            "--lat",
-            "46",
-            "--lon",
-            "2",
-        ],
+        [str(GEOLIFECLEF), "query", "--model", "cnn_only", "--lat", "46", "--lon", "2"],
         cwd=mapped,
         capture_output=True,
         text=True,

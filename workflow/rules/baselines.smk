@@ -19,6 +19,8 @@ rule predict_constant:
         logs("predict_constant"),
     benchmark:
         benchmarks("predict_constant")
+    conda:
+        ENVIRONMENT
     params:
         top_k=config["predictions"]["top_k"],
     script:
@@ -37,6 +39,8 @@ rule predict_knn:
         logs("predict_knn"),
     benchmark:
         benchmarks("predict_knn")
+    conda:
+        ENVIRONMENT
     params:
         top_k=config["predictions"]["top_k"],
         chunk_rows=config["predictions"]["chunk_rows"],
@@ -56,11 +60,13 @@ rule predict_random_forest:
     output:
         **{split: predictions("random_forest", split) for split in PREDICTED_SPLITS},
         # The fitted trees, for the maps and point queries (geolifeclef.baselines.forest_file).
-        forest=model_dir("random_forest") + "/forest.npz",
+        forest=model_file("random_forest", "forest.npz"),
     log:
         logs("predict_random_forest"),
     benchmark:
         benchmarks("predict_random_forest")
+    conda:
+        ENVIRONMENT
     threads: 8
     resources:
         # 16 trees x 2,047 nodes x 17,037 class probabilities (float64): ~4.5 GB

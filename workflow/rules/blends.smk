@@ -39,6 +39,8 @@ rule blend_predictions:
         # A fitted blend's val predictions come from fit_blend (cross-fitted).
         split="val|test",
         blend=one_of(BLEND_MODELS + FITTED_BLENDS),
+    conda:
+        ENVIRONMENT
     params:
         members=lambda wildcards: CATALOG.blend_members(wildcards.blend),
         weights=lambda wildcards: config["blends"].get(wildcards.blend, {}),
@@ -64,6 +66,8 @@ rule fit_blend:
         benchmarks("fit_blend/{blend}")
     wildcard_constraints:
         blend=one_of(FITTED_BLENDS),
+    conda:
+        ENVIRONMENT
     params:
         members=lambda wildcards: CATALOG.blend_members(wildcards.blend),
         top_k=config["predictions"]["top_k"],

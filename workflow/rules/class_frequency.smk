@@ -17,6 +17,8 @@ rule analyze_class_frequency:
         logs("analyze_class_frequency"),
     benchmark:
         benchmarks("analyze_class_frequency")
+    conda:
+        ENVIRONMENT
     params:
         settings=config["class_frequency"],
     script:

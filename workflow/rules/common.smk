@@ -29,6 +29,11 @@ DATA_ROOT = DEMO_ROOT if USING_DEMO else Path(config["data"]["root"]).expanduser
 LAYOUT = DatasetLayout(DATA_ROOT)
 
 
+# Every rule runs in the one environment that `make setup` installs with pip, or conda from
+# environment.yml with --software-deployment-method conda (relative to the rule files).
+ENVIRONMENT = "../../environment.yml"
+
+
 def results(path):
     """A path under results/ (every output of the workflow but the demo dataset)."""
     return f"results/{path}"
@@ -47,8 +52,9 @@ def predictions(model, split):
     return results(f"predictions/{model}/{split}.parquet")
 
 
-def model_dir(experiment):
-    return results(f"models/{experiment}")
+def model_file(model, name):
+    """A file of a trained model's folder (weights, history, checkpoints, forest)."""
+    return results(f"models/{model}/{name}")
 
 
 # -- which models exist -------------------------------------------------------------------

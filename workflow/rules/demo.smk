@@ -18,6 +18,8 @@ rule generate_demo_dataset:
         logs("generate_demo_dataset"),
     benchmark:
         benchmarks("generate_demo_dataset")
+    conda:
+        ENVIRONMENT
     threads: 2
     params:
         root=str(DEMO_ROOT),

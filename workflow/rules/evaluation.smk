@@ -44,6 +44,8 @@ rule evaluate_model:
         benchmarks("evaluate_model/{model}")
     wildcard_constraints:
         model=one_of(MODELS),
+    conda:
+        ENVIRONMENT
     params:
         kind=lambda wildcards: MODEL_KIND[wildcards.model],
         members=lambda wildcards: config["blends"].get(wildcards.model, {}),
@@ -76,6 +78,8 @@ rule build_leaderboard:
         logs("build_leaderboard"),
     benchmark:
         benchmarks("build_leaderboard")
+    conda:
+        ENVIRONMENT
     params:
         sweeps=[sweep_description(sweep) for sweep in SWEEPS],
     script:

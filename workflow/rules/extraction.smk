@@ -19,6 +19,8 @@ rule extract_env:
         logs("extract_env"),
     benchmark:
         benchmarks("extract_env")
+    conda:
+        ENVIRONMENT
     threads: 4
     params:
         data_root=str(DATA_ROOT),
@@ -37,6 +39,8 @@ rule extract_env_patches:
         logs("extract_env_patches"),
     benchmark:
         benchmarks("extract_env_patches")
+    conda:
+        ENVIRONMENT
     threads: 4
     params:
         data_root=str(DATA_ROOT),
@@ -67,6 +71,8 @@ rule cache_patch_shard:
         benchmarks("cache_patch_shard/{split}_{scatteritem}")
     wildcard_constraints:
         split=one_of(SPLITS),
+    conda:
+        ENVIRONMENT
     # Capped at --cores; the build scales with processes (decoding is CPU-bound).
     threads: 8
     params:
@@ -99,6 +105,8 @@ rule cache_patches:
         benchmarks("cache_patches_{split}")
     wildcard_constraints:
         split=one_of(SPLITS),
+    conda:
+        ENVIRONMENT
     params:
         store=PATCHES["store"],
         size=PATCHES["size"],
@@ -125,6 +133,8 @@ rule compute_patch_stats:
         benchmarks("compute_patch_stats_{split}")
     wildcard_constraints:
         split=one_of(SPLITS),
+    conda:
+        ENVIRONMENT
     threads: 2
     script:
         "../scripts/compute_patch_stats.py"
@@ -150,6 +160,8 @@ rule compute_normalization_stats:
         logs("compute_normalization_stats"),
     benchmark:
         benchmarks("compute_normalization_stats")
+    conda:
+        ENVIRONMENT
     script:
         "../scripts/compute_normalization_stats.py"
 

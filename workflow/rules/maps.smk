@@ -1,6 +1,6 @@
 # Species distribution maps (geolifeclef.maps.render, map_report) of every model that predicts from
 # env values and coordinates alone (geolifeclef.maps.point_models), the demo's true maps, and the
-# model descriptions that `python -m geolifeclef.maps.query` reads. Not part of `all`: `maps`.
+# model descriptions that `geolifeclef query` reads. Not part of `all`: `maps`.
 
 from geolifeclef.layout import REGIONS
 from geolifeclef.settings.mappable import unmappable_reason
@@ -54,6 +54,8 @@ rule describe_map_model:
         benchmarks("describe_map_model/{model}")
     wildcard_constraints:
         model=one_of(MODELS),
+    conda:
+        ENVIRONMENT
     params:
         kind=lambda wildcards: map_kind(wildcards.model),
         reason=lambda wildcards: MAP_REASONS[wildcards.model] or "",
@@ -83,6 +85,8 @@ rule map_demo_truth:
         benchmarks("map_demo_truth/{region}")
     wildcard_constraints:
         region=one_of(REGIONS),
+    conda:
+        ENVIRONMENT
     # One core each: a map job's CPU time equals its wall time (measured), so two at once
     # on two cores finish the demo's maps in half the time.
     threads: 1
@@ -121,6 +125,8 @@ rule map_model:
     wildcard_constraints:
         model=one_of(MAPPED_MODELS),
         region=one_of(REGIONS),
+    conda:
+        ENVIRONMENT
     threads: 1  # as map_demo_truth
     params:
         settings=config["maps"],
@@ -156,6 +162,8 @@ rule summarize_maps:
         logs("summarize_maps"),
     benchmark:
         benchmarks("summarize_maps")
+    conda:
+        ENVIRONMENT
     script:
         "../scripts/summarize_maps.py"
 

@@ -11,6 +11,8 @@ rule ingest_observations:
         logs("ingest_observations"),
     benchmark:
         benchmarks("ingest_observations")
+    conda:
+        ENVIRONMENT
     params:
         data_root=str(DATA_ROOT),
     script:

@@ -14,6 +14,8 @@ rule write_submission:
         benchmarks("write_submission/{model}")
     wildcard_constraints:
         model=one_of(MODELS),
+    conda:
+        ENVIRONMENT
     script:
         "../scripts/write_submission.py"
 
@@ -35,6 +37,8 @@ rule select_submission:
         logs("select_submission"),
     benchmark:
         benchmarks("select_submission")
+    conda:
+        ENVIRONMENT
     params:
         model=SUBMITTED,
         candidates=SUBMISSION_CANDIDATES,

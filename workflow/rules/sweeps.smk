@@ -23,6 +23,8 @@ rule summarize_sweep:
         benchmarks("summarize_sweep/{sweep}")
     wildcard_constraints:
         sweep=one_of(list(SWEEPS)),
+    conda:
+        ENVIRONMENT
     params:
         sweep=lambda wildcards: sweep_description(wildcards.sweep),
     script:

@@ -71,8 +71,10 @@ def fit_params(checkpoints, metrics):
             weight_settings(config["experiments"][wildcards.experiment])
         ),
         # Not outputs: Snakemake deletes a failed job's outputs, these must survive it.
-        "checkpoint_dir": lambda wildcards: f"{model_dir(wildcards.experiment)}/{checkpoints}",
-        "local_metrics": lambda wildcards: f"{model_dir(wildcards.experiment)}/{metrics}",
+        "checkpoint_dir": lambda wildcards: model_file(
+            wildcards.experiment, checkpoints
+        ),
+        "local_metrics": lambda wildcards: model_file(wildcards.experiment, metrics),
         "sweep": lambda wildcards: CATALOG.sweep_of(wildcards.experiment) or "",
     }
 
@@ -81,10 +83,10 @@ rule train_model:
     input:
         **training_inputs(),
     output:
-        model=model_dir("{experiment}") + "/model.pt",
-        history=model_dir("{experiment}") + "/history.json",
+        model=model_file("{experiment}", "model.pt"),
+        history=model_file("{experiment}", "history.json"),
         curve=report(
-            model_dir("{experiment}") + "/learning_curve.png",
+            model_file("{experiment}", "learning_curve.png"),
             caption="../report/learning_curve.rst",
             category="Training",
             subcategory="Learning curves",
@@ -96,6 +98,8 @@ rule train_model:
         benchmarks("train_model/{experiment}")
     wildcard_constraints:
         experiment=one_of(EXPERIMENTS),
+    conda:
+        ENVIRONMENT
     threads: 2
     resources:
         gpu=1,
@@ -111,14 +115,16 @@ rule refit_model:
         # The train-only fit decides how many epochs the refit runs.
         train_history=rules.train_model.output.history,
     output:
-        model=model_dir("{experiment}") + "/refit.pt",
-        history=model_dir("{experiment}") + "/refit-history.json",
+        model=model_file("{experiment}", "refit.pt"),
+        history=model_file("{experiment}", "refit-history.json"),
     log:
         logs("refit_model/{experiment}"),
     benchmark:
         benchmarks("refit_model/{experiment}")
     wildcard_constraints:
         experiment=one_of(EXPERIMENTS),
+    conda:
+        ENVIRONMENT
     threads: 2
     resources:
         gpu=1,
@@ -151,6 +157,8 @@ rule predict_model:
         benchmarks("predict_model/{experiment}")
     wildcard_constraints:
         experiment=one_of(EXPERIMENTS),
+    conda:
+        ENVIRONMENT
     threads: 2
     resources:
         gpu=1,

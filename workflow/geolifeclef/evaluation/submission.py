@@ -10,7 +10,7 @@ One row per test observation, every test id exactly once, comma-separated, heade
 ids and listed species; it is what :func:`write_submission` runs before it writes, and it
 can check any file before an upload::
 
-    python -m geolifeclef.evaluation.submission my.csv results/observations/test.parquet \
+    geolifeclef check-submission my.csv results/observations/test.parquet \
         resources/demo/glc22/metadata/species_details.csv
 """
 
@@ -192,7 +192,9 @@ def select_submission(
 def main(argv: list[str] | None = None) -> int:
     """Command line: check a submission file before uploading it."""
 
-    parser = argparse.ArgumentParser(description="Check a GLC 2022 Kaggle submission file.")
+    parser = argparse.ArgumentParser(
+        prog="geolifeclef check-submission", description="Check a GLC 2022 Kaggle submission file."
+    )
     parser.add_argument("submission", type=Path)
     parser.add_argument("test", type=Path, help="results/observations/test.parquet")
     parser.add_argument("species", type=Path, help="metadata/species_details.csv")

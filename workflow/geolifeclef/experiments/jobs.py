@@ -6,8 +6,8 @@ the rule) and call :func:`run_training` and :func:`run_prediction`. A job also r
 outside Snakemake from its JSON file (and so under torchrun for several GPUs, see
 ``geolifeclef.experiments.launch``)::
 
-    python -m geolifeclef.experiments.jobs train job.json
-    python -m geolifeclef.experiments.jobs predict job.json
+    geolifeclef run-job train job.json
+    geolifeclef run-job predict job.json
 """
 
 import contextlib
@@ -128,11 +128,12 @@ def read_job(path: str | Path) -> TrainingJob | PredictionJob:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    usage = "usage: geolifeclef run-job {train|predict} job.json\n\n" + (__doc__ or "")
+    if argv[:1] in (["-h"], ["--help"]):
+        print(usage)
+        return 0
     if len(argv) != 2 or argv[0] not in ("train", "predict"):
-        print(
-            "usage: python -m geolifeclef.experiments.jobs {train|predict} job.json",
-            file=sys.stderr,
-        )
+        print(usage, file=sys.stderr)
         return 2
     job = read_job(argv[1])
     rank = int(os.environ.get("RANK", 0))

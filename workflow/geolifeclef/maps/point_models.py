@@ -8,7 +8,7 @@ patch features such as land-cover shares) cannot: a patch exists only at an obse
 
 Each mappable model is described by a :class:`PointModelSpec`, written by the rule
 ``describe_map_model`` to ``results/maps/{model}/model.json`` (the files it needs and its
-settings) and read by the map rules and by ``python -m geolifeclef.maps.query``: one way to
+settings) and read by the map rules and by ``geolifeclef query``: one way to
 reload a model, whoever asks. :func:`load_point_model` turns it into a :class:`PointModel`
 whose ``probabilities(latitude, longitude, env)`` returns every species' probability,
 column j being row j of the species table, through the same functions as the model's own

@@ -3,8 +3,8 @@
 Run from the workflow's folder, after ``snakemake maps`` (or just the model's description,
 ``snakemake results/maps/MODEL/model.json``)::
 
-    python -m geolifeclef.maps.query --model env_mlp --lat 43.61 --lon 3.88
-    python -m geolifeclef.maps.query --model random_forest --points my_points.csv --output top30.csv
+    geolifeclef query --model env_mlp --lat 43.61 --lon 3.88
+    geolifeclef query --model random_forest --points my_points.csv --output top30.csv
 
 It prints the top-30 species with their names and probabilities. The 27 environmental
 values are read from the rasters at the point exactly as for an observation (the pixel
@@ -204,7 +204,7 @@ def load_spec(maps_dir: Path, model: str) -> PointModelSpec:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m geolifeclef.maps.query",
+        prog="geolifeclef query",
         description="Top species of a model at points of the two regions (run from the "
         "workflow's folder).",
     )

@@ -14,7 +14,7 @@ Pretrained weights never come from the internet during a run:
   ``weights_only=True``: a tampered file cannot run code), in timm's layout for that model;
 * ``pretrained: true``: the user's Hugging Face cache (``~/.cache/huggingface``, or
   ``HF_HOME``), filled once on a machine with internet by
-  ``python -m geolifeclef.models.weights fetch <model>``; set ``HF_HUB_OFFLINE=1`` on compute nodes.
+  ``geolifeclef fetch-weights <model>``; set ``HF_HUB_OFFLINE=1`` on compute nodes.
 """
 
 from pathlib import Path
@@ -82,7 +82,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: pretrained weights file is missing. Fix: fetch it on a machine with "
-            f"internet (python -m geolifeclef.models.weights fetch <model> --to {path}) or set "
+            f"internet (geolifeclef fetch-weights <model> --to {path}) or set "
             "cnn.pretrained: null"
         )
     if path.suffix == ".safetensors":
@@ -134,6 +134,6 @@ def _from_hub_cache(name: str, options: dict) -> nn.Module:
         raise RuntimeError(
             f"no ImageNet weights of {name} in the Hugging Face cache ({type(error).__name__}). "
             "Fix: on a machine with internet run "
-            f"`python -m geolifeclef.models.weights fetch {name}` "
+            f"`geolifeclef fetch-weights {name}` "
             "(same HF_HOME as the compute nodes), or give cnn.pretrained a local file"
         ) from None

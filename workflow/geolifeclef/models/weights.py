@@ -4,11 +4,11 @@ Training jobs never download (compute nodes often have no internet, and tests an
 not). Fetch the weights beforehand, either into the Hugging Face cache that the compute
 nodes read (``cnn.pretrained: true``; same ``HF_HOME``, and ``HF_HUB_OFFLINE=1`` there)::
 
-    python -m geolifeclef.models.weights fetch resnet34
+    geolifeclef fetch-weights resnet34
 
 or into a file that the config names (``cnn.pretrained: weights/resnet34.safetensors``)::
 
-    python -m geolifeclef.models.weights fetch resnet34 --to weights/resnet34.safetensors
+    geolifeclef fetch-weights resnet34 --to weights/resnet34.safetensors
 """
 
 import argparse
@@ -40,12 +40,12 @@ def fetch(name: str, to: str | Path | None = None) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m geolifeclef.models.weights", description=__doc__
+        prog="geolifeclef fetch-weights",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    command = sub.add_parser("fetch", help="download a timm backbone's pretrained weights")
-    command.add_argument("model", help="timm model name, e.g. resnet34")
-    command.add_argument("--to", help="also save them to this .safetensors file")
+    parser.add_argument("model", help="timm model name, e.g. resnet34")
+    parser.add_argument("--to", help="also save them to this .safetensors file")
     args = parser.parse_args(argv)
     fetch(args.model, args.to)
     return 0

@@ -9,7 +9,7 @@
   data, the Snakemake rule and wildcards.
 * If the tracking server cannot be reached, the job goes on: metrics are kept in a local
   JSON-lines file beside the job's outputs, and the log says how to sync them later
-  (``python -m geolifeclef.tracking.runs sync <file>``).
+  (``geolifeclef sync-runs <file>``).
 """
 
 import argparse
@@ -157,7 +157,7 @@ class Tracker:
         except Exception as error:  # any transport or server failure
             log.warning(
                 "MLflow %s failed (%s); logging locally to %s from now on. "
-                "Sync later with: python -m geolifeclef.tracking.runs sync %s",
+                "Sync later with: geolifeclef sync-runs %s",
                 what,
                 redact(str(error)),
                 self.local.path,
@@ -303,7 +303,7 @@ def start_run(
     if run_id is None:
         log.warning(
             "MLflow tracking server %s unreachable: training goes on and logs metrics to %s. "
-            "Sync them later with: python -m geolifeclef.tracking.runs sync %s",
+            "Sync them later with: geolifeclef sync-runs %s",
             redact(tracking_uri),
             local.path,
             local.path,
@@ -399,12 +399,14 @@ def sync_local_log(path: str | Path, tracking_uri: str, experiment: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
 
-    parser = argparse.ArgumentParser(prog="python -m geolifeclef.tracking.runs")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sync = sub.add_parser("sync", help="replay a local metric log into MLflow")
-    sync.add_argument("log", nargs="+")
-    sync.add_argument("--tracking-uri", default=default_tracking_uri())
-    sync.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+    parser = argparse.ArgumentParser(
+        prog="geolifeclef sync-runs",
+        description="Replay local metric logs (metrics.jsonl of jobs that could not reach "
+        "MLflow) into MLflow, one new run each.",
+    )
+    parser.add_argument("log", nargs="+", help="a job's metrics.jsonl")
+    parser.add_argument("--tracking-uri", default=default_tracking_uri())
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
     args = parser.parse_args(argv)
     for path in args.log:
         run_id = sync_local_log(path, args.tracking_uri, args.experiment)
