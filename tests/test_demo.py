@@ -13,7 +13,8 @@ from PIL import Image, JpegImagePlugin
 from geolifeclef.demo import generate_demo_dataset
 from geolifeclef.demo.spec import spec_for
 from geolifeclef.demo.truth import SUMMARY_FILE, TRUTH_FILE
-from geolifeclef.layout import ENV_VARIABLES, MODALITIES, REGIONS, DatasetLayout
+from geolifeclef.layout import ENV_VARIABLES, MODALITIES, PATCH_MODALITIES, REGIONS, DatasetLayout
+from geolifeclef.patches.files import read_patch
 
 
 def _digest_tree(root):
@@ -96,10 +97,16 @@ def test_patches_match_the_real_formats(tiny_demo, sample_layout):
 
 
 def test_every_observation_has_its_four_patches(tiny_demo):
+    """Each patch file decodes, with the archive's reader, to the size, channels and dtype
+    of its modality."""
     layout, _, _ = tiny_demo
+    size = spec_for("tiny").patch_size
     for observation_id in _observation_ids(layout):
         for modality in MODALITIES:
-            assert layout.patch(int(observation_id), modality).is_file()
+            array = read_patch(layout.patch(int(observation_id), modality), modality, size)
+            channels = PATCH_MODALITIES[modality].channels
+            assert array.shape == ((size, size, channels) if channels > 1 else (size, size))
+            assert array.dtype == PATCH_MODALITIES[modality].array_dtype
 
 
 def test_rasters_are_lzw_geotiffs_in_wgs84_with_nodata_over_the_sea(tiny_demo):

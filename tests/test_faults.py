@@ -10,8 +10,8 @@ Cases already covered elsewhere, not repeated here:
 * tests/test_observations.py: missing and renamed column, ',' separator, non-numeric, NaN,
   out-of-range and swapped coordinates (fr train), duplicate id, id of the wrong region
   (fr train), 7-digit id, unknown species, bad subset, too many or too few fields, header
-  only, empty file, missing file, a test id also in train; BOM, CRLF, trailing empty line
-  and quoted fields accepted.
+  only, empty file, missing file, a test id also in train; the harmless quirks of a file
+  saved again (BOM, CRLF, blank lines, quoted header or fields, spaces) accepted.
 * tests/test_patch_cache.py: missing patch files (fail policy); a truncated JPEG, a file
   that is no TIFF and a missing file (fill policy); SIGKILL during patch caching, then
   resume.
@@ -54,7 +54,7 @@ from faults_helpers import (
 from snakemake.utils import validate
 
 from geolifeclef.data.env_table import build_env_table, read_env_table
-from geolifeclef.data.observations import ingest_observations, read_observation_csv
+from geolifeclef.data.observations import ingest_observations
 from geolifeclef.errors import InputDataError
 from geolifeclef.layout import DatasetLayout
 from geolifeclef.patches.cache import build_patch_cache
@@ -238,25 +238,6 @@ def test_bad_csv_is_refused_naming_file_line_and_fix(editable, tmp_path, case):
     if line is not None:
         assert raised.value.line == line
     assert _nothing_in(tmp_path / "out")
-
-
-HARMLESS_QUIRKS = {
-    "BOM + CRLF + blank lines at the end": lambda b: (
-        b"\xef\xbb\xbf" + b.replace(b"\n", b"\r\n") + b"\r\n\r\n"
-    ),
-    "quoted header": _lines(lambda ls: ['"' + ls[0].replace(";", '";"') + '"', *ls[1:]]),
-    "blank line in the middle": _lines(lambda ls: [*ls[:3], "", *ls[3:]]),
-    "spaces around fields": _lines(lambda ls: [ls[0], ls[1].replace(";", " ; "), *ls[2:]]),
-}
-
-
-@pytest.mark.parametrize("case", list(HARMLESS_QUIRKS))
-def test_harmless_quirks_of_resaved_files_are_accepted(editable, tmp_path, case):
-    path = editable.observations("fr", "train")
-    original = read_observation_csv(path, "fr", labelled=True)
-    path.write_bytes(HARMLESS_QUIRKS[case](path.read_bytes()))
-    pd.testing.assert_frame_equal(read_observation_csv(path, "fr", labelled=True), original)
-    ingest_observations(editable, _outputs(tmp_path))
 
 
 def test_copy_cut_on_a_row_that_still_parses_is_reported(editable, tmp_path, caplog):

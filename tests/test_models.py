@@ -5,6 +5,7 @@ import itertools
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -164,7 +165,13 @@ def test_a_trained_model_is_rebuilt_without_its_pretrained_file(tmp_path):
         cnn=CnnConfig(backbone="resnet18", pretrained=str(path)),
     )
     path.unlink()  # gone on the node that predicts: building for its own weights needs none
-    assert build_model(config, load_weights=False) is not None
+    rebuilt = build_model(config, load_weights=False)
+    fresh = build_model(replace(config, cnn=replace(config.cnn, pretrained=None)))
+    shapes = {name: tuple(p.shape) for name, p in fresh.state_dict().items()}
+    assert {name: tuple(p.shape) for name, p in rebuilt.state_dict().items()} == shapes
+    rebuilt.load_state_dict(fresh.state_dict())  # the trained bundle's weights go in
+    batch = {"patches": {"rgb": torch.rand(2, 3, 32, 32)}}
+    assert rebuilt.eval()(batch).shape == (2, N_CLASSES)
     with pytest.raises(FileNotFoundError, match="pretrained weights file is missing"):
         build_model(config)
 

@@ -206,19 +206,34 @@ def test_test_id_also_in_train_is_refused(editable, tmp_path):
         ingest_observations(editable, _outputs(tmp_path))
 
 
-@pytest.mark.parametrize(
-    "quirk",
-    [
-        lambda b: b"\xef\xbb\xbf" + b,  # UTF-8 byte-order mark
-        lambda b: b.replace(b"\n", b"\r\n"),  # Windows line ends
-        lambda b: b + b"\n",  # trailing empty line
-    ],
-    ids=["bom", "crlf", "trailing-empty-line"],
-)
+def _lines(change):
+    """A change of the text lines of a file (its final line end kept)."""
+
+    def changed(data: bytes) -> bytes:
+        return ("\n".join(change(data.decode().splitlines())) + "\n").encode()
+
+    return changed
+
+
+HARMLESS_QUIRKS = {
+    "bom": lambda b: b"\xef\xbb\xbf" + b,  # UTF-8 byte-order mark
+    "crlf": lambda b: b.replace(b"\n", b"\r\n"),  # Windows line ends
+    "trailing empty line": lambda b: b + b"\n",
+    "bom + crlf + blank lines at the end": lambda b: (
+        b"\xef\xbb\xbf" + b.replace(b"\n", b"\r\n") + b"\r\n\r\n"
+    ),
+    "quoted header": _lines(lambda ls: ['"' + ls[0].replace(";", '";"') + '"', *ls[1:]]),
+    "blank line in the middle": _lines(lambda ls: [*ls[:3], "", *ls[3:]]),
+    "spaces around fields": _lines(lambda ls: [ls[0], ls[1].replace(";", " ; "), *ls[2:]]),
+}
+"""What a spreadsheet or an editor does to a file it saves again: all read as the original."""
+
+
+@pytest.mark.parametrize("quirk", list(HARMLESS_QUIRKS))
 def test_harmless_quirks_are_accepted(editable, tmp_path, quirk):
     path = editable.observations("fr", "train")
     original = read_observation_csv(path, "fr", labelled=True)
-    path.write_bytes(quirk(path.read_bytes()))
+    path.write_bytes(HARMLESS_QUIRKS[quirk](path.read_bytes()))
     pd.testing.assert_frame_equal(read_observation_csv(path, "fr", labelled=True), original)
     ingest_observations(editable, _outputs(tmp_path))
 
