@@ -2,15 +2,19 @@
 # The rules live in workflow/rules/ (included in the order data flows), their logic in the
 # geolifeclef package; workflow/rules/common.smk decides names and where files go.
 
+from pathlib import Path
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+
+CONFIG_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
 
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+validate(config, CONFIG_SCHEMA)
 
 
 include: "workflow/rules/common.smk"

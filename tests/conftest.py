@@ -1,12 +1,17 @@
 """Shared fixtures and helpers: the real sample files (when ../shared exists), a tiny demo
 dataset, and the repository's workflow run as a user runs it."""
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import mlflow.tracking._tracking_service.utils as mlflow_tracking
 import pytest
+import yaml
+from filelock import FileLock
 
 from geolifeclef.demo import generate_demo_dataset
 from geolifeclef.demo.spec import spec_for
@@ -14,6 +19,9 @@ from geolifeclef.layout import DatasetLayout
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_ROOT = REPO.parent / "shared" / "glc22-sample"
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+CONFIGS = REPO / "tests" / "configs"
+"""The configs of the end-to-end tests, one YAML file each."""
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 GEOLIFECLEF = Path(sys.executable).with_name("geolifeclef")
 """The users' command (pyproject's console script), as installed by make setup."""
@@ -132,3 +140,63 @@ def run_snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.C
         env=environment,
         check=False,
     )
+
+
+def read_config(name: str) -> dict:
+    """A test config of tests/configs/ (``name`` without .yaml)."""
+    return yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def demo_workdir(tmp_path_factory, worker_id) -> Path:
+    """A workflow folder where the tiny demo of tests/configs/demo.yaml is generated,
+    ingested and extracted: once per test session, shared by the xdist workers (a lock
+    lets one build it while the others wait). Read-only: copy it with ``copy_workdir``."""
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent  # the workers' temp folders share this parent
+    workdir = root / "demo-workdir"
+    with FileLock(f"{workdir}.lock"):
+        if not (workdir / ".built").exists():
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir()
+            shutil.copy(CONFIGS / "demo.yaml", workdir / "config.yaml")
+            result = run_snakemake(workdir, "extraction", "class_frequency", timeout=2400)
+            assert result.returncode == 0, result.stderr[-5000:]
+            (workdir / ".built").touch()
+    return workdir
+
+
+def copy_workdir(demo_workdir: Path, target: Path, config: str | dict) -> Path:
+    """``target``: a copy of the shared demo folder (files with their times, and
+    Snakemake's records of how they were made, so nothing reruns) with ``config`` (a name
+    in tests/configs/, or a dict) as its config.yaml."""
+    shutil.copytree(
+        demo_workdir,
+        target,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns(
+            ".built", "locks", "incomplete", "mlflow.db", "mlruns", "mlartifacts"
+        ),
+    )
+    values = read_config(config) if isinstance(config, str) else config
+    (target / "config.yaml").write_text(yaml.safe_dump(values))
+    return target
+
+
+@contextlib.contextmanager
+def tracking_uri_kept():
+    """Whatever sets MLflow's tracking URI inside, it is as before afterwards. MLflow has
+    no public way to unset it: its module variable is saved and put back."""
+    saved = mlflow_tracking._tracking_uri
+    try:
+        yield
+    finally:
+        mlflow_tracking._tracking_uri = saved
+
+
+@pytest.fixture(autouse=True)
+def mlflow_tracking_uri_restored():
+    """No test sends a later test's MLflow reads or runs to its own store."""
+    with tracking_uri_kept():
+        yield

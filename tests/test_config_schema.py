@@ -8,10 +8,10 @@ given another default in one place and not the other fails here.
 """
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 import yaml
+from conftest import SCHEMA
 
 from geolifeclef.baselines.forest import FOREST_FEATURE_GROUPS, ForestSettings
 from geolifeclef.baselines.knn import KnnSettings
@@ -37,9 +37,7 @@ from geolifeclef.settings.configs import (
 from geolifeclef.settings.experiment import DEFAULT_TABULAR
 from geolifeclef.settings.inputs import CNN_MODALITIES, MODEL_KINDS, TABULAR_SIZES
 
-SCHEMA = yaml.safe_load(
-    (Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text()
-)
+SCHEMA = yaml.safe_load(SCHEMA.read_text())
 EXPERIMENT = SCHEMA["properties"]["experiments"]["additionalProperties"]["properties"]
 
 

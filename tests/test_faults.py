@@ -40,7 +40,7 @@ import pytest
 import rasterio
 import torch
 import yaml
-from conftest import run_snakemake, snakemake_command
+from conftest import REPO, SCHEMA, run_snakemake, snakemake_command
 from faults_helpers import (
     copy_tables,
     damaged_root,
@@ -63,8 +63,7 @@ from geolifeclef.patches.store import STORES, CacheSpec
 
 pytestmark = pytest.mark.faults
 
-REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
 PASSWORD = "hunter2-Pa55w0rd"
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import SCHEMA, copy_workdir, read_config, run_snakemake
 
 from geolifeclef.settings.catalog import build_catalog
 from geolifeclef.settings.sweeps import SweepError, expand_sweeps, resolve_selectors
 
-SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-EXPERIMENT_SCHEMA = SCHEMA["properties"]["experiments"]["additionalProperties"]
+SCHEMA_VALUES = yaml.safe_load(SCHEMA.read_text())
+EXPERIMENT_SCHEMA = SCHEMA_VALUES["properties"]["experiments"]["additionalProperties"]
 BASE = {
     "mlp": {
         "model": {"kind": "mlp", "tabular": ["env", "coordinates"], "mlp": {"hidden": 64}},
@@ -106,13 +106,7 @@ def test_the_catalog_adds_members_and_refuses_blends_of_unknown_sweeps():
         build_catalog(config, EXPERIMENT_SCHEMA)
 
 
-CONFIG = {
-    "demo": {"scale": "tiny", "seed": 5},
-    "predictions": {"top_k": 30},
-    "experiments": {"mlp": BASE["mlp"]},
-    "sweeps": {"lr": {"base": "mlp", "grid": {"train.learning_rate": [0.001, 0.01]}}},
-    "blends": {"lr_best": {"lr:top1": 1.0}},
-}
+CONFIG = read_config("sweep")
 
 
 def _jobs(result) -> dict[str, int]:
@@ -122,9 +116,8 @@ def _jobs(result) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("sweep")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+def swept(tmp_path_factory, demo_workdir) -> Path:
+    workdir = copy_workdir(demo_workdir, tmp_path_factory.mktemp("sweep"), CONFIG)
     result = run_snakemake(workdir, "sweep_lr", "leaderboard")
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir

@@ -2,25 +2,16 @@
 
 import pandas as pd
 import pytest
-from conftest import run_snakemake
+from conftest import copy_workdir, run_snakemake
 
 from geolifeclef.data.observations import read_species_ids
 from geolifeclef.evaluation.submission import check_submission_file
 from geolifeclef.predictions.table import read_predictions
 
-CONFIG = """\
-demo:
-  scale: tiny
-  seed: 3
-blends:
-  mix: {constant: 1, knn: 3}
-"""
-
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("evaluation")
-    (workdir / "config.yaml").write_text(CONFIG)
+def evaluated(tmp_path_factory, demo_workdir):
+    workdir = copy_workdir(demo_workdir, tmp_path_factory.mktemp("evaluation"), "evaluation")
     result = run_snakemake(workdir, "submission")
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir

@@ -8,37 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-import yaml
-from conftest import GEOLIFECLEF, run_snakemake
+from conftest import GEOLIFECLEF, copy_workdir, read_config, run_snakemake
 
 from geolifeclef.predictions.table import read_predictions
 
-CONFIG = {
-    "demo": {"scale": "tiny", "seed": 5},
-    "predictions": {"top_k": 30},
-    # Every bucket has species in the tiny demo: a map of each.
-    "class_frequency": {"head_above": 10, "tail_below": 4},
-    "experiments": {
-        "env_mlp": {
-            "model": {"kind": "mlp", "tabular": ["env", "coordinates"]},
-            "train": {"epochs": 2, "batch_size": 64},
-        },
-        "cnn_only": {
-            "model": {"kind": "cnn", "modalities": ["rgb"], "cnn": {"input_size": 16}},
-            "train": {"epochs": 1},
-        },
-    },
-    "blends": {"mlp_knn": {"env_mlp": 1, "knn": 1}},
-    "maps": {"resolution": 0.1, "per_bucket": 1},
-}
+CONFIG = read_config("maps")
 MAPPED = ("knn", "random_forest", "env_mlp", "mlp_knn")
 QUERIED = ("knn", "random_forest", "env_mlp")
 
 
 @pytest.fixture(scope="module")
-def mapped(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("maps")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+def mapped(tmp_path_factory, demo_workdir):
+    workdir = copy_workdir(demo_workdir, tmp_path_factory.mktemp("maps"), CONFIG)
     predictions = [f"results/predictions/{m}/val.parquet" for m in QUERIED]
     result = run_snakemake(workdir, "maps", *predictions)
     assert result.returncode == 0, result.stderr[-5000:]

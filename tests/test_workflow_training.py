@@ -15,33 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import REPO, copy_workdir, read_config, run_snakemake, tracking_uri_kept
 from faults_helpers import start_mlflow_server, stop
 
 from geolifeclef.predictions.table import read_predictions
 
 RELOAD_MARKER = "<!-- reload-snippet: run by tests/test_workflow_training.py -->"
-CONFIG = {
-    "demo": {"scale": "tiny", "seed": 5},
-    "predictions": {"top_k": 30},
-    "experiments": {
-        "env_mlp": {
-            "model": {"kind": "mlp", "tabular": ["env", "coordinates"]},
-            "train": {"epochs": 2, "batch_size": 64},
-        },
-        "fusion_cnn": {
-            "model": {
-                "kind": "fusion",
-                "modalities": ["rgb", "near_ir", "altitude", "landcover"],
-                "tabular": ["env", "coordinates", "landcover_shares", "altitude_stats"],
-                "cnn": {"backbone": "small", "width": 8, "input_size": 16},
-            },
-            "train": {"epochs": 2, "batch_size": 64},
-        },
-    },
-    "blends": {"blend_mlp_fusion": {"env_mlp": 0.5, "fusion_cnn": 0.5}},
-    "submission": {"model": "blend_mlp_fusion"},
-}
+CONFIG = read_config("training")
 
 
 def _jobs(result) -> dict[str, int]:
@@ -56,16 +36,16 @@ def mlflow_server(tmp_path_factory):
     """A real ``mlflow server`` on 127.0.0.1 that the workflow logs to."""
     process, port = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
     uri = f"http://127.0.0.1:{port}"
-    mlflow.set_tracking_uri(uri)  # for this module's reads (models:/ and runs:/ URIs)
-    yield uri
+    with tracking_uri_kept():
+        mlflow.set_tracking_uri(uri)  # for this module's reads (models:/ and runs:/ URIs)
+        yield uri
     stop(process, signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, mlflow_server):
-    workdir = tmp_path_factory.mktemp("training")
+def trained(tmp_path_factory, demo_workdir, mlflow_server):
     config = {**CONFIG, "mlflow": {"tracking_uri": mlflow_server}}
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    workdir = copy_workdir(demo_workdir, tmp_path_factory.mktemp("training"), config)
     # Up to 40 minutes: the tiny workflow takes 5 on 2 idle cores, 5 times that on a busy
     # shared machine.
     result = run_snakemake(workdir, "all", timeout=2400)

@@ -61,14 +61,12 @@ def model_file(model, name):
 # Sweeps become experiments here, before anything reads the experiment names.
 CATALOG = build_catalog(
     config,
-    yaml.safe_load(
-        Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text()
-    )["properties"]["experiments"]["additionalProperties"],
+    yaml.safe_load(CONFIG_SCHEMA.read_text())["properties"]["experiments"][
+        "additionalProperties"
+    ],
 )
 config["experiments"] = CATALOG.experiments
-validate(
-    config, "../schemas/config.schema.yaml"
-)  # every sweep member, as any experiment
+validate(config, CONFIG_SCHEMA)  # every sweep member, as any experiment
 PREDICTED_SPLITS = ("val", "test")
 BASELINE_MODELS = list(BASELINE_MODELS)
 BLEND_MODELS = list(CATALOG.blends)
