@@ -111,7 +111,7 @@ def species_results(
             "bucket": table["bucket"].reindex(present).fillna("tail").to_numpy(),
             "train_count": table["train_count"].reindex(present).fillna(0).to_numpy(np.int64),
             "val_count": counts,
-            RECALL: share(rank <= KAGGLE_K),
+            RECALL: share(found[:, :KAGGLE_K].any(axis=1)),
             "mean_rank": share(rank),
             "beyond_k_share": share(rank > k),
             "auc": species_auc(species_ids, scores, labels, present),
