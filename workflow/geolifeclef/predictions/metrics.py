@@ -338,12 +338,14 @@ class Metric:
         return (self.read or _top_level(self.name))(record)
 
 
-def _top_k_metric(k: int, tooltip: str = "") -> Metric:
-    return Metric(top_k_name(k), f"top-{k}", LOWER, tooltip, partial(top_k_error, k=k), k)
+def _top_k_metric(k: int, header: str = "", tooltip: str = "") -> Metric:
+    header = header or f"top-{k}"
+    return Metric(top_k_name(k), header, LOWER, tooltip, partial(top_k_error, k=k), k)
 
 
 TOP30 = _top_k_metric(
     KAGGLE_K,
+    "top-30 error",
     "the Kaggle metric: share of val observations whose species is not among the 30 predicted",
 )
 MACRO_TOP30 = Metric(
