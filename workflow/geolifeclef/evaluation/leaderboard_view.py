@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
+from matplotlib.transforms import ScaledTranslation
 
 from geolifeclef.data.class_frequency import BUCKETS
 from geolifeclef.plotting import new_figure, save_png
@@ -146,6 +147,13 @@ def _label(row: dict) -> str:
     return f"{row['model']}\n({members})"
 
 
+def _below_axis_label(axes, figure):
+    """Axes coordinates moved down a fixed 0.5 inch: a legend anchored there clears the
+    tick labels and the axis label whatever the figure's height (a share of the axes,
+    -0.16, overlapped the label of a short leaderboard)."""
+    return axes.transAxes + ScaledTranslation(0, -0.5, figure.dpi_scale_trans)
+
+
 def _within_noise_of_best(model: dict, position: int) -> bool:
     """Whether the paired interval of the model minus the best one reaches 0."""
     return position > 0 and bool(model.get(DIFFERENCE_LOW.name, np.nan) <= 0)
@@ -226,7 +234,8 @@ def plot_leaderboard(frame: pd.DataFrame, path: str | Path, confidence: float = 
         legend.keys(),
         fontsize=8,
         loc="upper center",
-        bbox_to_anchor=(0.5, -0.16),
+        bbox_to_anchor=(0.5, 0),
+        bbox_transform=_below_axis_label(left, figure),
         ncols=2,
     )
     markers = {"head": "o", "medium": "s", "tail": "^"}
@@ -236,7 +245,13 @@ def plot_leaderboard(frame: pd.DataFrame, path: str | Path, confidence: float = 
     right.set_xlim(0, 1)
     right.set_xlabel("val top-30 error per bucket (lower is better)")
     right.set_title("By frequency bucket of the true species", fontsize=10)
-    right.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=3)
+    right.legend(
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0),
+        bbox_transform=_below_axis_label(right, figure),
+        ncols=3,
+    )
     for axes in (left, right):
         axes.grid(axis="x", alpha=0.3)
     figure.suptitle("Leaderboard: every model on val, best first")
