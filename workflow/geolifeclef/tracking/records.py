@@ -11,11 +11,11 @@ decides what they hold, so that a researcher can compare them in the MLflow UI:
   (``constant/...``, ``bayes/...``) once, with the leaderboard itself;
 * one name per quantity (``val_`` and the metric's name in
   ``geolifeclef.predictions.metrics.METRICS``): a train run logs ``val_top{k}_error`` per
-  epoch and the kept
-  (best) epoch's values as ``best_val_top{k}_error``; an evaluate run logs the same
-  ``val_top{k}_error`` (and ``val_macro_top30_error``, ``val_<bucket>_top30_error``...)
-  for the predictions it scores, at the step of the kept epoch for an experiment, so that
-  its point lands on the train run's curve;
+  epoch and the kept (best) epoch's values as ``best_val_top{k}_error``; an evaluate run
+  logs the same ``val_top{k}_error`` (and ``val_macro_top30_error``,
+  ``val_<bucket>_top30_error``, the interval ``val_top30_error_low``/``_high``...) for the
+  predictions it scores, at the step of the kept epoch for an experiment, so that its
+  point lands on the train run's curve;
 * an evaluate run is tagged with the train run and the logged model it evaluates
   (``evaluated_run_id``, ``evaluated_model_uri``) and logs the settings of the model it
   scores as params: those of a baseline, the weights of a blend.
