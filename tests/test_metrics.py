@@ -1,4 +1,5 @@
-"""Top-k metrics: hand-computed cases, the organizers' formula, chunked = in memory."""
+"""Top-k metrics: hand-computed cases, the organizers' formula, chunked = in memory; the
+registry of metrics that every view reads."""
 
 import numpy as np
 import pytest
