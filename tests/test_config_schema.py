@@ -17,6 +17,7 @@ from geolifeclef.baselines.forest import FOREST_FEATURE_GROUPS, ForestSettings
 from geolifeclef.baselines.knn import KnnSettings
 from geolifeclef.data.class_frequency import BucketThresholds
 from geolifeclef.demo.spec import DEMO_SCALES, DemoSpec
+from geolifeclef.evaluation.bootstrap import BlockBootstrap
 from geolifeclef.experiments.jobs import PredictionJob
 from geolifeclef.layout import MODALITIES
 from geolifeclef.maps.render import MapSettings
@@ -90,6 +91,7 @@ SECTIONS = {
     "baselines.random_forest": (section("baselines", "random_forest"), ForestSettings, set()),
     "class_frequency": (section("class_frequency"), BucketThresholds, set()),
     "maps": (section("maps"), MapSettings, set()),
+    "evaluation": (section("evaluation"), BlockBootstrap, set()),
 }
 CONFIG_ONLY = {
     # Keys that live in the config but not in the dataclass, and why.

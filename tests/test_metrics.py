@@ -1,14 +1,25 @@
-"""Top-k metrics: hand-computed cases, the organizers' formula, chunked = in memory."""
+"""Top-k metrics: hand-computed cases, the organizers' formula, chunked = in memory; the
+registry of metrics that every view reads."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from geolifeclef.evaluation.leaderboard_view import HEADERS, IN_MODEL_CELL, leaderboard_html
+from geolifeclef.evaluation.scores import (
+    LEADERBOARD_COLUMNS,
+    build_leaderboard,
+    leaderboard_markdown,
+)
 from geolifeclef.predictions.metrics import (
+    METRICS,
+    SET_METRICS,
+    Metric,
     check_distinct,
     evaluate_sets,
     expected_top_k_error,
+    figures,
     gap_closed,
     macro_top_k_error,
     top_k,
@@ -86,6 +97,58 @@ def test_evaluate_sets_per_bucket_by_hand():
     assert metrics["buckets"]["tail"]["top30_error"] == 1.0
     assert metrics["buckets"]["medium"]["n_observations"] == 0
     assert np.isnan(metrics["buckets"]["medium"]["top30_error"])
+
+
+# -- the registry: one entry per metric, read by every view ------------------------------
+
+
+def test_every_set_metric_is_registered_once_and_computed():
+    names = [m.name for m in METRICS]
+    assert len(names) == len(set(names))
+    assert {m.name for m in SET_METRICS} <= set(names)
+    metrics = evaluate_sets(np.tile(np.arange(30), (2, 1)), np.array([0, 40]))
+    assert {m.name for m in SET_METRICS} <= set(metrics)
+    assert metrics["macro_top30_error"] == 0.5
+    with pytest.raises(ValueError, match="direction"):
+        Metric("x", "x", "smaller", "")
+
+
+def test_figures_reads_each_metric_where_metrics_json_keeps_it():
+    record = {
+        "top30_error": 0.2,
+        "buckets": {"tail": {"top30_error": 0.7}},
+        "expected_top30_error": {"model": 0.18, "bayes": 0.1},
+    }
+    found = figures(record)
+    assert set(found) == {m.name for m in METRICS}
+    assert (found["top30_error"], found["tail_top30_error"]) == (0.2, 0.7)
+    assert found["expected_top30_error"] == 0.18
+    assert found["head_top30_error"] is None and found["gap_closed"] is None
+
+
+def leaderboard_of_one_model():
+    buckets = {b: {"top30_error": 0.2} for b in ("head", "medium", "tail")}
+    record = {"model": "knn", "kind": "baseline", "n_observations": 10, "top30_error": 0.2}
+    record |= {"macro_top30_error": 0.3, "buckets": buckets, "improvement_over_constant": 0.1}
+    return build_leaderboard([record])
+
+
+def test_every_leaderboard_column_has_an_html_header_and_a_direction():
+    assert [c for c in LEADERBOARD_COLUMNS if c not in HEADERS] == sorted(IN_MODEL_CELL)
+    for metric in METRICS:
+        assert HEADERS[metric.name][0].endswith(metric.arrow)
+    assert HEADERS["improvement_over_constant"][0].endswith("↑")
+    frame = leaderboard_of_one_model()
+    assert list(frame.columns) == LEADERBOARD_COLUMNS
+    page = leaderboard_html(frame)
+    assert page.count("<th ") == len(LEADERBOARD_COLUMNS) - len(IN_MODEL_CELL)
+    assert "| top30_error ↓ |" in leaderboard_markdown(frame)
+
+
+def test_a_column_without_a_header_is_refused_not_dropped():
+    frame = leaderboard_of_one_model().assign(brier_score=0.1)
+    with pytest.raises(ValueError, match=r"\['brier_score'\] have no header.*METRICS"):
+        leaderboard_html(frame)
 
 
 def test_sets_with_a_repeated_id_are_refused():

@@ -24,6 +24,8 @@ METRICS = {
     "n_observations": 100,
     **ERRORS,
     "macro_top30_error": 0.6,
+    "top30_error_low": 0.12,
+    "top30_error_high": 0.29,
     "buckets": {"head": {"top30_error": 0.1}, "tail": {"top30_error": float("nan")}},
     "constant": {**ERRORS, "top30_error": 0.8, "macro_top30_error": 0.9, "buckets": {}},
     "bayes": {**ERRORS, "top30_error": 0.15, "macro_top30_error": 0.3, "buckets": {}},
@@ -57,6 +59,8 @@ def test_evaluate_runs_use_the_names_of_the_train_runs():
     assert named["val_top30_error"] == 0.2 and named["val_head_top30_error"] == 0.1
     assert "val_tail_top30_error" not in named  # NaN: a bucket without val observations
     assert named["val_expected_top30_error"] == 0.21 and named["val_gap_closed"] == 0.92
+    # The block-bootstrap interval of the top-30 error (geolifeclef.evaluation.bootstrap).
+    assert (named["val_top30_error_low"], named["val_top30_error_high"]) == (0.12, 0.29)
     assert all(name.startswith("val_") for name in named)  # no reference figures here
 
 

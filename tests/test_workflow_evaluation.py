@@ -32,6 +32,19 @@ def test_submission_target_writes_a_valid_submission_of_the_best_model(evaluated
     final = (results / "submission" / "final.csv").read_text()
     assert final == (results / "submission" / f"{best}.csv").read_text()
     assert "| mix | blend |" in (results / "evaluation" / "leaderboard.md").read_text()
+    # Intervals: each model's around its error; the best one's difference to itself is 0.
+    assert (models["top30_error_low"] <= models["top30_error"]).all()
+    assert (models["top30_error"] <= models["top30_error_high"]).all()
+    assert models[["difference_to_best", "difference_to_best_high"]].iloc[0].tolist() == [0, 0]
+    assert (models["difference_to_best"].iloc[1:] >= 0).all()
+    species = pd.read_parquet(results / "evaluation" / best / "species.parquet")
+    val = pd.read_parquet(results / "observations" / "val.parquet")
+    assert species["val_count"].sum() == len(val)
+    assert (
+        species["top30_recall"].between(0, 1).all() and species["auc"].dropna().between(0, 1).all()
+    )
+    page = (results / "evaluation" / "leaderboard.html").read_text()
+    assert f"Best and worst species of {best}" in page
     blend = read_predictions(results / "predictions" / "mix" / "val.parquet")
     assert blend.k == 60  # capped at the tiny demo's 60 species
     assert (evaluated / "logs" / "select_submission.log").read_text().count(best) >= 1
@@ -55,6 +68,8 @@ def test_report_renders_the_evaluation(evaluated):
         ("blends: {mix: {constant: 1, forest: 1}}\n", "unknown model 'forest'"),
         ("blends: {knn: {constant: 1}}\n", "'knn' is used twice or reserved"),
         ("blends: {mix: {constant: 0}}\n", "less than or equal to the minimum of 0"),
+        ("evaluation: {draws: 0}\n", "instance['evaluation']['draws']"),
+        ("evaluation: {block_degrees: -1}\n", "instance['evaluation']['block_degrees']"),
     ],
 )
 def test_wrong_evaluation_settings_are_refused(tmp_path, config, message):

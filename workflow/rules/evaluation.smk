@@ -1,5 +1,8 @@
 # Every model scored on val (geolifeclef.evaluation.scores) and ranked on the leaderboard.
 
+# Settings of the spatial block bootstrap (geolifeclef.evaluation.bootstrap.BlockBootstrap).
+BOOTSTRAP = config["evaluation"]
+
 
 def evaluated_settings(model):
     """The settings of a baseline, or the prediction settings of an experiment, that its
@@ -31,6 +34,9 @@ rule evaluate_model:
         ),
     output:
         metrics=results("evaluation/{model}/metrics.json"),
+        # Misses per val block: the leaderboard pairs every model on them.
+        blocks=results("evaluation/{model}/blocks.parquet"),
+        species=results("evaluation/{model}/species.parquet"),
         plot=report(
             results("evaluation/{model}/buckets.png"),
             caption="../report/buckets.rst",
@@ -52,13 +58,16 @@ rule evaluate_model:
         test_fit=lambda wildcards: test_fit(wildcards.model),
         settings=lambda wildcards: evaluated_settings(wildcards.model),
         local_metrics=results("evaluation/{model}/metrics.jsonl"),
+        bootstrap=BOOTSTRAP,
     script:
         "../scripts/evaluate_model.py"
 
 
 rule build_leaderboard:
     input:
-        expand(rules.evaluate_model.output.metrics, model=MODELS),
+        metrics=expand(rules.evaluate_model.output.metrics, model=MODELS),
+        blocks=expand(rules.evaluate_model.output.blocks, model=MODELS),
+        species=expand(rules.evaluate_model.output.species, model=MODELS),
     output:
         parquet=results("evaluation/leaderboard.parquet"),
         markdown=results("evaluation/leaderboard.md"),
@@ -82,6 +91,7 @@ rule build_leaderboard:
         ENVIRONMENT
     params:
         sweeps=[sweep_description(sweep) for sweep in SWEEPS],
+        bootstrap=BOOTSTRAP,
     script:
         "../scripts/build_leaderboard.py"
 

@@ -1,8 +1,11 @@
-"""Snakemake adapter: rank every model by val top-30 error (see geolifeclef.evaluation.scores); the
-reference figures and the leaderboard go to the invocation's MLflow parent run, once."""
+"""Snakemake adapter: rank every model by val top-30 error, with each model's difference to the
+best by a paired block bootstrap and the best model's best and worst species (see
+geolifeclef.evaluation.scores); the reference figures and the leaderboard go to the
+invocation's MLflow parent run, once."""
 
 import os
 
+from geolifeclef.evaluation.bootstrap import BlockBootstrap
 from geolifeclef.evaluation.scores import read_metrics, write_leaderboard
 from geolifeclef.rule_logging import logging_to
 from geolifeclef.settings.tracking import PARENT_RUN_ENV, Tracking
@@ -10,7 +13,8 @@ from geolifeclef.tracking.records import reference_metrics
 from geolifeclef.tracking.runs import attach_run
 
 with logging_to(snakemake.log[0]) as log:
-    all_metrics = [read_metrics(path) for path in snakemake.input]
+    all_metrics = [read_metrics(path) for path in snakemake.input.metrics]
+    models = [metrics["model"] for metrics in all_metrics]
     write_leaderboard(
         all_metrics,
         parquet=snakemake.output.parquet,
@@ -18,6 +22,9 @@ with logging_to(snakemake.log[0]) as log:
         html_path=snakemake.output.html,
         png=snakemake.output.plot,
         sweeps=list(snakemake.params.sweeps),
+        block_files=dict(zip(models, snakemake.input.blocks, strict=True)),
+        species_files=dict(zip(models, snakemake.input.species, strict=True)),
+        bootstrap=BlockBootstrap(**snakemake.params.bootstrap),
     )
     parent = os.environ.get(PARENT_RUN_ENV)
     with attach_run(Tracking.of_invocation().uri, parent, os.devnull) as tracker:

@@ -1,14 +1,18 @@
-"""Snakemake adapter: metrics and per-bucket plot of one model on val
-(geolifeclef.evaluation.scores),
-logged to MLflow as an evaluate run (names and links: geolifeclef.tracking.records)."""
+"""Snakemake adapter: metrics (with the block-bootstrap interval), per-bucket plot, misses per
+val block and per-species results of one model on val (geolifeclef.evaluation.scores,
+.bootstrap, .species_results), logged to MLflow as an evaluate run (names and links:
+geolifeclef.tracking.records)."""
 
 import json
 from pathlib import Path
 
 from geolifeclef.data.class_frequency import read_species_table
 from geolifeclef.data.observations import read_table
-from geolifeclef.evaluation.scores import evaluate_model, plot_buckets, write_metrics
+from geolifeclef.evaluation.bootstrap import BlockBootstrap, write_block_errors
+from geolifeclef.evaluation.scores import evaluate_model, plot_buckets, val_misses, write_metrics
+from geolifeclef.evaluation.species_results import species_results, write_species_results
 from geolifeclef.predictions.blend_fit import read_weights
+from geolifeclef.predictions.metrics import INTERVAL_HIGH, INTERVAL_LOW, KAGGLE_ERROR
 from geolifeclef.predictions.table import read_predictions
 from geolifeclef.rule_logging import logging_to
 from geolifeclef.settings.tracking import Tracking
@@ -32,7 +36,17 @@ with logging_to(snakemake.log[0]) as log:
         known_species=species["species_id"].to_numpy(),
         expected_ids=val["observation_id"].to_numpy(),
     )
-    metrics = evaluate_model(model, kind, predictions, val, species, snakemake.input.truth or None)
+    predictions = predictions.aligned_to(val["observation_id"].to_numpy())
+    bootstrap = BlockBootstrap(**snakemake.params.bootstrap)
+    metrics = evaluate_model(
+        model, kind, predictions, val, species, snakemake.input.truth or None, bootstrap
+    )
+    write_block_errors(*val_misses(predictions, val, bootstrap), snakemake.output.blocks)
+    labels = val["species_id"].to_numpy()
+    write_species_results(
+        species_results(predictions.species_ids, predictions.scores, labels, species),
+        snakemake.output.species,
+    )
     metrics["test_fit"] = snakemake.params.test_fit
     weights = snakemake.params.members or (
         read_weights(snakemake.input.blend_weights[0]) if snakemake.input.blend_weights else {}
@@ -73,9 +87,13 @@ with logging_to(snakemake.log[0]) as log:
         )
         tracker.log_artifact(snakemake.output.metrics)
         tracker.log_artifact(snakemake.output.plot)
+        tracker.log_artifact(snakemake.output.species)
     log.info(
-        "%s: val top-30 error %.4f (constant %.4f)",
+        "%s: val top-30 error %.4f (%.0f%% interval %.4f-%.4f; constant %.4f)",
         model,
-        metrics["top30_error"],
-        metrics["constant"]["top30_error"],
+        metrics[KAGGLE_ERROR],
+        100 * bootstrap.confidence,
+        metrics[INTERVAL_LOW.name],
+        metrics[INTERVAL_HIGH.name],
+        metrics["constant"][KAGGLE_ERROR],
     )

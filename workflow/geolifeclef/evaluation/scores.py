@@ -4,9 +4,16 @@ Each model gets ``metrics.json``: top-1/5/10/30 error, the class-averaged (macro
 error and the top-30 error per frequency bucket of the true species, next to the same
 figures for the constant predictor and, on the demo where the true species probabilities
 are known, for the Bayes-optimal predictor; and the share of the gap between the constant
-predictor and the Bayes limit that the model closes.
+predictor and the Bayes limit that the model closes; the confidence interval of the top-30
+error by a spatial block bootstrap of val (``geolifeclef.evaluation.bootstrap``). Beside it,
+``blocks.parquet`` (the model's misses per val block, which the leaderboard pairs models on)
+and ``species.parquet`` (``geolifeclef.evaluation.species_results``).
+
+The leaderboard's columns are the registry ``geolifeclef.predictions.metrics.METRICS``
+between the columns that say which model a row is.
 """
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -20,15 +27,39 @@ from geolifeclef.atomic import atomic_path, write_text
 from geolifeclef.baselines.constant import constant_predictions
 from geolifeclef.data.class_frequency import BUCKETS
 from geolifeclef.errors import InputDataError
-from geolifeclef.evaluation.leaderboard_view import leaderboard_html, plot_leaderboard
+from geolifeclef.evaluation.bootstrap import (
+    BlockBootstrap,
+    mean_interval,
+    paired_differences,
+    read_block_errors,
+    spatial_blocks,
+)
+from geolifeclef.evaluation.leaderboard_view import (
+    leaderboard_html,
+    plot_leaderboard,
+    species_html,
+)
+from geolifeclef.evaluation.species_results import best_and_worst
 from geolifeclef.evaluation.sweep_report import sweep_markdown, sweep_table
 from geolifeclef.plotting import new_figure, save_png
 from geolifeclef.predictions.metrics import (
+    DIFFERENCE,
+    DIFFERENCE_HIGH,
+    DIFFERENCE_LOW,
+    EXPECTED_TOP30,
+    GAP_CLOSED,
+    IMPROVEMENT,
+    INTERVAL_HIGH,
+    INTERVAL_LOW,
+    KAGGLE_ERROR,
     KAGGLE_K,
-    REPORTED_KS,
+    METRICS,
+    SET_METRICS,
     evaluate_sets,
     expected_top_k_error,
+    figures,
     gap_closed,
+    hits,
     top_k_chunked,
 )
 from geolifeclef.predictions.table import Predictions
@@ -37,6 +68,7 @@ log = logging.getLogger(__name__)
 
 GROUPS = ("all", *BUCKETS)
 """What the per-bucket plots show: every val observation, then each bucket."""
+DEFAULT_BOOTSTRAP = BlockBootstrap()
 BOUND = "bayes_optimal"
 """Leaderboard row of the Bayes limit (demo only): a bound, not a model to submit."""
 
@@ -59,9 +91,17 @@ def load_truth(path: str | Path, observation_ids: np.ndarray) -> np.ndarray:
 
 
 def _group_errors(metrics: dict) -> dict[str, float]:
-    errors = {"all": metrics[f"top{KAGGLE_K}_error"]}
-    errors.update({b: v[f"top{KAGGLE_K}_error"] for b, v in metrics["buckets"].items()})
+    errors = {"all": metrics[KAGGLE_ERROR]}
+    errors.update({b: v[KAGGLE_ERROR] for b, v in metrics["buckets"].items()})
     return errors
+
+
+def val_misses(predictions: Predictions, val: pd.DataFrame, bootstrap: BlockBootstrap):
+    """(val blocks, 1 where the true species is not in the model's top 30 else 0), for
+    ``predictions`` aligned to ``val``'s rows."""
+    blocks = spatial_blocks(val["latitude"], val["longitude"], bootstrap.block_degrees)
+    labels = val["species_id"].to_numpy(dtype=np.int64)
+    return blocks, ~hits(predictions.species_ids, labels, KAGGLE_K)
 
 
 def evaluate_model(
@@ -71,27 +111,30 @@ def evaluate_model(
     val: pd.DataFrame,
     species: pd.DataFrame,
     truth_path: str | Path | None = None,
+    bootstrap: BlockBootstrap = DEFAULT_BOOTSTRAP,
 ) -> dict:
     """All metrics of ``predictions`` on the val observations (see the module docstring)."""
     predictions = predictions.aligned_to(val["observation_id"].to_numpy())
     labels = val["species_id"].to_numpy(dtype=np.int64)
     bucket_of_species = species.set_index("species_id")["bucket"]
     bucket = bucket_of_species.reindex(labels).fillna("tail").to_numpy()
-    ks = [k for k in REPORTED_KS if k <= predictions.k]
 
     def score(sets: np.ndarray) -> dict:
-        return evaluate_sets(sets, labels, bucket, BUCKETS, ks)
+        return evaluate_sets(sets, labels, bucket, BUCKETS)
 
     metrics = {"model": model, "kind": kind, "split": "val", "k": predictions.k}
     metrics.update(score(predictions.species_ids))
+    blocks, misses = val_misses(predictions, val, bootstrap)
+    low, high = mean_interval(blocks.sums(misses), blocks.sizes, bootstrap)
+    metrics[INTERVAL_LOW.name], metrics[INTERVAL_HIGH.name] = low, high
+    metrics["bootstrap"] = {**dataclasses.asdict(bootstrap), "n_blocks": len(blocks.sizes)}
     constant = constant_predictions(species, val["observation_id"].to_numpy(), KAGGLE_K)
     metrics["constant"] = score(constant.species_ids)
-    metrics["improvement_over_constant"] = (
-        metrics["constant"][f"top{KAGGLE_K}_error"] - metrics[f"top{KAGGLE_K}_error"]
-    )
+    metrics[IMPROVEMENT.name] = metrics["constant"][KAGGLE_ERROR] - metrics[KAGGLE_ERROR]
     if truth_path is not None:
         probabilities = load_truth(truth_path, val["observation_id"].to_numpy())
-        bayes_sets, _ = top_k_chunked(probabilities, max(ks), chunk_rows=2_000)
+        widest = min(max(m.k for m in SET_METRICS), probabilities.shape[1])
+        bayes_sets, _ = top_k_chunked(probabilities, widest, chunk_rows=2_000)
         bayes = score(bayes_sets)
         # Expected errors under the true probabilities: the same comparison without the
         # noise of one drawn label per observation.
@@ -101,10 +144,10 @@ def evaluate_model(
             "constant": expected_top_k_error(probabilities, constant.species_ids),
             "bayes": expected_top_k_error(probabilities, bayes_sets[:, :KAGGLE_K]),
         }
-        key = f"top{KAGGLE_K}_error"
+        key = KAGGLE_ERROR
         metrics["bayes"] = bayes
-        metrics["expected_top30_error"] = expected
-        metrics["gap_closed"] = gap_closed(metrics[key], metrics["constant"][key], bayes[key])
+        metrics[EXPECTED_TOP30.name] = expected
+        metrics[GAP_CLOSED.name] = gap_closed(metrics[key], metrics["constant"][key], bayes[key])
         metrics["gap_closed_expected"] = gap_closed(
             expected["model"], expected["constant"], expected["bayes"]
         )
@@ -149,63 +192,52 @@ def read_metrics(path: str | Path) -> dict:
 # Leaderboard
 # --------------------------------------------------------------------------------------
 
-LEADERBOARD_COLUMNS = [
-    "rank",
-    "model",
-    "kind",
-    "top30_error",
-    "macro_top30_error",
-    *[f"{b}_top30_error" for b in BUCKETS],
-    "top1_error",
-    "top5_error",
-    "top10_error",
-    "improvement_over_constant",
-    "gap_closed",
-    "expected_top30_error",
-    "n_observations",
-    "test_fit",
-    "members",
-]
-"""Columns of the leaderboard. ``test_fit``: what the test predictions were fitted on
-(``train+val`` for a refit: its val scores are those of the train-only fit); ``members``:
-what a blend averages, with its weights."""
+MODEL_COLUMNS = ["rank", "model", "kind"]
+"""Which model a row is: the leaderboard's first columns."""
+DESCRIPTION_COLUMNS = ["n_observations", "test_fit", "members"]
+"""What a row was scored on and fitted from: its last columns. ``test_fit``: what the test
+predictions were fitted on (``train+val`` for a refit: its val scores are those of the
+train-only fit); ``members``: what a blend averages, with its weights."""
+LEADERBOARD_COLUMNS = [*MODEL_COLUMNS, *(m.name for m in METRICS), *DESCRIPTION_COLUMNS]
+"""Columns of the leaderboard: every registered metric between the two groups above."""
 
 
 def _row(model: str, kind: str, metrics: dict) -> dict:
-    row = {"model": model, "kind": kind, "n_observations": metrics["n_observations"]}
-    for k in REPORTED_KS:
-        row[f"top{k}_error"] = metrics.get(f"top{k}_error", np.nan)
-    row["macro_top30_error"] = metrics["macro_top30_error"]
-    for b in BUCKETS:
-        row[f"{b}_top30_error"] = metrics["buckets"][b]["top30_error"]
-    return row
+    values = {name: np.nan if v is None else v for name, v in figures(metrics).items()}
+    return {"model": model, "kind": kind, "n_observations": metrics["n_observations"], **values}
 
 
-def build_leaderboard(all_metrics: list[dict]) -> pd.DataFrame:
+def build_leaderboard(
+    all_metrics: list[dict],
+    block_errors: tuple[np.ndarray, dict[str, np.ndarray]] | None = None,
+    bootstrap: BlockBootstrap = DEFAULT_BOOTSTRAP,
+) -> pd.DataFrame:
     """One row per model, best val top-30 error first (ties: model name); on the demo a
-    last row gives the Bayes limit (kind ``bound``)."""
+    last row gives the Bayes limit (kind ``bound``). With ``block_errors`` (observations
+    per val block, each model's misses per block: ``read_block_errors``), each model's
+    difference to the best one with its paired block-bootstrap interval."""
     rows = []
     for metrics in all_metrics:
         row = _row(metrics["model"], metrics["kind"], metrics)
-        row["improvement_over_constant"] = metrics["improvement_over_constant"]
-        row["gap_closed"] = metrics.get("gap_closed", np.nan)
-        row["expected_top30_error"] = metrics.get("expected_top30_error", {}).get("model", np.nan)
         row["test_fit"] = metrics.get("test_fit", "train")
         members = metrics.get("members", {})
         row["members"] = ", ".join(f"{name} {weight:.2f}" for name, weight in members.items())
         rows.append(row)
     frame = pd.DataFrame(rows, columns=[c for c in LEADERBOARD_COLUMNS if c != "rank"])
-    frame = frame.sort_values(["top30_error", "model"], kind="stable").reset_index(drop=True)
+    frame = frame.sort_values([KAGGLE_ERROR, "model"], kind="stable").reset_index(drop=True)
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+    if block_errors is not None and len(frame):
+        sizes, misses = block_errors
+        differences = paired_differences(misses, sizes, frame["model"].iloc[0], bootstrap)
+        columns = [DIFFERENCE.name, DIFFERENCE_LOW.name, DIFFERENCE_HIGH.name]
+        frame[columns] = [differences.get(m, (np.nan,) * 3) for m in frame["model"]]
     with_truth = [m for m in all_metrics if "bayes" in m]
     if with_truth:
         reference = with_truth[0]
         bound = _row(BOUND, "bound", reference["bayes"])
-        bound["improvement_over_constant"] = (
-            reference["constant"]["top30_error"] - bound["top30_error"]
-        )
-        bound["gap_closed"] = 1.0
-        bound["expected_top30_error"] = reference["expected_top30_error"]["bayes"]
+        bound[IMPROVEMENT.name] = reference["constant"][KAGGLE_ERROR] - bound[KAGGLE_ERROR]
+        bound[GAP_CLOSED.name] = 1.0
+        bound[EXPECTED_TOP30.name] = reference[EXPECTED_TOP30.name]["bayes"]
         bound["test_fit"], bound["members"] = "", ""
         bound["rank"] = pd.NA
         frame = pd.concat([frame, pd.DataFrame([bound])], ignore_index=True)
@@ -220,7 +252,7 @@ def best_model(leaderboard: pd.DataFrame, candidates: list[str] | None = None) -
         models = models[models["model"].isin(candidates)]
     if models.empty:
         raise ValueError("no model on the leaderboard to choose from")
-    return str(models.sort_values(["top30_error", "model"]).iloc[0]["model"])
+    return str(models.sort_values([KAGGLE_ERROR, "model"]).iloc[0]["model"])
 
 
 def _format(value) -> str:
@@ -231,22 +263,45 @@ def _format(value) -> str:
     return str(value)
 
 
-def leaderboard_markdown(frame: pd.DataFrame) -> str:
-    """The leaderboard as a Markdown table (errors: lower is better)."""
-    lines = [
-        "| " + " | ".join(frame.columns) + " |",
-        "| " + " | ".join("---" for _ in frame.columns) + " |",
-    ]
+def _markdown_table(frame: pd.DataFrame, headers: list[str]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
     for row in frame.itertuples(index=False):
         lines.append("| " + " | ".join(_format(v) for v in row) + " |")
+    return lines
+
+
+def leaderboard_markdown(frame: pd.DataFrame, bootstrap: BlockBootstrap = DEFAULT_BOOTSTRAP) -> str:
+    """The leaderboard as a Markdown table; each metric's column says its direction."""
+    arrows = {m.name: f"{m.name} {m.arrow}" for m in METRICS}
+    lines = _markdown_table(frame, [arrows.get(c, c) for c in frame.columns])
     note = (
-        "\nVal top-30 error (lower is better). `gap_closed`: share of the gap between the "
+        "\nVal top-30 error (↓ lower is better, ↑ higher is better). "
+        f"`{INTERVAL_LOW.name}`..`{INTERVAL_HIGH.name}`: its {bootstrap.confidence:.0%} "
+        f"interval by a spatial block bootstrap of val ({bootstrap.draws} draws of "
+        f"{bootstrap.block_degrees:g}° cells, seed {bootstrap.seed}); "
+        f"`{DIFFERENCE.name}` and its interval: the model minus the best one on the same "
+        "resampled blocks -- an interval above 0 means the best model is better beyond the "
+        "noise. `gap_closed`: share of the gap between the "
         "constant predictor and the Bayes limit that the model closes (demo only). "
         "`test_fit`: what the test predictions were fitted on; a `train+val` refit is "
         "scored here by its train-only fit. A fitted blend is scored on cross-fitted val "
         "predictions (its weights never saw the rows they are scored on).\n"
     )
     return "\n".join(lines) + "\n" + note
+
+
+def species_markdown(extremes: pd.DataFrame, model: str) -> str:
+    """A Markdown section: the best and worst species of each bucket for ``model``."""
+    lines = [
+        f"## Best and worst species of `{model}` by frequency bucket",
+        "",
+        "Per bucket, the species most and least often in the top 30 on val (ties: higher "
+        "AUC). Rank beyond the stored top K counts as K + 1; the AUC takes a score outside "
+        "the top K as 0.",
+        "",
+        *_markdown_table(extremes, list(extremes.columns)),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def write_leaderboard(
@@ -256,21 +311,34 @@ def write_leaderboard(
     html_path: Path,
     png: Path,
     sweeps: list[dict] = (),
+    block_files: dict[str, str | Path] | None = None,
+    species_files: dict[str, str | Path] | None = None,
+    bootstrap: BlockBootstrap = DEFAULT_BOOTSTRAP,
 ) -> pd.DataFrame:
     """Write the leaderboard in every format; each sweep (``{"name", "base", "varied",
-    "members"}``) gets a section of its own: members ranked, varied settings as columns."""
+    "members"}``) gets a section of its own: members ranked, varied settings as columns.
+    ``block_files`` (model -> ``blocks.parquet``) give the differences to the best model;
+    ``species_files`` (model -> ``species.parquet``) the best model's best and worst
+    species per bucket."""
 
-    frame = build_leaderboard(all_metrics)
+    block_errors = read_block_errors(block_files) if block_files else None
+    frame = build_leaderboard(all_metrics, block_errors, bootstrap)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     with atomic_path(parquet) as temporary:
         pq.write_table(table, temporary)
     sections = [(s, sweep_table(all_metrics, s)) for s in sweeps]
-    write_text(
-        markdown,
-        "\n".join([leaderboard_markdown(frame), *(sweep_markdown(t, s) for s, t in sections)]),
-    )
-    write_text(html_path, leaderboard_html(frame, sections))
-    plot_leaderboard(frame, png)
+    best = best_model(frame) if len(frame) else None
+    extremes = None
+    if species_files and best in species_files:
+        extremes = best_and_worst(pd.read_parquet(species_files[best]))
+    markdown_parts = [leaderboard_markdown(frame, bootstrap)]
+    if extremes is not None:
+        markdown_parts.append(species_markdown(extremes, best))
+    markdown_parts += [sweep_markdown(t, s) for s, t in sections]
+    write_text(markdown, "\n".join(markdown_parts))
+    species_section = species_html(extremes, best) if extremes is not None else ""
+    write_text(html_path, leaderboard_html(frame, sections, species_section, bootstrap.confidence))
+    plot_leaderboard(frame, png, bootstrap.confidence)
     for row in frame.itertuples(index=False):
         log.info("%-20s %-10s top-30 error %.4f", row.model, row.kind, row.top30_error)
     return frame

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from geolifeclef.plotting import new_figure, save_png
+from geolifeclef.predictions.metrics import GAP_CLOSED, KAGGLE_ERROR, top_k_name
 
 
 def sweep_table(all_metrics: list[dict], sweep: dict) -> pd.DataFrame:
@@ -23,15 +24,15 @@ def sweep_table(all_metrics: list[dict], sweep: dict) -> pd.DataFrame:
             {
                 "member": member,
                 **{key: settings[key] for key in sweep["varied"]},
-                "top30_error": metrics["top30_error"],
-                "top1_error": metrics.get("top1_error", np.nan),
-                "gap_closed": metrics.get("gap_closed", np.nan),
+                KAGGLE_ERROR: metrics[KAGGLE_ERROR],
+                top_k_name(1): metrics.get(top_k_name(1), np.nan),
+                GAP_CLOSED.name: metrics.get(GAP_CLOSED.name, np.nan),
             }
         )
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    frame = frame.sort_values(["top30_error", "member"], kind="stable").reset_index(drop=True)
+    frame = frame.sort_values([KAGGLE_ERROR, "member"], kind="stable").reset_index(drop=True)
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))
     return frame
 
@@ -68,13 +69,13 @@ def plot_sweep(frame: pd.DataFrame, sweep: dict, path: str | Path) -> None:
         values = frame[key] if not frame.empty else pd.Series(dtype=float)
         numeric = pd.to_numeric(values, errors="coerce")
         if len(values) and numeric.notna().all():
-            ax.scatter(numeric, frame["top30_error"], color="tab:blue")
+            ax.scatter(numeric, frame[KAGGLE_ERROR], color="tab:blue")
             if numeric.min() > 0 and numeric.max() / numeric.min() > 10:
                 ax.set_xscale("log")
         else:
             labels = [str(v) for v in values]
             order = sorted(set(labels))
-            ax.scatter([order.index(v) for v in labels], frame["top30_error"], color="tab:blue")
+            ax.scatter([order.index(v) for v in labels], frame[KAGGLE_ERROR], color="tab:blue")
             ax.set_xticks(range(len(order)), order, rotation=20, fontsize=8)
         if len(values):
             best = frame.iloc[0]
@@ -82,7 +83,7 @@ def plot_sweep(frame: pd.DataFrame, sweep: dict, path: str | Path) -> None:
                 [pd.to_numeric(best[key], errors="coerce")]
                 if numeric.notna().all()
                 else [sorted({str(v) for v in values}).index(str(best[key]))],
-                [best["top30_error"]],
+                [best[KAGGLE_ERROR]],
                 color="tab:red",
                 label="best",
                 zorder=3,

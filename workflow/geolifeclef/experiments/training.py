@@ -26,10 +26,19 @@ from torch import nn
 from tqdm import tqdm
 
 from geolifeclef.atomic import atomic_path
-from geolifeclef.predictions.metrics import hits, top_k
+from geolifeclef.predictions.metrics import (
+    KAGGLE_ERROR,
+    REPORTED_KS,
+    hits,
+    top_k,
+    top_k_name,
+    val_name,
+)
 from geolifeclef.settings.configs import AugmentConfig, TrainConfig
 
 log = logging.getLogger(__name__)
+VAL_KAGGLE_ERROR = val_name(KAGGLE_ERROR)
+"""What early stopping and the kept checkpoint go by: ``val_top30_error``."""
 
 # --------------------------------------------------------------------------------------
 # Reproducibility and devices
@@ -307,9 +316,10 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 def evaluate_top_k(
-    model: nn.Module, loader: Iterable[dict], device: torch.device, ks=(1, 5, 10, 30)
+    model: nn.Module, loader: Iterable[dict], device: torch.device, ks=REPORTED_KS
 ) -> dict[str, float]:
-    """Top-k errors on a labelled loader, without keeping the score matrix."""
+    """Top-k errors on a labelled loader, without keeping the score matrix, named as the
+    evaluate runs name them (``val_top30_error``...)."""
     found = dict.fromkeys(ks, 0)
     total = 0
     for _, probabilities, labels in predict_scores(model, loader, device):
@@ -318,7 +328,7 @@ def evaluate_top_k(
         for k in ks:
             found[k] += int(hits(best, labels, min(k, width)).sum())
         total += len(labels)
-    return {f"val_top{k}_error": 1.0 - found[k] / max(total, 1) for k in ks}
+    return {val_name(top_k_name(k)): 1.0 - found[k] / max(total, 1) for k in ks}
 
 
 def train_step(
@@ -424,8 +434,8 @@ def train(
         state.epoch = epoch + 1
         state.history.append({"epoch": epoch + 1, **metrics})
         # Without val (a refit) the last epoch is the one kept.
-        if val_loader is None or metrics["val_top30_error"] < state.best_error:
-            state.best_error = metrics.get("val_top30_error", float("nan"))
+        if val_loader is None or metrics[VAL_KAGGLE_ERROR] < state.best_error:
+            state.best_error = metrics.get(VAL_KAGGLE_ERROR, float("nan"))
             state.best_epoch = epoch
             epochs_without_gain = 0
             if rank == 0:

@@ -13,12 +13,23 @@ smaller species id, so the same scores always give the same sets (the organizers
 ``argpartition`` picks tied ids arbitrarily). :func:`top_k_chunked` does the same over
 row chunks of a score matrix too large for memory (36k test rows x 17k species float32
 is 2.5 GB): it only ever holds one chunk and the k best of each row seen so far.
+
+Every figure the workflow reports is one :class:`Metric` of :data:`METRICS` (name,
+function, header, direction, tooltip): evaluation computes it, run records log it as
+``val_<name>``, both leaderboard views show it with its header and direction, and training
+names its per-epoch errors with the same names. Adding a metric of predicted sets is one
+entry here.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
+
+from geolifeclef.data.class_frequency import BUCKETS
 
 KAGGLE_K = 30
 """Size of the predicted sets that GLC 2022 scores."""
@@ -221,8 +232,8 @@ def grouped_top_k_error(
         result[group] = {
             "n_observations": int(rows.sum()),
             "n_species": int(len(np.unique(labels[rows]))),
-            f"top{k}_error": top_k_error(predicted[rows], labels[rows], k),
-            f"macro_top{k}_error": macro_top_k_error(predicted[rows], labels[rows], k),
+            top_k_name(k): top_k_error(predicted[rows], labels[rows], k),
+            macro_top_k_name(k): macro_top_k_error(predicted[rows], labels[rows], k),
         }
     return result
 
@@ -232,19 +243,18 @@ def evaluate_sets(
     labels: np.ndarray,
     bucket_of_observation: np.ndarray | None = None,
     buckets: Iterable[str] = (),
-    ks: Iterable[int] = REPORTED_KS,
 ) -> dict:
-    """Every reported metric of predicted sets (n, K >= max(ks)) against true labels.
+    """Every metric of :data:`SET_METRICS` of predicted sets (n, K) against true labels
+    (those reading more than K ids per row left out).
 
-    Returns ``{"n_observations", "top{k}_error" for k in ks, "macro_top30_error",
-    "buckets": {bucket: {...}}}``.
+    Returns ``{"n_observations", <metric name>: value..., "buckets": {bucket: {...}}}``.
     """
     predicted = np.asarray(predicted)
     check_distinct(predicted)
     metrics: dict = {"n_observations": int(len(labels))}
-    for k in ks:
-        metrics[f"top{k}_error"] = top_k_error(predicted, labels, k)
-    metrics[f"macro_top{KAGGLE_K}_error"] = macro_top_k_error(predicted, labels, KAGGLE_K)
+    for metric in SET_METRICS:
+        if metric.k <= predicted.shape[1]:
+            metrics[metric.name] = metric.function(predicted, labels)
     if bucket_of_observation is not None:
         metrics["buckets"] = grouped_top_k_error(
             predicted, labels, bucket_of_observation, buckets, KAGGLE_K
@@ -259,3 +269,175 @@ def gap_closed(model_error: float, constant_error: float, bayes_error: float) ->
     if not np.isfinite(gap) or gap <= 0:
         return float("nan")
     return float((constant_error - model_error) / gap)
+
+
+# --------------------------------------------------------------------------------------
+# The registry: one entry per reported figure
+# --------------------------------------------------------------------------------------
+
+
+def top_k_name(k: int) -> str:
+    """``top30_error``: the name of the top-k error in metrics.json and the leaderboard."""
+    return f"top{k}_error"
+
+
+def macro_top_k_name(k: int) -> str:
+    return f"macro_{top_k_name(k)}"
+
+
+def bucket_name(bucket: str) -> str:
+    """``tail_top30_error``: the top-30 error on the observations of a bucket's species."""
+    return f"{bucket}_{KAGGLE_ERROR}"
+
+
+def val_name(name: str) -> str:
+    """``val_top30_error``: the MLflow name of a figure on val (train and evaluate runs)."""
+    return f"val_{name}"
+
+
+KAGGLE_ERROR = top_k_name(KAGGLE_K)
+"""``top30_error``, the Kaggle metric, by which models are ranked."""
+LOWER, HIGHER = "lower", "higher"
+"""Directions: which way a figure is better."""
+
+
+def _top_level(name: str) -> Callable[[Mapping[str, Any]], Any]:
+    return lambda record: record.get(name)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One reported figure.
+
+    ``name``: its key in metrics.json, leaderboard column and (after ``val_``) MLflow
+    name; ``function``: (predicted sets (n, K) best first, labels (n,)) -> value, for a
+    figure of predicted sets, or None for one that evaluation derives from others
+    (``geolifeclef.evaluation.scores`` says how); ``k``: ids per row the function reads;
+    ``read``: its value in a model's metrics.json (default: the top-level ``name``).
+    """
+
+    name: str
+    header: str
+    direction: str
+    tooltip: str
+    function: Callable[[np.ndarray, np.ndarray], float] | None = None
+    k: int = 0
+    read: Callable[[Mapping[str, Any]], Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.direction not in (LOWER, HIGHER):
+            raise ValueError(f"metric {self.name}: direction must be {LOWER!r} or {HIGHER!r}")
+
+    @property
+    def arrow(self) -> str:
+        """``↓`` when lower is better, ``↑`` when higher is."""
+        return "↓" if self.direction == LOWER else "↑"
+
+    def value_in(self, record: Mapping[str, Any]) -> Any:
+        """This figure in a model's metrics.json (None when it has none)."""
+        return (self.read or _top_level(self.name))(record)
+
+
+def _top_k_metric(k: int, header: str = "", tooltip: str = "") -> Metric:
+    header = header or f"top-{k}"
+    return Metric(top_k_name(k), header, LOWER, tooltip, partial(top_k_error, k=k), k)
+
+
+TOP30 = _top_k_metric(
+    KAGGLE_K,
+    "top-30 error",
+    "the Kaggle metric: share of val observations whose species is not among the 30 predicted",
+)
+MACRO_TOP30 = Metric(
+    macro_top_k_name(KAGGLE_K),
+    "macro top-30",
+    LOWER,
+    "top-30 error averaged over species",
+    partial(macro_top_k_error, k=KAGGLE_K),
+    KAGGLE_K,
+)
+SET_METRICS = (
+    TOP30,
+    MACRO_TOP30,
+    *(_top_k_metric(k) for k in REPORTED_KS if k != KAGGLE_K),
+)
+"""The figures of predicted sets, computed by :func:`evaluate_sets` for every model and
+reference predictor."""
+BUCKET_METRICS = tuple(
+    Metric(
+        bucket_name(b),
+        f"{b} top-30",
+        LOWER,
+        f"top-30 error on the val observations of the {b} species",
+        read=lambda record, b=b: record.get("buckets", {}).get(b, {}).get(KAGGLE_ERROR),
+    )
+    for b in BUCKETS
+)
+"""Top-30 error per frequency bucket of the true species (metrics.json ``buckets``)."""
+INTERVAL_LOW = Metric(
+    f"{KAGGLE_ERROR}_low",
+    "CI low",
+    LOWER,
+    "lower end of the confidence interval of the top-30 error (spatial block bootstrap of val)",
+)
+INTERVAL_HIGH = Metric(
+    f"{KAGGLE_ERROR}_high",
+    "CI high",
+    LOWER,
+    "upper end of the confidence interval of the top-30 error (spatial block bootstrap of val)",
+)
+DIFFERENCE = Metric(
+    "difference_to_best",
+    "Δ best",
+    LOWER,
+    "top-30 error minus the best model's, on the same val observations",
+)
+DIFFERENCE_LOW = Metric(
+    "difference_to_best_low",
+    "Δ CI low",
+    LOWER,
+    "lower end of the interval of the difference to the best model (the same resampled "
+    "blocks for both): above 0, the best model is better beyond the noise",
+)
+DIFFERENCE_HIGH = Metric(
+    "difference_to_best_high",
+    "Δ CI high",
+    LOWER,
+    "upper end of the interval of the difference to the best model",
+)
+IMPROVEMENT = Metric(
+    "improvement_over_constant",
+    "gain over constant",
+    HIGHER,
+    "constant's top-30 error minus the model's",
+)
+GAP_CLOSED = Metric(
+    "gap_closed", "gap closed", HIGHER, "share of the constant-to-Bayes gap closed (demo only)"
+)
+EXPECTED_TOP30 = Metric(
+    f"expected_{KAGGLE_ERROR}",
+    "expected top-30",
+    LOWER,
+    "expected error under the demo's true probabilities, free of label noise",
+    read=lambda record: record.get(f"expected_{KAGGLE_ERROR}", {}).get("model"),
+)
+METRICS = (
+    TOP30,
+    INTERVAL_LOW,
+    INTERVAL_HIGH,
+    DIFFERENCE,
+    DIFFERENCE_LOW,
+    DIFFERENCE_HIGH,
+    MACRO_TOP30,
+    *BUCKET_METRICS,
+    *(m for m in SET_METRICS if m not in (TOP30, MACRO_TOP30)),
+    IMPROVEMENT,
+    GAP_CLOSED,
+    EXPECTED_TOP30,
+)
+"""Every reported figure, in the leaderboard's order of columns."""
+
+
+def figures(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Every figure of :data:`METRICS` in one model's metrics.json (None where absent)."""
+    return {metric.name: metric.value_in(record) for metric in METRICS}

@@ -9,11 +9,13 @@ decides what they hold, so that a researcher can compare them in the MLflow UI:
   params, the whole config (credentials removed) as ``config.yaml``, and -- logged by the
   leaderboard job, which sees every model's metrics -- the reference figures
   (``constant/...``, ``bayes/...``) once, with the leaderboard itself;
-* one name per quantity: a train run logs ``val_top{k}_error`` per epoch and the kept
-  (best) epoch's values as ``best_val_top{k}_error``; an evaluate run logs the same
-  ``val_top{k}_error`` (and ``val_macro_top30_error``, ``val_<bucket>_top30_error``...)
-  for the predictions it scores, at the step of the kept epoch for an experiment, so that
-  its point lands on the train run's curve;
+* one name per quantity (``val_`` and the metric's name in
+  ``geolifeclef.predictions.metrics.METRICS``): a train run logs ``val_top{k}_error`` per
+  epoch and the kept (best) epoch's values as ``best_val_top{k}_error``; an evaluate run
+  logs the same ``val_top{k}_error`` (and ``val_macro_top30_error``,
+  ``val_<bucket>_top30_error``, the interval ``val_top30_error_low``/``_high``...) for the
+  predictions it scores, at the step of the kept epoch for an experiment, so that its
+  point lands on the train run's curve;
 * an evaluate run is tagged with the train run and the logged model it evaluates
   (``evaluated_run_id``, ``evaluated_model_uri``) and logs the settings of the model it
   scores as params: those of a baseline, the weights of a blend.
@@ -27,7 +29,14 @@ from typing import Any
 import mlflow
 import yaml
 
-from geolifeclef.predictions.metrics import KAGGLE_K, REPORTED_KS
+from geolifeclef.predictions.metrics import (
+    BUCKET_METRICS,
+    EXPECTED_TOP30,
+    KAGGLE_ERROR,
+    SET_METRICS,
+    figures,
+    val_name,
+)
 from geolifeclef.tracking.runs import (
     _server_reachable,
     attach_run,
@@ -146,13 +155,11 @@ def runs_page(tracking_uri: str, run_id: str) -> str | None:
 
 
 def _val_errors(values: Mapping[str, Any]) -> dict[str, float]:
-    """``metrics.json`` errors of one predictor -> ``val_top{k}_error``,
-    ``val_macro_top30_error``, ``val_<bucket>_top30_error`` (NaN left out)."""
-    named = {f"val_top{k}_error": values.get(f"top{k}_error") for k in REPORTED_KS}
-    named[f"val_macro_top{KAGGLE_K}_error"] = values.get(f"macro_top{KAGGLE_K}_error")
-    for bucket, bucket_values in values.get("buckets", {}).items():
-        named[f"val_{bucket}_top{KAGGLE_K}_error"] = bucket_values.get(f"top{KAGGLE_K}_error")
-    return _finite(named)
+    """``metrics.json`` errors of one predictor -> ``val_<name>`` of each metric of
+    predicted sets and each bucket's (``val_top30_error``, ``val_tail_top30_error``...;
+    NaN left out)."""
+    metrics = (*SET_METRICS, *BUCKET_METRICS)
+    return _finite({val_name(m.name): m.value_in(values) for m in metrics})
 
 
 def _finite(values: Mapping[str, Any]) -> dict[str, float]:
@@ -164,16 +171,14 @@ def _finite(values: Mapping[str, Any]) -> dict[str, float]:
 
 
 def evaluation_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """The metrics an evaluate run logs for a model's ``metrics.json``: its val errors under
-    the names the train runs use, the improvement over the constant predictor and (demo)
-    the expected error and the share of the constant-to-Bayes gap closed. The reference
-    predictors' own figures are left to the parent run (``reference_metrics``)."""
-    named = _val_errors(metrics)
-    named["val_improvement_over_constant"] = metrics.get("improvement_over_constant")
-    named[f"val_expected_top{KAGGLE_K}_error"] = metrics.get(
-        f"expected_top{KAGGLE_K}_error", {}
-    ).get("model")
-    named["val_gap_closed"] = metrics.get("gap_closed")
+    """The metrics an evaluate run logs for a model's ``metrics.json``: every figure of the
+    registry it holds as ``val_<name>`` (the names the train runs use; the interval of the
+    top-30 error as ``val_top30_error_low``/``_high``, the improvement over the constant
+    predictor, on the demo the expected error and the share of the constant-to-Bayes gap
+    closed), and ``val_gap_closed_expected``. The differences to the best model need
+    every model: they are on the leaderboard. The reference predictors' own figures are
+    left to the parent run (``reference_metrics``)."""
+    named = {val_name(name): value for name, value in figures(metrics).items()}
     named["val_gap_closed_expected"] = metrics.get("gap_closed_expected")
     return _finite(named)
 
@@ -186,14 +191,14 @@ def reference_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     metrics, and one bar chart per k and bucket buried the models' charts (the
     leaderboard has them all)."""
     named: dict[str, float] = {}
-    expected = metrics.get(f"expected_top{KAGGLE_K}_error", {})
-    top30 = f"val_top{KAGGLE_K}_error"
+    expected = metrics.get(EXPECTED_TOP30.name, {})
+    top30 = val_name(KAGGLE_ERROR)
     for key, prefix in REFERENCES.items():
         if key not in metrics:
             continue
         values = {k: v for k, v in _val_errors(metrics[key]).items() if k == top30}
         if key in expected:
-            values[f"val_expected_top{KAGGLE_K}_error"] = float(expected[key])
+            values[val_name(EXPECTED_TOP30.name)] = float(expected[key])
         named.update({f"{prefix}/{name}": value for name, value in values.items()})
     return named
 
