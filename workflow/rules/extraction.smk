@@ -125,7 +125,10 @@ rule compute_patch_stats:
         benchmarks("compute_patch_stats_{split}")
     wildcard_constraints:
         split=one_of(SPLITS),
+    # Capped at --cores; one process per thread, each reading and summarising a chunk.
     threads: 2
+    params:
+        workers=lambda wildcards, threads: threads,
     script:
         "../scripts/compute_patch_stats.py"
 
