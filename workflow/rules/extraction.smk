@@ -135,7 +135,10 @@ rule compute_patch_stats:
         split=one_of(SPLITS),
     conda:
         ENVIRONMENT
+    # Capped at --cores; one process per thread, each reading and summarising a chunk.
     threads: 2
+    params:
+        workers=lambda wildcards, threads: threads,
     script:
         "../scripts/compute_patch_stats.py"
 

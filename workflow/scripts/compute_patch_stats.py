@@ -6,5 +6,5 @@ from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]):
     compute_patch_stats(
-        snakemake.input.cache[0], snakemake.output.table, workers=snakemake.threads - 1
+        snakemake.input.cache[0], snakemake.output.table, workers=snakemake.params.workers
     )
