@@ -3,9 +3,9 @@
 
 1. In memory: the same random 256 px batches (rgb, near_ir, altitude, land cover) go to
    the old function (kept below as ``torch_batch_statistics``, as it was in
-   ``patches/stats.py``) and to ``patch_statistics``, alternately, ``--repeats`` times;
-   observations per second per thread of each, their ratio, and whether the values are
-   equal (exact float32).
+   ``patches/stats.py``), to the first histogram version (``previous_histogram_statistics``)
+   and to ``patch_statistics``, in turn, ``--repeats`` times; observations per second per
+   thread of each, the ratios to the old, and whether the values are equal (exact float32).
 2. End to end on a real encoded store: ``--n`` observations of smooth random 256 px
    patches written as the archive's JPEG/TIFF files with ``patches.files.write_patch``,
    built into an encoded store (``build_patch_cache``) and read at 256 px (crop);
@@ -32,12 +32,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # per thread: before numpy and to
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from geolifeclef.data.dataset import GlcDataset, make_loader  # noqa: E402
 from geolifeclef.layout import N_LANDCOVER_CODES, DatasetLayout  # noqa: E402
 from geolifeclef.patches.cache import build_patch_cache  # noqa: E402
 from geolifeclef.patches.files import write_patch  # noqa: E402
-from geolifeclef.patches.stats import compute_patch_stats, patch_statistics  # noqa: E402
+from geolifeclef.patches.stats import (  # noqa: E402
+    compute_patch_stats,
+    histogram_quantiles,
+    patch_statistics,
+)
 from geolifeclef.patches.store import CacheSpec  # noqa: E402
 from geolifeclef.settings.inputs import (  # noqa: E402
     BANDS,
@@ -76,6 +81,43 @@ def torch_batch_statistics(batch: dict[str, torch.Tensor]) -> np.ndarray:
     return out
 
 
+def previous_histogram_statistics(patches: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """``patch_statistics`` as first written from histograms (commit bb283a7): one PIL
+    histogram per plane converted by numpy, quartiles band by band, altitude sums through
+    int32/int64 copies, land cover's 256 bins."""
+
+    def histograms(planes):
+        counts = np.empty((len(planes), 256), dtype=np.int64)
+        for i, plane in enumerate(planes):
+            plane = np.ascontiguousarray(plane, dtype=np.uint8)
+            counts[i] = Image.frombuffer(
+                "L", plane.shape[::-1], plane, "raw", "L", 0, 1
+            ).histogram()
+        return counts
+
+    out = np.full((n, len(PATCH_STAT_COLUMNS)), np.nan, dtype=np.float32)
+    fractions = np.array([q / 100 for q in QUANTILES])
+    for k, (modality, channel) in enumerate(BANDS.values()):
+        counts = histograms(patches[modality][:, channel])
+        out[:, 3 * k : 3 * k + 3] = histogram_quantiles(counts, fractions)
+    column = len(PATCH_STAT_GROUPS["patch_quantiles"])
+    pixels = patches["altitude"].reshape(n, -1)
+    size = pixels.shape[1]
+    wide = pixels.astype(np.int32)
+    total = wide.sum(axis=1, dtype=np.int64)
+    wide *= wide
+    squares = wide.sum(axis=1, dtype=np.int64)
+    low, high = pixels.min(axis=1).astype(np.int64), pixels.max(axis=1).astype(np.int64)
+    variance = (size * squares - total * total) / float(size * size)
+    stats = [total / size, np.sqrt(variance), low, high - low]
+    out[:, column : column + 4] = np.stack(stats, axis=1)
+    flat = patches["landcover"].reshape(n, -1)
+    counts = histograms(flat.reshape(n, 1, -1))
+    counts[:, N_LANDCOVER_CODES - 1] += counts[:, N_LANDCOVER_CODES:].sum(axis=1)
+    out[:, column + 4 :] = counts[:, :N_LANDCOVER_CODES] / flat.shape[1]
+    return out
+
+
 def smooth_patches(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """(n, C, 256, 256) patches like the archive's: 16 px blocks of random values plus
     pixel noise (JPEGs of plain noise would be several times the real files' size)."""
@@ -94,9 +136,9 @@ def smooth_patches(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
 
 
 def in_memory(repeats: int, batch: int, seed: int = 0) -> dict:
-    """Old and new on the same batches, alternately; seconds summed per side."""
+    """Old, previous and new on the same batches, in turn; seconds summed per side."""
     rng = np.random.default_rng(seed)
-    seconds = {"torch.quantile": 0.0, "histograms": 0.0}
+    seconds = {"torch.quantile": 0.0, "histograms (previous)": 0.0, "histograms": 0.0}
     equal = True
     for _ in range(repeats):
         patches = smooth_patches(rng, batch)
@@ -106,9 +148,12 @@ def in_memory(repeats: int, batch: int, seed: int = 0) -> dict:
         old = torch_batch_statistics(tensors)
         seconds["torch.quantile"] += time.process_time() - start
         start = time.process_time()
+        previous = previous_histogram_statistics(patches, batch)
+        seconds["histograms (previous)"] += time.process_time() - start
+        start = time.process_time()
         new = patch_statistics(patches, batch)
         seconds["histograms"] += time.process_time() - start
-        equal = equal and np.array_equal(old, new)
+        equal = equal and np.array_equal(old, new) and np.array_equal(previous, new)
     n = repeats * batch
     rates = {side: n / s for side, s in seconds.items()}
     return {
@@ -116,6 +161,7 @@ def in_memory(repeats: int, batch: int, seed: int = 0) -> dict:
         "obs_per_s_per_thread": rates,
         "ms_per_obs": {side: 1000 * s / n for side, s in seconds.items()},
         "ratio": rates["histograms"] / rates["torch.quantile"],
+        "ratio_previous": rates["histograms (previous)"] / rates["torch.quantile"],
         "equal": bool(equal),
     }
 

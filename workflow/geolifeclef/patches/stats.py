@@ -33,7 +33,8 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Mapping
+import struct
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -67,14 +68,21 @@ its ids and values (a damaged file is not trusted)."""
 # --------------------------------------------------------------------------------------
 
 
-def band_histograms(planes: np.ndarray) -> np.ndarray:
-    """(B, 256) int64 pixel counts of (B, H, W) uint8 planes."""
-    counts = np.empty((len(planes), 256), dtype=np.int64)
-    for i, plane in enumerate(planes):
-        plane = np.ascontiguousarray(plane, dtype=np.uint8)
-        image = Image.frombuffer("L", plane.shape[::-1], plane, "raw", "L", 0, 1)
-        counts[i] = image.histogram()
-    return counts
+def byte_histograms(rows: Sequence[np.ndarray], bins: int = 256) -> np.ndarray:
+    """(len(rows), bins) int64 counts of the values 0 to ``bins - 1`` in each of ``rows``
+    (contiguous uint8 arrays): PIL's C histogram of each, without a copy.
+
+    PIL hands each histogram back as a list of 256 Python ints; ``struct`` packs them
+    into one buffer ~1.5x faster than numpy converts lists (bench/bench_patch_stats.py)."""
+    layout = f"{bins}q"
+    packed = b"".join(struct.pack(layout, *_row_image(row).histogram()[:bins]) for row in rows)
+    return np.frombuffer(packed, np.int64).reshape(len(rows), bins)
+
+
+def _row_image(row: np.ndarray) -> Image.Image:
+    """A one-line 'L' image over the bytes of ``row`` (no copy)."""
+    row = np.ascontiguousarray(row, dtype=np.uint8)
+    return Image.frombuffer("L", (row.size, 1), row, "raw", "L", 0, 1)
 
 
 def histogram_quantiles(counts: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
@@ -105,28 +113,34 @@ def altitude_statistics(altitude: np.ndarray) -> np.ndarray:
     """(B, 4) float64 mean, std (ddof 0), min and range of (B, ...) integer altitudes.
 
     The sums of the values and of their squares are exact integers, so the variance is
-    (n * S2 - S1^2) / n^2 rounded once; int64 holds them up to 65,536 pixels (256 px)."""
+    (n * S2 - S1^2) / n^2 rounded once; int64 holds them up to 65,536 pixels (256 px).
+    The sums are taken in float64, exact while they stay below 2^53 (|int16|^2 <= 2^30,
+    65,536 of them: 2^46), one row at a time through one buffer that stays in cache;
+    widening to int64 instead costs twice as much."""
     pixels = altitude.reshape(len(altitude), -1)
     n = pixels.shape[1]
-    wide = pixels.astype(np.int32)
-    total = wide.sum(axis=1, dtype=np.int64)
-    wide *= wide  # |int16|^2 < 2^31
-    squares = wide.sum(axis=1, dtype=np.int64)
     low, high = pixels.min(axis=1).astype(np.int64), pixels.max(axis=1).astype(np.int64)
     if n * 32768**2 * n >= 2**63:  # beyond 65,536 pixels the integer products overflow
         values = pixels.astype(np.float64)
         return np.stack([values.mean(1), values.std(1), low, high - low], axis=1)
+    sums = np.empty((len(pixels), 2))
+    values = np.empty(n)
+    for i, row in enumerate(pixels):
+        np.copyto(values, row)
+        sums[i] = values.sum(), values @ values
+    total, squares = sums.T.astype(np.int64)
     variance = (n * squares - total * total) / float(n * n)
     return np.stack([total / n, np.sqrt(variance), low, high - low], axis=1)
 
 
 def landcover_shares(codes: np.ndarray) -> np.ndarray:
     """(B, N_LANDCOVER_CODES) float64 share of each code in (B, ...) uint8 land-cover
-    patches; codes above the last are counted as the last."""
+    patches; codes above the last are counted as the last (what the others leave)."""
     flat = codes.reshape(len(codes), -1)
-    counts = band_histograms(flat.reshape(len(flat), 1, -1))
-    counts[:, N_LANDCOVER_CODES - 1] += counts[:, N_LANDCOVER_CODES:].sum(axis=1)
-    return counts[:, :N_LANDCOVER_CODES] / flat.shape[1]
+    n = flat.shape[1]
+    counts = byte_histograms(flat, N_LANDCOVER_CODES - 1)
+    last = n - counts.sum(axis=1, keepdims=True)
+    return np.concatenate([counts, last], axis=1) / n
 
 
 def patch_statistics(patches: Mapping[str, np.ndarray], n: int) -> np.ndarray:
@@ -136,13 +150,12 @@ def patch_statistics(patches: Mapping[str, np.ndarray], n: int) -> np.ndarray:
     out = np.full((n, len(PATCH_STAT_COLUMNS)), np.nan, dtype=np.float32)
     if not n:
         return out
-    column = 0
     if all(modality in patches for modality, _ in BANDS.values()):
+        rows = [row for m, c in BANDS.values() for row in patches[m][:, c].reshape(n, -1)]
+        counts = byte_histograms(rows).reshape(len(BANDS), n, 256).transpose(1, 0, 2)
         fractions = np.array([q / 100 for q in QUANTILES])
-        for modality, channel in BANDS.values():
-            counts = band_histograms(patches[modality][:, channel])
-            out[:, column : column + len(QUANTILES)] = histogram_quantiles(counts, fractions)
-            column += len(QUANTILES)
+        quantiles = histogram_quantiles(counts.reshape(-1, 256), fractions)  # all at once
+        out[:, : len(BANDS) * len(QUANTILES)] = quantiles.reshape(n, -1)
     column = len(PATCH_STAT_GROUPS["patch_quantiles"])
     if "altitude" in patches:
         out[:, column : column + 4] = altitude_statistics(patches["altitude"])
