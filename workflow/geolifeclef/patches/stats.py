@@ -99,9 +99,14 @@ def histogram_quantiles(counts: np.ndarray, quantiles: np.ndarray) -> np.ndarray
     below = below.astype(np.int64)
     above = np.minimum(below + 1, n - 1)
 
+    # The value at a sorted position is the number of values whose copies end at or
+    # before it: one searchsorted over all rows, each row's ends shifted past the last.
+    shift = np.arange(len(counts))[:, None] * (n.max() + 1)
+    flat_ends = (ends + shift).ravel()
+
     def value_at(position: np.ndarray) -> np.ndarray:
-        """Sorted value at ``position``: the number of values whose copies end before it."""
-        return (ends[:, None, :] <= position[:, :, None]).sum(axis=2).astype(np.float64)
+        found = np.searchsorted(flat_ends, position + shift, side="right")
+        return (found - np.arange(len(counts))[:, None] * counts.shape[1]).astype(np.float64)
 
     low, high = value_at(below), value_at(above)
     step = high - low
