@@ -19,7 +19,7 @@ A modality the cache lacks leaves its columns NaN (the features then standardise
 train mean); the quartiles need both ``rgb`` and ``near_ir``.
 
 The bands are uint8, so their quartiles come exact from 256-bin histograms (PIL's C
-histogram, ~3x ``np.bincount``) instead of sorting the pixels: ~14x ``torch.quantile``
+histogram, ~3x ``np.bincount``) instead of sorting the pixels: ~19x ``torch.quantile``
 per observation (bench/bench_patch_stats.py). The rows are read straight from the
 cache's store (``PatchStore``, decoded or encoded), a chunk at a time, in ``workers``
 processes. Each shard of the cache is written to a part file in a scratch folder beside
