@@ -8,7 +8,12 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from geolifeclef.baselines.forest import ForestSettings, fit_random_forest, forest_probabilities
+from geolifeclef.baselines.forest import (
+    ForestSettings,
+    compact_tree,
+    fit_random_forest,
+    forest_probabilities,
+)
 from geolifeclef.baselines.forest_file import FORMAT, CompactForest, load_forest, save_forest
 from geolifeclef.errors import InputDataError
 
@@ -68,6 +73,18 @@ def test_the_compact_forest_is_sklearns_forest_and_predicts_as_it(data, fitted):
     # The leaves keep their non-zero classes only.
     dense = sum(e.tree_.value[e.tree_.children_left == -1].size for e in sklearn.estimators_)
     assert len(fitted.leaf_classes) < dense / 5
+
+
+def test_a_compact_tree_keeps_nothing_of_sklearns_tree(data):
+    # A view of the tree's arrays would keep the Tree, and its dense (nodes, classes)
+    # table, alive: the batches would free nothing.
+    features, labels, _ = data
+    tree = RandomForestClassifier(1, max_depth=5, random_state=0).fit(features, labels)
+    tree = tree.estimators_[0].tree_
+    sklearn = [tree.children_left, tree.children_right, tree.feature, tree.threshold]
+    sklearn += [tree.missing_go_to_left, tree.value]
+    for name, array in compact_tree(tree).items():
+        assert not any(np.shares_memory(array, other) for other in sklearn), name
 
 
 def test_a_fit_is_determined_by_its_seed(data, fitted):

@@ -124,7 +124,7 @@ def feature_matrix(
     return np.concatenate(parts, axis=1)
 
 
-def _compact_tree(tree) -> dict[str, np.ndarray]:
+def compact_tree(tree) -> dict[str, np.ndarray]:
     """One fitted sklearn ``Tree`` as the arrays of ``CompactForest.from_trees``: its splits,
     and for each leaf the classes of non-zero probability (``tree.value``: per node, the
     class shares of its weighted train rows, what ``predict_proba`` returns at a leaf)."""
@@ -134,11 +134,13 @@ def _compact_tree(tree) -> dict[str, np.ndarray]:
     leaf_row, leaf_class = np.nonzero(value[leaves, 0, :])
     counts = np.zeros(len(left), dtype=np.int64)
     counts[leaves] = np.bincount(leaf_row, minlength=len(leaves))
+    # Copies (astype copies): a view of the tree's arrays would keep the whole Tree, and
+    # so its dense table, alive as long as the compact tree.
     return {
-        "left": left,
-        "right": tree.children_right,
-        "feature": tree.feature,
-        "threshold": tree.threshold,
+        "left": left.astype(np.int32),
+        "right": tree.children_right.astype(np.int32),
+        "feature": tree.feature.astype(np.int32),
+        "threshold": tree.threshold.astype(np.float64),
         "missing_left": tree.missing_go_to_left.astype(bool),
         "leaf_starts": np.concatenate([[0], np.cumsum(counts)]),
         "leaf_classes": leaf_class.astype(np.int32),
@@ -175,7 +177,7 @@ def fit_random_forest(
         forest.set_params(n_estimators=min(settings.n_estimators, grown + batch))
         forest.fit(features, labels)
         for estimator in forest.estimators_[grown:]:
-            trees.append(_compact_tree(estimator.tree_))
+            trees.append(compact_tree(estimator.tree_))
             # Drops sklearn's dense leaf table; the estimator itself stays, as warm_start
             # counts the trees grown to draw the next seeds.
             del estimator.tree_
