@@ -8,10 +8,8 @@ import pandas as pd
 import pytest
 import rasterio
 import torch
-from sklearn.ensemble import RandomForestClassifier
 
 from geolifeclef.baselines.forest import ForestSettings, TabularSources, random_forest_predictions
-from geolifeclef.baselines.forest_file import load_forest, save_forest
 from geolifeclef.baselines.knn import KnnSettings, knn_predictions
 from geolifeclef.data.class_frequency import BucketThresholds, species_table
 from geolifeclef.data.env_table import extract_environment
@@ -196,23 +194,6 @@ def test_chunked_and_one_shot_maps_agree(demo, forest, mlp, kind, tmp_path):
     for name in ("a", "b", "richness"):
         with rasterio.open(chunked / f"{name}.tif") as a, rasterio.open(whole / f"{name}.tif") as b:
             np.testing.assert_allclose(a.read(1), b.read(1), rtol=1e-5, atol=1e-7)
-
-
-def test_saved_forest_predicts_as_the_fitted_one(tmp_path):
-    rng = np.random.default_rng(0)
-    features = rng.normal(size=(600, 5))
-    features[::7, 2] = np.nan  # the forest routes missing values itself
-    labels = rng.integers(0, 30, 600) * 3
-    fitted = RandomForestClassifier(5, max_depth=6, random_state=0).fit(features, labels)
-    save_forest(fitted, tmp_path / "forest.npz", list("abcde"))
-    loaded, names = load_forest(tmp_path / "forest.npz")
-    queries = rng.normal(size=(200, 5))
-    queries[::5, 1] = np.nan
-    assert names == list("abcde")
-    assert np.array_equal(loaded.classes_, fitted.classes_)
-    assert np.array_equal(loaded.predict_proba(queries), fitted.predict_proba(queries))
-    with np.load(tmp_path / "forest.npz", allow_pickle=False) as data:
-        assert all(data[key].dtype != object for key in data.files)  # no pickled code
 
 
 # --------------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ rule predict_random_forest:
         ENVIRONMENT
     threads: 8
     resources:
-        # 16 trees x 2,047 nodes x 17,037 class probabilities (float64): ~4.5 GB
+        # 8 trees grown at once x 2,047 nodes x 17,037 classes (float64): ~2.2 GB
         mem_mb=2_000 if USING_DEMO else 16_000,
     params:
         top_k=config["predictions"]["top_k"],

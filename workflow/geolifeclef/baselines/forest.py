@@ -1,6 +1,7 @@
 """The random forest baseline on tabular features (env, coordinates, country, patch statistics)."""
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from sklearn.ensemble import RandomForestClassifier
 from tqdm import tqdm
 
 from geolifeclef.baselines.fitting import species_columns
-from geolifeclef.baselines.forest_file import save_forest
+from geolifeclef.baselines.forest_file import LEAF, CompactForest, save_forest
 from geolifeclef.errors import MAX_LISTED, InputDataError
 from geolifeclef.layout import ENV_VARIABLES, region_digits
 from geolifeclef.predictions.metrics import top_k
@@ -44,6 +45,13 @@ class ForestSettings:
         if unknown or not self.features:
             raise ValueError(
                 f"random_forest.features {list(self.features)}: choose from {FOREST_FEATURE_GROUPS}"
+            )
+        for name in ("n_estimators", "max_depth"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"random_forest.{name} {getattr(self, name)!r}: at least 1")
+        if self.max_samples is not None and not 0 < self.max_samples <= 1:
+            raise ValueError(
+                f"random_forest.max_samples {self.max_samples}: a share in (0, 1], or null"
             )
 
 
@@ -116,46 +124,103 @@ def feature_matrix(
     return np.concatenate(parts, axis=1)
 
 
+def compact_tree(tree) -> dict[str, np.ndarray]:
+    """One fitted sklearn ``Tree`` as the arrays of ``CompactForest.from_trees``: its splits,
+    and for each leaf the classes of non-zero probability (``tree.value``: per node, the
+    class shares of its weighted train rows, what ``predict_proba`` returns at a leaf)."""
+    left = tree.children_left
+    leaves = np.flatnonzero(left == LEAF)
+    value = tree.value  # (nodes, 1, classes) float64, a view of the tree's memory
+    leaf_row, leaf_class = np.nonzero(value[leaves, 0, :])
+    counts = np.zeros(len(left), dtype=np.int64)
+    counts[leaves] = np.bincount(leaf_row, minlength=len(leaves))
+    # Copies (astype copies): a view of the tree's arrays would keep the whole Tree, and
+    # so its dense table, alive as long as the compact tree.
+    return {
+        "left": left.astype(np.int32),
+        "right": tree.children_right.astype(np.int32),
+        "feature": tree.feature.astype(np.int32),
+        "threshold": tree.threshold.astype(np.float64),
+        "missing_left": tree.missing_go_to_left.astype(bool),
+        "leaf_starts": np.concatenate([[0], np.cumsum(counts)]),
+        "leaf_classes": leaf_class.astype(np.int32),
+        "leaf_probabilities": value[leaves[leaf_row], 0, leaf_class].astype(np.float32),
+    }
+
+
 def fit_random_forest(
     features: np.ndarray, labels: np.ndarray, settings: ForestSettings, n_jobs: int = 1
-) -> RandomForestClassifier:
+) -> CompactForest:
+    """The forest sklearn's ``RandomForestClassifier(n_estimators, max_depth, max_samples,
+    random_state=seed)`` fits, tree for tree, kept as a ``CompactForest``.
+
+    Memory: sklearn holds a float64 probability per class in every node of a tree it
+    grows (up to 16,376 node slots at depth 12: 2.1 GiB with 17,037 classes). Trees are
+    therefore grown ``n_jobs`` at a time (``warm_start``, ``n_estimators`` growing by
+    ``n_jobs``), and after each batch converted and their sklearn trees freed: the peak
+    is ``n_jobs`` growing trees, not the whole dense forest. Seeding: sklearn's own; with
+    ``warm_start`` it draws the seeds of the trees already grown before those of the new
+    ones, so tree i is the same as in one fit of all the trees (whatever ``n_jobs``).
+    """
     forest = RandomForestClassifier(
         n_estimators=settings.n_estimators,
         max_depth=settings.max_depth,
         max_samples=settings.max_samples,
         random_state=settings.seed,
         n_jobs=n_jobs,
+        warm_start=True,
     )
     log.info("fitting %s on %d x %d features", forest, *features.shape)
-    return forest.fit(features, labels)
+    batch = max(1, n_jobs)
+    trees = []
+    for grown in range(0, settings.n_estimators, batch):
+        forest.set_params(n_estimators=min(settings.n_estimators, grown + batch))
+        forest.fit(features, labels)
+        for estimator in forest.estimators_[grown:]:
+            trees.append(compact_tree(estimator.tree_))
+            # Drops sklearn's dense leaf table; the estimator itself stays, as warm_start
+            # counts the trees grown to draw the next seeds.
+            del estimator.tree_
+        log.info("%d of %d trees grown", len(trees), settings.n_estimators)
+    return CompactForest.from_trees(forest.classes_, features.shape[1], trees)
 
 
 def forest_probabilities(
-    forest: RandomForestClassifier, features: np.ndarray, species: pd.DataFrame
+    forest: CompactForest, features: np.ndarray, species: pd.DataFrame, n_jobs: int = 1
 ) -> np.ndarray:
-    """(n, species) class probabilities; column j is row j of the species table.
+    """(n, species) float32 class probabilities; column j is row j of the species table.
 
-    The forest's column j is species ``forest.classes_[j]``, not species j: columns are
-    placed at the species' position in the species table, unseen species get 0.
+    The forest's column j is species ``forest.classes[j]``, not species j: columns are
+    placed at the species' position in the species table, unseen species get 0. Rows are
+    split in ``n_jobs`` blocks predicted in threads (scipy's sparse product frees the GIL).
     """
-    full = np.zeros((len(features), len(species)), dtype=np.float64)
-    full[:, species_columns(species, forest.classes_)] = forest.predict_proba(features)
+    full = np.zeros((len(features), len(species)), dtype=np.float32)
+    columns = species_columns(species, forest.classes)
+    bounds = np.linspace(0, len(features), max(1, min(n_jobs, len(features))) + 1, dtype=int)
+
+    def fill(start: int, stop: int) -> None:
+        full[start:stop, columns] = forest.probabilities(features[start:stop])
+
+    with ThreadPoolExecutor(len(bounds) - 1) as pool:
+        list(pool.map(fill, bounds[:-1], bounds[1:]))
     return full
 
 
 def forest_predictions(
-    forest: RandomForestClassifier,
+    forest: CompactForest,
     features: np.ndarray,
     observation_ids: np.ndarray,
     species: pd.DataFrame,
     k: int,
     chunk_rows: int = 2_000,
+    n_jobs: int = 1,
 ) -> Predictions:
     """Top-k of the forest's class probabilities (``forest_probabilities``), chunk by chunk."""
     species_ids = species["species_id"].to_numpy()
     ids, scores = [], []
     for start in tqdm(range(0, len(features), chunk_rows), desc="forest", mininterval=2):
-        full = forest_probabilities(forest, features[start : start + chunk_rows], species)
+        chunk = features[start : start + chunk_rows]
+        full = forest_probabilities(forest, chunk, species, n_jobs)
         best_ids, best_scores = top_k(full, k, species_ids)
         ids.append(best_ids)
         scores.append(best_scores)
@@ -196,6 +261,7 @@ def random_forest_predictions(
             species,
             k,
             chunk_rows,
+            n_jobs,
         )
         for name, frame in queries.items()
     }

@@ -160,13 +160,14 @@ class ExperimentModel(PointModel):
 
 
 class ForestModel(PointModel):
-    """The random forest that ``predict_random_forest`` fitted and saved."""
+    """The random forest that ``predict_random_forest`` fitted and saved (its compact
+    arrays, ``geolifeclef.baselines.forest_file``), predicting in ``n_jobs`` threads."""
 
     def __init__(self, name: str, forest_path: str, species: pd.DataFrame, n_jobs: int = 1):
 
         self.name = name
         self.forest, names = load_forest(forest_path)
-        self.forest.n_jobs = n_jobs
+        self.n_jobs = n_jobs
         # Any non-empty subset of POINT_FEATURES, in their order (feature_names' order).
         choices = [
             c
@@ -189,7 +190,7 @@ class ForestModel(PointModel):
         values = pd.DataFrame(np.asarray(env, dtype=np.float32), columns=list(ENV_VARIABLES))
         values.insert(0, "observation_id", ids)
         features = feature_matrix(points, self.groups, TabularSources(values, self.source))
-        return forest_probabilities(self.forest, features, self.species)
+        return forest_probabilities(self.forest, features, self.species, self.n_jobs)
 
 
 class KnnPointModel(PointModel):
