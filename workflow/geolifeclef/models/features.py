@@ -152,7 +152,7 @@ class ModelBatch:
             for modality in self.cnn_modalities
             for source in DERIVED_MODALITIES.get(modality, (modality,))
         }
-        stats = None if self.stats is None else self.stats["patches"]
+        stats = None if self.stats is None else self.stats.get("patches")
         twice = [s for s, d in sources.items() if s in CONTINUOUS_MODALITIES and _normalized(d)]
         if stats is not None and twice:
             raise ValueError(
