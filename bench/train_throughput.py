@@ -9,8 +9,9 @@ observations in 9 minutes)::
         --compile
 
 ``--store encoded`` reads the encoded store instead (JPEGs decoded on the GPU, TIFFs in
-the loader workers). On a CPU it runs on a tiny input (``--tiny``: 256 observations of
-32 px, the small CNN)::
+the loader workers). The workers ship raw uint8/int16 patches; normalisation and
+augmentation run on the device, as in training. On a CPU it runs on a tiny input
+(``--tiny``: 256 observations of 32 px, the small CNN)::
 
     .venv/bin/python bench/train_throughput.py /tmp/glc-throughput --tiny
 
@@ -77,24 +78,27 @@ def measure(args: argparse.Namespace) -> dict:
     folder = Path(args.folder)
     cache, stats = prepare_cache(folder, args)
     modalities = tuple(args.modalities.split(","))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    # As training reads them (experiments.trained): raw patches from the workers, made into
+    # the model's inputs on the device; an encoded store's JPEGs decoded there on CUDA.
     dataset = GlcDataset(
         cache,
         modalities=modalities,
         stats=stats,
-        transform=ModelBatch((), modalities),
-        # An encoded store's JPEGs are decoded on the GPU, as training does on CUDA.
-        jpeg_device="cuda" if torch.cuda.is_available() else None,
+        transform=ModelBatch((), modalities, json.loads(Path(stats).read_text())),
+        raw_patches=True,
+        jpeg_device="cuda" if device.type == "cuda" else None,
     )
     loader = make_loader(
         dataset,
         args.batch_size,
         shuffle=True,
         num_workers=args.workers,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=device.type == "cuda",
         drop_last=True,
         prefetch_factor=4 if args.workers else None,
+        device=device,
     )
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_model(
         ModelConfig(
             kind="cnn",

@@ -4,9 +4,15 @@ import numpy as np
 import pytest
 
 from geolifeclef.predictions import blend_fit
-from geolifeclef.predictions.blend_fit import fit_blend, fit_weights, spatial_folds
-from geolifeclef.predictions.metrics import hits
-from geolifeclef.predictions.table import Predictions, check_predictions
+from geolifeclef.predictions.blend_fit import (
+    SHIFTS,
+    CandidateScores,
+    fit_blend,
+    fit_weights,
+    spatial_folds,
+)
+from geolifeclef.predictions.metrics import KAGGLE_K, hits
+from geolifeclef.predictions.table import Predictions, blend, check_predictions
 
 N_SPECIES, K = 80, 40
 
@@ -71,9 +77,9 @@ def test_each_fold_is_blended_with_weights_that_never_saw_it(val, monkeypatch):
     seen = []
     original = blend_fit.fit_weights
 
-    def spy(fitted_members, fitted_labels):
-        seen.append(set(fitted_members[0].observation_id.tolist()))
-        return original(fitted_members, fitted_labels)
+    def spy(candidates):
+        seen.append(set(candidates.observation_id.tolist()))
+        return original(candidates)
 
     monkeypatch.setattr(blend_fit, "fit_weights", spy)
     ids = members[0].observation_id
@@ -96,5 +102,113 @@ def test_spatial_folds_keep_whole_cells():
 
 def test_the_best_single_member_is_kept_when_nothing_helps(val):
     members, labels, _, _ = val
-    weights = fit_weights([members[0], members[0]], labels)
+    weights = fit_weights(CandidateScores.build([members[0], members[0]], labels))
     assert sorted(weights.tolist()) == [0.0, 1.0]
+
+
+# The fit before candidate score matrices (a merge and re-sort of the members' lists for
+# every trial), kept as the reference the new one must reproduce.
+
+
+def _merged_error(members, weights, labels):
+    used = [(m, w) for m, w in zip(members, weights, strict=True) if w > 0]
+    k = max(m.k for m, _ in used)
+    mixed = blend([m for m, _ in used], [w for _, w in used], k)
+    return 1.0 - float(hits(mixed.species_ids, labels, KAGGLE_K).mean())
+
+
+def _merged_fit(members, labels):
+    n = len(members)
+    singles = [_merged_error(members, np.eye(n)[i], labels) for i in range(n)]
+    weights, error = np.eye(n)[int(np.argmin(singles))], min(singles)
+    improved = True
+    while improved:
+        improved = False
+        for shift in SHIFTS:
+            for i in range(n):
+                for sign in (1, -1):
+                    if sign > 0:
+                        candidate = weights + shift * (np.eye(n)[i] - weights)
+                    else:
+                        candidate = weights.copy()
+                        candidate[i] = max(0.0, candidate[i] - shift)
+                    if candidate.sum() <= 0:
+                        continue
+                    candidate = candidate / candidate.sum()
+                    if np.allclose(candidate, weights):
+                        continue
+                    trial = _merged_error(members, candidate, labels)
+                    if trial < error - 1e-12:
+                        weights, error, improved = candidate, trial, True
+    return weights
+
+
+def _random_members(seed, n_rows=300, n_species=120, ks=(40, 30, 60, 35)):
+    """Members with overlapping top-K lists of different K, coarse probabilities (many
+    ties, resolved by species id) and labels that no member lists on some rows."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_species, n_rows)
+    members = []
+    for k in ks:
+        raw = np.round(rng.random((n_rows, n_species)) ** 3, 1)  # ties, the label's too
+        raw[np.arange(n_rows), labels] += np.round(rng.random(n_rows) * 0.3, 1)
+        ids = np.argsort(-raw, axis=1, kind="stable")[:, :k]
+        scores = np.take_along_axis(raw, ids, axis=1) / raw.sum(axis=1, keepdims=True)
+        members.append(Predictions(np.arange(n_rows) + 20_000_000, ids, scores.astype(np.float32)))
+    return members, labels
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_candidate_scores_give_the_merged_blend_error_to_the_bit(seed):
+    members, labels = _random_members(seed)
+    candidates = CandidateScores.build(members, labels)
+    assert (candidates.label_column < 0).any()  # some labels are listed by no member
+    rng = np.random.default_rng(seed)
+    for single in np.eye(len(members)):  # ties within one member's list are many
+        assert candidates.error(single) == _merged_error(members, single, labels)
+    for _ in range(40):
+        weights = rng.random(len(members)) * (rng.random(len(members)) < 0.7)
+        weights[rng.integers(len(members))] += 0.1
+        weights /= weights.sum()
+        assert candidates.error(weights) == _merged_error(members, weights, labels)
+    rows = np.flatnonzero(rng.random(len(labels)) < 0.5)
+    weights = np.array([0.2, 0.0, 0.5, 0.3])
+    assert candidates.take(rows).error(weights) == _merged_error(
+        [m.take(rows) for m in members], weights, labels[rows]
+    )
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_fitted_weights_are_those_of_the_merged_fit(seed):
+    members, labels = _random_members(seed)
+    expected = _merged_fit(members, labels)
+    assert np.array_equal(fit_weights(CandidateScores.build(members, labels)), expected)
+    assert (expected > 0).sum() > 1  # a real blend, not one member
+
+
+def test_a_tie_decided_by_the_last_bit_of_the_sums_is_decided_as_blend_does():
+    # 29 species well ahead; then the label (100) and species 101 compete for the 30th
+    # place. Their weighted sums are equal but for the last bit, and which is larger
+    # depends on the order of the additions: blend() adds the first member's share to the
+    # sum of the others (np.add.reduceat), a plain left-to-right sum would tie them.
+    weights = np.array([5.0, 5.0, 7.0]) / 17
+    label_values = np.array([0.51, 0.91, 0.2], dtype=np.float32)
+    other_values = label_values[[1, 0, 2]]
+    shares = weights / weights.sum()
+    label_terms = shares * label_values.astype(np.float64)
+    other_terms = shares * other_values.astype(np.float64)
+    in_order = [t[0] + t[1] + t[2] for t in (label_terms, other_terms)]
+    as_blend = [t[0] + (t[1] + t[2]) for t in (label_terms, other_terms)]
+    assert in_order[0] == in_order[1] and as_blend[0] < as_blend[1]
+    leaders = np.arange(29)
+    members = [
+        Predictions(
+            np.array([7]),
+            np.r_[leaders, 100, 101][None, :],
+            np.r_[np.full(29, 0.9, np.float32), label_values[m], other_values[m]][None, :],
+        )
+        for m in range(3)
+    ]
+    labels = np.array([100])
+    assert _merged_error(members, weights, labels) == 1.0  # the label is 31st
+    assert CandidateScores.build(members, labels).error(weights) == 1.0

@@ -1,5 +1,6 @@
 """The torch Dataset/DataLoader over the patch caches, the env table and the env patches."""
 
+import json
 import pickle
 
 import numpy as np
@@ -7,10 +8,15 @@ import pandas as pd
 import pytest
 import torch
 
-from geolifeclef.data.dataset import GlcDataset, make_loader
+from geolifeclef.data.dataset import GlcDataset, make_loader, to_device
+from geolifeclef.experiments.training import augment_patches
 from geolifeclef.layout import ENV_VARIABLES, MODALITIES
+from geolifeclef.models.features import ModelBatch, RawPatches, ndvi
 from geolifeclef.patches.cache import build_patch_cache, open_patch_cache
+from geolifeclef.patches.decode import EncodedJpegs
 from geolifeclef.patches.store import CacheSpec
+from geolifeclef.settings.configs import AugmentConfig
+from geolifeclef.settings.inputs import DERIVED_MODALITIES
 
 
 def test_samples_hold_the_cache_rows_env_values_coordinates_and_labels(extracted):
@@ -138,3 +144,146 @@ def test_env_only_dataset_and_drop_filled(extracted, tiny_demo, tmp_path):
     assert 10000001 not in kept.observation_ids
     with pytest.raises(KeyError, match="holds"):
         GlcDataset(tmp_path / "val", modalities=("nir",), normalize=False)
+
+
+# --------------------------------------------------------------------------------------
+# Raw patches shipped, made into model inputs on the device: the same batches as before
+# --------------------------------------------------------------------------------------
+
+
+class _ModelBatchBefore:
+    """The patches of ``ModelBatch`` before raw shipping (kept as the reference): made in
+    the workers from the dataset's normalised float32 patches, NDVI from them with the
+    normalisation undone."""
+
+    def __init__(self, cnn_modalities, stats):
+        self.cnn_modalities, self.stats = cnn_modalities, stats
+
+    def __call__(self, batch):
+        return {"patches": {m: self._patch(batch, m) for m in self.cnn_modalities}}
+
+    def _patch(self, batch, modality):
+        if modality not in DERIVED_MODALITIES:
+            return batch[modality]
+        if modality == "ndvi":
+            return ndvi(self._raw(batch, "rgb")[:, :1], self._raw(batch, "near_ir"))
+        return batch["rgb"][:, ("red", "green", "blue").index(modality)][:, None]
+
+    def _raw(self, batch, modality):
+        entry = self.stats["patches"][modality]
+        mean = torch.tensor(entry["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(entry["std"], dtype=torch.float32).view(1, -1, 1, 1)
+        return batch[modality].float() * std.clamp_min(1e-6) + mean
+
+
+def _augment_before(patches, config, generator):
+    """``augment_patches`` before it ran on the device: a rotation per sample."""
+    first = next(iter(patches.values()))
+    batch = first.shape[0]
+    flips = torch.rand(batch, generator=generator) < 0.5 if config.flip else None
+    turns = torch.randint(0, 4, (batch,), generator=generator) if config.rotate else None
+    scale = 1 + (torch.rand(batch, generator=generator) * 2 - 1) * config.brightness
+    out = {}
+    for modality, t in patches.items():
+        shape = (-1, *([1] * (t.dim() - 1)))
+        t = torch.where(flips.view(shape), t.flip(-1), t)
+        t = torch.stack([torch.rot90(t[i], int(turns[i]), dims=(-2, -1)) for i in range(batch)])
+        if modality in ("rgb", "near_ir") and t.is_floating_point():
+            t = t * scale.to(t.dtype).view(shape)
+        out[modality] = t
+    return out
+
+
+@pytest.fixture(scope="module")
+def encoded_val(tiny_demo, extracted, tmp_path_factory):
+    """The val split in an encoded store (JPEG and TIFF bytes as in the archive)."""
+    folder = tmp_path_factory.mktemp("encoded") / "val"
+    observations = pd.read_parquet(extracted["tables"]["val"])
+    build_patch_cache(tiny_demo[0], observations, folder, CacheSpec(32, "resize", store="encoded"))
+    return folder
+
+
+@pytest.mark.parametrize("store", ["decoded", "encoded"])
+@pytest.mark.parametrize(
+    "modalities",
+    [("rgb", "near_ir", "ndvi"), ("altitude",), ("landcover",), ("near_ir", "green", "blue")],
+)
+@pytest.mark.parametrize("augment", [False, True])
+def test_raw_patches_made_on_the_device_equal_the_batches_before(
+    extracted, encoded_val, store, modalities, augment
+):
+    """The same rows through the loader before (normalised float32 from the workers,
+    augmented before the transfer) and now (raw from the workers; JPEGs of an encoded
+    store still encoded, as on a GPU; normalised, derived and augmented after it)."""
+    cache = extracted["patches"] / "val" if store == "decoded" else encoded_val
+    stats = json.loads(extracted["stats"].read_text())
+    sources = tuple(dict.fromkeys(s for m in modalities for s in DERIVED_MODALITIES.get(m, (m,))))
+    before_set = GlcDataset(
+        cache, modalities=sources, stats=stats, transform=_ModelBatchBefore(modalities, stats)
+    )
+    now_set = GlcDataset(
+        cache,
+        modalities=sources,
+        stats=stats,
+        transform=ModelBatch((), modalities, stats),
+        raw_patches=True,
+        jpeg_device="cpu",  # where an encoded store's JPEGs are decoded: after the transfer
+    )
+    rows = list(range(0, len(now_set), 3))
+    before = before_set.__getitems__(rows)["patches"]
+    shipped = now_set.__getitems__(rows)["patches"]
+    assert isinstance(shipped, RawPatches) and set(shipped.sources) == set(sources)
+    for source, data in shipped.sources.items():
+        if isinstance(data, EncodedJpegs):
+            assert store == "encoded" and data.mean is None  # decoded to uint8, then made
+        else:
+            assert data.dtype == {"altitude": torch.int16}.get(source, torch.uint8)
+    now = to_device({"patches": shipped}, "cpu")["patches"]
+    if augment:
+        config = AugmentConfig(flip=True, rotate=True, brightness=0.3)
+        before = _augment_before(before, config, torch.Generator().manual_seed(7))
+        now = augment_patches(now, config, torch.Generator().manual_seed(7))
+    assert set(now) == set(modalities)
+    for modality in modalities:
+        assert now[modality].dtype == before[modality].dtype, modality
+        # NDVI before came from reflectances with the normalisation undone (float32
+        # rounding); now from the raw integers: equal to float32 precision.
+        tolerance = 2e-6 if modality == "ndvi" else 0
+        torch.testing.assert_close(now[modality], before[modality], rtol=0, atol=tolerance)
+    if augment and "rgb" in modalities:  # the augmentation did something
+        assert not torch.equal(now["rgb"], to_device({"patches": shipped}, "cpu")["patches"]["rgb"])
+
+
+def test_the_loader_ships_raw_patches_and_yields_them_made(extracted):
+    """Through worker processes: the batches shipped hold uint8/int16 patches, and the
+    loader yields them made into the model's float32 inputs (as ``to_device`` makes them)."""
+    stats = json.loads(extracted["stats"].read_text())
+    modalities = ("rgb", "ndvi", "altitude", "landcover")
+    dataset = GlcDataset(
+        extracted["patches"] / "train",
+        modalities=("rgb", "near_ir", "altitude", "landcover"),
+        stats=stats,
+        transform=ModelBatch(("coordinates",), modalities, stats),
+        raw_patches=True,
+    )
+    loader = make_loader(dataset, batch_size=32, shuffle=True, num_workers=2, seed=1)
+    shipped = next(iter(loader.loader))["patches"]  # what crosses from the workers
+    assert {s: d.dtype for s, d in shipped.sources.items()} == {
+        "rgb": torch.uint8,
+        "near_ir": torch.uint8,
+        "altitude": torch.int16,
+        "landcover": torch.uint8,
+    }
+    made = next(iter(loader))
+    assert {m: made["patches"][m].dtype for m in modalities} == {
+        "rgb": torch.float32,
+        "ndvi": torch.float32,
+        "altitude": torch.float32,
+        "landcover": torch.uint8,
+    }
+    position = {int(i): k for k, i in enumerate(dataset.observation_ids)}
+    rows = [position[int(i)] for i in made["observation_id"]]
+    direct = to_device(dataset.__getitems__(rows), "cpu")
+    for modality in modalities:
+        assert torch.equal(made["patches"][modality], direct["patches"][modality])
+    assert torch.equal(made["tabular"], direct["tabular"])

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from geolifeclef.data.dataset import to_device
 from geolifeclef.experiments.jobs import read_job, write_job
 from geolifeclef.models.features import ModelBatch, ndvi, unit_sphere
 from geolifeclef.settings.experiment import ExperimentSettings, experiment_inputs, weight_settings
@@ -92,25 +93,33 @@ def test_model_batch_builds_tabular_features_and_patches():
             m: {"mean": [10.0] * c, "std": [2.0] * c} for m, c in (("rgb", 3), ("near_ir", 1))
         }
     }
-    raw_rgb = torch.arange(2 * 3 * 16, dtype=torch.float32).reshape(2, 3, 4, 4)
-    raw_nir = torch.full((2, 1, 4, 4), 40.0)
+    raw_rgb = torch.arange(2 * 3 * 16, dtype=torch.uint8).reshape(2, 3, 4, 4)
+    raw_nir = torch.full((2, 1, 4, 4), 40, dtype=torch.uint8)
     table = torch.arange(2 * len(PATCH_STAT_COLUMNS), dtype=torch.float32).reshape(2, -1)
     batch = {
         "observation_id": torch.tensor([10000001, 20000002]),
         "coords": torch.tensor([[45.0, 3.0], [40.0, -100.0]]),
         "env": torch.ones(2, 27),
-        "rgb": (raw_rgb - 10) / 2,  # as GlcDataset normalises it
-        "near_ir": (raw_nir - 10) / 2,
+        "rgb": raw_rgb,  # as GlcDataset(raw_patches=True) ships them
+        "near_ir": raw_nir,
         "patch_stats": table,
         "label": torch.tensor([5, 6]),
     }
     groups = ("altitude_stats", "env", "country", "coordinates", "landcover_shares")
-    out = ModelBatch(groups, ("green", "ndvi"), stats)(batch)
+    shipped = ModelBatch(groups, ("green", "ndvi"), stats)(batch)
+    # The workers ship the raw sources of the CNN's modalities; the device makes them.
+    assert set(shipped["patches"].sources) == {"rgb", "near_ir"}
+    assert shipped["patches"].sources["rgb"].dtype == torch.uint8
+    out = to_device(shipped, "cpu")
     assert set(out["patches"]) == {"green", "ndvi"}
-    torch.testing.assert_close(out["patches"]["green"], batch["rgb"][:, 1:2])
+    assert out["patches"]["green"].dtype == torch.float32
+    torch.testing.assert_close(out["patches"]["green"], (raw_rgb[:, 1:2].float() - 10) / 2)
     # NDVI from the raw reflectances, by hand for one pixel: (40 - 5) / (40 + 5).
     assert out["patches"]["ndvi"][0, 0, 1, 1].item() == pytest.approx((40 - 5) / 45)
     torch.testing.assert_close(out["patches"]["ndvi"], ndvi(raw_rgb[:, :1], raw_nir))
+    # Patches the dataset normalised already would be normalised twice: refused.
+    with pytest.raises(ValueError, match="raw_patches=True"):
+        ModelBatch(groups, ("green",), stats)({**batch, "rgb": (raw_rgb - 10.0) / 2})
     tabular = out["tabular"]
     assert tabular.shape == (2, sum(TABULAR_SIZES[g] for g in groups))
     torch.testing.assert_close(tabular[:, :27], batch["env"])  # TABULAR_SIZES order

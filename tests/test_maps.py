@@ -272,16 +272,29 @@ def test_a_point_query_is_the_prediction_of_an_observation_there(demo, forest, k
             "knn", str(demo["folder"] / "train.parquet"), species, {"n_neighbors": 20}
         )
         expected = knn_predictions(demo["train"], {"val": val}, species, 30, settings)["val"]
-    answers = query_points(
+    where = (
         model,
         demo["layout"],
         species["species_id"].to_numpy(),
         val["latitude"].to_numpy(),
         val["longitude"].to_numpy(),
     )
+    answers = query_points(*where)
     expected = expected.aligned_to(val["observation_id"].to_numpy())
     answered = [i for i, a in enumerate(answers) if isinstance(a, PointAnswer)]
     assert len(answered) >= 0.9 * len(val)  # the rest lie on sea pixels, as in the real data
+    # Predicted a few rows at a time (chunks that end mid-way and between refused points):
+    # the same answers and refusals.
+    chunked = query_points(*where, chunk_rows=7)
+    assert len(answered) > 7 and len(answered) % 7
+    for one, other in zip(answers, chunked, strict=True):
+        assert type(one) is type(other)
+        if isinstance(one, str):
+            assert one == other
+        else:
+            assert one.region == other.region and one.missing_env == other.missing_env
+            assert np.array_equal(one.species_ids, other.species_ids)
+            assert np.array_equal(one.probabilities, other.probabilities)
     for i in answered:
         assert np.array_equal(answers[i].species_ids, expected.species_ids[i])
         np.testing.assert_allclose(answers[i].probabilities, expected.scores[i], rtol=1e-5)

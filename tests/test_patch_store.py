@@ -187,8 +187,9 @@ def test_jpegs_decoded_later_on_a_device_give_the_same_batches(both_stores):
     deferred = GlcDataset(cache, jpeg_device="cpu", **common)
     direct = GlcDataset(cache, **common)
     raw = deferred.__getitems__([4, 5])
-    assert isinstance(raw["patches"]["rgb"], EncodedJpegs) and len(raw["patches"]["rgb"]) == 2
-    assert isinstance(raw["patches"]["altitude"], torch.Tensor)  # TIFFs: decoded in workers
+    shipped = raw["patches"].sources  # ModelBatch ships the patches to make on the device
+    assert isinstance(shipped["rgb"], EncodedJpegs) and len(shipped["rgb"]) == 2
+    assert isinstance(shipped["altitude"], torch.Tensor)  # TIFFs: decoded in workers
     loaders = [
         make_loader(d, 16, shuffle=True, num_workers=n, seed=2)
         for d, n in ((deferred, 2), (direct, 0))

@@ -35,6 +35,12 @@ of that size and mode. With ``jpeg_device`` (an encoded store on a GPU), the JPE
 modalities stay encoded in the workers and ``make_loader`` decodes them on that device in
 batches. The stores are opened lazily in each process, so the dataset is safe in
 DataLoader worker processes (fork or spawn) and pickles without their arrays.
+
+Training ships less: with ``raw_patches`` the patches leave the workers as read (uint8,
+int16 altitude: a quarter of the bytes of float32 through shared memory and to the GPU)
+and the transform (``geolifeclef.models.features.ModelBatch``) leaves them to be
+normalised, derived and augmented on the training device, after ``make_loader``'s
+transfer (``to_device``).
 """
 
 import json
@@ -50,8 +56,9 @@ from torch.utils.data import DataLoader, Dataset
 from geolifeclef.data.env_windows import ENV_PATCH_IDS, ENV_PATCH_VALUES
 from geolifeclef.errors import MAX_LISTED
 from geolifeclef.layout import CONTINUOUS_MODALITIES, ENV_VARIABLES, PATCH_MODALITIES
+from geolifeclef.models.features import normalize_patches
 from geolifeclef.patches.cache import open_patch_cache
-from geolifeclef.patches.decode import DeviceDecodingLoader, EncodedJpegs, join_encoded
+from geolifeclef.patches.decode import EncodedJpegs, join_encoded
 from geolifeclef.patches.stats import read_patch_stats
 from geolifeclef.patches.store import PatchStore
 
@@ -102,6 +109,11 @@ class GlcDataset(Dataset):
         the JPEG modalities (``rgb``, ``near_ir``). Batches then hold ``EncodedJpegs`` for
         them, which ``make_loader`` decodes, crops or resizes and normalises on that
         device. None (default): decoded in the worker processes, as from a decoded store.
+    raw_patches:
+        True: patches stay in their cache dtypes (and JPEGs decoded on ``jpeg_device``
+        stay uint8) even when ``normalize`` (env values and patch statistics are still
+        standardised), for a ``transform`` that normalises them on the device
+        (``ModelBatch`` with ``stats``).
 
     Samples and batches are dicts of tensors: ``observation_id`` int64, one entry per
     modality ((C, S, S); ``landcover`` always stays uint8 codes, 0 = missing, for an
@@ -124,8 +136,10 @@ class GlcDataset(Dataset):
         transform: Callable[[Batch], Batch] | None = None,
         patch_stats: str | Path | None = None,
         jpeg_device: str | None = None,
+        raw_patches: bool = False,
     ) -> None:
         self.jpeg_device = None
+        self.raw_patches = raw_patches
         if cache_dir is not None:
             cache = open_patch_cache(cache_dir)
             self.cache_dir: Path | None = Path(cache_dir)
@@ -254,8 +268,9 @@ class GlcDataset(Dataset):
                 batch[modality] = self._encoded_jpegs(arrays["store"], modality, rows)
                 continue
             data = torch.from_numpy(arrays["store"].read(modality, rows))
-            if self.normalize and modality in CONTINUOUS_MODALITIES:
-                data = self._normalize_patch(data, modality)
+            if self.normalize and not self.raw_patches and modality in CONTINUOUS_MODALITIES:
+                entry = self.stats["patches"][modality]
+                data = normalize_patches(data, entry["mean"], entry["std"])
             batch[modality] = data
         if self.env is not None:
             env = torch.from_numpy(self.env[positions])
@@ -279,7 +294,7 @@ class GlcDataset(Dataset):
         offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
         np.cumsum([len(blob) for blob in blobs], out=offsets[1:])
         data = np.concatenate(blobs) if blobs else np.zeros(0, np.uint8)
-        entry = self.stats["patches"][modality] if self.normalize else {}
+        entry = self.stats["patches"][modality] if self.normalize and not self.raw_patches else {}
         return EncodedJpegs(
             torch.from_numpy(data),
             torch.from_numpy(offsets),
@@ -290,13 +305,6 @@ class GlcDataset(Dataset):
             tuple(entry["mean"]) if entry else None,
             tuple(entry["std"]) if entry else None,
         )
-
-    def _normalize_patch(self, data: torch.Tensor, modality: str) -> torch.Tensor:
-        entry = self.stats["patches"][modality]
-        mean = torch.tensor(entry["mean"], dtype=torch.float32).view(1, -1, 1, 1)
-        std = torch.tensor(entry["std"], dtype=torch.float32).view(1, -1, 1, 1)
-        # In place: one float batch, not three (at 256 px a batch is ~0.5 GB of floats).
-        return data.float().sub_(mean).div_(std.clamp_min(1e-6))
 
     def _normalize_env(self, values: torch.Tensor) -> torch.Tensor:
         """Standardise env values (B, 27) or windows (B, 27, k, k); NaN -> env_fill."""
@@ -327,11 +335,46 @@ def _gather(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def decoding_on_device(loader: DataLoader) -> DataLoader | DeviceDecodingLoader:
-    """``loader``, or, when its GlcDataset leaves JPEGs encoded (``jpeg_device``), an
-    iterable over it that yields its batches with them decoded on that device."""
-    device = getattr(loader.dataset, "jpeg_device", None)
-    return loader if device is None else DeviceDecodingLoader(loader, device)
+def to_device(batch, device: torch.device | str):
+    """``batch`` (dicts of tensors, at any depth) on ``device``: tensors copied there
+    (asynchronously from pinned memory), and what waits for the device made there: JPEG
+    bytes decoded (``EncodedJpegs``), raw patches made into a model's inputs
+    (``RawPatches``): anything with an ``on_device(device)`` method."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    if hasattr(batch, "on_device"):
+        return batch.on_device(device)
+    return batch
+
+
+class DeviceLoader:
+    """Iterates a DataLoader and yields its batches made on ``device`` (``to_device``):
+    the one place where a training loop's batches meet the GPU."""
+
+    def __init__(self, loader: DataLoader, device: torch.device | str) -> None:
+        self.loader, self.device = loader, torch.device(device)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield to_device(batch, self.device)
+
+    def __getattr__(self, name: str):
+        if name == "loader":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.loader, name)  # sampler, dataset, batch_size, ...
+
+
+def on_device(loader: DataLoader, device: torch.device | str | None = None) -> DeviceLoader:
+    """``loader``'s batches made on ``device`` (default: its GlcDataset's ``jpeg_device``,
+    else the CPU)."""
+    if device is None:
+        device = getattr(loader.dataset, "jpeg_device", None) or "cpu"
+    return DeviceLoader(loader, device)
 
 
 def keep_batch(batch: Batch) -> Batch:
@@ -349,13 +392,15 @@ def make_loader(
     drop_last: bool = False,
     pin_memory: bool = False,
     prefetch_factor: int | None = None,
-) -> DataLoader | DeviceDecodingLoader:
-    """A DataLoader that reads whole batches from the caches (see module docstring).
+    device: torch.device | str | None = None,
+) -> DeviceLoader:
+    """A DataLoader that reads whole batches from the caches (see module docstring),
+    yielding them on ``device`` (``on_device``: default the dataset's ``jpeg_device``,
+    else the CPU).
 
     ``shuffle`` draws a new order each epoch from a generator seeded with ``seed``
     (reproducible runs); ``num_workers`` processes read and normalise batches in parallel
-    (each opens its own memory maps); ``pin_memory`` for faster copies to a GPU. A dataset
-    with ``jpeg_device`` gets its JPEGs decoded on that device (``decoding_on_device``).
+    (each opens its own memory maps); ``pin_memory`` for asynchronous copies to a GPU.
     """
     generator = torch.Generator()
     generator.manual_seed(seed)
@@ -371,7 +416,7 @@ def make_loader(
         persistent_workers=num_workers > 0,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
     )
-    return decoding_on_device(loader)
+    return on_device(loader, device)
 
 
 class JoinedDataset(Dataset):

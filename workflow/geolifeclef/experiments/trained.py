@@ -10,12 +10,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from geolifeclef.data.dataset import GlcDataset, decoding_on_device, keep_batch, make_loader
+from geolifeclef.data.dataset import GlcDataset, keep_batch, make_loader, on_device
 from geolifeclef.experiments.training import distributed_world, pick_device
 from geolifeclef.models.features import ModelBatch
 from geolifeclef.models.networks import build_model
 from geolifeclef.settings.experiment import ExperimentSettings
-from geolifeclef.settings.inputs import DERIVED_MODALITIES
 
 
 @dataclass(frozen=True)
@@ -31,12 +30,10 @@ class ExperimentInputs:
     patch_stats: dict[str, str] = field(default_factory=dict)
 
 
-def jpeg_decoding_device(settings: ExperimentSettings) -> str | None:
+def jpeg_decoding_device() -> str | None:
     """Where an encoded store's JPEGs are decoded: on the GPU when training on CUDA (nvJPEG,
     after the workers), else None (in the workers, on CPU). Derived channels (NDVI, single
-    bands) are computed in the workers from decoded pixels, so they keep CPU decoding."""
-    if set(settings.cnn_modalities) & set(DERIVED_MODALITIES):
-        return None
+    bands) are computed after decoding, on the same device, so they keep GPU decoding."""
     device = pick_device()
     return str(device) if device.type == "cuda" else None
 
@@ -45,7 +42,8 @@ def experiment_dataset(
     inputs: ExperimentInputs, split: str, settings: ExperimentSettings, stats: dict | None = None
 ):
     """The GlcDataset of ``split`` with the transform to model batches; ``stats``: the
-    normalisation statistics (default: read from ``inputs.stats``)."""
+    normalisation statistics (default: read from ``inputs.stats``). Its patches leave the
+    workers raw and are made into the model's inputs on the device (``ModelBatch``)."""
     needed = settings.inputs
     stats = json.loads(Path(inputs.stats).read_text()) if stats is None else stats
     common = {
@@ -58,15 +56,18 @@ def experiment_dataset(
         return GlcDataset(
             inputs.caches[split],
             modalities=needed.patch_modalities,
-            jpeg_device=jpeg_decoding_device(settings),
+            jpeg_device=jpeg_decoding_device(),
+            raw_patches=True,
             **common,
         )
     return GlcDataset(None, observations=inputs.observations[split], modalities=(), **common)
 
 
 def experiment_loader(dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int):
-    """A loader over ``dataset``: sharded by rank under torchrun, one order per seed."""
+    """A loader over ``dataset``: sharded by rank under torchrun, one order per seed; its
+    batches are pinned and made on the training device (``pick_device``)."""
     rank, world = distributed_world()
+    device = pick_device()
     if world > 1 and shuffle:
         sampler = DistributedSampler(
             dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed
@@ -77,16 +78,17 @@ def experiment_loader(dataset, batch_size: int, num_workers: int, shuffle: bool,
             sampler=sampler,
             num_workers=num_workers,
             collate_fn=keep_batch,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=device.type == "cuda",
         )
-        return decoding_on_device(loader)
+        return on_device(loader, device)
     return make_loader(
         dataset,
         batch_size,
         shuffle=shuffle,
         num_workers=num_workers,
         seed=seed,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=device.type == "cuda",
+        device=device,
     )
 
 

@@ -7,7 +7,10 @@ stopping on val top-30, a checkpoint after every epoch (a killed job resumes fro
 epoch), seeded and deterministic on CPU, DistributedDataParallel under torchrun.
 
 Batches are dicts: ``tabular`` (B, F) float, ``patches`` {modality: tensor},
-``label`` (B,) int64 species id (absent for test), ``observation_id`` (B,) int64.
+``label`` (B,) int64 species id (absent for test), ``observation_id`` (B,) int64. They
+come on the device from the loader (``geolifeclef.data.dataset.make_loader``), or are
+moved there first (``to_device``: raw patches are then normalised and derived there);
+augmentation runs on the device too.
 """
 
 import logging
@@ -26,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from geolifeclef.atomic import atomic_path
+from geolifeclef.data.dataset import to_device
 from geolifeclef.predictions.metrics import (
     KAGGLE_ERROR,
     REPORTED_KS,
@@ -73,18 +77,6 @@ def init_distributed() -> bool:
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     torch.distributed.init_process_group(backend)
     return True
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    out = {}
-    for key, value in batch.items():
-        if isinstance(value, torch.Tensor):
-            out[key] = value.to(device, non_blocking=True)
-        elif isinstance(value, dict):
-            out[key] = to_device(value, device)
-        else:
-            out[key] = value
-    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -137,7 +129,10 @@ def learning_rate_factor(config: TrainConfig, progress: float) -> float:
 def augment_patches(
     patches: dict[str, torch.Tensor], config: AugmentConfig, generator: torch.Generator
 ) -> dict[str, torch.Tensor]:
-    """The same random flip/rotation for every modality of a sample; brightness on imagery."""
+    """The same random flip/rotation for every modality of a sample; brightness on imagery.
+
+    The draws come from ``generator`` (on the CPU) whatever the patches' device, so a seed
+    gives the same augmentation on a GPU as on the CPU; square patches."""
     if not patches:
         return patches
     first = next(iter(patches.values()))
@@ -152,8 +147,13 @@ def augment_patches(
         t = tensor
         if flips is not None:
             t = torch.where(_expand(flips, t), t.flip(-1), t)
-        if turns is not None:
-            t = torch.stack([torch.rot90(t[i], int(turns[i]), dims=(-2, -1)) for i in range(batch)])
+        if turns is not None:  # whole-batch rotations, selected per sample (no loop on B)
+            turned = t
+            for k in (1, 2, 3):
+                turned = torch.where(
+                    _expand(turns == k, t), torch.rot90(t, k, dims=(-2, -1)), turned
+                )
+            t = turned
         if scale is not None and modality in ("rgb", "near_ir") and t.is_floating_point():
             t = t * _expand(scale.to(t.dtype), t)
         out[modality] = t
@@ -341,11 +341,12 @@ def train_step(
     device: torch.device,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """One optimisation step on a batch: augmentation, forward (mixed precision on CUDA),
-    backward, gradient clipping, update. Returns the loss (on the device)."""
+    """One optimisation step on a batch: augmentation (on the device), forward (mixed
+    precision on CUDA), backward, gradient clipping, update. Returns the loss (on the
+    device)."""
+    batch = to_device(batch, device)  # a no-op for a loader's batches, already there
     if batch.get("patches"):
         batch = {**batch, "patches": augment_patches(batch["patches"], config.augment, generator)}
-    batch = to_device(batch, device)
     with _autocast(device, enabled=config.amp):
         logits = model(batch)
     loss = loss_fn(logits, batch["label"])

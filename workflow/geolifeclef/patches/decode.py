@@ -16,9 +16,10 @@ checked at 1/8 scale: the whole entropy-coded stream is parsed (where every deco
 error arises) without the inverse DCT and colour conversion, 1.3-1.8x faster.
 
 On CUDA, ``EncodedJpegs`` carries a batch's JPEG bytes out of the DataLoader workers, and
-``decode_on_device`` decodes them on the GPU (nvJPEG through torchvision), then crops or
-resizes and normalises them there. nvJPEG's IDCT is not libjpeg-turbo's: pixels may
-differ by a few levels from the CPU path (``bench/bench_gpu_decode.py`` reports it).
+the loader's move to the device (``geolifeclef.data.dataset.to_device``) decodes them on
+the GPU (nvJPEG through torchvision), then crops or resizes (and normalises) them there.
+nvJPEG's IDCT is not libjpeg-turbo's: pixels may differ by a few levels from the CPU path
+(``bench/bench_gpu_decode.py`` reports it).
 """
 
 import dataclasses
@@ -34,6 +35,7 @@ import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from geolifeclef.layout import PATCH_MODALITIES
+from geolifeclef.models.features import normalize_patches
 from geolifeclef.patches.files import PatchFileError
 from geolifeclef.patches.geometry import transform_batch
 
@@ -142,11 +144,11 @@ class EncodedJpegs:
                 images = decode_jpeg(blobs, mode=mode, device=device)
             out[torch.tensor(present, device=device)] = torch.stack(images)
         out = crop_or_resize(out, self.size, self.mode)
-        if self.mean is None:
-            return out
-        mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=device).view(1, -1, 1, 1)
-        return (out.float() - mean) / std.clamp_min(1e-6)
+        return out if self.mean is None else normalize_patches(out, self.mean, self.std)
+
+    def on_device(self, device: torch.device | str) -> torch.Tensor:
+        """``decode``: what ``geolifeclef.data.dataset.to_device`` calls."""
+        return self.decode(device)
 
 
 def join_encoded(pieces: list[EncodedJpegs], order: torch.Tensor) -> EncodedJpegs:
@@ -174,33 +176,3 @@ def crop_or_resize(batch: torch.Tensor, size: int, mode: str) -> torch.Tensor:
     sums = blocks.sum(dim=(3, 5), dtype=torch.int32)
     area = factor * factor
     return torch.div(sums + area // 2, area, rounding_mode="floor").to(batch.dtype)
-
-
-def decode_on_device(batch, device: torch.device | str):
-    """``batch`` with every ``EncodedJpegs`` in it (at any depth of dicts) decoded on
-    ``device``; everything else as it is."""
-    if isinstance(batch, EncodedJpegs):
-        return batch.decode(device)
-    if isinstance(batch, dict):
-        return {key: decode_on_device(value, device) for key, value in batch.items()}
-    return batch
-
-
-class DeviceDecodingLoader:
-    """Iterates a DataLoader whose batches hold ``EncodedJpegs``, and yields them decoded
-    on ``device`` (the one place where the GPU decoding of a training loop happens)."""
-
-    def __init__(self, loader, device: torch.device | str) -> None:
-        self.loader, self.device = loader, torch.device(device)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        for batch in self.loader:
-            yield decode_on_device(batch, self.device)
-
-    def __getattr__(self, name: str):
-        if name == "loader":  # not set yet (copy, pickle): no recursion
-            raise AttributeError(name)
-        return getattr(self.loader, name)  # sampler, dataset, batch_size, ...
