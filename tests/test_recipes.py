@@ -47,7 +47,7 @@ def shrunk(recipe: dict) -> dict:
         recipe,
         {
             "demo": {"scale": "tiny", "seed": 7},
-            "patches": {"size": 64},
+            "patches": {"size": 64, "shards": 2},  # the store as the recipe says
             "predictions": {"top_k": 30},
             "baselines": {"random_forest": {"n_estimators": 2, "max_depth": 4}},
             "experiments": experiments,
