@@ -7,8 +7,14 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import REPO, run_snakemake
+from snakemake.utils import validate
 
+RECIPES = sorted((REPO / "config" / "recipes").glob("*.yaml"))
 RECIPE = REPO / "config" / "recipes" / "glc2022-winners.yaml"
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+# Above it the decoded store outgrows disks: 190 GB at 128 px, 760 GB at 256 px for the
+# archive's 1.66 M observations, against ~57 GB encoded at any size.
+DECODED_MAX_SIZE = 64
 # The same family, tiny: timm's test models stand in for ResNet-34 and MobileNetV3.
 TINY_BACKBONES = {"resnet34": "test_resnet", "mobilenetv3_large_100": "test_efficientnet"}
 
@@ -41,11 +47,22 @@ def shrunk(recipe: dict) -> dict:
         recipe,
         {
             "demo": {"scale": "tiny", "seed": 7},
-            "patches": {"size": 64},
+            "patches": {"size": 64, "shards": 2},  # the store as the recipe says
             "predictions": {"top_k": 30},
             "baselines": {"random_forest": {"n_estimators": 2, "max_depth": 4}},
             "experiments": experiments,
         },
+    )
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda path: path.name)
+def test_no_recipe_keeps_decoded_patches_above_64_px(recipe):
+    config = yaml.safe_load(recipe.read_text())
+    validate(config, str(SCHEMA))  # as the Snakefile does: a valid config, defaults filled
+    patches = config["patches"]
+    assert patches["store"] == "encoded" or patches["size"] <= DECODED_MAX_SIZE, (
+        f"{recipe}: patches.size {patches['size']} in the {patches['store']} store takes "
+        f"{7 * patches['size'] ** 2 / 1000:.0f} kB per observation; set patches.store: encoded"
     )
 
 

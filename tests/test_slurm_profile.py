@@ -1,11 +1,14 @@
 """The SLURM profile against a real single-node SLURM cluster (``make test-slurm``).
 
-Runs only when a cluster answers (SLURM_CONF set by tools/local-slurm/start.sh); the
-default test run skips it. It runs the demo workflow with ``--profile profiles/slurm``,
-checks that every rule but the Snakefile's light ``localrules`` became a SLURM job (each
-split's patch cache as two shard jobs and a gather job) and that GPU rules got a GPU, then
-changes one experiment's training setting and checks that exactly that experiment's chain
-is rerun: its training, prediction and blends on the cluster, its scoring beside it.
+The cluster tests run only when a cluster answers (SLURM_CONF set by
+tools/local-slurm/start.sh); the default test run skips them. They run the demo workflow
+with ``--profile profiles/slurm``, check that every rule but the Snakefile's light
+``localrules`` became a SLURM job (each split's patch cache as two shard jobs and a gather
+job), that GPU rules got a GPU and that every job got from SLURM the CPUs of its threads
+and the memory of its ``mem_mb`` (from the cluster's own record of each job), then change
+one experiment's training setting and check that exactly that experiment's chain is
+rerun: its training, prediction and blends on the cluster, its scoring beside it. The
+profile's own checks need no cluster.
 """
 
 import os
@@ -18,8 +21,9 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import REPO, snakemake_command
+from snakemake_executor_plugin_slurm_jobstep import get_cpu_setting
 
-pytestmark = pytest.mark.slurm
+PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 
 # Target rules, and the Snakefile's `localrules` (seconds of work each).
 TARGET_RULES = {"all", "submission", "observations"}
@@ -30,6 +34,21 @@ LOCAL_RULES = TARGET_RULES | {
     "select_submission",
 }
 GPU_RULES = {"train_model"}
+# The rules that need more than the profile's default CPUs, memory or time on the archive.
+COSTLY_RULES = {
+    "cache_patch_shard",
+    "compute_patch_stats",
+    "extract_env",
+    "extract_env_patches",
+    "compute_normalization_stats",
+    "predict_random_forest",
+    "predict_knn",
+    "train_model",
+    "refit_model",
+    "predict_model",
+    "fit_blend",
+    "map_model",
+}
 TIMEOUT = int(os.environ.get("SLURM_TEST_TIMEOUT", "1500"))
 
 
@@ -38,6 +57,96 @@ def _cluster_up() -> bool:
         return False
     state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
     return state.returncode == 0 and state.stdout.strip() in {"idle", "mixed", "allocated"}
+
+
+def profile() -> dict:
+    return yaml.safe_load(PROFILE.read_text())
+
+
+def first_attempt(expression) -> int:
+    """A figure of the profile ("8000 * attempt", as Snakemake evaluates it) at attempt 1."""
+    return eval(str(expression), {"__builtins__": {}}, {"attempt": 1})
+
+
+def profile_mem_mb(rule: str) -> int:
+    """The memory (MB) the profile asks for ``rule`` at the first attempt."""
+    settings = profile()
+    resources = {**settings["default-resources"], **settings["set-resources"].get(rule, {})}
+    return first_attempt(resources["mem_mb"])
+
+
+class PluginResources(dict):
+    """A job's resources as the SLURM plugin reads them: by key and as attributes."""
+
+    __getattr__ = dict.__getitem__
+
+
+class PluginJob:
+    """What the SLURM plugin reads of a job to ask for CPUs: its threads and resources."""
+
+    def __init__(self, threads: int, resources: dict) -> None:
+        self.threads = threads
+        self.resources = PluginResources(resources)
+
+
+def test_the_plugin_asks_slurm_for_each_jobs_threads_under_the_profile():
+    # A `cpus_per_task` resource would win over every rule's threads (the plugin's
+    # get_cpu_setting): a job of 8 threads must ask for 8 CPUs, a GPU job for its threads.
+    defaults = profile()["default-resources"]
+    assert get_cpu_setting(PluginJob(8, defaults), gpu=False) == "--cpus-per-task=8"
+    assert get_cpu_setting(PluginJob(13, {**defaults, "gpu": 1}), gpu=True) == "--cpus-per-task=13"
+
+
+def test_the_profile_sizes_every_costly_rule_and_names_only_real_rules():
+    settings = profile()
+    for rule in COSTLY_RULES:
+        resources = settings["set-resources"].get(rule, {})
+        assert {"mem_mb", "runtime"} <= set(resources), f"{PROFILE}: {rule} lacks mem_mb/runtime"
+        assert profile_mem_mb(rule) > profile_mem_mb("<default>"), f"{rule}: no more memory"
+    rules = {
+        name
+        for path in (REPO / "workflow" / "rules").glob("*.smk")
+        for name in re.findall(r"^rule (\w+):", path.read_text(), flags=re.M)
+    }
+    named = set(settings["set-resources"]) | set(settings["set-threads"])
+    assert named <= rules, f"{PROFILE} names rules that do not exist: {named - rules}"
+
+
+def job_caps() -> tuple[int, int]:
+    """The most threads and memory (MB) a job of the test may ask for: the profile asks
+    for what the archive needs (13 CPUs and 32 GB for a GPU job), more than the test node
+    has. Two jobs side by side: 2 threads each (or the node's CPUs) and half its memory."""
+    node = subprocess.run(
+        ["sinfo", "-h", "-N", "-o", "%c %m"], capture_output=True, text=True, check=True
+    )
+    cpus, memory = node.stdout.split()[:2]
+    return min(2, int(cpus)), int(memory) // 2
+
+
+def finished_jobs() -> dict[int, dict[str, str]]:
+    """The cluster's own record of every finished job, by job id: its fields (ProcCnt, the
+    CPUs it was given; Tres, with mem=<MB>M) from the job completion log that slurm.conf
+    names (JobCompLoc; tools/local-slurm/start.sh)."""
+    config = subprocess.run(
+        ["scontrol", "show", "config"], capture_output=True, text=True, check=True
+    ).stdout
+    location = re.search(r"^JobCompLoc\s*=\s*(\S+)", config, flags=re.M)
+    assert location, "the cluster keeps no job completion log (JobCompLoc in slurm.conf)"
+    jobs = {}
+    for line in Path(location[1]).read_text().splitlines():
+        fields = dict(field.split("=", 1) for field in line.split() if "=" in field)
+        jobs[int(fields["JobId"])] = fields
+    return jobs
+
+
+def slurm_job_ids(output: str) -> dict[str, list[int]]:
+    """Per rule, the SLURM job ids of the jobs Snakemake submitted (from its messages)."""
+    ids: dict[str, list[int]] = {}
+    for job_id, rule in re.findall(
+        r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+)/", output
+    ):
+        ids.setdefault(rule, []).append(int(job_id))
+    return ids
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +177,19 @@ def local_jobs(output: str) -> dict[str, list[str]]:
 def run_profile(workdir: Path, *extra: str) -> tuple[str, dict[str, list[str]]]:
     """Run the workflow through the SLURM profile; return its output and, per rule, the
     wildcards of each SLURM job it submitted (from Snakemake's submission messages)."""
+    threads, memory_mb = job_caps()
     command = snakemake_command(
         workdir,
         "--profile",
         str(REPO / "profiles" / "slurm"),
         "submission",
         *extra,
-        # The test cluster's jobs take seconds: poll squeue every 2 s, not the profile's
-        # 20 s that spares a shared slurmctld (MinJobAge 300 >= 3 x 2, SLURM-NOTES.md).
+        # Snakemake's own caps shrink each job's request to fit, as on a cluster of small
+        # nodes (mem_mb's scope is local: a cap per job, not a sum over jobs).
+        "--max-threads",
+        str(threads),
+        "--resources",
+        f"mem_mb={memory_mb}",
         "--slurm-init-seconds-before-status-checks",
         "2",
         cores=None,
@@ -108,6 +222,7 @@ def first_invocation(workdir) -> tuple[str, dict[str, list[str]]]:
     return run_profile(workdir)
 
 
+@pytest.mark.slurm
 def test_every_rule_runs_as_a_slurm_job_and_gpu_rules_get_a_gpu(workdir, first_invocation):
     output, jobs = first_invocation
     ran = set(re.findall(r"^\s*rule (\w+):", output, flags=re.M))
@@ -137,6 +252,33 @@ def test_every_rule_runs_as_a_slurm_job_and_gpu_rules_get_a_gpu(workdir, first_i
     assert frame["Predicted"].str.split().map(len).eq(30).all()
 
 
+@pytest.mark.slurm
+def test_every_job_gets_its_threads_as_cpus_and_its_mem_mb_from_slurm(first_invocation):
+    output, _ = first_invocation
+    threads, memory_mb = job_caps()
+    records = finished_jobs()
+    granted: dict[str, set[tuple[int, int]]] = {}
+    for rule, ids in slurm_job_ids(output).items():
+        assert set(ids) <= set(records), (
+            f"{rule}: no SLURM record of jobs {set(ids) - set(records)}"
+        )
+        for job_id in ids:
+            memory = re.search(r"\bmem=(\d+)M", records[job_id]["Tres"])
+            assert memory, f"job {job_id} ({rule}): {records[job_id]['Tres']}"
+            granted.setdefault(rule, set()).add((int(records[job_id]["ProcCnt"]), int(memory[1])))
+    print("CPUs and MB per rule, as SLURM gave them:", dict(sorted(granted.items())))
+    # Every job's memory is its rule's mem_mb in the profile (capped per job to fit the node).
+    for rule, given in granted.items():
+        assert {mb for _, mb in given} == {min(profile_mem_mb(rule), memory_mb)}, rule
+    # CPUs follow threads: `threads: 2` -> 2 CPUs, no threads -> 1, the profile's 8 and 13
+    # (set-threads) -> the test's cap of 2 (--max-threads), a GPU job included.
+    assert {c for c, _ in granted["generate_demo_dataset"]} == {min(2, threads)}
+    assert {c for c, _ in granted["ingest_observations"]} == {1}
+    assert {c for c, _ in granted["cache_patch_shard"]} == {min(8, threads)}
+    assert {c for c, _ in granted["train_model"]} == {min(13, threads)}
+
+
+@pytest.mark.slurm
 def test_changing_one_experiment_reruns_only_its_chain(workdir, first_invocation):
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     name = sorted(config["experiments"])[0]

@@ -55,7 +55,11 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
     log "munged started (pid $(cat "$STATE_DIR/munged.pid"))"
 fi
 
-cpus=$(nproc)
+cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc obeys both, slurmd does not
+# Two SLURM CPUs per core by default (slurmd takes the configured count: config_overrides):
+# the tests' jobs mostly wait (start-up, polling), and a job of 2 threads gets 2 CPUs, so
+# on 2 cores two such jobs still run side by side.
+cpus=${LOCAL_SLURM_CPUS:-$((2 * cores))}
 memory_mb=$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)  # more drains the node
 for i in $(seq 0 $((N_GPUS - 1))); do
     [ -e "$STATE_DIR/devices/gpu$i" ] || mknod -m 666 "$STATE_DIR/devices/gpu$i" c 1 3
@@ -94,8 +98,13 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
 JobAcctGatherType=jobacct_gather/none
+# A line per finished job (its CPUs, ProcCnt, and memory, Tres mem=): what the test reads
+# to check that each job got its rule's threads and mem_mb (no slurmdbd, so no sacct).
+JobCompType=jobcomp/filetxt
+JobCompLoc=$STATE_DIR/jobcomp.txt
 MinJobAge=300
 ReturnToService=2
+SlurmdParameters=config_overrides
 GresTypes=gpu
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory_mb Gres=gpu:$N_GPUS State=UNKNOWN
 PartitionName=main Nodes=localhost Default=YES MaxTime=INFINITE State=UP
@@ -128,5 +137,5 @@ case "$state" in
         fail "node not idle after ${WAIT_SECONDS}s (state: '${state:-none}'); logs above"
         ;;
 esac
-log "cluster up: node localhost $state, $cpus CPUs, ${memory_mb} MB, $N_GPUS fake GPUs"
+log "cluster up: node localhost $state, $cpus CPUs on $cores cores, ${memory_mb} MB, $N_GPUS fake GPUs"
 echo "export SLURM_CONF=$CONF_DIR/slurm.conf"
