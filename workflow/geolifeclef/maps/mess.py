@@ -123,23 +123,26 @@ def render_mess(
     them it is the most dissimilar of."""
     land_total = negative = 0
     blame = np.zeros(len(columns), dtype=np.int64)
-    with atomic_path(path) as temporary:
-        with rasterio.open(temporary, "w", **geotiff_profile(grid)) as out:
-            for row in range(0, grid.height, TILE):
-                rows = min(TILE, grid.height - row)
-                latitude, longitude = grid.centres(row, row + rows)
-                env, _ = extract_environment(
-                    layout, longitude, latitude, workers=workers, progress=False
-                )
-                land = ~np.isnan(env).all(axis=1)
-                band = np.full(len(latitude), NODATA, dtype=np.float32)
-                values, least = reference.similarity(env[land][:, columns])
-                band[land] = np.nan_to_num(values, nan=NODATA)
-                out.write(band.reshape(rows, grid.width), 1, window=Window(0, row, grid.width, rows))
-                land_total += int(land.sum())
-                below = values < 0
-                negative += int(below.sum())
-                blame += np.bincount(least[below], minlength=len(columns))
+    with (
+        atomic_path(path) as temporary,
+        rasterio.open(temporary, "w", **geotiff_profile(grid)) as out,
+    ):
+        for row in range(0, grid.height, TILE):
+            rows = min(TILE, grid.height - row)
+            latitude, longitude = grid.centres(row, row + rows)
+            env, _ = extract_environment(
+                layout, longitude, latitude, workers=workers, progress=False
+            )
+            land = ~np.isnan(env).all(axis=1)
+            band = np.full(len(latitude), NODATA, dtype=np.float32)
+            values, least = reference.similarity(env[land][:, columns])
+            band[land] = np.nan_to_num(values, nan=NODATA)
+            window = Window(0, row, grid.width, rows)
+            out.write(band.reshape(rows, grid.width), 1, window=window)
+            land_total += int(land.sum())
+            below = values < 0
+            negative += int(below.sum())
+            blame += np.bincount(least[below], minlength=len(columns))
     summary = {
         "region": grid.region,
         "land_cells": land_total,
@@ -155,6 +158,11 @@ def render_mess(
         100 * summary["negative_share"],
     )
     return summary
+
+
+def mess_path(results_dir: str | Path, region: str) -> Path:
+    """Where the workflow keeps a region's MESS map (rule ``map_mess``)."""
+    return Path(results_dir) / "mess" / f"{region}.tif"
 
 
 def mess_at(path: str | Path, latitude: np.ndarray, longitude: np.ndarray) -> np.ndarray:
