@@ -76,6 +76,14 @@ def response_species(species: pd.DataFrame, region: str, settings: ResponseSetti
     return choose_species(species, region, MapSettings(per_bucket=1))
 
 
+def region_sample(sample: PointSample, region: str, rows: int, seed: int = 0) -> PointSample:
+    """``rows`` of the sample's rows in ``region`` (a seeded choice, in their order)."""
+    mine = np.flatnonzero(sample.region == region)
+    if len(mine) > rows:
+        mine = np.sort(np.random.default_rng(seed).choice(mine, rows, replace=False))
+    return sample.subset(mine)
+
+
 def partial_dependence(
     model: PointModel,
     sample: PointSample,
