@@ -12,6 +12,7 @@ import rasterio
 import yaml
 from conftest import run_snakemake
 
+from geolifeclef.layout import ENV_VARIABLES
 from geolifeclef.predictions.table import read_predictions
 
 CONFIG = {
@@ -31,6 +32,8 @@ CONFIG = {
     },
     "blends": {"mlp_knn": {"env_mlp": 1, "knn": 1}},
     "maps": {"resolution": 0.1, "per_bucket": 1},
+    "importance": {"repeats": 1, "top_k": 5},  # top-5: the tiny demo has 60 species
+    "response": {"points": 5, "rows": 50, "top": 2},
 }
 MAPPED = ("knn", "random_forest", "env_mlp", "mlp_knn")
 QUERIED = ("knn", "random_forest", "env_mlp")
@@ -41,7 +44,7 @@ def mapped(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("maps")
     (workdir / "config.yaml").write_text(yaml.safe_dump(CONFIG))
     predictions = [f"results/predictions/{m}/val.parquet" for m in QUERIED]
-    result = run_snakemake(workdir, "maps", *predictions)
+    result = run_snakemake(workdir, "maps", "importance", *predictions)
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir
 
@@ -92,6 +95,7 @@ def test_query_command_gives_the_models_prediction_at_an_observation(mapped, mod
     )
     assert result.returncode in (0, 1), result.stderr  # 1: a point on a sea pixel
     assert "Demo species" in result.stdout
+    assert "the training conditions (MESS" in result.stdout  # results/mess/ is there
     table = pd.read_csv(answers)
     expected = read_predictions(mapped / "results" / "predictions" / model / "val.parquet")
     expected = expected.aligned_to(val["observation_id"].to_numpy())
@@ -126,11 +130,33 @@ def test_query_command_gives_the_models_prediction_at_an_observation(mapped, mod
 
 
 @pytest.mark.slow
+def test_importance_response_curves_and_mess_of_every_mapped_model(mapped):
+    results = mapped / "results"
+    for model in MAPPED:
+        table = pd.read_parquet(results / "importance" / f"{model}.parquet")
+        assert set(table["kind"]) == {"variable", "group"} and len(table) == 29 + 4
+        assert (table["rows"] == 60).all() and (results / "importance" / f"{model}.png").exists()
+        for region in ("fr", "us"):
+            curves = results / "maps" / model / "responses" / region
+            assert len(list(curves.glob("species_*.png"))) == 3  # head, medium, tail
+            assert len(pd.read_parquet(curves / "responses.parquet")) == 3 * 2 * 5
+    # The kNN reads coordinates only: shuffling an env variable changes nothing.
+    knn = pd.read_parquet(results / "importance" / "knn.parquet").set_index("feature")
+    assert (knn.loc[list(ENV_VARIABLES), "increase"] == 0).all()
+    for region in ("fr", "us"):
+        with rasterio.open(results / "mess" / f"{region}.tif") as tif:
+            values = tif.read(1, masked=True)
+            assert values.min() < 0 < values.max()
+
+
+@pytest.mark.slow
 def test_report_and_mlflow_show_the_maps(mapped):
-    result = run_snakemake(mapped, "maps", "--report", str(mapped / "report.html"))
+    result = run_snakemake(mapped, "maps", "importance", "--report", str(mapped / "report.html"))
     assert result.returncode == 0, result.stderr[-4000:]
     report = (mapped / "report.html").read_text()
     assert "richness.png" in report and "correlations.png" in report
+    assert "knn.png" in report  # the importance plots, and the response curves
+    assert "Response curves" in report
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{mapped / 'mlflow.db'}")
@@ -142,3 +168,9 @@ def test_report_and_mlflow_show_the_maps(mapped):
     assert "map_correlation.richness" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "maps/fr")}
     assert "maps/fr/richness.png" in artifacts and "maps/fr/fr.json" in artifacts
+    runs = client.search_runs(
+        [experiment.experiment_id], "tags.`snakemake.rule` = 'importance_model'"
+    )
+    assert {run.data.tags["wildcards.model"] for run in runs} == set(MAPPED)
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id, "importance")}
+    assert len(artifacts) == 2
