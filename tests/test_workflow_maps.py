@@ -44,7 +44,8 @@ def mapped(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("maps")
     (workdir / "config.yaml").write_text(yaml.safe_dump(CONFIG))
     predictions = [f"results/predictions/{m}/val.parquet" for m in QUERIED]
-    result = run_snakemake(workdir, "maps", "importance", *predictions)
+    # The maps and the importance of four models: beyond the default 900 s on a busy machine.
+    result = run_snakemake(workdir, "maps", "importance", *predictions, timeout=1800)
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir
 
