@@ -44,6 +44,7 @@ TRACKED_RULES = frozenset(
         "build_leaderboard",
         "map_model",
         "importance_model",
+        "select_submission",  # registers the submitted model, tagged with the parent run
     }
 )
 """Rules whose jobs log to MLflow: an invocation that runs none gets no parent run."""
