@@ -30,6 +30,7 @@ include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/submission.smk"
 include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/maps.smk"
+include: "workflow/rules/importance.smk"
 
 
 # Seconds of work each (read top-k tables, write a CSV or a plot, log to MLflow): on a

@@ -20,7 +20,10 @@ from geolifeclef.demo.spec import DEMO_SCALES, DemoSpec
 from geolifeclef.evaluation.bootstrap import BlockBootstrap
 from geolifeclef.experiments.jobs import PredictionJob
 from geolifeclef.layout import MODALITIES
+from geolifeclef.maps.importance import VARIABLE_GROUPS, ImportanceSettings
+from geolifeclef.maps.mess import MessSettings
 from geolifeclef.maps.render import MapSettings
+from geolifeclef.maps.response import ResponseSettings
 from geolifeclef.patches.geometry import MODES
 from geolifeclef.patches.store import BAD_FILE_POLICIES, STORES, CacheSpec
 from geolifeclef.settings.configs import (
@@ -92,6 +95,9 @@ SECTIONS = {
     "class_frequency": (section("class_frequency"), BucketThresholds, set()),
     "maps": (section("maps"), MapSettings, set()),
     "evaluation": (section("evaluation"), BlockBootstrap, set()),
+    "importance": (section("importance"), ImportanceSettings, set()),
+    "response": (section("response"), ResponseSettings, set()),
+    "mess": (section("mess"), MessSettings, set()),
 }
 CONFIG_ONLY = {
     # Keys that live in the config but not in the dataclass, and why.
@@ -130,6 +136,7 @@ LIST_ENUMS = {
     ("baselines.random_forest", "features"): FOREST_FEATURE_GROUPS,
     ("experiments.*.model", "tabular"): tuple(TABULAR_SIZES),
     ("patches", "modalities"): MODALITIES,
+    ("importance", "groups"): tuple(VARIABLE_GROUPS),
 }
 
 

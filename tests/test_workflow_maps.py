@@ -10,6 +10,7 @@ import pytest
 import rasterio
 from conftest import GEOLIFECLEF, copy_workdir, read_config, run_snakemake
 
+from geolifeclef.layout import ENV_VARIABLES
 from geolifeclef.predictions.table import read_predictions
 
 CONFIG = read_config("maps")
@@ -21,7 +22,8 @@ QUERIED = ("knn", "random_forest", "env_mlp")
 def mapped(tmp_path_factory, demo_workdir):
     workdir = copy_workdir(demo_workdir, tmp_path_factory.mktemp("maps"), CONFIG)
     predictions = [f"results/predictions/{m}/val.parquet" for m in QUERIED]
-    result = run_snakemake(workdir, "maps", *predictions)
+    # The maps and the importance of four models: beyond the default 900 s on a busy machine.
+    result = run_snakemake(workdir, "maps", "importance", *predictions, timeout=1800)
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir
 
@@ -72,6 +74,7 @@ def test_query_command_gives_the_models_prediction_at_an_observation(mapped, mod
     )
     assert result.returncode in (0, 1), result.stderr  # 1: a point on a sea pixel
     assert "Demo species" in result.stdout
+    assert "the training conditions (MESS" in result.stdout  # results/mess/ is there
     table = pd.read_csv(answers)
     expected = read_predictions(mapped / "results" / "predictions" / model / "val.parquet")
     expected = expected.aligned_to(val["observation_id"].to_numpy())
@@ -96,11 +99,33 @@ def test_query_command_gives_the_models_prediction_at_an_observation(mapped, mod
 
 
 @pytest.mark.slow
+def test_importance_response_curves_and_mess_of_every_mapped_model(mapped):
+    results = mapped / "results"
+    for model in MAPPED:
+        table = pd.read_parquet(results / "importance" / f"{model}.parquet")
+        assert set(table["kind"]) == {"variable", "group"} and len(table) == 29 + 4
+        assert (table["rows"] == 60).all() and (results / "importance" / f"{model}.png").exists()
+        for region in ("fr", "us"):
+            curves = results / "maps" / model / "responses" / region
+            assert len(list(curves.glob("species_*.png"))) == 3  # head, medium, tail
+            assert len(pd.read_parquet(curves / "responses.parquet")) == 3 * 2 * 5
+    # The kNN reads coordinates only: shuffling an env variable changes nothing.
+    knn = pd.read_parquet(results / "importance" / "knn.parquet").set_index("feature")
+    assert (knn.loc[list(ENV_VARIABLES), "increase"] == 0).all()
+    for region in ("fr", "us"):
+        with rasterio.open(results / "mess" / f"{region}.tif") as tif:
+            values = tif.read(1, masked=True)
+            assert values.min() < 0 < values.max()
+
+
+@pytest.mark.slow
 def test_report_and_mlflow_show_the_maps(mapped):
-    result = run_snakemake(mapped, "maps", "--report", str(mapped / "report.html"))
+    result = run_snakemake(mapped, "maps", "importance", "--report", str(mapped / "report.html"))
     assert result.returncode == 0, result.stderr[-4000:]
     report = (mapped / "report.html").read_text()
     assert "richness.png" in report and "correlations.png" in report
+    assert "knn.png" in report  # the importance plots, and the response curves
+    assert "Response curves" in report
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{mapped / 'mlflow.db'}")
@@ -112,3 +137,9 @@ def test_report_and_mlflow_show_the_maps(mapped):
     assert "map_correlation.richness" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "maps/fr")}
     assert "maps/fr/richness.png" in artifacts and "maps/fr/fr.json" in artifacts
+    runs = client.search_runs(
+        [experiment.experiment_id], "tags.`snakemake.rule` = 'importance_model'"
+    )
+    assert {run.data.tags["wildcards.model"] for run in runs} == set(MAPPED)
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id, "importance")}
+    assert len(artifacts) == 2

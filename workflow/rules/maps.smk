@@ -1,6 +1,7 @@
 # Species distribution maps (geolifeclef.maps.render, map_report) of every model that predicts from
 # env values and coordinates alone (geolifeclef.maps.point_models), the demo's true maps, and the
-# model descriptions that `geolifeclef query` reads. Not part of `all`: `maps`.
+# model descriptions that `geolifeclef query` reads, and each region's MESS
+# (geolifeclef.maps.mess: where the maps extrapolate). Not part of `all`: `maps`.
 
 from geolifeclef.layout import REGIONS
 from geolifeclef.settings.mappable import unmappable_reason
@@ -97,6 +98,29 @@ rule map_demo_truth:
         "../scripts/map_demo_truth.py"
 
 
+rule map_mess:
+    input:
+        train=rules.ingest_observations.output.train,
+        env=rules.extract_env.output.table,
+        rasters=[str(p) for p in LAYOUT.raster_files()],
+    output:
+        mess=results("mess/{region}.tif"),
+        summary=results("mess/{region}.json"),
+    log:
+        logs("map_mess/{region}"),
+    benchmark:
+        benchmarks("map_mess/{region}")
+    wildcard_constraints:
+        region=one_of(REGIONS),
+    threads: 1  # as map_demo_truth
+    params:
+        settings=config["mess"],
+        resolution=config["maps"]["resolution"],
+        data_root=str(DATA_ROOT),
+    script:
+        "../scripts/map_mess.py"
+
+
 rule map_model:
     input:
         card=rules.describe_map_model.output.card,
@@ -106,6 +130,8 @@ rule map_model:
         rasters=[str(p) for p in LAYOUT.raster_files()],
         # The demo's true maps, to compare with.
         truth=rules.map_demo_truth.output.maps if USING_DEMO else [],
+        # Where the region's conditions lie outside the training data's: hatched.
+        mess=rules.map_mess.output.mess,
     output:
         maps=report(
             directory(results("maps/{model}/{region}")),

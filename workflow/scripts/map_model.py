@@ -31,6 +31,7 @@ with logging_to(snakemake.log[0]) as log:
         train=read_table(snakemake.input.train),
         truth=snakemake.input.truth or None,
         workers=snakemake.threads,
+        mess=snakemake.input.mess,
     )
     write_map_metrics(metrics, snakemake.output.metrics)
     for entry in metrics["maps"]:

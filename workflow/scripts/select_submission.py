@@ -1,12 +1,16 @@
-"""Snakemake adapter: the configured final submission, checked again
-(geolifeclef.evaluation.submission)."""
+"""Snakemake adapter: the configured final submission, checked again, and its model
+registered in MLflow as the champion (geolifeclef.evaluation.submission)."""
+
+import os
 
 from geolifeclef.data.observations import read_species_ids, read_table
-from geolifeclef.evaluation.submission import select_submission
+from geolifeclef.evaluation.submission import register_champion, select_submission
 from geolifeclef.rule_logging import logging_to
+from geolifeclef.settings.tracking import PARENT_RUN_ENV, Tracking
+from geolifeclef.tracking.runs import _server_reachable
 
-with logging_to(snakemake.log[0]):
-    select_submission(
+with logging_to(snakemake.log[0]) as log:
+    chosen = select_submission(
         snakemake.params.model,
         snakemake.params.candidates,
         dict(zip(snakemake.params.candidates, snakemake.input.candidates, strict=True)),
@@ -15,3 +19,17 @@ with logging_to(snakemake.log[0]):
         read_species_ids(snakemake.input.species),
         snakemake.output.final,
     )
+    candidates = snakemake.params.candidates
+    histories = dict(zip(snakemake.params.experiments, snakemake.input.histories, strict=True))
+    metrics = dict(zip(candidates, snakemake.input.metrics, strict=True))
+    tracking = Tracking.of_invocation()
+    if _server_reachable(tracking.uri, 5.0):
+        register_champion(
+            tracking.uri,
+            chosen,
+            histories.get(chosen),
+            metrics[chosen],
+            os.environ.get(PARENT_RUN_ENV),
+        )
+    else:
+        log.warning("MLflow unreachable: the submitted model %s is not registered", chosen)

@@ -15,6 +15,7 @@ can check any file before an upload::
 """
 
 import argparse
+import json
 import logging
 import re
 import sys
@@ -29,6 +30,8 @@ from geolifeclef.errors import InputDataError, listed
 from geolifeclef.evaluation.scores import best_model
 from geolifeclef.predictions.metrics import KAGGLE_K
 from geolifeclef.predictions.table import Predictions
+from geolifeclef.tracking.records import MODEL_URI_KEY
+from geolifeclef.tracking.runs import register_version
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +190,54 @@ def select_submission(
     write_text(output, path.read_text())
     log.info("final submission: %s -> %s", path, output)
     return model
+
+
+CHAMPION_MODEL = "geolifeclef-submission"
+CHAMPION_ALIAS = "champion"
+CHAMPION_URI = f"models:/{CHAMPION_MODEL}@{CHAMPION_ALIAS}"
+"""What loads the model behind ``final.csv`` (``mlflow.pyfunc.load_model``)."""
+
+
+def register_champion(
+    tracking_uri: str,
+    model: str,
+    history: str | Path | None,
+    metrics: str | Path,
+    invocation: str | None,
+) -> str | None:
+    """Register the MLflow model behind the final submission as a new version of
+    ``CHAMPION_MODEL`` with the alias ``CHAMPION_ALIAS``, tagged with the submitted model's
+    name, its val top-30 error and the invocation's parent run; returns the version.
+
+    Only an experiment has a logged model (its train or refit run's pyfunc model, named in
+    its ``history``: the one that predicted test). A baseline or a blend has none, and
+    an experiment trained while MLflow was offline neither: the champion is then left as it
+    was, and the log says why (None).
+    """
+    if history is None:
+        log.warning(
+            "%s is a baseline or a blend: it has no logged MLflow model, %s is left as it was",
+            model,
+            CHAMPION_URI,
+        )
+        return None
+    model_uri = json.loads(Path(history).read_text()).get(MODEL_URI_KEY)
+    if model_uri is None:
+        log.warning(
+            "%s: no logged model (MLflow was offline): %s not updated", history, CHAMPION_URI
+        )
+        return None
+    error = json.loads(Path(metrics).read_text()).get("top30_error")
+    tags = {"glc.model": model, "val_top30_error": error, "glc.invocation_run_id": invocation or ""}
+    try:
+        version = register_version(tracking_uri, model_uri, CHAMPION_MODEL, CHAMPION_ALIAS, tags)
+    except Exception as error:  # a tracking failure must not fail the submission
+        log.warning(
+            "%s: registering %s failed (%s): %s not updated", model, model_uri, error, CHAMPION_URI
+        )
+        return None
+    log.info("%s (%s) registered: %s is version %s", model, model_uri, CHAMPION_URI, version)
+    return version
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -228,6 +228,7 @@ def run_training(job: TrainingJob) -> dict:
             job.local_metrics,
             tags=tags if job.sweep is None else {**tags, "glc.sweep": job.sweep},
             parent_run_id=sweep_run(job.sweep),
+            system_metrics=True,
         )
         if rank == 0
         else _offline_tracker()
@@ -235,6 +236,11 @@ def run_training(job: TrainingJob) -> dict:
     with run_context as tracker:
         params = {"experiment": settings.name, **shaping_settings(job.settings)}
         tracker.log_params(params)
+        # The observation tables read: the runs table's Dataset column (digest, rows).
+        tracker.log_input(job.inputs.observations["train"], "training")
+        tracker.log_input(
+            job.inputs.observations["val"], "training" if job.refit_epochs else "validation"
+        )
         state = train(
             model,
             make_train_loader,

@@ -12,7 +12,9 @@ holding it), and the model predicts through the same code as its maps
 (``geolifeclef.maps.point_models``), so the answer at an observation's coordinates is that
 observation's prediction. A point that is not a number, out of range, outside both regions'
 rasters or where no raster has a value (the sea) is refused with the reason; a model that
-reads patches says why it cannot answer.
+reads patches says why it cannot answer. Where the region's MESS map exists (``snakemake
+maps``), the answer says whether the point lies outside the training conditions
+(``geolifeclef.maps.mess``).
 """
 
 import argparse
@@ -31,6 +33,7 @@ from geolifeclef.data.observations import read_species_names
 from geolifeclef.data.rasters import region_of_points
 from geolifeclef.errors import InputDataError
 from geolifeclef.layout import ENV_VARIABLES, REGIONS, DatasetLayout
+from geolifeclef.maps.mess import mess_at, mess_path
 from geolifeclef.maps.point_models import PointModel, PointModelSpec, load_point_model, read_spec
 from geolifeclef.maps.render import MapSettings, region_bounds
 from geolifeclef.predictions.metrics import KAGGLE_K, top_k
@@ -162,14 +165,25 @@ def read_points(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def format_answer(model: str, answer: PointAnswer, names: dict[int, str]) -> str:
+def format_answer(
+    model: str, answer: PointAnswer, names: dict[int, str], mess: float | None = None
+) -> str:
+    """The answer as text; ``mess`` (the region's MESS at the point's map cell) adds whether
+    the point lies outside the training conditions."""
     lines = [
         f"{model} at latitude {answer.latitude:.5f}, longitude {answer.longitude:.5f} "
         f"({REGION_NAMES[answer.region]}; "
         f"{len(ENV_VARIABLES) - answer.missing_env} of {len(ENV_VARIABLES)} environmental "
         "values here)",
-        f"{'rank':>4}  {'species_id':>10}  {'probability':>11}  name",
     ]
+    if mess is not None and math.isfinite(mess):
+        lines.append(
+            f"outside the training conditions (MESS {mess:.1f} < 0: a variable lies beyond the "
+            "range of the region's train observations): the model extrapolates here"
+            if mess < 0
+            else f"within the training conditions (MESS {mess:.1f} >= 0)"
+        )
+    lines.append(f"{'rank':>4}  {'species_id':>10}  {'probability':>11}  name")
     for rank, (species, p) in enumerate(
         zip(answer.species_ids, answer.probabilities, strict=True), start=1
     ):
@@ -199,6 +213,15 @@ def answers_table(answers: list, labels: list[str], names: dict[int, str]) -> pd
                 )
     columns = ["point", "latitude", "longitude", "rank", "species_id", "name", "probability"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def mess_of(maps_dir: Path, answer: PointAnswer) -> float | None:
+    """The region's MESS at the answer's point (``snakemake maps`` writes results/mess/);
+    None when there is no MESS map."""
+    path = mess_path(maps_dir.parent, answer.region)
+    if not path.exists():
+        return None
+    return float(mess_at(path, np.array([answer.latitude]), np.array([answer.longitude]))[0])
 
 
 def load_spec(maps_dir: Path, model: str) -> PointModelSpec:
@@ -255,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     refused = 0
     for label, answer in zip(labels, answers, strict=True):
         if isinstance(answer, PointAnswer):
-            print(format_answer(args.model, answer, names), end="\n\n")
+            similarity = mess_of(args.maps_dir, answer)
+            print(format_answer(args.model, answer, names, similarity), end="\n\n")
         else:
             refused += 1
             where = f"{args.points}, {label}" if args.points else "the point"

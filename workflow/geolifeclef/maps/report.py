@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from matplotlib import colormaps
+from matplotlib.patches import Patch
 
 from geolifeclef.atomic import atomic_path, write_text
 from geolifeclef.baselines.fitting import species_columns
@@ -45,7 +46,28 @@ PLOT_SIDE = 900
 RICHNESS_LABEL = "effective number of species (1 / sum p^2)"
 
 
-def _draw_panel(axes, data, bounds, vmin, vmax, cmap, title, observations):
+def _hatch_extrapolation(axes, mess: np.ma.MaskedArray, extent) -> None:
+    """Hatch the cells whose MESS is negative (conditions outside the training data's)."""
+    outside = (mess.filled(0.0) < 0).astype(float)
+    if not outside.any():
+        return
+    hatched = axes.contourf(
+        outside, levels=[0.5, 1.5], colors="none", hatches=["////"], extent=extent, origin="upper"
+    )
+    hatched.set_edgecolor("0.25")
+    hatched.set_linewidth(0.0)
+    axes.add_artist(
+        axes.legend(
+            handles=[Patch(facecolor="none", edgecolor="0.25", hatch="////")],
+            labels=["outside the training conditions (MESS < 0)"],
+            loc="upper right",
+            fontsize=7,
+            framealpha=0.8,
+        )
+    )
+
+
+def _draw_panel(axes, data, bounds, vmin, vmax, cmap, title, observations, mess=None):
     west, south, east, north = bounds
     extent = (west, east, south, north)
     image = axes.imshow(
@@ -57,6 +79,8 @@ def _draw_panel(axes, data, bounds, vmin, vmax, cmap, title, observations):
         vmax=vmax,
         interpolation="nearest",
     )
+    if mess is not None:
+        _hatch_extrapolation(axes, mess, extent)
     land = (~np.ma.getmaskarray(data)).astype(float)
     if land.any() and not land.all():
         axes.contour(
@@ -92,9 +116,11 @@ def plot_map(
     observations: tuple[np.ndarray, np.ndarray] | None = None,
     truth: str | Path | None = None,
     correlation: float | None = None,
+    mess: str | Path | None = None,
 ) -> None:
     """One map as a PNG; with ``truth``, the true map beside it (a species on the same
-    colour scale)."""
+    colour scale); with ``mess`` (the region's MESS map, same grid), the predicted map's
+    cells outside the training conditions hatched."""
 
     panels = [(read_map(predicted, PLOT_SIDE), f"predicted by {model}")]
     if truth is not None:
@@ -104,6 +130,7 @@ def plot_map(
     richness = RICHNESS_LABEL in label
     scales = [[data for (data, _), _ in panels]] if not richness else [[d] for (d, _), _ in panels]
     cmap = colormaps["viridis"].with_extremes(bad="#e3ebf2")
+    extrapolation = read_map(mess, PLOT_SIDE)[0] if mess is not None else None
     (_, bounds), _ = panels[0]
     west, south, east, north = bounds
     aspect = (east - west) * math.cos(math.radians((south + north) / 2)) / (north - south)
@@ -118,7 +145,8 @@ def plot_map(
         vmax = max(vmax, vmin + 1e-9)
         for ax in group:
             (data, box), panel_title = panels[axes.index(ax)]
-            image = _draw_panel(ax, data, box, vmin, vmax, cmap, panel_title, observations)
+            hatch = extrapolation if axes.index(ax) == 0 else None
+            image = _draw_panel(ax, data, box, vmin, vmax, cmap, panel_title, observations, hatch)
         figure.colorbar(image, ax=group, label=label, shrink=0.85)
     if correlation is not None and math.isfinite(correlation):
         title += f"   (correlation with the truth r = {correlation:.2f})"
@@ -140,9 +168,11 @@ def map_region(
     workers: int = 1,
     figures: bool = True,
     progress: bool = True,
+    mess: str | Path | None = None,
 ) -> dict:
     """Maps of ``chosen`` species and the richness of ``model`` over ``region``, written to
-    ``folder`` as a whole (GeoTIFFs, and PNGs when ``figures``); returns the metrics."""
+    ``folder`` as a whole (GeoTIFFs, and PNGs when ``figures``, hatched where the region's
+    MESS map ``mess`` is negative); returns the metrics."""
     grid = map_grid(layout, region, settings.resolution)
     columns = dict(
         zip(map(species_file, chosen), species_columns(species, np.asarray(chosen)), strict=True)
@@ -187,6 +217,7 @@ def map_region(
                 observations,
                 Path(truth) / f"{name}.tif" if truth is not None else None,
                 correlations.get(name),
+                mess,
             )
     maps = []
     for name in names:

@@ -46,7 +46,15 @@ from geolifeclef.tracking.runs import (
 )
 
 TRACKED_RULES = frozenset(
-    {"train_model", "refit_model", "evaluate_model", "build_leaderboard", "map_model"}
+    {
+        "train_model",
+        "refit_model",
+        "evaluate_model",
+        "build_leaderboard",
+        "map_model",
+        "importance_model",
+        "select_submission",  # registers the submitted model, tagged with the parent run
+    }
 )
 """Rules whose jobs log to MLflow: an invocation that runs none gets no parent run."""
 RUN_ID_KEY = "mlflow_run_id"

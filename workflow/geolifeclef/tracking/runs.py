@@ -30,7 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.data
+import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
 from geolifeclef.settings.tracking import DEFAULT_EXPERIMENT, PARENT_RUN_ENV, default_tracking_uri
 
@@ -40,6 +43,8 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
 """MLflow 3's UI opens an experiment on its GenAI overview unless this tag says it holds
 model training runs; with it, the experiment opens on its runs table."""
+SYSTEM_METRICS_SECONDS = 10
+"""Sampling interval of a train run's system metrics (MLflow's default)."""
 _SECRET_KEY = re.compile(r"(token|secret|password|passwd|api[_-]?key|credential)", re.I)
 _URI_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 
@@ -225,6 +230,23 @@ class Tracker:
 
         return self._call("log model", _log)
 
+    def log_input(self, table: str | Path, context: str) -> None:
+        """Record an observation table the run read (the runs table's Dataset column): its
+        path, MLflow's digest of its rows, its schema and row count, and ``context``
+        (``training``, ``validation``)."""
+        self.local.write("input", path=str(table), context=context)
+
+        def _log() -> None:
+            frame = pd.read_parquet(table)
+            dataset = mlflow.data.from_pandas(
+                frame, source=str(Path(table).resolve()), name=Path(table).stem
+            )
+            with _active_run(self._mlflow, self.run_id):
+                self._mlflow.log_input(dataset, context=context)
+
+        if self.online:
+            self._call("log input", _log)
+
     def _client(self):
         if not self.online:
             return None
@@ -270,9 +292,11 @@ def start_run(
     artifact_root: str | Path = "mlartifacts",
     timeout: float = 5.0,
     parent_run_id: str | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[Tracker]:
     """Open an MLflow run, nested under ``parent_run_id`` (a sweep's run) or else under the
-    invocation's parent run when there is one.
+    invocation's parent run when there is one; with ``system_metrics``, CPU, memory, disk
+    and GPU use are logged every ``SYSTEM_METRICS_SECONDS`` while it is open (psutil).
 
     Falls back to local logging when the tracking URI cannot be reached, and says so.
     """
@@ -309,16 +333,35 @@ def start_run(
             local.path,
         )
     tracker = Tracker(local, run_id, mlflow_module, tracking_uri)
+    monitor = _system_metrics_monitor(run_id, tracking_uri) if system_metrics else None
     try:
         yield tracker
     except BaseException:
         status = "FAILED" if sys.exc_info()[0] is not KeyboardInterrupt else "KILLED"
         raise
     finally:
+        if monitor is not None:
+            monitor.finish()
         if tracker.online:
             tracker._call(
                 "end run", mlflow_module.MlflowClient().set_terminated, tracker.run_id, status
             )
+
+
+def _system_metrics_monitor(run_id: str | None, tracking_uri: str):
+    """A started monitor logging the run's system metrics (through psutil, and pynvml
+    when there is a GPU), or None when offline or it cannot start: the run goes on."""
+    if run_id is None:
+        return None
+    try:
+        monitor = SystemMetricsMonitor(
+            run_id, sampling_interval=SYSTEM_METRICS_SECONDS, tracking_uri=tracking_uri
+        )
+        monitor.start()
+        return monitor
+    except Exception as error:  # whatever stops the monitor must not stop training
+        log.warning("no system metrics for run %s: %s", run_id, error)
+        return None
 
 
 @contextlib.contextmanager
@@ -355,6 +398,20 @@ def _experiment_id(mlflow, name: str, artifact_root: str | Path) -> str:
             experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
         )
     return experiment.experiment_id
+
+
+def register_version(
+    tracking_uri: str, model_uri: str, name: str, alias: str, tags: Mapping[str, Any]
+) -> str:
+    """Register a logged model (``models:/m-...``) as a new version of the registered model
+    ``name``, tagged with ``tags`` and given ``alias`` (moved from an older version);
+    return the version."""
+    mlflow.set_tracking_uri(tracking_uri)
+    version = mlflow.register_model(
+        model_uri, name, tags={k: str(redact(v)) for k, v in tags.items()}
+    )
+    mlflow.MlflowClient().set_registered_model_alias(name, alias, version.version)
+    return str(version.version)
 
 
 def numeric_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

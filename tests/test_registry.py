@@ -1,0 +1,105 @@
+"""MLflow: the submitted model registered as the champion, the observation tables a run
+read as its inputs, a train run's system metrics (a sqlite store)."""
+
+import json
+import time
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from geolifeclef.evaluation.submission import CHAMPION_MODEL, CHAMPION_URI, register_champion
+from geolifeclef.tracking.records import MODEL_URI_KEY
+from geolifeclef.tracking.runs import start_run
+
+
+class FirstSpecies(mlflow.pyfunc.PythonModel):
+    """Predicts ``species`` for every row: which logged model answered is plain."""
+
+    def __init__(self, species: int):
+        self.species = species
+
+    def predict(self, context, model_input, params=None):
+        return pd.DataFrame(
+            {"observation_id": model_input["observation_id"], "species_id": self.species}
+        )
+
+
+def _logged_model(uri, tmp_path, name, species):
+    """A run with a logged pyfunc model; the history.json that names it, as a train run's."""
+    with start_run(
+        uri, "tests", f"train {name}", tmp_path / f"{name}.jsonl", artifact_root=tmp_path / "art"
+    ) as tracker:
+        model_uri = tracker.log_model(
+            mlflow.pyfunc.log_model,
+            name,
+            python_model=FirstSpecies(species),
+            pip_requirements=[],
+        )
+    history = tmp_path / f"{name}-history.json"
+    history.write_text(json.dumps({MODEL_URI_KEY: model_uri}))
+    return history
+
+
+def _metrics(tmp_path, name, error):
+    path = tmp_path / f"{name}-metrics.json"
+    path.write_text(json.dumps({"top30_error": error}))
+    return path
+
+
+def test_the_champion_is_the_submitted_model_and_moves_with_the_next_submission(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = _logged_model(uri, tmp_path, "env_mlp", 7)
+    second = _logged_model(uri, tmp_path, "stats_mlp", 9)
+    rows = pd.DataFrame({"observation_id": [10000001, 10000002]})
+
+    version = register_champion(uri, "env_mlp", first, _metrics(tmp_path, "a", 0.8), "parent1")
+    mlflow.set_tracking_uri(uri)
+    assert mlflow.pyfunc.load_model(CHAMPION_URI).predict(rows)["species_id"].tolist() == [7, 7]
+    tags = mlflow.MlflowClient().get_model_version(CHAMPION_MODEL, version).tags
+    assert tags == {
+        "glc.model": "env_mlp",
+        "val_top30_error": "0.8",
+        "glc.invocation_run_id": "parent1",
+    }
+
+    assert register_champion(uri, "stats_mlp", second, _metrics(tmp_path, "b", 0.7), None) == "2"
+    mlflow.set_tracking_uri(uri)
+    assert mlflow.pyfunc.load_model(CHAMPION_URI).predict(rows)["species_id"].tolist() == [9, 9]
+
+
+def test_a_baseline_or_an_offline_model_leaves_the_champion_as_it_was(tmp_path, caplog):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    metrics = _metrics(tmp_path, "m", 0.5)
+    assert register_champion(uri, "knn", None, metrics, None) is None
+    assert "knn is a baseline or a blend" in caplog.text
+    offline = tmp_path / "history.json"
+    offline.write_text("{}")
+    assert register_champion(uri, "env_mlp", offline, metrics, None) is None
+    assert "MLflow was offline" in caplog.text
+
+
+def test_a_run_records_the_tables_it_read_and_its_system_metrics(tmp_path, monkeypatch):
+    monkeypatch.setattr("geolifeclef.tracking.runs.SYSTEM_METRICS_SECONDS", 1)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    table = tmp_path / "train.parquet"
+    frame = pd.DataFrame({"observation_id": np.arange(5), "species_id": [1, 2, 3, 2, 1]})
+    frame.to_parquet(table)
+    with start_run(
+        uri, "tests", "train", tmp_path / "m.jsonl", artifact_root=tmp_path, system_metrics=True
+    ) as tracker:
+        tracker.log_input(table, "training")
+        run_id = tracker.run_id
+        mlflow.set_tracking_uri(uri)
+        deadline = time.monotonic() + 30  # the monitor's first sample, a second in
+        while time.monotonic() < deadline and not any(
+            k.startswith("system/") for k in mlflow.get_run(run_id).data.metrics
+        ):
+            time.sleep(0.5)
+    run = mlflow.get_run(run_id)
+    (logged,) = run.inputs.dataset_inputs
+    assert logged.dataset.name == "train" and str(table) in logged.dataset.source
+    assert json.loads(logged.dataset.profile)["num_rows"] == 5
+    assert [(t.key, t.value) for t in logged.tags] == [("mlflow.data.context", "training")]
+    assert any(k.startswith("system/cpu") for k in run.data.metrics)
