@@ -25,6 +25,8 @@ rule importance_model:
         benchmarks("importance_model/{model}")
     wildcard_constraints:
         model=one_of(MAPPED_MODELS),
+    conda:
+        ENVIRONMENT
     threads: 1  # as map_model
     params:
         settings=config["importance"],
@@ -57,6 +59,8 @@ rule respond_model:
     wildcard_constraints:
         model=one_of(MAPPED_MODELS),
         region=one_of(REGIONS),
+    conda:
+        ENVIRONMENT
     threads: 1
     params:
         settings=config["response"],

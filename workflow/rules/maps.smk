@@ -112,6 +112,8 @@ rule map_mess:
         benchmarks("map_mess/{region}")
     wildcard_constraints:
         region=one_of(REGIONS),
+    conda:
+        ENVIRONMENT
     threads: 1  # as map_demo_truth
     params:
         settings=config["mess"],
