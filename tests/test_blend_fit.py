@@ -5,8 +5,8 @@ import pytest
 
 from geolifeclef.predictions import blend_fit
 from geolifeclef.predictions.blend_fit import (
-    SHIFTS,
     CandidateScores,
+    coordinate_ascent,
     fit_blend,
     fit_weights,
     spatial_folds,
@@ -118,29 +118,8 @@ def _merged_error(members, weights, labels):
 
 
 def _merged_fit(members, labels):
-    n = len(members)
-    singles = [_merged_error(members, np.eye(n)[i], labels) for i in range(n)]
-    weights, error = np.eye(n)[int(np.argmin(singles))], min(singles)
-    improved = True
-    while improved:
-        improved = False
-        for shift in SHIFTS:
-            for i in range(n):
-                for sign in (1, -1):
-                    if sign > 0:
-                        candidate = weights + shift * (np.eye(n)[i] - weights)
-                    else:
-                        candidate = weights.copy()
-                        candidate[i] = max(0.0, candidate[i] - shift)
-                    if candidate.sum() <= 0:
-                        continue
-                    candidate = candidate / candidate.sum()
-                    if np.allclose(candidate, weights):
-                        continue
-                    trial = _merged_error(members, candidate, labels)
-                    if trial < error - 1e-12:
-                        weights, error, improved = candidate, trial, True
-    return weights
+    """The old fit: the same search, each trial a merge and re-sort of the members' lists."""
+    return coordinate_ascent(lambda weights: _merged_error(members, weights, labels), len(members))
 
 
 def _random_members(seed, n_rows=300, n_species=120, ks=(40, 30, 60, 35)):

@@ -16,6 +16,7 @@ not a merge and re-sort of the members' lists (bench/bench_blend_fit.py).
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,10 +172,15 @@ def fit_weights(candidates: CandidateScores) -> np.ndarray:
     """Weights (summing to 1, one per member) that lower the top-30 error of the blend on
     the rows of ``candidates``, by coordinate ascent from the best single member; never
     worse than it on these rows."""
-    n = len(candidates.ks)
-    singles = [candidates.error(np.eye(n)[i]) for i in range(n)]
+    return coordinate_ascent(candidates.error, len(candidates.ks))
+
+
+def coordinate_ascent(error: Callable[[np.ndarray], float], n: int) -> np.ndarray:
+    """The search of ``fit_weights`` over the weights of ``n`` members, for any ``error``
+    of a weight vector (the tests run the old merged-list error through it)."""
+    singles = [error(np.eye(n)[i]) for i in range(n)]
     weights = np.eye(n)[int(np.argmin(singles))]
-    error = min(singles)
+    best = min(singles)
     improved = True
     while improved:
         improved = False
@@ -191,9 +197,9 @@ def fit_weights(candidates: CandidateScores) -> np.ndarray:
                     candidate = candidate / candidate.sum()
                     if np.allclose(candidate, weights):
                         continue
-                    trial = candidates.error(candidate)
-                    if trial < error - 1e-12:
-                        weights, error, improved = candidate, trial, True
+                    trial = error(candidate)
+                    if trial < best - 1e-12:
+                        weights, best, improved = candidate, trial, True
     return weights
 
 
