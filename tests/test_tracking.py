@@ -92,7 +92,7 @@ def test_unreachable_server_keeps_metrics_locally_and_says_how_to_sync(tmp_path,
     with start_run(uri, "tests", "offline", local, timeout=1.0) as tracker:
         assert not tracker.online
         _tiny_training(tracker)
-    assert "unreachable" in caplog.text and "geolifeclef.tracking.runs sync" in caplog.text
+    assert "unreachable" in caplog.text and "geolifeclef sync-runs" in caplog.text
     records = [json.loads(line) for line in local.read_text().splitlines()]
     metrics = [r for r in records if r["kind"] == "metrics"]
     assert [m["metrics"]["val_top30_error"] for m in metrics] == [0.5, 0.25]

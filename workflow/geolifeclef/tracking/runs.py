@@ -32,7 +32,7 @@ from typing import Any
 import mlflow
 import mlflow.data
 import pandas as pd
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
 from geolifeclef.settings.tracking import DEFAULT_EXPERIMENT, PARENT_RUN_ENV, default_tracking_uri
@@ -241,8 +241,14 @@ class Tracker:
             dataset = mlflow.data.from_pandas(
                 frame, source=str(Path(table).resolve()), name=Path(table).stem
             )
-            with _active_run(self._mlflow, self.run_id):
-                self._mlflow.log_input(dataset, context=context)
+            # Through the client, not mlflow.log_input: that needs the run active, and
+            # leaving an active run marks it FINISHED while training goes on (a job killed
+            # later would then not be found RUNNING and marked KILLED).
+            logged = DatasetInput(
+                dataset._to_mlflow_entity(),
+                tags=[InputTag(key="mlflow.data.context", value=context)],
+            )
+            self._mlflow.MlflowClient().log_inputs(self.run_id, datasets=[logged])
 
         if self.online:
             self._call("log input", _log)
