@@ -14,7 +14,7 @@ from geolifeclef.baselines.fitting import species_columns
 from geolifeclef.baselines.forest_file import LEAF, CompactForest, save_forest
 from geolifeclef.errors import MAX_LISTED, InputDataError
 from geolifeclef.layout import ENV_VARIABLES, region_digits
-from geolifeclef.predictions.metrics import top_k
+from geolifeclef.predictions.metrics import SCORE_CHUNK_ROWS, top_k
 from geolifeclef.predictions.table import Predictions
 from geolifeclef.settings.inputs import PATCH_STAT_GROUPS
 
@@ -212,7 +212,7 @@ def forest_predictions(
     observation_ids: np.ndarray,
     species: pd.DataFrame,
     k: int,
-    chunk_rows: int = 2_000,
+    chunk_rows: int = SCORE_CHUNK_ROWS,
     n_jobs: int = 1,
 ) -> Predictions:
     """Top-k of the forest's class probabilities (``forest_probabilities``), chunk by chunk."""
@@ -239,7 +239,7 @@ def random_forest_predictions(
     k: int,
     settings: ForestSettings,
     n_jobs: int = 1,
-    chunk_rows: int = 2_000,
+    chunk_rows: int = SCORE_CHUNK_ROWS,
     forest_path: str | Path | None = None,
 ) -> dict[str, Predictions]:
     """Fit on ``train`` and predict each query table (name -> observations); save the fitted

@@ -9,7 +9,7 @@ from sklearn.neighbors import BallTree
 from tqdm import tqdm
 
 from geolifeclef.baselines.fitting import species_columns
-from geolifeclef.predictions.metrics import top_k
+from geolifeclef.predictions.metrics import SCORE_CHUNK_ROWS, top_k
 from geolifeclef.predictions.table import Predictions
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def knn_predictions(
     species: pd.DataFrame,
     k: int,
     settings: KnnSettings,
-    chunk_rows: int = 2_000,
+    chunk_rows: int = SCORE_CHUNK_ROWS,
 ) -> dict[str, Predictions]:
     """Spatial kNN species frequencies (``KnnModel``) for each query table."""
     model = KnnModel(train, species, settings)

@@ -54,6 +54,7 @@ from geolifeclef.predictions.metrics import (
     KAGGLE_ERROR,
     KAGGLE_K,
     METRICS,
+    SCORE_CHUNK_ROWS,
     SET_METRICS,
     evaluate_sets,
     expected_top_k_error,
@@ -134,7 +135,7 @@ def evaluate_model(
     if truth_path is not None:
         probabilities = load_truth(truth_path, val["observation_id"].to_numpy())
         widest = min(max(m.k for m in SET_METRICS), probabilities.shape[1])
-        bayes_sets, _ = top_k_chunked(probabilities, widest, chunk_rows=2_000)
+        bayes_sets, _ = top_k_chunked(probabilities, widest, chunk_rows=SCORE_CHUNK_ROWS)
         bayes = score(bayes_sets)
         # Expected errors under the true probabilities: the same comparison without the
         # noise of one drawn label per observation.

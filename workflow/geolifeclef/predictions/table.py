@@ -46,7 +46,13 @@ import pyarrow.parquet as pq
 
 from geolifeclef.atomic import atomic_path
 from geolifeclef.errors import MAX_LISTED, InputDataError
-from geolifeclef.predictions.metrics import KAGGLE_K, top_k, top_k_chunked, top_k_of_candidates
+from geolifeclef.predictions.metrics import (
+    KAGGLE_K,
+    SCORE_CHUNK_ROWS,
+    top_k,
+    top_k_chunked,
+    top_k_of_candidates,
+)
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +322,7 @@ def predictions_from_scores(
     scores: np.ndarray,
     k: int,
     species_ids: np.ndarray | None = None,
-    chunk_rows: int = 2_000,
+    chunk_rows: int = SCORE_CHUNK_ROWS,
 ) -> Predictions:
     """Top-``k`` predictions from a score matrix (column j = species ``species_ids[j]``,
     default j), processed ``chunk_rows`` rows at a time (a ``np.memmap`` works)."""
