@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from geolifeclef.data.dataset import GlcDataset, make_loader, to_device
+from geolifeclef.data.dataset import GlcDataset, JoinedDataset, make_loader, to_device
 from geolifeclef.experiments.training import augment_patches
 from geolifeclef.layout import ENV_VARIABLES, MODALITIES
 from geolifeclef.models.features import ModelBatch, RawPatches, ndvi
@@ -287,3 +287,32 @@ def test_the_loader_ships_raw_patches_and_yields_them_made(extracted):
     for modality in modalities:
         assert torch.equal(made["patches"][modality], direct["patches"][modality])
     assert torch.equal(made["tabular"], direct["tabular"])
+
+
+def test_a_refit_joins_the_raw_patches_of_two_splits_in_batch_order(extracted):
+    """train + val read as one (a refit) with the patches shipped raw: the joined batch
+    holds the rows the loader asked for, in its order, made as each split makes them."""
+    stats = json.loads(extracted["stats"].read_text())
+    modalities = ("rgb", "ndvi", "altitude")
+    parts = [
+        GlcDataset(
+            extracted["patches"] / split,
+            modalities=("rgb", "near_ir", "altitude"),
+            stats=stats,
+            transform=ModelBatch(("coordinates",), modalities, stats),
+            raw_patches=True,
+        )
+        for split in ("train", "val")
+    ]
+    joined = JoinedDataset(parts)
+    first = len(parts[0])
+    rows = [first + 2, 0, first, 5, 1]  # both parts, interleaved
+    batch = joined.__getitems__(rows)
+    assert isinstance(batch["patches"], RawPatches)
+    made = to_device(batch, "cpu")
+    for k, row in enumerate(rows):
+        part, index = (parts[0], row) if row < first else (parts[1], row - first)
+        alone = to_device(part.__getitems__([index]), "cpu")
+        assert torch.equal(made["tabular"][k], alone["tabular"][0])
+        for modality in modalities:
+            assert torch.equal(made["patches"][modality][k], alone["patches"][modality][0])

@@ -46,6 +46,7 @@ transfer (``to_device``).
 import json
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ from torch.utils.data import DataLoader, Dataset
 from geolifeclef.data.env_windows import ENV_PATCH_IDS, ENV_PATCH_VALUES
 from geolifeclef.errors import MAX_LISTED
 from geolifeclef.layout import CONTINUOUS_MODALITIES, ENV_VARIABLES, PATCH_MODALITIES
-from geolifeclef.models.features import normalize_patches
+from geolifeclef.models.features import RawPatches, normalize_patches
 from geolifeclef.patches.cache import open_patch_cache
 from geolifeclef.patches.decode import EncodedJpegs, join_encoded
 from geolifeclef.patches.stats import read_patch_stats
@@ -464,6 +465,8 @@ def _join_batches(pieces: list, order: torch.Tensor):
     first = pieces[0]
     if isinstance(first, EncodedJpegs):
         return join_encoded(pieces, order)
+    if isinstance(first, RawPatches):  # what ModelBatch ships: join the patches it holds
+        return replace(first, sources=_join_batches([p.sources for p in pieces], order))
     if isinstance(first, dict):
         return {key: _join_batches([p[key] for p in pieces], order) for key in first}
     return torch.cat(pieces)[order]
