@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: setup demo test test-fast test-slurm lint clean
+.PHONY: setup demo test test-fast test-slurm lint rehearsal clean
 
 $(BIN)/activate: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,13 @@ test-slurm: setup
 	SLURM_CONF=/etc/slurm/slurm.conf $(BIN)/pytest -m slurm -rP -p no:cacheprovider \
 		tests/test_slurm_profile.py; status=$$?; \
 		tools/local-slurm/stop.sh $(SLURM_STATE); exit $$status
+
+# The full-size rehearsal (bench/README.md): the archive's counts end to end, measured into
+# bench/rehearsal.md. Hours and ~25 GB under REHEARSAL (outside the repository): delete it
+# after.
+REHEARSAL ?= /tmp/glc-rehearsal
+rehearsal: setup
+	$(BIN)/python bench/rehearsal.py all $(REHEARSAL) --cores $(CORES)
 
 clean:
 	rm -rf results resources logs benchmarks .snakemake mlflow.db mlruns mlartifacts

@@ -1,4 +1,5 @@
-"""A GLC 2022 environment at real scale, for the benchmarks: 54 rasters and 1.66 M points.
+"""A GLC 2022 environment at real scale, for the benchmarks and the full-count rehearsal:
+54 rasters and 1.66 M points.
 
 The demo generator (geolifeclef.demo) draws rasters in memory at one coarse resolution;
 here the rasters have the real resolutions and are written block by block, so that any
@@ -19,8 +20,6 @@ archive, on land but for ~2 % near the coast (NaN values), written as the workfl
 observation tables (train/val/test Parquet with observation_id, latitude, longitude).
 """
 
-import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,21 +30,23 @@ from rasterio.windows import Window
 from tqdm import tqdm
 
 from geolifeclef.demo.spec import REGION_BOUNDS
+from geolifeclef.demo.world import FLOAT_NODATA, INT_NODATA
 from geolifeclef.layout import BIOCLIMATIC_VARIABLES, ENV_VARIABLES, REGION_DIGIT, DatasetLayout
 
 BIO_RESOLUTION = 1 / 120
 SOIL_RESOLUTION = 1 / 480
-FLOAT_NODATA = np.float32(-3.4028234663852886e38)
-INT_NODATA = np.int16(-32768)
 N_POINTS = 1_663_896
 FR_SHARE = 0.41
+"""France's share of the archive's observations (US train + val: 956,231 of 1,627,475)."""
 ROWS_PER_WRITE = 512
 
 
-def grid_of(variable: str, region: str) -> tuple[rasterio.Affine, int, int]:
-    """(transform, height, width) of a variable's raster in a region."""
+def grid_of(variable: str, region: str, coarsening: int = 1) -> tuple[rasterio.Affine, int, int]:
+    """(transform, height, width) of a variable's raster in a region; ``coarsening``
+    multiplies the pixel size (tests: the same files, kilobytes instead of gigabytes)."""
     west, south, east, north = REGION_BOUNDS[region]
     res = BIO_RESOLUTION if variable in BIOCLIMATIC_VARIABLES else SOIL_RESOLUTION
+    res *= coarsening
     width, height = int(round((east - west) / res)), int(round((north - south) / res))
     return from_origin(west, north, res, res), height, width
 
@@ -59,9 +60,11 @@ def land_mask(region: str, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     return (u / 0.47) ** 2 + (v / 0.45) ** 2 + coast < 1.0
 
 
-def field_block(variable: str, region: str, rows: slice, rng: np.random.Generator) -> np.ndarray:
+def field_block(
+    variable: str, region: str, rows: slice, rng: np.random.Generator, coarsening: int = 1
+) -> np.ndarray:
     """Values of a variable's raster for a block of rows (before nodata)."""
-    transform, _, width = grid_of(variable, region)
+    transform, _, width = grid_of(variable, region, coarsening)
     k = ENV_VARIABLES.index(variable) + 1
     row = np.arange(rows.start, rows.stop)[:, None]
     col = np.arange(width)[None, :]
@@ -84,7 +87,9 @@ def field_block(variable: str, region: str, rows: slice, rng: np.random.Generato
     return values
 
 
-def write_rasters(root: Path, tiled: bool = False, progress: bool = True) -> DatasetLayout:
+def write_rasters(
+    root: Path, tiled: bool = False, progress: bool = True, coarsening: int = 1
+) -> DatasetLayout:
     """Write the 54 rasters under ``root`` in the archive's layout (skips existing ones)."""
     layout = DatasetLayout(root)
     jobs = [(v, r) for r in ("fr", "us") for v in ENV_VARIABLES]
@@ -92,7 +97,7 @@ def write_rasters(root: Path, tiled: bool = False, progress: bool = True) -> Dat
         path = layout.raster(variable, region)
         if path.exists():
             continue
-        transform, height, width = grid_of(variable, region)
+        transform, height, width = grid_of(variable, region, coarsening)
         is_bio = variable in BIOCLIMATIC_VARIABLES
         profile = {
             "driver": "GTiff",
@@ -114,7 +119,7 @@ def write_rasters(root: Path, tiled: bool = False, progress: bool = True) -> Dat
         with rasterio.open(partial, "w", **profile) as dataset:
             for start in range(0, height, ROWS_PER_WRITE):
                 rows = slice(start, min(height, start + ROWS_PER_WRITE))
-                block = field_block(variable, region, rows, rng)
+                block = field_block(variable, region, rows, rng, coarsening)
                 dataset.write(block, 1, window=Window(0, start, width, block.shape[0]))
         partial.rename(path)
     return layout
@@ -151,19 +156,3 @@ def write_points(folder: Path, n: int = N_POINTS, seed: int = 0) -> list[Path]:
         points[split == name].sort_values("observation_id").to_parquet(path, index=False)
         paths.append(path)
     return paths
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("workdir", type=Path, help="where to write (under /tmp by default)")
-    parser.add_argument("--points", type=int, default=N_POINTS)
-    parser.add_argument("--tiled", action="store_true", help="256 x 256 tiles instead of strips")
-    args = parser.parse_args()
-    start = time.perf_counter()
-    write_rasters(args.workdir / "glc22", tiled=args.tiled)
-    write_points(args.workdir / "observations", args.points)
-    print(f"written in {time.perf_counter() - start:.0f} s under {args.workdir}")
-
-
-if __name__ == "__main__":
-    main()

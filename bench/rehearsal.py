@@ -1,0 +1,391 @@
+"""The full-size rehearsal: the archive's counts end to end on this machine, every rule
+measured, the table in bench/rehearsal.md (see bench/README.md).
+
+    .venv/bin/python bench/rehearsal.py all /work/rehearsal     # or: make rehearsal
+
+Steps (each resumes where an interrupted run stopped; ``all`` runs them in turn):
+
+``generate``  the full-count dataset (``geolifeclef.demo.fullcount``): 1,663,896
+              observations, 17,037 species, real-resolution rasters, 256 px patches for a
+              tenth; ~40 min and ~17 GB (6.5 GB of patches, 5.2 GB of truth, 3.1 GB of
+              rasters).
+``tabular``   the recipe at full counts on the features that need no patches: ingest,
+              extraction, class frequency, constant, kNN, the forest with fewer trees, an
+              env MLP for one epoch with the 17,037-way head, refits, the blends,
+              evaluation, ``final.csv``, ``maps`` at 0.05 degrees and a query of 100,000
+              points.
+``patches``   the recipe's patch side on the observations with patches: the encoded
+              store at 256 px in shards, the patch statistics, the normalisation
+              statistics, and the training loader's samples/s for the recipe's two stacks.
+``table``     bench/rehearsal.md from the runs' Snakemake benchmark files.
+
+The configs are the recipe (config/recipes/glc2022-winners.yaml) with only sizes changed
+(``rehearsal_configs``). Everything is written under the folder given; delete it after
+(``rm -rf``): ~25 GB in all.
+"""
+
+import argparse
+import copy
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from geolifeclef.demo.fullcount import PATCH_ROOT, ROOT, FullCountSpec, generate_full_count_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "config" / "recipes" / "glc2022-winners.yaml"
+TABLE = REPO / "bench" / "rehearsal.md"
+DATA = "data"
+TABULAR = "tabular"
+PATCHES = "patches"
+RUNS = (TABULAR, PATCHES)
+QUERY_POINTS = 100_000
+PATCH_FEATURES = ("patch_quantiles", "altitude_stats", "landcover_shares")
+"""Random-forest and MLP feature groups computed from the patches."""
+MLP_NAME = "env_mlp"
+FOREST_TREES = 4
+"""Trees of the rehearsal's forest: the recipe's 32 extrapolated from their time."""
+
+
+def rehearsal_configs(recipe: dict, data_dir: Path, trees: int = FOREST_TREES) -> dict:
+    """``{run: config}``: the recipe with only sizes changed.
+
+    tabular: patches off, so the forest and the MLP read the features that need none; the
+    forest has ``trees`` trees (the recipe's depth and refit); the CNN experiments give
+    way to one env MLP of the recipe's MLP branch trained for one epoch (refit like the
+    recipe's experiments); the blends keep their form with it. patches: the recipe's
+    patch settings on the observations with patches.
+    """
+    tabular = copy.deepcopy(recipe)
+    tabular["data"]["root"] = str(data_dir / ROOT)
+    tabular["patches"]["enabled"] = False
+    forest = tabular["baselines"]["random_forest"]
+    forest["features"] = [f for f in forest["features"] if f not in PATCH_FEATURES]
+    forest["n_estimators"] = trees
+    cnn = next(iter(recipe["experiments"].values()))
+    mlp_branch = cnn["model"]["mlp"]
+    tabular["experiments"] = {
+        MLP_NAME: {
+            "model": {
+                "kind": "mlp",
+                "tabular": [t for t in cnn["model"]["tabular"] if t not in PATCH_FEATURES],
+                "mlp": mlp_branch,
+                "dropout": cnn["model"]["dropout"],
+            },
+            "train": {
+                **{k: v for k, v in cnn["train"].items() if k not in ("augment", "num_workers")},
+                "epochs": 1,
+                "warmup_epochs": 0,
+                "num_workers": 0,
+            },
+            "refit": cnn.get("refit", False),
+        }
+    }
+    (mean,) = tabular["blends"]
+    tabular["blends"] = {mean: {MLP_NAME: 1.0, "random_forest": 1.0}}
+    (fitted,) = tabular["fitted_blends"]
+    tabular["fitted_blends"] = {fitted: {"models": [MLP_NAME, "random_forest", "knn"]}}
+    tabular["maps"] = {"resolution": 0.05}
+    tabular["mlflow"] = {"tracking_uri": None, "experiment": "rehearsal"}
+    patches = copy.deepcopy(recipe)
+    patches["data"]["root"] = str(data_dir / PATCH_ROOT)
+    patches["mlflow"] = {"tracking_uri": None, "experiment": "rehearsal-patches"}
+    return {TABULAR: tabular, PATCHES: patches}
+
+
+def patch_targets(config: dict) -> list[str]:
+    """What the patch side builds: the stores, patch and normalisation statistics."""
+    return [
+        *(f"results/patch_stats/{split}.parquet" for split in ("train", "val", "test")),
+        "results/normalization/stats.json",
+    ]
+
+
+def snakemake(workdir: Path, config: dict, targets: list[str], cores: int) -> None:
+    """Run the workflow in ``workdir`` on ``config`` (written there), resuming."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_file = workdir / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [
+        str(Path(sys.executable).with_name("snakemake")),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config_file),
+        "--cores",
+        str(cores),
+        "--rerun-incomplete",
+        "--rerun-triggers",
+        "mtime",
+        *targets,
+    ]
+    print(" ".join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
+def timed(command: list[str], cwd: Path, name: str) -> None:
+    """Run ``command``; write its wall time, CPU time and peak RSS as a Snakemake
+    benchmark file would (benchmarks/<name>.tsv), so the table reads it like a rule."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(command, cwd=cwd, check=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    write_benchmark(cwd / "benchmarks" / f"{name}.tsv", wall, cpu, after.ru_maxrss / 1024)
+
+
+def write_benchmark(path: Path, seconds: float, cpu: float, max_rss_mb: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(
+        {"s": [seconds], "max_rss": [max_rss_mb], "io_out": [np.nan], "cpu_time": [cpu]}
+    ).to_csv(path, sep="\t", index=False)
+
+
+def query_points(path: Path, n: int = QUERY_POINTS) -> None:
+    """``n`` points over the two regions' boxes (France 41 %), for ``geolifeclef query``."""
+    from geolifeclef.demo.spec import REGION_BOUNDS  # noqa: PLC0415 (bench helper)
+
+    rng = np.random.default_rng(0)
+    parts = []
+    for region, share in (("fr", 0.41), ("us", 0.59)):
+        west, south, east, north = REGION_BOUNDS[region]
+        m = round(n * share)
+        parts.append(
+            pd.DataFrame(
+                {"latitude": rng.uniform(south, north, m), "longitude": rng.uniform(west, east, m)}
+            )
+        )
+    pd.concat(parts).head(n).to_csv(path, index=False)
+
+
+def run_tabular(out: Path, configs: dict, cores: int) -> None:
+    workdir = out / TABULAR
+    snakemake(workdir, configs[TABULAR], ["all", "maps"], cores)
+    points = workdir / "query-points.csv"
+    if not (workdir / "query-answers.csv").exists():
+        query_points(points)
+        geolifeclef = str(Path(sys.executable).with_name("geolifeclef"))
+        timed(
+            [geolifeclef, "query", "--model", MLP_NAME, "--points", str(points),
+             "--output", "query-answers.csv"],
+            workdir,
+            "query_100k_points",
+        )  # fmt: skip
+
+
+def run_patches(out: Path, configs: dict, cores: int) -> None:
+    workdir = out / PATCHES
+    snakemake(workdir, configs[PATCHES], patch_targets(configs[PATCHES]), cores)
+    result = workdir / "benchmarks" / "loader_samples_per_s.json"
+    if not result.exists():
+        result.write_text(json.dumps(loader_throughput(workdir, configs[PATCHES]), indent=2))
+
+
+def loader_throughput(workdir: Path, config: dict, batches: int = 20, workers: int = 2) -> dict:
+    """Samples/s of the training loader of each of the recipe's experiments on the train
+    store (the workflow's own dataset and loader, ``workers`` processes, batches from the
+    third on), with their tabular features and raw patches as training ships them."""
+    from geolifeclef.data.dataset import make_loader  # noqa: PLC0415 (torch: bench step only)
+    from geolifeclef.experiments.trained import ExperimentInputs, experiment_dataset  # noqa: PLC0415
+    from geolifeclef.settings.experiment import ExperimentSettings  # noqa: PLC0415
+
+    inputs = ExperimentInputs(
+        observations={s: str(workdir / f"results/observations/{s}.parquet") for s in ("train",)},
+        env_table=str(workdir / "results/environment/env_values.parquet"),
+        stats=str(workdir / "results/normalization/stats.json"),
+        caches={"train": str(workdir / "results/patches/train")},
+        patch_stats={"train": str(workdir / "results/patch_stats/train.parquet")},
+    )
+    rates = {}
+    for name, entry in config["experiments"].items():
+        settings = ExperimentSettings.from_config(name, entry, n_classes=17_037)
+        dataset = experiment_dataset(inputs, "train", settings)
+        batch_size = settings.train.batch_size
+        loader = make_loader(dataset, batch_size, shuffle=True, num_workers=workers, seed=0)
+        seen, start = 0, None
+        for step, _batch in enumerate(loader):
+            if step == 2:
+                start, seen = time.perf_counter(), 0
+            seen += batch_size
+            if step == batches + 1:
+                break
+        rates[name] = {
+            "samples_per_s": seen / (time.perf_counter() - start),
+            "workers": workers,
+            "batch_size": batch_size,
+        }
+    return rates
+
+
+PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
+NODE_CPUS = 32
+HERE_CPUS = 2
+
+# How a rule's time on this machine becomes its time for the full recipe on a 32-core,
+# 128 GB node (threads from the profile) or a GPU node: (factor of the wall time, basis).
+# ``threads``: the profile's threads for the rule; ``rows``: 1 / the patch share (the
+# patch side ran on that share of the observations); ``trees``: 32 / the rehearsal's trees.
+SCALING = {
+    "extract_env": ("2 / threads", "full counts; one raster per thread"),
+    "cache_patch_shard": ("rows * 2 / threads", "rows x 1/share; one row per worker process"),
+    "compute_patch_stats": ("rows * 2 / threads", "rows x 1/share; loader workers"),
+    "compute_normalization_stats": ("1", "samples at most 200,000 rows per modality"),
+    "predict_random_forest": (
+        "trees * 2 / threads",
+        "trees x 32/trees, fitted 8 at a time (one per thread)",
+    ),
+    "predict_knn": ("1", "full counts, one thread"),
+    "train_model": ("gpu", "one CPU epoch: on a GPU the loader and head bound it"),
+    "refit_model": ("gpu", "as train_model"),
+    "predict_model": ("gpu", "as train_model"),
+}
+"""Rules not listed: full counts, the same time (one thread, or I/O-bound)."""
+
+
+def profile_resources(profile: dict, rule: str) -> tuple[int, int]:
+    """(threads, mem_mb at the first attempt) that the SLURM profile asks for ``rule``."""
+    threads = int(profile.get("set-threads", {}).get(rule, 1))
+    default = profile["default-resources"]["mem_mb"]
+    mem = profile.get("set-resources", {}).get(rule, {}).get("mem_mb", default)
+    return threads, int(eval(str(mem), {"attempt": 1}))  # noqa: S307 (our own profile)
+
+
+def read_benchmarks(out: Path) -> pd.DataFrame:
+    """One row per benchmark file of the runs: run, rule, job (wildcards), wall and CPU
+    seconds, peak RSS and MB written."""
+    rows = []
+    for run in (*RUNS, "."):
+        folder = out / run / "benchmarks"
+        for path in sorted(folder.rglob("*.tsv")) if folder.exists() else []:
+            name = path.relative_to(folder).with_suffix("")
+            bench = pd.read_csv(path, sep="\t")
+            rows.append(
+                {
+                    "run": DATA if run == "." else run,
+                    "rule": name.parts[0],
+                    "job": "/".join(name.parts[1:]),
+                    "wall_s": float(bench["s"].max()),
+                    "cpu_s": float(bench["cpu_time"].max()),
+                    "peak_rss_mb": float(bench["max_rss"].max()),
+                    "written_mb": float(bench["io_out"].max()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def extrapolate(rule: str, wall_s: float, threads: int, patch_share: float, trees: int):
+    """(seconds on the node or None, basis) for a rule that took ``wall_s`` here."""
+    factor, basis = SCALING.get(rule, ("1", "full counts, as measured"))
+    if factor == "gpu":
+        return None, basis
+    value = eval(factor, {"threads": threads, "rows": 1 / patch_share, "trees": 32 / trees})  # noqa: S307
+    return wall_s * value, basis
+
+
+def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.DataFrame:
+    """bench/rehearsal.md: every measured job, its profile request and the margin."""
+    profile = yaml.safe_load(PROFILE.read_text())
+    frame = read_benchmarks(out)
+    threads, mem, node, basis = [], [], [], []
+    for row in frame.itertuples():
+        t, m = profile_resources(profile, row.rule)
+        seconds, why = extrapolate(row.rule, row.wall_s, t, patch_share, trees)
+        threads.append(t)
+        mem.append(m)
+        node.append(seconds)
+        basis.append(why)
+    frame["profile_threads"], frame["profile_mem_mb"] = threads, mem
+    frame["mem_margin"] = frame["profile_mem_mb"] / frame["peak_rss_mb"]
+    frame["node_s"], frame["basis"] = node, basis
+    frame = frame.sort_values("wall_s", ascending=False)
+    lines = [
+        "# The full-size rehearsal: measured",
+        "",
+        "Written by `bench/rehearsal.py table` from the Snakemake benchmark files of a run",
+        f"(patch share {patch_share:g}, forest of {trees} trees); see bench/README.md.",
+        "`peak RSS` is what `tests/test_rehearsal.py` holds the profile's `mem_mb` to.",
+        "",
+        "| run | rule | job | wall s | CPU s | peak RSS MB | written MB | profile threads |"
+        " profile mem_mb | margin | full recipe on a node, s | basis |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in frame.itertuples():
+        lines.append(
+            f"| {r.run} | {r.rule} | {r.job} | {r.wall_s:,.0f} | {r.cpu_s:,.0f} | "
+            f"{r.peak_rss_mb:,.0f} | {r.written_mb:,.0f} | {r.profile_threads} | "
+            f"{r.profile_mem_mb:,} | {r.mem_margin:.1f}x | "
+            f"{'-' if r.node_s is None or r.node_s != r.node_s else f'{r.node_s:,.0f}'} | "
+            f"{r.basis} |"
+        )
+    lines += ["", f"Total wall time: {frame['wall_s'].sum():,.0f} s.", ""]
+    table.write_text("\n".join(lines))
+    return frame
+
+
+def read_table(table: Path) -> pd.DataFrame:
+    """The measured rows of bench/rehearsal.md (run, rule, job, peak RSS MB)."""
+    rows = []
+    for line in table.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 12 and cells[3].replace(",", "").replace(".", "").isdigit():
+            rows.append(
+                {
+                    "run": cells[0],
+                    "rule": cells[1],
+                    "job": cells[2],
+                    "peak_rss_mb": float(cells[5].replace(",", "")),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("step", choices=["generate", "tabular", "patches", "table", "all"])
+    parser.add_argument("out", type=Path, help="the rehearsal's folder (outside the repository)")
+    parser.add_argument("--share", type=float, default=1.0, help="share of the archive's counts")
+    parser.add_argument("--patch-share", type=float, default=0.1)
+    parser.add_argument("--trees", type=int, default=FOREST_TREES)
+    parser.add_argument("--cores", type=int, default=os.cpu_count())
+    parser.add_argument("--table", type=Path, default=TABLE)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    out = args.out.resolve()
+    steps = ["generate", "tabular", "patches", "table"] if args.step == "all" else [args.step]
+    spec = FullCountSpec(patch_share=args.patch_share)
+    if args.share != 1.0:
+        spec = spec.scaled(args.share)
+    configs = rehearsal_configs(yaml.safe_load(RECIPE.read_text()), out / DATA, args.trees)
+    for step in steps:
+        start = time.perf_counter()
+        if step == "generate":
+            summary = generate_full_count_dataset(out / DATA, spec, workers=args.cores)
+            (out / DATA / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            cpu = sum(os.times()[:4])
+            write_benchmark(
+                out / "benchmarks" / "generate.tsv", time.perf_counter() - start, cpu, peak_mb
+            )
+        elif step == "tabular":
+            run_tabular(out, configs, args.cores)
+        elif step == "patches":
+            run_patches(out, configs, args.cores)
+        else:
+            write_table(out, args.table, args.patch_share, args.trees)
+        print(f"{step}: {time.perf_counter() - start:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""The full-size rehearsal: the full-count generator at a tiny size, the rehearsal's configs
+(they validate and dry-run), and the SLURM profile against the committed measurements."""
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import yaml
+from conftest import REPO, SCHEMA, run_snakemake
+from snakemake.utils import validate
+
+from geolifeclef.data.observations import load_observations
+from geolifeclef.demo.fullcount import (
+    ARCHIVE_SPECIES,
+    ARCHIVE_SPLITS,
+    PATCH_ROOT,
+    ROOT,
+    TRUTH,
+    FullCountSpec,
+    class_counts,
+    generate_full_count_dataset,
+    read_true_probabilities,
+)
+from geolifeclef.layout import ENV_VARIABLES, PATCH_MODALITIES, DatasetLayout
+from geolifeclef.patches.files import read_patch
+
+sys.path.insert(0, str(REPO / "bench"))
+import rehearsal  # noqa: E402
+
+TINY = replace(FullCountSpec().scaled(0.002), raster_coarsening=40, patch_share=0.1)
+"""3,328 observations of 34 species; rasters 40 times coarser than the real ones."""
+
+
+@pytest.fixture(scope="module")
+def tiny_full_count(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("fullcount")
+    return out, generate_full_count_dataset(out, TINY)
+
+
+def test_class_counts_have_the_archives_long_tail():
+    """At the archive's size the counts are the archive's (GLC22-FORMAT.md): ~6,700 for
+    the most frequent species, 12,539 species under 50, at least 3 each; the sum exact."""
+    counts = class_counts(ARCHIVE_SPECIES, ARCHIVE_SPLITS["train"])
+    assert counts.sum() == ARCHIVE_SPLITS["train"]
+    assert np.all(np.diff(counts) <= 0)
+    assert abs(counts[0] - 6_700) <= 0.05 * 6_700
+    assert abs((counts < 50).sum() - 12_539) <= 0.01 * 12_539
+    assert counts.min() == 3
+    assert 10 <= np.median(counts) < 100  # a median in the tens
+    assert (counts < 10).sum() >= 1_000  # thousands under 10
+    # Scaled down, the shape holds: the top quarter of species hold the same share of the
+    # observations, and every species is observed.
+    small = class_counts(170, 15_870)
+    assert small.sum() == 15_870 and small.min() >= 1
+    head_share = counts[: ARCHIVE_SPECIES // 4].sum() / counts.sum()
+    assert abs(small[: 170 // 4].sum() / small.sum() - head_share) < 0.05
+
+
+def test_the_tiny_dataset_reads_as_the_archive(tiny_full_count):
+    """The workflow's own reader accepts it; the split counts are the spec's; the truth
+    holds the val and test rows; the patch root's observations have their four files."""
+    out, summary = tiny_full_count
+    tables = load_observations(DatasetLayout(out / ROOT))
+    sizes = {s: len(tables.split(s)) for s in ("train", "val", "test")}
+    assert sizes == {"train": TINY.n_train, "val": TINY.n_val, "test": TINY.n_test}
+    assert summary["observations"] == sizes
+    train = tables.split("train")
+    assert train["species_id"].nunique() == TINY.n_species
+    counts = np.sort(train["species_id"].value_counts().to_numpy())[::-1]
+    assert counts[0] > 10 * np.median(counts)  # a long tail
+    rows, probabilities = read_true_probabilities(out / TRUTH)
+    assert isinstance(probabilities, np.memmap)
+    assert len(rows) == TINY.n_val + TINY.n_test == len(probabilities)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+    assert set(rows["observation_id"]) == set(tables.split("val")["observation_id"]) | set(
+        tables.split("test")["observation_id"]
+    )
+    patch_layout = DatasetLayout(out / PATCH_ROOT)
+    with_patches = load_observations(patch_layout)
+    ids = np.concatenate(
+        [with_patches.split(s)["observation_id"] for s in ("train", "val", "test")]
+    )
+    assert len(ids) == summary["with_patches"] == round(TINY.n_observations * TINY.patch_share)
+    for modality in PATCH_MODALITIES:
+        patch = read_patch(patch_layout.patch(int(ids[0]), modality), modality)
+        assert patch.shape[:2] == (TINY.patch_size, TINY.patch_size)
+    with rasterio.open(patch_layout.raster(ENV_VARIABLES[0], "fr")) as raster:
+        assert raster.res[0] == pytest.approx(40 / 120)  # the coarsened bioclimatic grid
+
+
+def test_generation_resumes_and_refuses_other_sizes(tiny_full_count, tmp_path):
+    out, summary = tiny_full_count
+    truth = out / TRUTH / "probabilities.npy"
+    before = truth.stat().st_mtime_ns
+    assert generate_full_count_dataset(out, TINY) == summary
+    assert truth.stat().st_mtime_ns == before  # nothing written twice
+    with pytest.raises(ValueError, match="other sizes"):
+        generate_full_count_dataset(out, replace(TINY, n_test=TINY.n_test + 1))
+
+
+@pytest.mark.parametrize("run", rehearsal.RUNS)
+def test_the_rehearsal_configs_validate_and_dry_run(tiny_full_count, tmp_path, run):
+    """The recipe with only sizes changed: valid, and its targets dry-run on the data."""
+    out, _ = tiny_full_count
+    recipe = yaml.safe_load(rehearsal.RECIPE.read_text())
+    config = rehearsal.rehearsal_configs(recipe, out)[run]
+    validate(config, str(SCHEMA))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    targets = ["all", "maps"] if run == rehearsal.TABULAR else rehearsal.patch_targets(config)
+    dry = run_snakemake(tmp_path, "--dry-run", *targets)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    jobs = dry.stdout
+    if run == rehearsal.TABULAR:
+        for rule in ("predict_random_forest", "train_model", "refit_model", "map_model"):
+            assert rule in jobs
+        assert "cache_patch_shard" not in jobs
+    else:
+        assert "cache_patch_shard" in jobs and "train_model" not in jobs
+
+
+def test_the_table_reader_reads_what_the_writer_writes(tmp_path):
+    """bench/rehearsal.md round trip: the rows written are the rows the profile test reads."""
+    bench = tmp_path / rehearsal.TABULAR / "benchmarks"
+    (bench / "train_model").mkdir(parents=True)
+    pd.DataFrame({"s": [12.5], "max_rss": [3_000.0], "io_out": [5.0], "cpu_time": [20.0]}).to_csv(
+        bench / "train_model" / "env_mlp.tsv", sep="\t", index=False
+    )
+    rehearsal.write_benchmark(bench / "extract_env.tsv", 50.0, 90.0, 1_300.0)
+    table = tmp_path / "rehearsal.md"
+    rehearsal.write_table(tmp_path, table, patch_share=0.1, trees=4)
+    read = rehearsal.read_table(table).sort_values("rule").reset_index(drop=True)
+    assert read[["rule", "job"]].values.tolist() == [
+        ["extract_env", ""],
+        ["train_model", "env_mlp"],
+    ]
+    assert read["peak_rss_mb"].tolist() == [1_300.0, 3_000.0]
