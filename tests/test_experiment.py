@@ -266,3 +266,14 @@ def test_typed_settings_change_with_a_setting_not_with_the_order_of_keys():
     faster = {**ENTRY, "train": {**ENTRY["train"], "learning_rate": 0.01}}
     assert ExperimentSettings.from_config("x", faster).to_config() != settings.to_config()
     assert ExperimentSettings.from_config("x", settings.to_config()) == settings
+
+
+def test_an_unknown_backbone_stops_the_job_naming_the_experiment(with_species, tmp_path):
+    """The settings take any backbone name (the Snakefile builds them without torch); the
+    job refuses an unknown one before reading any data, naming experiment and backbone."""
+    from geolifeclef.experiments.jobs import run_training
+
+    entry = {"model": {"kind": "cnn", "modalities": ["rgb"], "cnn": {"backbone": "resnet34x"}}}
+    settings = ExperimentSettings.from_config("x", entry)
+    with pytest.raises(ValueError, match="experiment x: unknown backbone 'resnet34x'"):
+        run_training(_training_job(with_species, tmp_path, settings))

@@ -40,6 +40,7 @@ from geolifeclef.experiments.training import (
     seed_everything,
     train,
 )
+from geolifeclef.models.backbones import check_backbone
 from geolifeclef.models.networks import build_model
 from geolifeclef.predictions.table import PredictionWriter, table_k
 from geolifeclef.rule_logging import logging_to
@@ -167,6 +168,11 @@ def run_training(job: TrainingJob) -> dict:
     ``job.history``. Logged to MLflow as a run (see geolifeclef.tracking.runs)."""
     counts = load_species_counts(job.species_table)
     settings = job.settings.with_classes(len(counts))
+    if settings.model.reads.uses_patches:
+        try:  # before any data is read; the settings could not check it (timm needs torch)
+            check_backbone(settings.model.cnn.backbone)
+        except ValueError as error:
+            raise ValueError(f"experiment {settings.name}: {error}") from None
     config = settings.train
     rank, world = distributed_world()
     log.info(
