@@ -10,7 +10,7 @@ import torch
 from geolifeclef.data.dataset import to_device
 from geolifeclef.experiments.jobs import read_job, write_job
 from geolifeclef.models.features import ModelBatch, ndvi, unit_sphere
-from geolifeclef.settings.experiment import ExperimentSettings, experiment_inputs, weight_settings
+from geolifeclef.settings.experiment import ExperimentSettings, experiment_inputs
 from geolifeclef.settings.inputs import PATCH_STAT_COLUMNS, TABULAR_SIZES, InputsNeeded
 
 ENTRY = {
@@ -25,7 +25,7 @@ ENTRY = {
 
 
 def test_settings_become_typed_configs():
-    settings = ExperimentSettings.from_config("x", ENTRY, n_classes=40)
+    settings = ExperimentSettings.from_config("x", ENTRY)
     groups = ENTRY["model"]["tabular"]
     assert settings.model.n_tabular == sum(TABULAR_SIZES[g] for g in groups)
     assert settings.model.modalities == ("rgb", "landcover", "ndvi")
@@ -35,15 +35,16 @@ def test_settings_become_typed_configs():
 
 
 def test_fingerprint_follows_what_shapes_the_weights():
-    base = ExperimentSettings.from_config("x", ENTRY, 40).fingerprint()
-    assert ExperimentSettings.from_config("renamed", ENTRY, 40).fingerprint() == base
+    base = ExperimentSettings.from_config("x", ENTRY).fingerprint()
+    assert ExperimentSettings.from_config("renamed", ENTRY).fingerprint() == base
     changed = {**ENTRY, "train": {**ENTRY["train"], "epochs": 4}}
-    assert ExperimentSettings.from_config("x", changed, 40).fingerprint() != base
-    assert ExperimentSettings.from_config("x", {**ENTRY, "tta": True}, 40).fingerprint() == base
+    assert ExperimentSettings.from_config("x", changed).fingerprint() != base
+    # Prediction settings are not weight settings: they are not even in the typed settings.
+    assert ExperimentSettings.from_config("x", {**ENTRY, "tta": True}).fingerprint() == base
 
 
 def test_what_an_experiment_reads_and_what_retrains_it_are_decided_once():
-    settings = ExperimentSettings.from_config("x", ENTRY, 40)
+    settings = ExperimentSettings.from_config("x", ENTRY)
     assert experiment_inputs(ENTRY) == settings.inputs
     env_only = {"model": {"kind": "mlp", "tabular": ["env", "coordinates"]}}
     assert experiment_inputs(env_only) == InputsNeeded((), env=True, patch_stats=False)
@@ -52,7 +53,7 @@ def test_what_an_experiment_reads_and_what_retrains_it_are_decided_once():
     assert experiment_inputs(shares) == InputsNeeded((), env=False, patch_stats=True)
     cnn = {"model": {"kind": "cnn", "modalities": ["green"], "tabular": ["env"]}}
     assert experiment_inputs(cnn) == InputsNeeded(("rgb",), env=False, patch_stats=False)
-    assert weight_settings({**ENTRY, "tta": True}) == ENTRY
+    assert ExperimentSettings.from_config("x", {**ENTRY, "tta": True}) == settings
 
 
 def test_jobs_round_trip_through_json(tmp_path):
@@ -62,8 +63,7 @@ def test_jobs_round_trip_through_json(tmp_path):
 
     inputs = ExperimentInputs({"train": "t.parquet"}, "env.parquet", "stats.json", {"train": "c"})
     training = TrainingJob(
-        "x",
-        ENTRY,
+        ExperimentSettings.from_config("x", ENTRY),
         inputs,
         "species.parquet",
         "m.pt",
@@ -81,10 +81,10 @@ def test_jobs_round_trip_through_json(tmp_path):
 
 def test_unknown_settings_are_refused():
     with pytest.raises(ValueError, match="unknown TrainConfig settings"):
-        ExperimentSettings.from_config("x", {**ENTRY, "train": {"epoch": 3}}, 40)
+        ExperimentSettings.from_config("x", {**ENTRY, "train": {"epoch": 3}})
     bad = {"model": {**ENTRY["model"], "tabular": ["env", "sentinel"]}}
     with pytest.raises(ValueError, match="unknown tabular features"):
-        ExperimentSettings.from_config("x", bad, 40)
+        ExperimentSettings.from_config("x", bad)
 
 
 def test_model_batch_builds_tabular_features_and_patches():
@@ -138,7 +138,9 @@ def test_ndvi_of_dark_pixels_is_zero():
     assert ndvi(torch.tensor([[[[0.0]]]]), torch.tensor([[[[50.0]]]])).item() == 1.0
 
 
-def _training_job(extracted, tmp_path, entry, **more):
+def _training_job(extracted, tmp_path, settings, **more):
+    """A training job of ``settings`` on the tiny demo's tables, logging to a sqlite store
+    under ``tmp_path``."""
     from geolifeclef.experiments.jobs import TrainingJob
     from geolifeclef.experiments.trained import ExperimentInputs
     from geolifeclef.settings.experiment import TRAINING_SPLITS
@@ -146,8 +148,7 @@ def _training_job(extracted, tmp_path, entry, **more):
 
     tables = extracted["tables"]
     return TrainingJob(
-        name="x",
-        settings=entry,
+        settings=settings,
         inputs=ExperimentInputs(
             observations={split: str(tables[split]) for split in TRAINING_SPLITS},
             env_table=str(extracted["env"]),
@@ -187,9 +188,92 @@ def test_refit_trains_on_train_and_val_rows_and_never_on_test(with_species, tmp_
         s: pd.read_parquet(p)["observation_id"].to_numpy()
         for s, p in with_species["tables"].items()
     }
-    experiment.run_training(_training_job(with_species, tmp_path, entry, refit_epochs=3))
+    settings = ExperimentSettings.from_config("x", entry)
+    experiment.run_training(_training_job(with_species, tmp_path, settings, refit_epochs=3))
     assert sorted(seen["ids"]) == sorted(np.concatenate([ids["train"], ids["val"]]))
     assert not set(seen["ids"]) & set(ids["test"])
     assert seen["epochs"] == 3 and seen["val"] is None  # the epochs the train-only fit chose
-    experiment.run_training(_training_job(with_species, tmp_path / "plain", entry))
+    experiment.run_training(_training_job(with_species, tmp_path / "plain", settings))
     assert sorted(seen["ids"]) == sorted(ids["train"]) and seen["val"] is not None
+
+
+def _spy_train(seen):
+    """A stand-in for ``training.train`` that records the TrainConfig it is handed and
+    saves the untrained weights as the best epoch."""
+    from geolifeclef.experiments import training
+
+    def spy(model, make_train_loader, val_loader, config, counts, checkpoint, best, **kwargs):
+        seen["config"] = config
+        Path(best).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), best)
+        return training.TrainState(epoch=config.epochs, best_epoch=config.epochs - 1)
+
+    return spy
+
+
+def test_the_learning_rate_goes_from_the_config_to_the_job_and_its_files(
+    with_species, tmp_path, monkeypatch
+):
+    """config -> typed settings (as common.smk builds them) -> job -> optimizer, bundle,
+    settings.json and MLflow params, and through a job's JSON file for torchrun."""
+    import json
+
+    import mlflow
+    from conftest import SCHEMA
+    from snakemake.utils import validate
+
+    from geolifeclef.experiments import jobs
+    from geolifeclef.experiments.trained import load_trained
+
+    config = {
+        "experiments": {
+            "x": {
+                "train": {"learning_rate": 0.0123, "epochs": 1},
+                "model": {"tabular": ["coordinates", "env"], "kind": "mlp"},
+            }
+        }
+    }
+    validate(config, str(SCHEMA))  # as the Snakefile does: the schema fills the defaults
+    settings = ExperimentSettings.from_config("x", config["experiments"]["x"])
+    assert settings.train.learning_rate == 0.0123 and settings.model.n_classes == 0
+    job = _training_job(with_species, tmp_path, settings)
+    assert job.settings.train.learning_rate == 0.0123
+    write_job(job, tmp_path / "job.json")
+    assert read_job(tmp_path / "job.json") == job
+
+    seen = {}
+    monkeypatch.setattr(jobs, "train", _spy_train(seen))  # jobs calls the train it imported
+    jobs.run_training(job)
+    assert seen["config"].learning_rate == 0.0123
+    saved = json.loads((tmp_path / "settings.json").read_text())
+    assert saved == settings.to_config() and saved["train"]["learning_rate"] == 0.0123
+    trained, _ = load_trained(job.model)
+    assert trained == settings.with_classes(trained.model.n_classes)
+    assert trained.model.n_classes > 0
+    [run] = mlflow.MlflowClient(job.tracking.uri).search_runs(
+        [mlflow.MlflowClient(job.tracking.uri).get_experiment_by_name("tests").experiment_id]
+    )
+    assert run.data.params["train.learning_rate"] == "0.0123"
+
+
+def test_typed_settings_change_with_a_setting_not_with_the_order_of_keys():
+    """What the train rule's params record (sorted JSON of ``to_config``): a reordered
+    entry reads the same, another learning rate does not; and it reads back."""
+    settings = ExperimentSettings.from_config("x", ENTRY)
+    reordered = {"train": dict(reversed(ENTRY["train"].items())), **ENTRY}
+    reordered["model"] = dict(reversed(ENTRY["model"].items()))
+    assert ExperimentSettings.from_config("x", reordered) == settings
+    faster = {**ENTRY, "train": {**ENTRY["train"], "learning_rate": 0.01}}
+    assert ExperimentSettings.from_config("x", faster).to_config() != settings.to_config()
+    assert ExperimentSettings.from_config("x", settings.to_config()) == settings
+
+
+def test_an_unknown_backbone_stops_the_job_naming_the_experiment(with_species, tmp_path):
+    """The settings take any backbone name (the Snakefile builds them without torch); the
+    job refuses an unknown one before reading any data, naming experiment and backbone."""
+    from geolifeclef.experiments.jobs import run_training
+
+    entry = {"model": {"kind": "cnn", "modalities": ["rgb"], "cnn": {"backbone": "resnet34x"}}}
+    settings = ExperimentSettings.from_config("x", entry)
+    with pytest.raises(ValueError, match="experiment x: unknown backbone 'resnet34x'"):
+        run_training(_training_job(with_species, tmp_path, settings))

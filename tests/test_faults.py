@@ -453,7 +453,7 @@ def test_unknown_model_kind_is_refused_outside_the_schema_too():
     from geolifeclef.settings.experiment import ExperimentSettings
 
     with pytest.raises(ValueError, match="unknown model kind 'transformer'"):
-        ExperimentSettings.from_config("e", {"model": {"kind": "transformer"}}, n_classes=5)
+        ExperimentSettings.from_config("e", {"model": {"kind": "transformer"}})
 
 
 def test_unknown_model_kind_stops_snakemake_before_any_job(tmp_path):

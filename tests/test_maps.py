@@ -100,7 +100,8 @@ def mlp(demo):
 
     n_classes = int(demo["species"]["species_id"].max()) + 1
     torch.manual_seed(0)
-    model = build_model(ExperimentSettings.from_config("mlp", settings, n_classes).model)
+    typed = ExperimentSettings.from_config("mlp", settings).with_classes(n_classes)
+    model = build_model(typed.model)
     path = demo["folder"] / "model.pt"
     bundle = {"name": "mlp", "settings": settings, "n_classes": n_classes}
     torch.save({**bundle, "state_dict": model.state_dict()}, path)

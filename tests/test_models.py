@@ -255,3 +255,10 @@ def test_input_size_resizes_before_the_backbone():
     )
     _step(model, _batch(("rgb", "landcover")))
     assert seen[0][-2:] == (16, 16)
+
+
+def test_a_model_without_its_species_count_is_refused():
+    """The Snakefile's settings leave ``n_classes`` at 0 (the species table gives it when
+    the job runs): a classifier of no species is never built."""
+    with pytest.raises(ValueError, match="n_classes is not set"):
+        build_model(ModelConfig(kind="mlp", n_tabular=7))

@@ -6,7 +6,7 @@ from datetime import datetime
 import pytest
 
 from geolifeclef.experiments.learning_curve import plot_learning_curve
-from geolifeclef.settings.experiment import shaping_settings
+from geolifeclef.settings.experiment import ExperimentSettings, shaping_settings
 from geolifeclef.tracking.records import (
     best_epoch_metrics,
     evaluated_model_id,
@@ -154,7 +154,7 @@ def test_a_run_logs_only_the_settings_that_shaped_it(entry, absent, present):
     }.items():
         entry["train"].setdefault(key, value)
     entry["model"]["cnn"] = {"landcover_embedding_dim": 4, **entry["model"]["cnn"]}
-    logged = flatten(shaping_settings(entry))
+    logged = flatten(shaping_settings(ExperimentSettings.from_config("x", entry)))
     for name in absent + ["train.step_epochs", "train.block_size_degrees", "train.num_workers"]:
         assert not [key for key in logged if key == name or key.startswith(f"{name}.")], name
     for name in present:

@@ -11,6 +11,7 @@ from geolifeclef.experiments.jobs import PredictionJob, TrainingJob, run_predict
 from geolifeclef.experiments.trained import ExperimentInputs
 from geolifeclef.layout import SPLITS
 from geolifeclef.predictions.table import read_predictions
+from geolifeclef.settings.experiment import ExperimentSettings
 from geolifeclef.settings.tracking import Tracking
 from geolifeclef.tracking.records import MODEL_URI_KEY, RUN_ID_KEY
 
@@ -42,8 +43,7 @@ def logged(with_species, tmp_path_factory):
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     summary = run_training(
         TrainingJob(
-            name="fusion",
-            settings=FUSION,
+            settings=ExperimentSettings.from_config("fusion", FUSION),
             inputs=_inputs(with_species, ("train", "val")),
             species_table=str(with_species["species"]),
             model=str(folder / "model.pt"),

@@ -66,6 +66,19 @@ def test_the_workflow_parses_with_the_settings_package_only(tmp_path):
     assert not {name for name in imported if name.split(".")[0] in ("torch", "mlflow", "sklearn")}
 
 
+def test_an_unknown_backbone_leaves_the_workflow_parsing(tmp_path):
+    """The Snakefile builds every experiment's typed settings without torch, so it cannot
+    check a timm name: it parses and plans the fit, whose job refuses the name (see
+    test_experiment.test_an_unknown_backbone_stops_the_job_naming_the_experiment)."""
+    (tmp_path / "config.yaml").write_text(
+        "demo:\n  scale: tiny\nexperiments:\n  odd:\n    model:\n      kind: cnn\n"
+        "      modalities: [rgb]\n      cnn: {backbone: resnet34x}\n"
+    )
+    result = run_snakemake(tmp_path, "experiments", "--dry-run", timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "results/models/odd/model.pt" in result.stdout
+
+
 def _rule_blocks() -> dict[str, str]:
     """Rule name -> the text of its block, from every rule file of the workflow."""
     blocks = {}

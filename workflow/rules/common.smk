@@ -11,11 +11,7 @@ import yaml
 from snakemake.utils import validate
 
 from geolifeclef.settings.catalog import BASELINE_MODELS, build_catalog
-from geolifeclef.settings.experiment import (
-    TRAINING_SPLITS,
-    experiment_inputs,
-    weight_settings,
-)
+from geolifeclef.settings.experiment import TRAINING_SPLITS, ExperimentSettings
 from geolifeclef.layout import REGIONS, SPLITS, DatasetLayout
 from geolifeclef.settings.inputs import PATCH_STAT_GROUPS
 from geolifeclef.settings.sweeps import parse_selector
@@ -67,6 +63,12 @@ CATALOG = build_catalog(
 )
 config["experiments"] = CATALOG.experiments
 validate(config, CONFIG_SCHEMA)  # every sweep member, as any experiment
+# Each experiment's typed settings, built once from its validated entry: the rules hand
+# them to the jobs, and a bad setting stops the workflow before any job runs.
+EXPERIMENT_SETTINGS = {
+    name: ExperimentSettings.from_config(name, entry)
+    for name, entry in CATALOG.experiments.items()
+}
 PREDICTED_SPLITS = ("val", "test")
 BASELINE_MODELS = list(BASELINE_MODELS)
 BLEND_MODELS = list(CATALOG.blends)
@@ -121,8 +123,8 @@ def canonical(value):
 
 def experiment_reads(experiment):
     """What an experiment reads: patch caches, env table, patch statistics (decided by the
-    package, geolifeclef.settings.experiment.experiment_inputs)."""
-    return experiment_inputs(config["experiments"][experiment])
+    package, geolifeclef.settings.experiment.ExperimentSettings.inputs)."""
+    return EXPERIMENT_SETTINGS[experiment].inputs
 
 
 # -- tracking ------------------------------------------------------------------------------

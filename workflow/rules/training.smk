@@ -22,9 +22,7 @@ def experiment_patch_stats(splits):
 
 def pretrained_file(wildcards):
     """The local weights file an experiment starts from, if it names one."""
-    pretrained = config["experiments"][wildcards.experiment]["model"]["cnn"][
-        "pretrained"
-    ]
+    pretrained = EXPERIMENT_SETTINGS[wildcards.experiment].model.cnn.pretrained
     return [pretrained] if isinstance(pretrained, str) else []
 
 
@@ -62,13 +60,17 @@ def served_inputs():
 
 
 def fit_params(checkpoints, metrics):
-    """Params of a fit: the weight settings and where its own files go."""
+    """Params of a fit: the typed weight settings and where its own files go."""
     return {
         "served_inputs": served_inputs(),
-        # Canonical JSON: reordering keys in the config is no change. Prediction settings
-        # (tta, refit) are left out: changing them does not retrain the train-only fit.
-        "settings": lambda wildcards: canonical(
-            weight_settings(config["experiments"][wildcards.experiment])
+        # Prediction settings (tta, refit) are not in them: changing those does not
+        # retrain the train-only fit.
+        "settings": lambda wildcards: EXPERIMENT_SETTINGS[wildcards.experiment],
+        # Snakemake's params trigger skips values other than builtins (a dataclass too),
+        # so it compares this text of the settings: a changed weight setting retrains,
+        # reordered config keys do not (sorted JSON). The script does not read it.
+        "settings_json": lambda wildcards: canonical(
+            EXPERIMENT_SETTINGS[wildcards.experiment].to_config()
         ),
         # Not outputs: Snakemake deletes a failed job's outputs, these must survive it.
         "checkpoint_dir": lambda wildcards: model_file(

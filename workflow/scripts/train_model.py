@@ -1,8 +1,6 @@
 """Snakemake adapter: train one experiment (on several GPUs through torchrun), or refit it
 on train + val for the epochs its train-only fit found best (rule refit_model)."""
 
-import json
-
 from geolifeclef.experiments.jobs import TrainingJob, best_epoch
 from geolifeclef.experiments.launch import launch_training
 from geolifeclef.experiments.trained import ExperimentInputs
@@ -14,8 +12,7 @@ with logging_to(snakemake.log[0]):
     inputs = snakemake.input
     history = inputs.get("train_history")
     job = TrainingJob(
-        name=snakemake.wildcards.experiment,
-        settings=json.loads(snakemake.params.settings),
+        settings=snakemake.params.settings,
         inputs=ExperimentInputs(
             observations={split: inputs[split] for split in TRAINING_SPLITS},
             env_table=inputs.env,

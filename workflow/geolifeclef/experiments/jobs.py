@@ -17,7 +17,6 @@ import os
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +40,7 @@ from geolifeclef.experiments.training import (
     seed_everything,
     train,
 )
+from geolifeclef.models.backbones import check_backbone
 from geolifeclef.models.networks import build_model
 from geolifeclef.predictions.table import PredictionWriter, table_k
 from geolifeclef.rule_logging import logging_to
@@ -62,9 +62,9 @@ log = logging.getLogger(__name__)
 class TrainingJob:
     """Everything ``run_training`` needs: one experiment's settings, inputs and outputs."""
 
-    name: str
-    settings: dict[str, Any]
-    """The experiment's config entry (``weight_settings`` of it)."""
+    settings: ExperimentSettings
+    """As the Snakefile built them from the config (``model.n_classes`` comes from
+    ``species_table`` when the job runs)."""
     inputs: ExperimentInputs
     """Of the splits train and val."""
     species_table: str
@@ -109,7 +109,10 @@ class PredictionJob:
 
 
 def write_job(job: TrainingJob | PredictionJob, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(asdict(job), indent=1))
+    values = asdict(job)
+    if isinstance(job, TrainingJob):  # in the form a config entry has, named
+        values["settings"] = {"name": job.settings.name, **job.settings.to_config()}
+    Path(path).write_text(json.dumps(values, indent=1))
 
 
 def read_job(path: str | Path) -> TrainingJob | PredictionJob:
@@ -117,6 +120,8 @@ def read_job(path: str | Path) -> TrainingJob | PredictionJob:
     values = json.loads(Path(path).read_text())
     values["inputs"] = ExperimentInputs(**values["inputs"])
     if "tracking" in values:
+        settings = values["settings"]
+        values["settings"] = ExperimentSettings.from_config(settings.pop("name"), settings)
         values["tracking"] = Tracking(**values["tracking"])
         if values.get("served_inputs"):
             values["served_inputs"] = ExperimentInputs(**values["served_inputs"])
@@ -162,7 +167,12 @@ def run_training(job: TrainingJob) -> dict:
     """Train one experiment; write ``job.model`` (best weights + settings) and
     ``job.history``. Logged to MLflow as a run (see geolifeclef.tracking.runs)."""
     counts = load_species_counts(job.species_table)
-    settings = ExperimentSettings.from_config(job.name, job.settings, n_classes=len(counts))
+    settings = job.settings.with_classes(len(counts))
+    if settings.model.reads.uses_patches:
+        try:  # before any data is read; the settings could not check it (timm needs torch)
+            check_backbone(settings.model.cnn.backbone)
+        except ValueError as error:
+            raise ValueError(f"experiment {settings.name}: {error}") from None
     config = settings.train
     rank, world = distributed_world()
     log.info(
@@ -234,7 +244,7 @@ def run_training(job: TrainingJob) -> dict:
         else _offline_tracker()
     )
     with run_context as tracker:
-        params = {"experiment": settings.name, **shaping_settings(job.settings)}
+        params = {"experiment": settings.name, **shaping_settings(settings)}
         tracker.log_params(params)
         # The observation tables read: the runs table's Dataset column (digest, rows).
         tracker.log_input(job.inputs.observations["train"], "training")
@@ -256,8 +266,8 @@ def run_training(job: TrainingJob) -> dict:
         model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True))
         bundle = {
             "name": settings.name,
-            "settings": job.settings,
-            "n_classes": len(counts),
+            "settings": settings.to_config(),
+            "n_classes": settings.model.n_classes,
             "state_dict": model.state_dict(),
         }
         with atomic_path(job.model) as temporary:
@@ -279,7 +289,7 @@ def run_training(job: TrainingJob) -> dict:
             plot_learning_curve(summary, job.learning_curve)
             tracker.log_artifact(job.learning_curve)
         config_file = Path(job.history).with_name("settings.json")
-        write_text(config_file, json.dumps(job.settings, indent=2) + "\n")
+        write_text(config_file, json.dumps(settings.to_config(), indent=2) + "\n")
         tracker.log_artifact(config_file)
         for artifact in job.artifacts:
             tracker.log_artifact(artifact)

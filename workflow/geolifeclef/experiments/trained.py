@@ -95,9 +95,8 @@ def experiment_loader(dataset, batch_size: int, num_workers: int, shuffle: bool,
 def load_trained(path: str | Path) -> tuple[ExperimentSettings, torch.nn.Module]:
     """A trained model bundle written by ``run_training`` (safe loading only)."""
     bundle = torch.load(path, map_location="cpu", weights_only=True)
-    settings = ExperimentSettings.from_config(
-        bundle["name"], bundle["settings"], bundle["n_classes"]
-    )
+    settings = ExperimentSettings.from_config(bundle["name"], bundle["settings"])
+    settings = settings.with_classes(bundle["n_classes"])
     model = build_model(settings.model, load_weights=False)
     model.load_state_dict(bundle["state_dict"])
     return settings, model

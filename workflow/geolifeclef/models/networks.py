@@ -134,6 +134,11 @@ class SpeciesModel(nn.Module):
 
     def __init__(self, config: ModelConfig, load_weights: bool = True) -> None:
         super().__init__()
+        if config.n_classes <= 0:  # a classifier of no species would build without a word
+            raise ValueError(
+                "ModelConfig.n_classes is not set: fill it from the species table "
+                "(ExperimentSettings.with_classes) before building the model"
+            )
         self.config = config
         features = 0
         self.tabular = None

@@ -1,7 +1,7 @@
 """The typed settings of an experiment: model, patch branch, training and augmentation.
 
-Each default lives here once (``experiment_settings`` turns a config entry into these and
-the schema documents them). Nothing here imports torch (a timm backbone name is checked
+Each default lives here once (``ExperimentSettings.from_config`` turns a config entry into
+these and the schema documents them). Nothing here imports torch (a timm backbone name is checked
 where the backbone is built, ``geolifeclef.models.backbones``), so that the Snakefile, and every
 SLURM job that parses it, stays quick; ``models`` and ``training`` build from these.
 """
@@ -53,7 +53,9 @@ class ModelConfig:
     """What to build: ``kind`` in ``inputs.MODEL_KINDS``, inputs and outputs."""
 
     kind: str
-    n_classes: int
+    n_classes: int = 0
+    """Species the classifier scores: read from the species table when the job runs
+    (``ExperimentSettings.with_classes``); 0 until then, as when the Snakefile builds it."""
     n_tabular: int = 0
     """Features of the tabular branch (env values, coordinates, patch statistics)."""
     modalities: tuple[str, ...] = ()

@@ -1,12 +1,12 @@
-"""An experiment's settings: its config entry as typed objects, and what in it shapes the
-weights (a change retrains), what only the predictions (a change re-predicts), what the
-model reads, and what its train run logs. The one home of these decisions: the rules
-(``common.smk``), the jobs (``geolifeclef.experiments.jobs``) and the runs ask here."""
+"""An experiment's settings: its config entry as typed objects, built once per experiment
+when the workflow is parsed (``common.smk``) and handed by the rules to the jobs; what in
+it shapes the weights (a change retrains), what only the predictions (a change
+re-predicts), what the model reads, and what its train run logs. The one home of these
+decisions: the rules, the jobs (``geolifeclef.experiments.jobs``) and the runs ask here."""
 
-import copy
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from geolifeclef.settings.configs import (
@@ -24,9 +24,10 @@ DEFAULT_TABULAR = ("env", "coordinates")
 TRAINING_SPLITS = ("train", "val")
 """The splits a training job reads: it fits on train and picks its best epoch on val."""
 PREDICTION_SETTINGS = ("tta", "refit")
-"""Keys of an experiment entry that leave the train-only fit alone: test-time augmentation
-acts at prediction, and ``refit`` adds a second fit on train + val for the test predictions
-(with as many epochs as the train-only fit found best on val)."""
+"""Keys of an experiment entry that leave the train-only fit alone (``ExperimentSettings``
+does not read them): test-time augmentation acts at prediction, and ``refit`` adds a second
+fit on train + val for the test predictions (with as many epochs as the train-only fit
+found best on val)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -48,54 +49,6 @@ def _dataclass_from(cls, values: dict[str, Any] | None, **nested):
     return cls(**values)
 
 
-def weight_settings(entry: dict[str, Any]) -> dict[str, Any]:
-    """The part of an experiment's config entry that shapes its weights: a change here
-    retrains (the rule's params), a change elsewhere only re-predicts."""
-    return {key: value for key, value in entry.items() if key not in PREDICTION_SETTINGS}
-
-
-def shaping_settings(entry: dict[str, Any]) -> dict[str, Any]:
-    """The weight settings of an experiment's config entry that its model and options
-    actually read: what its train run logs as params. Left out: the CNN settings and
-    patch modalities of an MLP, the tabular branch of a CNN, augmentation without patches,
-    land-cover settings without land cover, the small CNN's width for a timm backbone,
-    momentum without SGD, step-schedule settings without a step schedule, the options of
-    other losses, the block size without block label swap, and the loader's workers (they
-    do not change the batches)."""
-    settings = copy.deepcopy(weight_settings(entry))
-    model, train = settings.get("model", {}), settings.get("train", {})
-    reads = model_kind(model.get("kind"))
-    unread = {"model": [], "model.cnn": [], "train": ["num_workers"]}
-    if not reads.uses_patches:
-        unread["model"] += ["cnn", "modalities"]
-        unread["train"] += ["augment"]
-    if not reads.uses_tabular:
-        unread["model"] += ["mlp", "tabular"]
-    cnn = model.get("cnn", {})
-    if "landcover" not in model.get("modalities", ()):
-        unread["model.cnn"] += ["landcover", "landcover_embedding_dim"]
-    elif cnn.get("landcover", CnnConfig.landcover) == "onehot":
-        unread["model.cnn"] += ["landcover_embedding_dim"]
-    if cnn.get("backbone", CnnConfig.backbone) != SMALL:
-        unread["model.cnn"] += ["width"]
-    if train.get("optimizer", TrainConfig.optimizer) != "sgd":
-        unread["train"] += ["momentum"]
-    if train.get("schedule", TrainConfig.schedule) != "step":
-        unread["train"] += ["step_epochs", "step_gamma"]
-    loss = train.get("loss", TrainConfig.loss)
-    unread["train"] += [k for option, k in _LOSS_OPTIONS.items() if option != loss]
-    if not train.get("block_label_swap", TrainConfig.block_label_swap):
-        unread["train"] += ["block_size_degrees"]
-    for section, keys in (("model", model), ("model.cnn", cnn), ("train", train)):
-        for key in unread[section]:
-            keys.pop(key, None)
-    return settings
-
-
-_LOSS_OPTIONS = {"logit_adjusted": "logit_adjust_tau", "class_weighted": "class_weight_power"}
-"""Losses -> the setting only they read."""
-
-
 def experiment_inputs(entry: dict[str, Any]) -> InputsNeeded:
     """What an experiment's config entry reads: patch caches (which modalities), the env
     table, the patch statistics tables."""
@@ -108,7 +61,11 @@ def experiment_inputs(entry: dict[str, Any]) -> InputsNeeded:
 @dataclass(frozen=True)
 class ExperimentSettings:
     """The weight settings of one entry of ``experiments`` in the config, as typed objects
-    (prediction settings, ``PREDICTION_SETTINGS``, travel in the ``PredictionJob``)."""
+    (prediction settings, ``PREDICTION_SETTINGS``, travel in the ``PredictionJob``).
+
+    The Snakefile builds them once per experiment, without ``model.n_classes`` (0): the
+    species table gives it when the job runs (``with_classes``). Outside Python they take
+    one form, ``to_config``, that ``from_config`` reads back."""
 
     name: str
     model: ModelConfig
@@ -116,7 +73,10 @@ class ExperimentSettings:
     train: TrainConfig
 
     @classmethod
-    def from_config(cls, name: str, entry: dict[str, Any], n_classes: int) -> "ExperimentSettings":
+    def from_config(cls, name: str, entry: dict[str, Any]) -> "ExperimentSettings":
+        """The settings of config entry ``entry``, defaults filled in. Raises ValueError for
+        an unknown setting, kind, modality or tabular feature (a timm backbone's name is
+        checked where the backbone is built: that needs torch)."""
         model = dict(entry["model"])
         tabular = tuple(model.pop("tabular", DEFAULT_TABULAR))
         unknown = set(tabular) - set(TABULAR_SIZES)
@@ -127,12 +87,25 @@ class ExperimentSettings:
         n_tabular = sum(TABULAR_SIZES[t] for t in tabular)
         model_config = _dataclass_from(
             ModelConfig,
-            {**model, "n_classes": n_classes, "n_tabular": n_tabular},
+            {**model, "n_tabular": n_tabular},
             mlp=MlpConfig,
             cnn=CnnConfig,
         )
         train = _dataclass_from(TrainConfig, entry.get("train"), augment=AugmentConfig)
         return cls(name, model_config, tabular, train)
+
+    def with_classes(self, n_classes: int) -> "ExperimentSettings":
+        """These settings for a classifier of ``n_classes`` species."""
+        return replace(self, model=replace(self.model, n_classes=n_classes))
+
+    def to_config(self) -> dict[str, Any]:
+        """The settings as a config entry: every value written out (defaults included), lists
+        for tuples, without what the job derives (``n_classes``, ``n_tabular``). What a
+        trained model's bundle, its ``settings.json``, a job's JSON file and the rule's
+        params record hold; ``from_config`` reads it back."""
+        model = {**asdict(self.model), "tabular": self.tabular}
+        del model["n_classes"], model["n_tabular"]
+        return _json_lists({"model": model, "train": asdict(self.train)})
 
     @property
     def inputs(self) -> InputsNeeded:
@@ -152,3 +125,53 @@ class ExperimentSettings:
             default=str,
         )
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _json_lists(value: Any) -> Any:
+    """``value`` with every tuple a list, as JSON and YAML write them (and as the config's
+    values are: a logged param reads ``['rgb']``, not ``('rgb',)``)."""
+    if isinstance(value, dict):
+        return {key: _json_lists(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_lists(item) for item in value]
+    return value
+
+
+def shaping_settings(settings: ExperimentSettings) -> dict[str, Any]:
+    """The settings (``to_config``) that the experiment's model and options actually read:
+    what its train run logs as params. Left out: the CNN settings and patch modalities of
+    an MLP, the tabular branch of a CNN, augmentation without patches, land-cover settings
+    without land cover, the small CNN's width for a timm backbone, momentum without SGD,
+    step-schedule settings without a step schedule, the options of other losses, the block
+    size without block label swap, and the loader's workers (they do not change the
+    batches)."""
+    entry = settings.to_config()
+    model, cnn, train = entry["model"], entry["model"]["cnn"], entry["train"]
+    reads, typed_cnn, typed_train = settings.model.reads, settings.model.cnn, settings.train
+    unread = {"model": [], "model.cnn": [], "train": ["num_workers"]}
+    if not reads.uses_patches:
+        unread["model"] += ["cnn", "modalities"]
+        unread["train"] += ["augment"]
+    if not reads.uses_tabular:
+        unread["model"] += ["mlp", "tabular"]
+    if "landcover" not in settings.model.modalities:
+        unread["model.cnn"] += ["landcover", "landcover_embedding_dim"]
+    elif typed_cnn.landcover == "onehot":
+        unread["model.cnn"] += ["landcover_embedding_dim"]
+    if typed_cnn.backbone != SMALL:
+        unread["model.cnn"] += ["width"]
+    if typed_train.optimizer != "sgd":
+        unread["train"] += ["momentum"]
+    if typed_train.schedule != "step":
+        unread["train"] += ["step_epochs", "step_gamma"]
+    unread["train"] += [k for loss, k in _LOSS_OPTIONS.items() if loss != typed_train.loss]
+    if not typed_train.block_label_swap:
+        unread["train"] += ["block_size_degrees"]
+    for section, keys in (("model", model), ("model.cnn", cnn), ("train", train)):
+        for key in unread[section]:
+            keys.pop(key, None)
+    return entry
+
+
+_LOSS_OPTIONS = {"logit_adjusted": "logit_adjust_tau", "class_weighted": "class_weight_power"}
+"""Losses -> the setting only they read."""
