@@ -14,7 +14,7 @@ from geolifeclef.baselines.knn import KnnSettings, knn_predictions
 from geolifeclef.data.class_frequency import BucketThresholds, species_table
 from geolifeclef.data.env_table import extract_environment
 from geolifeclef.data.observations import load_observations, read_species_ids, read_species_names
-from geolifeclef.layout import ENV_VARIABLES, DatasetLayout
+from geolifeclef.layout import ENV_VARIABLES, DatasetLayout, region_digits
 from geolifeclef.maps.point_models import (
     DemoTruthModel,
     ExperimentModel,
@@ -22,6 +22,7 @@ from geolifeclef.maps.point_models import (
     KnnPointModel,
     PointModel,
     PointModelSpec,
+    point_ids,
     write_spec,
 )
 from geolifeclef.maps.query import PointAnswer, check_points, main, query_points
@@ -76,20 +77,30 @@ def demo(tiny_demo, tables, tmp_path_factory):
     }
 
 
-@pytest.fixture(scope="module")
-def forest(demo):
-    """The forest baseline as predict_random_forest runs it: val predictions, saved trees."""
-    path = demo["folder"] / "forest.npz"
+def _fit_forest(demo, name: str, features: tuple[str, ...]):
+    path = demo["folder"] / f"{name}.npz"
     predictions = random_forest_predictions(
         demo["train"],
         {"val": demo["val"]},
         TabularSources(demo["env"], "env"),
         demo["species"],
         30,
-        ForestSettings(n_estimators=4, max_depth=6),
+        ForestSettings(n_estimators=4, max_depth=6, features=features),
         forest_path=path,
     )
     return path, predictions["val"]
+
+
+@pytest.fixture(scope="module")
+def forest(demo):
+    """The forest baseline as predict_random_forest runs it: val predictions, saved trees."""
+    return _fit_forest(demo, "forest", ("env", "coordinates"))
+
+
+@pytest.fixture(scope="module")
+def country_forest(demo):
+    """The forest on env, coordinates and the country, as the 1st place's tabular part."""
+    return _fit_forest(demo, "country-forest", ("env", "coordinates", "country"))
 
 
 @pytest.fixture(scope="module")
@@ -260,12 +271,16 @@ def test_true_probabilities_are_the_species_model_at_observed_sites(demo):
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["forest", "knn"])
-def test_a_point_query_is_the_prediction_of_an_observation_there(demo, forest, kind):
+@pytest.mark.parametrize("kind", ["forest", "country_forest", "knn"])
+def test_a_point_query_is_the_prediction_of_an_observation_there(
+    demo, forest, country_forest, kind
+):
+    """Also for a forest that reads the country: a point's country is its region."""
     species = demo["species"]
     val = demo["val"]
-    if kind == "forest":
-        model, expected = ForestModel("rf", str(forest[0]), species), forest[1]
+    if kind in ("forest", "country_forest"):
+        fitted = forest if kind == "forest" else country_forest
+        model, expected = ForestModel("rf", str(fitted[0]), species), fitted[1]
     else:
         settings = KnnSettings(n_neighbors=20)
         demo["train"].to_parquet(demo["folder"] / "train.parquet")
@@ -353,10 +368,21 @@ def test_query_command_answers_refuses_and_explains_unmappable_models(
 # --------------------------------------------------------------------------------------
 
 
-def test_only_env_and_coordinate_models_are_mappable():
+def test_a_point_has_the_country_of_the_region_whose_rasters_it_reads():
+    """What the ``country`` feature reads at a map cell or a queried point: the id's first
+    digit, from the reference's longitude rule, as an observation's."""
+    longitude = np.array([2.35, -9.9, -10.1, -100.0, 5.0])
+    ids = point_ids(longitude)
+    assert region_digits(ids).tolist() == [1, 1, 2, 2, 1]
+    assert len(set(ids.tolist())) == len(ids) and (ids < 10**8).all()
+
+
+def test_only_models_of_what_is_known_everywhere_are_mappable():
+    """env values, coordinates and the country (a point's region) are known at any point."""
     config = {
         "experiments": {
             "env_mlp": {"model": {"kind": "mlp", "tabular": ["env", "coordinates"]}},
+            "country_mlp": {"model": {"kind": "mlp", "tabular": ["env", "country"]}},
             "mlp_shares": {"model": {"kind": "mlp", "tabular": ["env", "landcover_shares"]}},
             "fusion": {"model": {"kind": "fusion", "modalities": ["rgb"]}},
             "ndvi_cnn": {"model": {"kind": "cnn", "modalities": ["ndvi"]}},
@@ -381,6 +407,8 @@ def test_only_env_and_coordinate_models_are_mappable():
         return unmappable_reason(name, catalog, {**baselines, **forest})
 
     assert reason("knn") is None and reason("random_forest") is None
+    assert reason("random_forest", ("env", "coordinates", "country")) is None
+    assert reason("country_mlp") is None
     assert "patch_quantiles" in reason("random_forest", ("env", "patch_quantiles"))
     assert "flat" in reason("constant")
     assert reason("env_mlp") is None

@@ -1,8 +1,9 @@
 """Models that predict at any point: what the species maps and the point queries run.
 
-A model can be evaluated anywhere in the two regions when it reads only what the rasters
-give everywhere: the 27 environmental values and the coordinates. That is the MLP
-experiments whose tabular features are ``env`` and ``coordinates``, the ``random_forest``
+A model can be evaluated anywhere in the two regions when it reads only what is known
+everywhere: the 27 environmental values, the coordinates and the country (the region whose
+rasters a point is read from). That is the MLP experiments whose tabular features are
+among ``env``, ``coordinates`` and ``country``, the ``random_forest``
 and ``knn`` baselines and the blends of these. Models that read patches (CNN, fusion, or
 patch features such as land-cover shares) cannot: a patch exists only at an observation.
 
@@ -39,10 +40,11 @@ from geolifeclef.baselines.knn import KnnModel, KnnSettings
 from geolifeclef.data.class_frequency import read_species_table
 from geolifeclef.data.dataset import standardize_columns
 from geolifeclef.data.observations import read_table
+from geolifeclef.data.rasters import region_of_points
 from geolifeclef.demo.truth import read_world, true_probabilities
 from geolifeclef.experiments.trained import load_trained
 from geolifeclef.experiments.training import pick_device, predict_scores
-from geolifeclef.layout import ENV_VARIABLES
+from geolifeclef.layout import ENV_VARIABLES, OBSERVATION_ID_DIGITS, REGION_DIGIT
 from geolifeclef.models.features import ModelBatch
 from geolifeclef.settings.mappable import POINT_FEATURES
 
@@ -108,6 +110,15 @@ def read_spec(path: str | Path) -> PointModelSpec:
 # --------------------------------------------------------------------------------------
 
 
+def point_ids(longitude: np.ndarray) -> np.ndarray:
+    """Ids for points that are not observations, in the archive's form: the first digit is
+    the region whose rasters the point is read from (what the ``country`` feature reads,
+    ``region_digits``), then the point's index."""
+    digit = np.where(region_of_points(longitude) == "fr", REGION_DIGIT["fr"], REGION_DIGIT["us"])
+    place = 10 ** (OBSERVATION_ID_DIGITS - 1)
+    return digit.astype(np.int64) * place + np.arange(len(longitude), dtype=np.int64) % place
+
+
 class PointModel:
     """Probabilities of every species at points given their coordinates and env values."""
 
@@ -125,7 +136,7 @@ class PointModel:
 
 
 class ExperimentModel(PointModel):
-    """A trained experiment that reads env values and coordinates only."""
+    """A trained experiment that reads env values, coordinates and the country only."""
 
     def __init__(self, name: str, model_path: str, stats_path: str, species_ids: np.ndarray):
 
@@ -149,7 +160,7 @@ class ExperimentModel(PointModel):
         # The batch a GlcDataset of these points would give (float32 coordinates, env
         # standardised with the train statistics), turned into model inputs the same way.
         batch = {
-            "observation_id": torch.arange(len(latitude)),
+            "observation_id": torch.from_numpy(point_ids(longitude)),
             "coords": torch.from_numpy(np.stack([latitude, longitude], axis=1).astype(np.float32)),
             "env": standardize_columns(
                 torch.from_numpy(np.asarray(env, dtype=np.float32)), self.environment
@@ -185,7 +196,7 @@ class ForestModel(PointModel):
 
     def probabilities(self, latitude, longitude, env) -> np.ndarray:
 
-        ids = np.arange(len(latitude))
+        ids = point_ids(longitude)
         points = pd.DataFrame({"observation_id": ids, "latitude": latitude, "longitude": longitude})
         values = pd.DataFrame(np.asarray(env, dtype=np.float32), columns=list(ENV_VARIABLES))
         values.insert(0, "observation_id", ids)

@@ -13,8 +13,9 @@ MAPPABLE_BASELINES = ("knn", "random_forest")
 everywhere: its map is flat)."""
 
 
-POINT_FEATURES = ("env", "coordinates")
-"""Features the rasters give at any point: a model reading only these can be mapped."""
+POINT_FEATURES = ("env", "coordinates", "country")
+"""Features known at any point (the rasters' values, the point, the region whose rasters
+it is read from): a model reading only these can be mapped."""
 
 
 def unmappable_reason(name: str, catalog, baselines: dict[str, dict[str, Any]]) -> str | None:
