@@ -34,7 +34,7 @@ lint: setup
 	@rm -f .lint.log; echo "snakemake --lint: clean (less the kept warnings, see Makefile)"
 
 test: lint
-	OMP_NUM_THREADS=1 $(BIN)/pytest -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n 2 --dist loadfile --durations=15
 
 # The unit tests only (no end-to-end workflow runs, no SLURM): a few minutes.
 test-fast: setup

@@ -125,10 +125,11 @@ def snakemake(workdir: Path, config: dict, targets: list[str], cores: int) -> No
         str(config_file),
         "--cores",
         str(cores),
+        *targets,
         "--rerun-incomplete",
+        # A fix to the code mid-rehearsal reruns nothing already measured.
         "--rerun-triggers",
         "mtime",
-        *targets,
     ]
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True)
@@ -210,7 +211,7 @@ def loader_throughput(workdir: Path, config: dict, batches: int = 20, workers: i
     )
     rates = {}
     for name, entry in config["experiments"].items():
-        settings = ExperimentSettings.from_config(name, entry, n_classes=17_037)
+        settings = ExperimentSettings.from_config(name, entry).with_classes(17_037)
         dataset = experiment_dataset(inputs, "train", settings)
         batch_size = settings.train.batch_size
         loader = make_loader(dataset, batch_size, shuffle=True, num_workers=workers, seed=0)
@@ -358,13 +359,16 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=1.0, help="share of the archive's counts")
     parser.add_argument("--patch-share", type=float, default=0.1)
     parser.add_argument("--trees", type=int, default=FOREST_TREES)
+    parser.add_argument(
+        "--raster-coarsening", type=int, default=1, help="raster pixels x N (a quick try)"
+    )
     parser.add_argument("--cores", type=int, default=os.cpu_count())
     parser.add_argument("--table", type=Path, default=TABLE)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     out = args.out.resolve()
     steps = ["generate", "tabular", "patches", "table"] if args.step == "all" else [args.step]
-    spec = FullCountSpec(patch_share=args.patch_share)
+    spec = FullCountSpec(patch_share=args.patch_share, raster_coarsening=args.raster_coarsening)
     if args.share != 1.0:
         spec = spec.scaled(args.share)
     configs = rehearsal_configs(yaml.safe_load(RECIPE.read_text()), out / DATA, args.trees)
