@@ -26,6 +26,7 @@ The configs are the recipe (config/recipes/glc2022-winners.yaml) with only sizes
 
 import argparse
 import copy
+import itertools
 import json
 import logging
 import os
@@ -52,6 +53,9 @@ QUERY_POINTS = 100_000
 PATCH_FEATURES = ("patch_quantiles", "altitude_stats", "landcover_shares")
 """Random-forest and MLP feature groups computed from the patches."""
 MLP_NAME = "env_mlp"
+LOADER_FILE = "loader_samples_per_s.json"
+RECIPE_WORKERS = 12
+"""The recipe's ``train.num_workers``."""
 FOREST_TREES = 4
 """Trees of the rehearsal's forest: the recipe's 32 extrapolated from their time."""
 
@@ -102,27 +106,34 @@ def rehearsal_configs(recipe: dict, data_dir: Path, trees: int = FOREST_TREES) -
     return {TABULAR: tabular, PATCHES: patches}
 
 
-def patch_targets(config: dict) -> list[str]:
-    """What the patch side builds: the stores, patch and normalisation statistics."""
+PATCH_TARGETS = [
+    *(f"results/patch_stats/{split}.parquet" for split in ("train", "val", "test")),
+    "results/normalization/stats.json",
+]
+"""What the patch side builds: the stores, patch and normalisation statistics."""
+TARGETS = {TABULAR: ["all", "maps"], PATCHES: PATCH_TARGETS}
+
+
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """The workflow of this repository in ``workdir`` on its config.yaml."""
     return [
-        *(f"results/patch_stats/{split}.parquet" for split in ("train", "val", "test")),
-        "results/normalization/stats.json",
-    ]
-
-
-def snakemake(workdir: Path, config: dict, targets: list[str], cores: int) -> None:
-    """Run the workflow in ``workdir`` on ``config`` (written there), resuming."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    config_file = workdir / "config.yaml"
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
-    command = [
         str(Path(sys.executable).with_name("snakemake")),
         "--snakefile",
         str(REPO / "Snakefile"),
         "--directory",
         str(workdir),
         "--configfile",
-        str(config_file),
+        str(workdir / "config.yaml"),
+        *args,
+    ]
+
+
+def snakemake(workdir: Path, config: dict, targets: list[str], cores: int) -> None:
+    """Run the workflow in ``workdir`` on ``config`` (written there), resuming."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    command = snakemake_command(
+        workdir,
         "--cores",
         str(cores),
         *targets,
@@ -130,7 +141,7 @@ def snakemake(workdir: Path, config: dict, targets: list[str], cores: int) -> No
         # A fix to the code mid-rehearsal reruns nothing already measured.
         "--rerun-triggers",
         "mtime",
-    ]
+    )
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True)
 
@@ -173,7 +184,7 @@ def query_points(path: Path, n: int = QUERY_POINTS) -> None:
 
 def run_tabular(out: Path, configs: dict, cores: int) -> None:
     workdir = out / TABULAR
-    snakemake(workdir, configs[TABULAR], ["all", "maps"], cores)
+    snakemake(workdir, configs[TABULAR], TARGETS[TABULAR], cores)
     points = workdir / "query-points.csv"
     if not (workdir / "query-answers.csv").exists():
         query_points(points)
@@ -188,8 +199,8 @@ def run_tabular(out: Path, configs: dict, cores: int) -> None:
 
 def run_patches(out: Path, configs: dict, cores: int) -> None:
     workdir = out / PATCHES
-    snakemake(workdir, configs[PATCHES], patch_targets(configs[PATCHES]), cores)
-    result = workdir / "benchmarks" / "loader_samples_per_s.json"
+    snakemake(workdir, configs[PATCHES], TARGETS[PATCHES], cores)
+    result = workdir / "benchmarks" / LOADER_FILE
     if not result.exists():
         result.write_text(json.dumps(loader_throughput(workdir, configs[PATCHES]), indent=2))
 
@@ -215,15 +226,15 @@ def loader_throughput(workdir: Path, config: dict, batches: int = 20, workers: i
         dataset = experiment_dataset(inputs, "train", settings)
         batch_size = settings.train.batch_size
         loader = make_loader(dataset, batch_size, shuffle=True, num_workers=workers, seed=0)
-        seen, start = 0, None
-        for step, _batch in enumerate(loader):
-            if step == 2:
-                start, seen = time.perf_counter(), 0
-            seen += batch_size
-            if step == batches + 1:
-                break
+        # The first batch starts the workers: timed from the second on (all of a tiny set).
+        times, sizes = [time.perf_counter()], []
+        for batch in itertools.islice(loader, batches + 1):
+            times.append(time.perf_counter())
+            sizes.append(len(batch["observation_id"]))
+        skip = 1 if len(sizes) > 1 else 0
+        seen, elapsed = sum(sizes[skip:]), times[-1] - times[skip]
         rates[name] = {
-            "samples_per_s": seen / (time.perf_counter() - start),
+            "samples_per_s": seen / elapsed,
             "workers": workers,
             "batch_size": batch_size,
         }
@@ -263,24 +274,77 @@ def profile_resources(profile: dict, rule: str) -> tuple[int, int]:
     return threads, int(eval(str(mem), {"attempt": 1}))  # noqa: S307 (our own profile)
 
 
-def read_benchmarks(out: Path) -> pd.DataFrame:
+def _size_mb(path: Path) -> float:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+    return path.stat().st_size / 2**20 if path.exists() else 0.0
+
+
+def output_sizes(workdir: Path, targets: list[str]) -> pd.DataFrame:
+    """rule, output path and MB on disk of every output of a run (Snakemake's detailed
+    summary; folders summed)."""
+    summary = subprocess.run(
+        snakemake_command(workdir, "--detailed-summary", *targets),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = [line for line in summary.stdout.splitlines() if line.count("\t") >= 2]
+    rows = [line.split("\t")[:3] for line in lines[1:]]
+    return pd.DataFrame(
+        {
+            "rule": [r[2] for r in rows],
+            "output": [r[0] for r in rows],
+            "mb": [_size_mb(workdir / r[0]) for r in rows],
+        }
+    )
+
+
+def _job_written_mb(sizes: pd.DataFrame, rule: str, job: str) -> float:
+    """MB of the outputs of one job: its rule's outputs whose path holds every part of the
+    job's name (``map_model/knn_fr``: paths with ``knn`` and ``fr``)."""
+    mine = sizes[sizes["rule"] == rule]
+    parts = [p for p in job.replace("/", "_").split("_") if p]
+    if parts:
+        mine = mine[[all(p in path for p in parts) for path in mine["output"]]]
+    return float(mine["mb"].sum())
+
+
+def _rule_and_job(name: Path, rules: set[str]) -> tuple[str, str]:
+    """A benchmark file's rule and job: ``map_model/knn_fr`` or ``compute_patch_stats_train``
+    (the longest rule name that starts it; the first part when no rule is known)."""
+    text = name.as_posix()
+    known = [r for r in rules if text == r or text.startswith((r + "/", r + "_"))]
+    if not known:
+        return name.parts[0], "/".join(name.parts[1:])
+    rule = max(known, key=len)
+    return rule, text[len(rule) + 1 :]
+
+
+def read_benchmarks(out: Path, sizes: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """One row per benchmark file of the runs: run, rule, job (wildcards), wall and CPU
-    seconds, peak RSS and MB written."""
+    seconds, peak RSS, and the MB of the job's outputs (``sizes``: ``output_sizes`` of
+    each run; NaN without)."""
     rows = []
     for run in (*RUNS, "."):
         folder = out / run / "benchmarks"
         for path in sorted(folder.rglob("*.tsv")) if folder.exists() else []:
             name = path.relative_to(folder).with_suffix("")
             bench = pd.read_csv(path, sep="\t")
+            rules = set(sizes[run]["rule"]) if sizes is not None and run in sizes else set()
+            rule, job = _rule_and_job(name, rules)
+            written = np.nan
+            if sizes is not None and run in sizes:
+                written = _job_written_mb(sizes[run], rule, job)
             rows.append(
                 {
                     "run": DATA if run == "." else run,
-                    "rule": name.parts[0],
-                    "job": "/".join(name.parts[1:]),
+                    "rule": rule,
+                    "job": job,
                     "wall_s": float(bench["s"].max()),
                     "cpu_s": float(bench["cpu_time"].max()),
                     "peak_rss_mb": float(bench["max_rss"].max()),
-                    "written_mb": float(bench["io_out"].max()),
+                    "written_mb": written,
                 }
             )
     return pd.DataFrame(rows)
@@ -298,7 +362,12 @@ def extrapolate(rule: str, wall_s: float, threads: int, patch_share: float, tree
 def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.DataFrame:
     """bench/rehearsal.md: every measured job, its profile request and the margin."""
     profile = yaml.safe_load(PROFILE.read_text())
-    frame = read_benchmarks(out)
+    sizes = {
+        run: output_sizes(out / run, TARGETS[run])
+        for run in RUNS
+        if (out / run / "config.yaml").exists()
+    }
+    frame = read_benchmarks(out, sizes)
     threads, mem, node, basis = [], [], [], []
     for row in frame.itertuples():
         t, m = profile_resources(profile, row.rule)
@@ -325,14 +394,39 @@ def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.Da
     for r in frame.itertuples():
         lines.append(
             f"| {r.run} | {r.rule} | {r.job} | {r.wall_s:,.0f} | {r.cpu_s:,.0f} | "
-            f"{r.peak_rss_mb:,.0f} | {r.written_mb:,.0f} | {r.profile_threads} | "
+            f"{r.peak_rss_mb:,.0f} | {_cell(r.written_mb)} | {r.profile_threads} | "
             f"{r.profile_mem_mb:,} | {r.mem_margin:.1f}x | "
-            f"{'-' if r.node_s is None or r.node_s != r.node_s else f'{r.node_s:,.0f}'} | "
+            f"{_cell(r.node_s)} | "
             f"{r.basis} |"
         )
     lines += ["", f"Total wall time: {frame['wall_s'].sum():,.0f} s.", ""]
+    loader = out / PATCHES / "benchmarks" / LOADER_FILE
+    if loader.exists():
+        lines += [
+            "## The training loader on the 256 px encoded store",
+            "",
+            "Samples/s of each recipe experiment's training loader (the workflow's dataset and",
+            "loader, raw patches shipped, batches of the recipe's size); on a GPU node with the",
+            f"recipe's {RECIPE_WORKERS} workers, assuming samples/s grow with the workers,",
+            "the loader's bound on an epoch of the archive's 1,587,395 train rows:",
+            "",
+            "| experiment | workers here | samples/s here | samples/s with the recipe's workers |"
+            " epoch bound, min |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for name, rate in json.loads(loader.read_text()).items():
+            scaled = rate["samples_per_s"] * RECIPE_WORKERS / rate["workers"]
+            lines.append(
+                f"| {name} | {rate['workers']} | {rate['samples_per_s']:,.0f} | {scaled:,.0f} | "
+                f"{1_587_395 / scaled / 60:,.0f} |"
+            )
+        lines.append("")
     table.write_text("\n".join(lines))
     return frame
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:,.0f}"
 
 
 def read_table(table: Path) -> pd.DataFrame:

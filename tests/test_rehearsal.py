@@ -110,8 +110,7 @@ def test_the_rehearsal_configs_validate_and_dry_run(tiny_full_count, tmp_path, r
     config = rehearsal.rehearsal_configs(recipe, out)[run]
     validate(config, str(SCHEMA))
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    targets = ["all", "maps"] if run == rehearsal.TABULAR else rehearsal.patch_targets(config)
-    dry = run_snakemake(tmp_path, "--dry-run", *targets)
+    dry = run_snakemake(tmp_path, "--dry-run", *rehearsal.TARGETS[run])
     assert dry.returncode == 0, dry.stdout + dry.stderr
     jobs = dry.stdout
     if run == rehearsal.TABULAR:
@@ -120,6 +119,21 @@ def test_the_rehearsal_configs_validate_and_dry_run(tiny_full_count, tmp_path, r
         assert "cache_patch_shard" not in jobs
     else:
         assert "cache_patch_shard" in jobs and "train_model" not in jobs
+
+
+def test_the_profile_asks_for_the_measured_peaks():
+    """Every rule measured in bench/rehearsal.md gets at least its peak RSS from the SLURM
+    profile at the first attempt."""
+    measured = rehearsal.read_table(rehearsal.TABLE)
+    assert len(measured), f"{rehearsal.TABLE} holds no measured rows"
+    profile = yaml.safe_load(rehearsal.PROFILE.read_text())
+    rules = measured[measured["run"] != rehearsal.DATA]
+    short = [
+        f"{r.rule} {r.job}: peak {r.peak_rss_mb:,.0f} MB > mem_mb {asked:,}"
+        for r in rules.itertuples()
+        if (asked := rehearsal.profile_resources(profile, r.rule)[1]) < r.peak_rss_mb
+    ]
+    assert not short, "raise mem_mb in profiles/slurm/config.yaml: " + "; ".join(short)
 
 
 def test_the_table_reader_reads_what_the_writer_writes(tmp_path):
