@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geolifeclef.predictions.blend_fit import SHIFTS, CandidateScores, fit_weights
+from geolifeclef.predictions.blend_fit import CandidateScores, coordinate_ascent, fit_weights
 from geolifeclef.predictions.metrics import KAGGLE_K, hits
 from geolifeclef.predictions.table import Predictions, blend
 
@@ -69,34 +69,17 @@ def merged_error(members, weights, labels) -> float:
 
 
 def merged_fit(members, labels, max_trials: int | None = None) -> tuple[np.ndarray, int]:
-    """The fit before (blend_fit.fit_weights as it was) and its number of trials; stopped
-    after ``max_trials`` trials when given (to time a trial at full scale)."""
-    n = len(members)
-    singles = [merged_error(members, np.eye(n)[i], labels) for i in range(n)]
-    weights, error, trials = np.eye(n)[int(np.argmin(singles))], min(singles), n
-    improved = True
-    while improved:
-        improved = False
-        for shift in SHIFTS:
-            for i in range(n):
-                for sign in (1, -1):
-                    if sign > 0:
-                        candidate = weights + shift * (np.eye(n)[i] - weights)
-                    else:
-                        candidate = weights.copy()
-                        candidate[i] = max(0.0, candidate[i] - shift)
-                    if candidate.sum() <= 0:
-                        continue
-                    candidate = candidate / candidate.sum()
-                    if np.allclose(candidate, weights):
-                        continue
-                    if max_trials is not None and trials >= max_trials:
-                        return weights, trials
-                    trial = merged_error(members, candidate, labels)
-                    trials += 1
-                    if trial < error - 1e-12:
-                        weights, error, improved = candidate, trial, True
-    return weights, trials
+    """The fit before (the workflow's coordinate ascent over the merged-list error) and its
+    number of trials; stopped after ``max_trials`` trials when given (to time a trial at
+    full scale)."""
+    trials = 0
+
+    def error(weights):
+        nonlocal trials
+        trials += 1
+        return merged_error(members, weights, labels)
+
+    return coordinate_ascent(error, len(members), max_trials), trials
 
 
 def main(argv: list[str] | None = None) -> int:
