@@ -245,25 +245,22 @@ PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 NODE_CPUS = 32
 HERE_CPUS = 2
 
-# How a rule's time on this machine becomes its time for the full recipe on a 32-core,
-# 128 GB node (threads from the profile) or a GPU node: (factor of the wall time, basis).
-# ``threads``: the profile's threads for the rule; ``rows``: 1 / the patch share (the
-# patch side ran on that share of the observations); ``trees``: 32 / the rehearsal's trees.
+# How a rule's time here becomes its time for the full recipe on a 32-core, 128 GB node
+# (threads from the profile) or a GPU node: (expression, basis). In the expressions: wall
+# and cpu (seconds here), threads (the profile's for the rule), rows (1 / the patch share:
+# the patch side ran on that share), trees (32 / the rehearsal's trees). CPU-bound rules
+# scale their CPU seconds, which the machine's other load leaves alone, over the node's
+# threads; the others keep their wall time.
 SCALING = {
-    "extract_env": ("2 / threads", "full counts; one raster per thread"),
-    "cache_patch_shard": ("rows * 2 / threads", "rows x 1/share; one row per worker process"),
-    "compute_patch_stats": ("rows * 2 / threads", "rows x 1/share; loader workers"),
-    "compute_normalization_stats": ("1", "samples at most 200,000 rows per modality"),
-    "predict_random_forest": (
-        "trees * 2 / threads",
-        "trees x 32/trees, fitted 8 at a time (one per thread)",
-    ),
-    "predict_knn": ("1", "full counts, one thread"),
-    "train_model": ("gpu", "one CPU epoch: on a GPU the loader and head bound it"),
-    "refit_model": ("gpu", "as train_model"),
-    "predict_model": ("gpu", "as train_model"),
+    "extract_env": ("cpu / threads", "CPU-bound; one raster per thread"),
+    "cache_patch_shard": ("cpu * rows / threads", "rows x 1/share; a row per worker process"),
+    "compute_patch_stats": ("cpu * rows / threads", "rows x 1/share; loader workers"),
+    "predict_random_forest": ("cpu * trees / threads", "trees x 32/trees, one per thread"),
+    "train_model": (None, "one CPU epoch: on a GPU the loader and head bound it"),
+    "refit_model": (None, "as train_model"),
+    "predict_model": (None, "as train_model"),
 }
-"""Rules not listed: full counts, the same time (one thread, or I/O-bound)."""
+"""Rules not listed: full counts, one thread or I/O-bound: the wall time as measured."""
 
 
 def profile_resources(profile: dict, rule: str) -> tuple[int, int]:
@@ -350,13 +347,21 @@ def read_benchmarks(out: Path, sizes: dict[str, pd.DataFrame] | None = None) -> 
     return pd.DataFrame(rows)
 
 
-def extrapolate(rule: str, wall_s: float, threads: int, patch_share: float, trees: int):
-    """(seconds on the node or None, basis) for a rule that took ``wall_s`` here."""
-    factor, basis = SCALING.get(rule, ("1", "full counts, as measured"))
-    if factor == "gpu":
+def extrapolate(
+    rule: str, wall_s: float, cpu_s: float, threads: int, patch_share: float, trees: int
+) -> tuple[float | None, str]:
+    """(seconds on the node or None, basis) for a rule measured here."""
+    expression, basis = SCALING.get(rule, ("wall", "full counts, as measured"))
+    if expression is None:
         return None, basis
-    value = eval(factor, {"threads": threads, "rows": 1 / patch_share, "trees": 32 / trees})  # noqa: S307
-    return wall_s * value, basis
+    names = {
+        "wall": wall_s,
+        "cpu": cpu_s,
+        "threads": threads,
+        "rows": 1 / patch_share,
+        "trees": 32 / trees,
+    }
+    return eval(expression, names), basis  # noqa: S307 (SCALING's own expressions)
 
 
 def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.DataFrame:
@@ -371,7 +376,7 @@ def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.Da
     threads, mem, node, basis = [], [], [], []
     for row in frame.itertuples():
         t, m = profile_resources(profile, row.rule)
-        seconds, why = extrapolate(row.rule, row.wall_s, t, patch_share, trees)
+        seconds, why = extrapolate(row.rule, row.wall_s, row.cpu_s, t, patch_share, trees)
         threads.append(t)
         mem.append(m)
         node.append(seconds)
