@@ -53,6 +53,8 @@ QUERY_POINTS = 100_000
 PATCH_FEATURES = ("patch_quantiles", "altitude_stats", "landcover_shares")
 """Random-forest and MLP feature groups computed from the patches."""
 MLP_NAME = "env_mlp"
+QUERY_MODEL = "random_forest"
+"""The model that answers the point query: the costliest to load and to predict."""
 LOADER_FILE = "loader_samples_per_s.json"
 RECIPE_WORKERS = 12
 """The recipe's ``train.num_workers``."""
@@ -190,7 +192,7 @@ def run_tabular(out: Path, configs: dict, cores: int) -> None:
         query_points(points)
         geolifeclef = str(Path(sys.executable).with_name("geolifeclef"))
         timed(
-            [geolifeclef, "query", "--model", MLP_NAME, "--points", str(points),
+            [geolifeclef, "query", "--model", QUERY_MODEL, "--points", str(points),
              "--output", "query-answers.csv"],
             workdir,
             "query_100k_points",
