@@ -30,10 +30,12 @@ import itertools
 import json
 import logging
 import os
+import re
 import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -248,16 +250,20 @@ NODE_CPUS = 32
 HERE_CPUS = 2
 
 # How a rule's time here becomes its time for the full recipe on a 32-core, 128 GB node
-# (threads from the profile) or a GPU node: (expression, basis). In the expressions: wall
-# and cpu (seconds here), threads (the profile's for the rule), rows (1 / the patch share:
-# the patch side ran on that share), trees (32 / the rehearsal's trees). CPU-bound rules
+# (threads from the profile) or a GPU node: (seconds from a ``Measure``, basis). CPU-bound rules
 # scale their CPU seconds, which the machine's other load leaves alone, over the node's
 # threads; the others keep their wall time.
 SCALING = {
-    "extract_env": ("cpu / threads", "CPU-bound; one raster per thread"),
-    "cache_patch_shard": ("cpu * rows / threads", "rows x 1/share; a row per worker process"),
-    "compute_patch_stats": ("cpu * rows / threads", "rows x 1/share; loader workers"),
-    "predict_random_forest": ("cpu * trees / threads", "trees x 32/trees, one per thread"),
+    "extract_env": (lambda m: m.cpu / m.threads, "CPU-bound; one raster per thread"),
+    "cache_patch_shard": (
+        lambda m: m.cpu * m.rows / m.threads,
+        "rows x 1/share; a row per worker process",
+    ),
+    "compute_patch_stats": (lambda m: m.cpu * m.rows / m.threads, "rows x 1/share; loader workers"),
+    "predict_random_forest": (
+        lambda m: m.cpu * m.trees / m.threads,
+        "trees x 32/trees, one per thread",
+    ),
     "train_model": (None, "one CPU epoch: on a GPU the loader and head bound it"),
     "refit_model": (None, "as train_model"),
     "predict_model": (None, "as train_model"),
@@ -270,7 +276,15 @@ def profile_resources(profile: dict, rule: str) -> tuple[int, int]:
     threads = int(profile.get("set-threads", {}).get(rule, 1))
     default = profile["default-resources"]["mem_mb"]
     mem = profile.get("set-resources", {}).get(rule, {}).get("mem_mb", default)
-    return threads, int(eval(str(mem), {"attempt": 1}))  # noqa: S307 (our own profile)
+    return threads, first_attempt(mem)
+
+
+def first_attempt(value) -> int:
+    """A resource of the profile at the first attempt: ``4000`` or ``"4000 * attempt"``."""
+    match = re.fullmatch(r"\s*(\d+)\s*(\*\s*attempt\s*)?", str(value))
+    if match is None:
+        raise ValueError(f"{PROFILE}: cannot read {value!r} (a number, or N * attempt)")
+    return int(match.group(1))
 
 
 def _size_mb(path: Path) -> float:
@@ -349,21 +363,22 @@ def read_benchmarks(out: Path, sizes: dict[str, pd.DataFrame] | None = None) -> 
     return pd.DataFrame(rows)
 
 
-def extrapolate(
-    rule: str, wall_s: float, cpu_s: float, threads: int, patch_share: float, trees: int
-) -> tuple[float | None, str]:
+@dataclass(frozen=True)
+class Measure:
+    """A job measured here: wall and CPU seconds; the profile's threads for its rule; the
+    patch side's rows factor (1 / the patch share); the forest's (32 / its trees)."""
+
+    wall: float
+    cpu: float
+    threads: int
+    rows: float
+    trees: float
+
+
+def extrapolate(rule: str, measure: Measure) -> tuple[float | None, str]:
     """(seconds on the node or None, basis) for a rule measured here."""
-    expression, basis = SCALING.get(rule, ("wall", "full counts, as measured"))
-    if expression is None:
-        return None, basis
-    names = {
-        "wall": wall_s,
-        "cpu": cpu_s,
-        "threads": threads,
-        "rows": 1 / patch_share,
-        "trees": 32 / trees,
-    }
-    return eval(expression, names), basis  # noqa: S307 (SCALING's own expressions)
+    scale, basis = SCALING.get(rule, (lambda m: m.wall, "full counts, as measured"))
+    return (None if scale is None else scale(measure)), basis
 
 
 def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.DataFrame:
@@ -378,7 +393,9 @@ def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.Da
     threads, mem, node, basis = [], [], [], []
     for row in frame.itertuples():
         t, m = profile_resources(profile, row.rule)
-        seconds, why = extrapolate(row.rule, row.wall_s, row.cpu_s, t, patch_share, trees)
+        seconds, why = extrapolate(
+            row.rule, Measure(row.wall_s, row.cpu_s, t, 1 / patch_share, 32 / trees)
+        )
         threads.append(t)
         mem.append(m)
         node.append(seconds)

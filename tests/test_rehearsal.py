@@ -152,3 +152,15 @@ def test_the_table_reader_reads_what_the_writer_writes(tmp_path):
         ["train_model", "env_mlp"],
     ]
     assert read["peak_rss_mb"].tolist() == [1_300.0, 3_000.0]
+
+
+def test_profile_resources_are_read_at_the_first_attempt():
+    assert rehearsal.first_attempt("24000 * attempt") == 24_000
+    assert rehearsal.first_attempt(2000) == 2_000
+    with pytest.raises(ValueError, match="N \\* attempt"):
+        rehearsal.first_attempt("2 ** attempt")
+    profile = yaml.safe_load(rehearsal.PROFILE.read_text())
+    assert rehearsal.profile_resources(profile, "predict_random_forest") == (8, 24_000)
+    assert rehearsal.profile_resources(profile, "no_such_rule")[1] == rehearsal.first_attempt(
+        profile["default-resources"]["mem_mb"]
+    )
