@@ -25,7 +25,13 @@ from geolifeclef.maps.point_models import (
     point_ids,
     write_spec,
 )
-from geolifeclef.maps.query import PointAnswer, check_points, main, query_points
+from geolifeclef.maps.query import (
+    PRINTED_POINTS,
+    PointAnswer,
+    check_points,
+    main,
+    query_points,
+)
 from geolifeclef.maps.render import (
     NODATA,
     MapSettings,
@@ -360,7 +366,21 @@ def test_query_command_answers_refuses_and_explains_unmappable_models(
     points.write_text(f"latitude;longitude\n{land['latitude']};{land['longitude']}\nnan;2\n")
     assert main([*args, "rf", "--points", str(points), "--output", str(tmp_path / "o.csv")]) == 1
     assert f"{points}, line 3: refused" in capsys.readouterr().err
-    assert len(pd.read_csv(tmp_path / "o.csv")) == 30
+    one = pd.read_csv(tmp_path / "o.csv")
+    assert len(one) == 30 and one["rank"].tolist() == list(range(1, 31))
+    # Many points into a file: a summary on the screen, every answer in the file, the same
+    # as asked alone.
+    many = demo["val"].head(PRINTED_POINTS + 5)
+    many[["latitude", "longitude"]].to_csv(points, index=False)
+    code = main([*args, "rf", "--points", str(points), "--output", str(tmp_path / "m.csv")])
+    shown = capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "m.csv")
+    answered = table["point"].nunique()
+    assert f"{answered} points answered, {len(many) - answered} refused" in shown
+    assert "Demo species" not in shown and code == (0 if answered == len(many) else 1)
+    assert len(table) == 30 * answered > 30 * PRINTED_POINTS
+    first = table[table["point"] == "line 2"]
+    pd.testing.assert_frame_equal(first.reset_index(drop=True), one.assign(point="line 2"))
 
 
 # --------------------------------------------------------------------------------------

@@ -194,34 +194,42 @@ def format_answer(
 def answers_table(answers: list, labels: list[str], names: dict[int, str]) -> pd.DataFrame:
     """The answered points as one long table: point, coordinates, rank, species, name,
     probability."""
-    rows = []
-    for label, answer in zip(labels, answers, strict=True):
-        if isinstance(answer, PointAnswer):
-            for rank, (species, p) in enumerate(
-                zip(answer.species_ids, answer.probabilities, strict=True), start=1
-            ):
-                rows.append(
-                    (
-                        label,
-                        answer.latitude,
-                        answer.longitude,
-                        rank,
-                        int(species),
-                        names.get(int(species), ""),
-                        float(p),
-                    )
-                )
+    pairs = zip(labels, answers, strict=True)
+    kept = [(label, a) for label, a in pairs if isinstance(a, PointAnswer)]
     columns = ["point", "latitude", "longitude", "rank", "species_id", "name", "probability"]
-    return pd.DataFrame(rows, columns=columns)
+    if not kept:
+        return pd.DataFrame(columns=columns)
+    sizes = np.array([len(a.species_ids) for _, a in kept])
+    species = np.concatenate([a.species_ids for _, a in kept]).astype(np.int64)
+    table = pd.DataFrame(
+        {
+            "point": np.repeat([label for label, _ in kept], sizes),
+            "latitude": np.repeat([a.latitude for _, a in kept], sizes),
+            "longitude": np.repeat([a.longitude for _, a in kept], sizes),
+            "rank": np.concatenate([np.arange(1, n + 1) for n in sizes]),
+            "species_id": species,
+            "name": pd.Series(species).map(names).fillna("").to_numpy(),
+            "probability": np.concatenate([a.probabilities for _, a in kept]).astype(float),
+        }
+    )
+    return table[columns]
 
 
-def mess_of(maps_dir: Path, answer: PointAnswer) -> float | None:
-    """The region's MESS at the answer's point (``snakemake maps`` writes results/mess/);
-    None when there is no MESS map."""
-    path = mess_path(maps_dir.parent, answer.region)
-    if not path.exists():
-        return None
-    return float(mess_at(path, np.array([answer.latitude]), np.array([answer.longitude]))[0])
+def mess_of(maps_dir: Path, answers: list) -> list[float | None]:
+    """The region's MESS at each answered point (``snakemake maps`` writes results/mess/),
+    each region's map read once; None for a refused point or where there is no MESS map."""
+    values: list[float | None] = [None] * len(answers)
+    answered = [i for i, a in enumerate(answers) if isinstance(a, PointAnswer)]
+    for region in {answers[i].region for i in answered}:
+        path = mess_path(maps_dir.parent, region)
+        if not path.exists():
+            continue
+        mine = [i for i in answered if answers[i].region == region]
+        latitude = np.array([answers[i].latitude for i in mine])
+        longitude = np.array([answers[i].longitude for i in mine])
+        for i, value in zip(mine, mess_at(path, latitude, longitude), strict=True):
+            values[i] = float(value)
+    return values
 
 
 def load_spec(maps_dir: Path, model: str) -> PointModelSpec:
@@ -234,6 +242,10 @@ def load_spec(maps_dir: Path, model: str) -> PointModelSpec:
             + (f". Described models: {', '.join(known)}" if known else "")
         )
     return read_spec(path)
+
+
+PRINTED_POINTS = 20
+"""Points whose answers are printed when they are also written to ``--output``."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,11 +287,15 @@ def main(argv: list[str] | None = None) -> int:
     species_ids = read_species_table(spec.species_table)["species_id"].to_numpy()
     names = read_species_names(spec.species_details)
     answers = query_points(model, layout, species_ids, latitude, longitude, args.top)
+    # Many points with a file to write: the answers go there, the screen gets a summary
+    # (30 lines a point would take longer to print than to predict).
+    printed = not args.output or len(answers) <= PRINTED_POINTS
+    similarity = mess_of(args.maps_dir, answers) if printed else [None] * len(answers)
     refused = 0
-    for label, answer in zip(labels, answers, strict=True):
+    for label, answer, mess in zip(labels, answers, similarity, strict=True):
         if isinstance(answer, PointAnswer):
-            similarity = mess_of(args.maps_dir, answer)
-            print(format_answer(args.model, answer, names, similarity), end="\n\n")
+            if printed:
+                print(format_answer(args.model, answer, names, mess), end="\n\n")
         else:
             refused += 1
             where = f"{args.points}, {label}" if args.points else "the point"
@@ -287,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         with atomic_path(args.output) as temporary:
             answers_table(answers, labels, names).to_csv(temporary, index=False)
+        print(f"{len(answers) - refused} points answered, {refused} refused: {args.output}")
     return 1 if refused else 0
 
 
