@@ -55,6 +55,9 @@ QUERY_POINTS = 100_000
 PATCH_FEATURES = ("patch_quantiles", "altitude_stats", "landcover_shares")
 """Random-forest and MLP feature groups computed from the patches."""
 MLP_NAME = "env_mlp"
+QUERY_NAME = "query_100k_points"
+BY_HAND = ("generate", QUERY_NAME)
+"""Measured steps that are not rules: no SLURM job asks the profile for them."""
 QUERY_MODEL = "random_forest"
 """The model that answers the point query: the costliest to load and to predict."""
 LOADER_FILE = "loader_samples_per_s.json"
@@ -200,7 +203,7 @@ def run_tabular(out: Path, configs: dict, cores: int) -> None:
             [geolifeclef, "query", "--model", QUERY_MODEL, "--points", str(points),
              "--output", "query-answers.csv"],
             workdir,
-            "query_100k_points",
+            QUERY_NAME,
             ok=(0, 1),  # 1: points at sea refused, the rest answered
         )  # fmt: skip
 
@@ -301,7 +304,7 @@ def output_sizes(workdir: Path, targets: list[str]) -> pd.DataFrame:
     """rule, output path and MB on disk of every output of a run (Snakemake's detailed
     summary; folders summed)."""
     summary = subprocess.run(
-        snakemake_command(workdir, "--detailed-summary", *targets),
+        snakemake_command(workdir, "--detailed-summary", "--nolock", *targets),
         capture_output=True,
         text=True,
         check=True,
@@ -396,7 +399,7 @@ def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.Da
     frame = read_benchmarks(out, sizes)
     threads, mem, node, basis = [], [], [], []
     for row in frame.itertuples():
-        t, m = profile_resources(profile, row.rule)
+        t, m = (1, None) if row.rule in BY_HAND else profile_resources(profile, row.rule)
         seconds, why = extrapolate(
             row.rule, Measure(row.wall_s, row.cpu_s, t, 1 / patch_share, 32 / trees)
         )
@@ -408,8 +411,13 @@ def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.Da
     frame["mem_margin"] = frame["profile_mem_mb"] / frame["peak_rss_mb"]
     frame["node_s"], frame["basis"] = node, basis
     frame = frame.sort_values("wall_s", ascending=False)
+    missing = {
+        run: sorted(set(sizes[run].loc[sizes[run]["mb"] == 0, "rule"]) - set(frame["rule"]))
+        for run in sizes
+    }
+    partial = any(missing.values()) or set(sizes) != set(RUNS)
     lines = [
-        "# The full-size rehearsal: measured",
+        f"# The full-size rehearsal: measured{' (partial: see the end)' if partial else ''}",
         "",
         "Written by `bench/rehearsal.py table` from the Snakemake benchmark files of a run",
         f"(patch share {patch_share:g}, forest of {trees} trees); see bench/README.md.",
@@ -423,11 +431,16 @@ def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.Da
         lines.append(
             f"| {r.run} | {r.rule} | {r.job} | {r.wall_s:,.0f} | {r.cpu_s:,.0f} | "
             f"{r.peak_rss_mb:,.0f} | {_cell(r.written_mb)} | {r.profile_threads} | "
-            f"{r.profile_mem_mb:,} | {r.mem_margin:.1f}x | "
+            f"{_cell(r.profile_mem_mb)} | {_cell(r.mem_margin, '.1f x')} | "
             f"{_cell(r.node_s)} | "
             f"{r.basis} |"
         )
     lines += ["", f"Total wall time: {frame['wall_s'].sum():,.0f} s.", ""]
+    if partial:
+        lines += ["## Not run yet", ""]
+        lines += [f"- {run}: {', '.join(rules)}" for run, rules in missing.items() if rules]
+        lines += [f"- {run}: the whole run" for run in RUNS if run not in sizes]
+        lines.append("")
     loader = out / PATCHES / "benchmarks" / LOADER_FILE
     if loader.exists():
         lines += [
@@ -453,8 +466,13 @@ def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.Da
     return frame
 
 
-def _cell(value: float | None) -> str:
-    return "-" if value is None or value != value else f"{value:,.0f}"
+def _cell(value: float | None, form: str = ",.0f") -> str:
+    """A number of the table; ``form`` ending in " x": a ratio (``3.2x``); "-" for none."""
+    if value is None or value != value:
+        return "-"
+    if form.endswith(" x"):
+        return format(value, form[:-2]) + "x"
+    return format(value, form)
 
 
 def read_table(table: Path) -> pd.DataFrame:
