@@ -39,7 +39,7 @@ from geolifeclef.atomic import atomic_path
 from geolifeclef.demo.patches import ALIGNED_LANDCOVER, PatchJob, write_all_patches
 from geolifeclef.demo.realscale import FR_SHARE, land_mask, write_rasters
 from geolifeclef.demo.spec import REGION_BOUNDS, DemoSpec
-from geolifeclef.demo.tables import format_coordinates, write_csv, write_metadata
+from geolifeclef.demo.tables import write_metadata, write_observations
 from geolifeclef.layout import REGION_DIGIT, REGIONS, DatasetLayout
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,16 @@ class Observations:
     species_id: np.ndarray
     split: np.ndarray
 
+    def take(self, rows: np.ndarray) -> "Observations":
+        """The observations ``rows``, in that order."""
+        return Observations(
+            self.observation_id[rows],
+            self.region_index[rows],
+            self.lonlat[rows],
+            self.species_id[rows],
+            self.split[rows],
+        )
+
 
 @dataclass
 class SpeciesRanges:
@@ -241,30 +251,6 @@ def spatial_split(
     return split.astype(str)
 
 
-def write_observation_tables(layout: DatasetLayout, obs: Observations, rows: np.ndarray) -> None:
-    """The four observation CSVs of the archive (train with ``subset``, test without) for
-    the observations ``rows``, shuffled as the archive's are."""
-    rng = np.random.default_rng(len(rows))
-    for r, region in enumerate(REGIONS):
-        for kind in ("train", "test"):
-            is_test = obs.split[rows] == "test"
-            mine = rows[(obs.region_index[rows] == r) & (is_test if kind == "test" else ~is_test)]
-            mine = rng.permutation(mine)
-            frame = pd.DataFrame(
-                {
-                    "observation_id": obs.observation_id[mine],
-                    "latitude": format_coordinates(region, obs.lonlat[mine, 1]),
-                    "longitude": format_coordinates(region, obs.lonlat[mine, 0]),
-                }
-            )
-            if kind == "train":
-                frame["species_id"] = obs.species_id[mine]
-                frame["subset"] = obs.split[mine]
-            path = layout.observations(region, kind)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_csv(path, frame)
-
-
 def write_true_probabilities(
     truth_dir: Path, obs: Observations, ranges: SpeciesRanges, chunk: int = 2_000
 ) -> None:
@@ -334,6 +320,12 @@ def write_patch_files(
         write_all_patches(root, todo, spec.patch_size, workers)
 
 
+def _write_observation_tables(layout: DatasetLayout, obs: Observations) -> None:
+    """The archive's four observation CSVs of ``obs``, rows shuffled (the demo's writer)."""
+    rng = np.random.default_rng(len(obs.observation_id))
+    write_observations(layout, obs.observation_id, obs, obs.species_id, rng)
+
+
 def _link_shared_files(full: DatasetLayout, patch_root: Path) -> None:
     """The patch root's rasters and metadata are the full root's (symbolic links)."""
     for name in ("rasters", "metadata"):
@@ -363,7 +355,7 @@ def generate_full_count_dataset(
     ranges = draw_species_ranges(spec)
     obs = draw_observations(spec, ranges)
     if not all(p.exists() for p in layout.observation_files()):
-        write_observation_tables(layout, obs, np.arange(len(obs.observation_id)))
+        _write_observation_tables(layout, obs)
     if spec.truth and not (out / TRUTH / ROWS_FILE).exists():
         write_true_probabilities(out / TRUTH, obs, ranges)
     with_patches = patch_rows(obs, spec) if spec.patch_share > 0 else np.empty(0, np.int64)
@@ -372,7 +364,7 @@ def generate_full_count_dataset(
         _link_shared_files(layout, patch_layout.root)
         write_patch_files(patch_layout.root, obs, with_patches, spec, workers)
         if not all(p.exists() for p in patch_layout.observation_files()):
-            write_observation_tables(patch_layout, obs, with_patches)
+            _write_observation_tables(patch_layout, obs.take(with_patches))
     train_counts = np.bincount(obs.species_id[obs.split == "train"], minlength=spec.n_species)
     return {
         "observations": {s: int((obs.split == s).sum()) for s in ("train", "val", "test")},

@@ -18,14 +18,14 @@ from geolifeclef.demo.spec import DemoSpec
 from geolifeclef.layout import CSV_SEPARATOR, ENV_VARIABLES, LANDCOVER_CODES, REGIONS, DatasetLayout
 
 
-def format_coordinates(region: str, values: np.ndarray) -> list[str]:
+def _format_coordinates(region: str, values: np.ndarray) -> list[str]:
     """France: float32 values with 15 significant digits; US: 5-6 decimals, as the real CSVs."""
     if region == "fr":
         return [f"{v:.15g}" for v in values.astype(np.float32).astype(np.float64)]
     return [repr(round(float(v), 6)) for v in values]
 
 
-def write_csv(path: Path, frame: pd.DataFrame) -> None:
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     with atomic_path(path) as temporary:
         frame.to_csv(temporary, sep=CSV_SEPARATOR, index=False, lineterminator="\n")
 
@@ -37,7 +37,9 @@ def write_observations(
     species_id: np.ndarray,
     rng: np.random.Generator,
 ) -> None:
-    """Write the train (train + val, labelled) and test observation CSVs of each region."""
+    """Write the train (train + val, labelled) and test observation CSVs of each region.
+    ``sites``: their ``lonlat``, ``region_index`` and ``split`` (a ``Sites``, or the
+    full-count generator's ``Observations``)."""
     for r, region in enumerate(REGIONS):
         for kind in ("train", "test"):
             mask = (sites.region_index == r) & (
@@ -48,8 +50,8 @@ def write_observations(
             frame = pd.DataFrame(
                 {
                     "observation_id": ids[rows],
-                    "latitude": format_coordinates(region, sites.lonlat[rows, 1]),
-                    "longitude": format_coordinates(region, sites.lonlat[rows, 0]),
+                    "latitude": _format_coordinates(region, sites.lonlat[rows, 1]),
+                    "longitude": _format_coordinates(region, sites.lonlat[rows, 0]),
                 }
             )
             if kind == "train":
@@ -57,7 +59,7 @@ def write_observations(
                 frame["subset"] = sites.split[rows]
             path = layout.observations(region, kind)
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_csv(path, frame)
+            _write_csv(path, frame)
 
 
 def write_environmental_vectors(
@@ -87,8 +89,8 @@ def write_metadata(layout: DatasetLayout, spec: DemoSpec) -> None:
         }
     )
     layout.species_details.parent.mkdir(parents=True, exist_ok=True)
-    write_csv(layout.species_details, species)
-    write_csv(
+    _write_csv(layout.species_details, species)
+    _write_csv(
         layout.environmental_variables,
         pd.DataFrame(
             {
@@ -115,5 +117,7 @@ def write_metadata(layout: DatasetLayout, spec: DemoSpec) -> None:
             "suggested_landcover_label",
         ],
     )
-    write_csv(layout.landcover_original_labels, alignment[["landcover_code", "original_landcover"]])
-    write_csv(layout.landcover_suggested_alignment, alignment)
+    _write_csv(
+        layout.landcover_original_labels, alignment[["landcover_code", "original_landcover"]]
+    )
+    _write_csv(layout.landcover_suggested_alignment, alignment)
