@@ -25,6 +25,7 @@ The configs are the recipe (config/recipes/glc2022-winners.yaml) with only sizes
 """
 
 import argparse
+import contextlib
 import copy
 import itertools
 import json
@@ -40,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import yaml
 
 from geolifeclef.demo.fullcount import PATCH_ROOT, ROOT, FullCountSpec, generate_full_count_dataset
@@ -159,13 +161,20 @@ def timed(command: list[str], cwd: Path, name: str, ok: tuple[int, ...] = (0,)) 
     a rule."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    code = subprocess.run(command, cwd=cwd).returncode
-    if code not in ok:
-        raise subprocess.CalledProcessError(code, command)
+    process = psutil.Popen(command, cwd=cwd)
+    # Polled: RUSAGE_CHILDREN's peak would be the largest of every child so far, the rule
+    # jobs of an earlier snakemake run included.
+    peak = 0
+    while process.poll() is None:
+        with contextlib.suppress(psutil.Error):  # it may end between poll and read
+            peak = max(peak, process.memory_info().rss)
+        time.sleep(0.2)
+    if process.returncode not in ok:
+        raise subprocess.CalledProcessError(process.returncode, command)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    write_benchmark(cwd / "benchmarks" / f"{name}.tsv", wall, cpu, after.ru_maxrss / 1024)
+    write_benchmark(cwd / "benchmarks" / f"{name}.tsv", wall, cpu, peak / 2**20)
 
 
 def write_benchmark(path: Path, seconds: float, cpu: float, max_rss_mb: float) -> None:
@@ -175,7 +184,7 @@ def write_benchmark(path: Path, seconds: float, cpu: float, max_rss_mb: float) -
     ).to_csv(path, sep="\t", index=False)
 
 
-def query_points(path: Path, n: int = QUERY_POINTS) -> None:
+def write_query_points(path: Path, n: int = QUERY_POINTS) -> None:
     """``n`` points over the two regions' boxes (France 41 %), for ``geolifeclef query``."""
     from geolifeclef.demo.spec import REGION_BOUNDS  # noqa: PLC0415 (bench helper)
 
@@ -197,7 +206,7 @@ def run_tabular(out: Path, configs: dict, cores: int) -> None:
     snakemake(workdir, configs[TABULAR], TARGETS[TABULAR], cores)
     points = workdir / "query-points.csv"
     if not (workdir / "query-answers.csv").exists():
-        query_points(points)
+        write_query_points(points)
         geolifeclef = str(Path(sys.executable).with_name("geolifeclef"))
         timed(
             [geolifeclef, "query", "--model", QUERY_MODEL, "--points", str(points),
@@ -253,8 +262,6 @@ def loader_throughput(workdir: Path, config: dict, batches: int = 20, workers: i
 
 
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
-NODE_CPUS = 32
-HERE_CPUS = 2
 
 # How a rule's time here becomes its time for the full recipe on a 32-core, 128 GB node
 # (threads from the profile) or a GPU node: (seconds from a ``Measure``, basis). CPU-bound rules
