@@ -38,7 +38,7 @@ from geolifeclef.demo import generate_demo_dataset
 from geolifeclef.demo.spec import DemoSpec
 from geolifeclef.layout import SPLITS, DatasetLayout
 from geolifeclef.patches.cache import build_patch_cache, open_patch_cache
-from geolifeclef.patches.decode import EncodedJpegs
+from geolifeclef.patches.device_decode import EncodedJpegs
 from geolifeclef.patches.store import CacheSpec
 
 

@@ -37,7 +37,7 @@ from geolifeclef.experiments.training import augment_patches
 from geolifeclef.layout import DatasetLayout
 from geolifeclef.models.features import ModelBatch, RawPatches, ndvi
 from geolifeclef.patches.cache import build_patch_cache
-from geolifeclef.patches.decode import EncodedJpegs
+from geolifeclef.patches.device_decode import EncodedJpegs
 from geolifeclef.patches.files import write_patch
 from geolifeclef.patches.store import CacheSpec
 from geolifeclef.settings.configs import AugmentConfig

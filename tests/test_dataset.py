@@ -13,7 +13,7 @@ from geolifeclef.experiments.training import augment_patches
 from geolifeclef.layout import ENV_VARIABLES, MODALITIES
 from geolifeclef.models.features import ModelBatch, RawPatches, ndvi
 from geolifeclef.patches.cache import build_patch_cache, open_patch_cache
-from geolifeclef.patches.decode import EncodedJpegs
+from geolifeclef.patches.device_decode import EncodedJpegs
 from geolifeclef.patches.store import CacheSpec
 from geolifeclef.settings.configs import AugmentConfig
 from geolifeclef.settings.inputs import DERIVED_MODALITIES

@@ -2,6 +2,8 @@
 Snakefile's imports free of torch. Read from the code's own import statements."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,3 +121,37 @@ def test_a_deferred_import_says_why(path):
                 if "#" not in line and not above.startswith("#"):
                     unexplained.append(f"{path.name}:{node.lineno}: {line.strip()}")
     assert not unexplained, "deferred imports without a reason:\n" + "\n".join(unexplained)
+
+
+SCRIPTS = PACKAGE.parents[0] / "scripts"
+TORCH_FREE_SCRIPTS = (
+    "ingest_observations",
+    "extract_env",
+    "extract_env_patches",
+    "cache_patch_shard",
+    "cache_patches",
+    "compute_patch_stats",
+    "compute_normalization_stats",
+)
+"""Rule scripts that run once per split or shard and need no torch: loading it costs a
+job ~5 CPU seconds, more than the tiny demo's whole extraction work."""
+
+
+def test_the_extraction_scripts_never_load_torch():
+    imports = []
+    for name in TORCH_FREE_SCRIPTS:
+        tree = ast.parse((SCRIPTS / f"{name}.py").read_text())
+        imports += [
+            ast.unparse(node) for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)
+        ]
+    code = "\n".join(
+        [
+            *imports,
+            "import sys",
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision'}))",
+        ]
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]", f"an extraction script loads {result.stdout.strip()}"

@@ -21,7 +21,7 @@ from geolifeclef.patches.cache import (
     open_patch_cache,
     shard_folders,
 )
-from geolifeclef.patches.decode import EncodedJpegs, crop_or_resize
+from geolifeclef.patches.device_decode import EncodedJpegs, crop_or_resize
 from geolifeclef.patches.geometry import transform_batch
 from geolifeclef.patches.store import STORES, CacheSpec
 

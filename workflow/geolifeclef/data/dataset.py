@@ -59,7 +59,7 @@ from geolifeclef.errors import MAX_LISTED
 from geolifeclef.layout import CONTINUOUS_MODALITIES, ENV_VARIABLES, PATCH_MODALITIES
 from geolifeclef.models.features import RawPatches, normalize_patches
 from geolifeclef.patches.cache import open_patch_cache
-from geolifeclef.patches.decode import EncodedJpegs, join_encoded
+from geolifeclef.patches.device_decode import EncodedJpegs, join_encoded
 from geolifeclef.patches.stats import read_patch_stats
 from geolifeclef.patches.store import PatchStore
 
