@@ -2,6 +2,7 @@
 dataset, and the repository's workflow run as a user runs it."""
 
 import contextlib
+import copy
 import os
 import shutil
 import subprocess
@@ -170,7 +171,8 @@ def demo_workdir(tmp_path_factory, worker_id) -> Path:
 def copy_workdir(demo_workdir: Path, target: Path, config: str | dict) -> Path:
     """``target``: a copy of the shared demo folder (files with their times, and
     Snakemake's records of how they were made, so nothing reruns) with ``config`` (a name
-    in tests/configs/, or a dict) as its config.yaml."""
+    in tests/configs/, or a dict) on top of tests/configs/demo.yaml as its config.yaml:
+    a config that leaves the demo's data and extraction sections alone reruns none of it."""
     shutil.copytree(
         demo_workdir,
         target,
@@ -179,9 +181,26 @@ def copy_workdir(demo_workdir: Path, target: Path, config: str | dict) -> Path:
             ".built", "locks", "incomplete", "mlflow.db", "mlruns", "mlartifacts"
         ),
     )
-    values = read_config(config) if isinstance(config, str) else config
-    (target / "config.yaml").write_text(yaml.safe_dump(values))
+    write_config(target, config)
     return target
+
+
+def write_config(workdir: Path, config: str | dict) -> None:
+    """``config`` (a name in tests/configs/, or a dict) on top of tests/configs/demo.yaml as
+    ``workdir``'s config.yaml."""
+    values = read_config(config) if isinstance(config, str) else config
+    (workdir / "config.yaml").write_text(yaml.safe_dump(merged(read_config("demo"), values)))
+
+
+def merged(base: dict, override: dict) -> dict:
+    """``override`` on top of ``base``, nested dicts merged (as Snakemake merges configs)."""
+    result = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
 
 
 @contextlib.contextmanager

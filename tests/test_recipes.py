@@ -1,12 +1,10 @@
 """The recipes of config/recipes/ run end to end on the tiny demo, sizes shrunk, so that a
 recipe never rots: the same file, with epochs, input size and backbones made tiny."""
 
-import copy
-
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import REPO, merged, run_snakemake
 from snakemake.utils import validate
 
 RECIPES = sorted((REPO / "config" / "recipes").glob("*.yaml"))
@@ -17,17 +15,6 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DECODED_MAX_SIZE = 64
 # The same family, tiny: timm's test models stand in for ResNet-34 and MobileNetV3.
 TINY_BACKBONES = {"resnet34": "test_resnet", "mobilenetv3_large_100": "test_efficientnet"}
-
-
-def merge(base: dict, override: dict) -> dict:
-    """``override`` on top of ``base``, nested dicts merged (as Snakemake merges configs)."""
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def shrunk(recipe: dict) -> dict:
@@ -43,7 +30,7 @@ def shrunk(recipe: dict) -> dict:
             },
             "train": {"epochs": 1, "batch_size": 64, "num_workers": 0},
         }
-    return merge(
+    return merged(
         recipe,
         {
             "demo": {"scale": "tiny", "seed": 7},

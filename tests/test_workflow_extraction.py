@@ -5,31 +5,17 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_snakemake
+from conftest import copy_workdir, merged, run_snakemake, write_config
 
 from geolifeclef.data.dataset import GlcDataset, make_loader
 from geolifeclef.layout import ENV_VARIABLES
 from geolifeclef.patches.cache import open_patch_cache
 
-CONFIG = """\
-demo:
-  scale: tiny
-  seed: 3
-environment:
-  env_patches:
-    enabled: true
-    size: 4
-patches:
-  size: 32
-"""
-
 
 @pytest.mark.slow
-def test_extraction_target_builds_env_table_caches_and_statistics(tmp_path):
-    (tmp_path / "config.yaml").write_text(CONFIG)
-    result = run_snakemake(tmp_path, "extraction")
-    assert result.returncode == 0, result.stderr[-4000:]
-    results = tmp_path / "results"
+def test_extraction_target_builds_env_table_caches_and_statistics(demo_workdir, tmp_path):
+    # The session's shared folder: `snakemake extraction` on tests/configs/demo.yaml.
+    results = demo_workdir / "results"
     # The env table equals the generator's pre-extracted values, for every observation.
     env = pd.read_parquet(results / "environment" / "env_values.parquet")
     assert list(env.columns) == ["observation_id", *ENV_VARIABLES]
@@ -39,7 +25,7 @@ def test_extraction_target_builds_env_table_caches_and_statistics(tmp_path):
         for s in ("train", "val", "test")
     }
     assert len(env) == sum(len(t) for t in splits.values())
-    csv = tmp_path / "resources/demo/glc22/pre-extracted/environmental_vectors.csv"
+    csv = demo_workdir / "resources/demo/glc22/pre-extracted/environmental_vectors.csv"
     reference = pd.read_csv(csv, sep=";").set_index("observation_id").loc[env["observation_id"]]
     np.testing.assert_array_equal(
         env[list(ENV_VARIABLES)].to_numpy(), reference.to_numpy(np.float32)
@@ -61,7 +47,7 @@ def test_extraction_target_builds_env_table_caches_and_statistics(tmp_path):
         "cache_patch_shard/train_1-of-1",
         "compute_normalization_stats",
     ):
-        assert (tmp_path / "logs" / f"{rule}.log").exists()
+        assert (demo_workdir / "logs" / f"{rule}.log").exists()
     # The DataLoader feeds batches from them.
     dataset = GlcDataset(
         results / "patches" / "train",
@@ -73,23 +59,24 @@ def test_extraction_target_builds_env_table_caches_and_statistics(tmp_path):
     assert batch["rgb"].shape == (32, 3, 32, 32) and batch["env"].shape == (32, 27)
     assert batch["label"].shape == (32,)
     # Nothing left to do; a changed cache size reruns only the caches and the statistics.
-    again = run_snakemake(tmp_path, "extraction", "--dry-run")
+    workdir = copy_workdir(demo_workdir, tmp_path / "copy", "demo")
+    again = run_snakemake(workdir, "extraction", "--dry-run")
     assert "Nothing to be done" in again.stdout + again.stderr
-    (tmp_path / "config.yaml").write_text(CONFIG.replace("size: 32", "size: 16"))
-    changed = run_snakemake(tmp_path, "extraction", "--dry-run")
+    write_config(workdir, {"patches": {"size": 16}})
+    changed = run_snakemake(workdir, "extraction", "--dry-run")
     planned = changed.stdout + changed.stderr
     assert "cache_patches" in planned and "compute_normalization_stats" in planned
     assert "rule extract_env:" not in planned and "extract_env_patches" not in planned
 
 
 @pytest.mark.slow
-def test_encoded_store_built_in_shards_and_read_at_any_size(tmp_path):
-    config = (
-        "demo:\n  scale: tiny\n  seed: 3\npatches:\n  size: 32\n  store: encoded\n  shards: 2\n"
-    )
-    (tmp_path / "config.yaml").write_text(config)
+def test_encoded_store_built_in_shards_and_read_at_any_size(demo_workdir, tmp_path):
+    # On the shared folder: only the stores and what reads them are rebuilt.
+    encoded = {"patches": {"store": "encoded", "shards": 2}}
+    copy_workdir(demo_workdir, tmp_path, encoded)
     result = run_snakemake(tmp_path, "extraction")
     assert result.returncode == 0, result.stderr[-4000:]
+    assert "rule extract_env:" not in result.stdout + result.stderr
     results = tmp_path / "results"
     # Two shard jobs per split, gathered into each split's cache.
     shard_logs = sorted(p.stem for p in (tmp_path / "logs" / "cache_patch_shard").glob("*.log"))
@@ -104,11 +91,11 @@ def test_encoded_store_built_in_shards_and_read_at_any_size(tmp_path):
     assert stats["patches"]["store"] == "encoded" and stats["patches"]["size"] == 32
     # Another size: the shards hold the files' bytes, so only the gather and the
     # statistics rerun; another shard count rebuilds the shards.
-    (tmp_path / "config.yaml").write_text(config.replace("size: 32", "size: 16"))
+    write_config(tmp_path, merged(encoded, {"patches": {"size": 16}}))
     planned = run_snakemake(tmp_path, "extraction", "--dry-run")
     planned = planned.stdout + planned.stderr
     assert "rule cache_patches:" in planned and "compute_normalization_stats" in planned
     assert "cache_patch_shard" not in planned and "rule extract_env:" not in planned
-    (tmp_path / "config.yaml").write_text(config.replace("shards: 2", "shards: 3"))
+    write_config(tmp_path, merged(encoded, {"patches": {"shards": 3}}))
     planned = run_snakemake(tmp_path, "extraction", "--dry-run")
     assert "3-of-3" in planned.stdout + planned.stderr

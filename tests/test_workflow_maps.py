@@ -85,6 +85,11 @@ def test_query_command_gives_the_models_prediction_at_an_observation(mapped, mod
         mine = table[table["point"] == point].sort_values("rank")
         assert mine["species_id"].tolist() == expected.species_ids[row].tolist()
         np.testing.assert_allclose(mine["probability"], expected.scores[row], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_query_command_refuses_bad_points_and_models_that_read_patches(mapped):
+    command = [str(GEOLIFECLEF), "query", "--model", "knn"]
     refused = subprocess.run(
         [*command, "--lat", "nan", "--lon", "2"], cwd=mapped, capture_output=True, text=True
     )

@@ -19,6 +19,7 @@ from conftest import REPO, copy_workdir, read_config, run_snakemake, tracking_ur
 from faults_helpers import start_mlflow_server, stop
 
 from geolifeclef.predictions.table import read_predictions
+from geolifeclef.settings.inputs import MODEL_KINDS
 
 RELOAD_MARKER = "<!-- reload-snippet: run by tests/test_workflow_training.py -->"
 CONFIG = read_config("training")
@@ -82,6 +83,22 @@ def test_experiments_run_through_to_the_submission(trained):
     assert final == (results / "submission" / "blend_mlp_fusion.csv").read_text()
     checkpoints = list((results / "models" / "fusion_cnn" / "checkpoints").glob("*.pt"))
     assert checkpoints
+
+
+def test_the_config_has_an_experiment_of_every_kind():
+    kinds = {entry["model"]["kind"] for entry in CONFIG["experiments"].values()}
+    assert kinds == set(MODEL_KINDS)
+
+
+@pytest.mark.slow
+def test_every_model_kind_trains_predicts_and_is_evaluated(trained):
+    results = trained / "results"
+    board = pd.read_parquet(results / "evaluation" / "leaderboard.parquet").set_index("model")
+    for name in CONFIG["experiments"]:
+        for split in ("val", "test"):
+            predictions = read_predictions(results / "predictions" / name / f"{split}.parquet")
+            assert len(predictions) > 0 and predictions.k == CONFIG["predictions"]["top_k"]
+        assert board.loc[name, "kind"] == "experiment"
 
 
 @pytest.mark.slow
