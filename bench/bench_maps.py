@@ -33,8 +33,9 @@ def child(args: argparse.Namespace) -> None:
     from geolifeclef.baselines.fitting import species_columns
     from geolifeclef.data.class_frequency import read_species_table
     from geolifeclef.layout import DatasetLayout
-    from geolifeclef.maps.point_models import load_point_model, read_spec
+    from geolifeclef.maps.point_models import read_spec
     from geolifeclef.maps.render import choose_species, map_grid, render_maps, species_file
+    from geolifeclef.maps.trained_models import load_point_model
 
     torch.set_num_threads(args.threads)
     spec = read_spec(Path("results/maps") / args.model / "model.json")

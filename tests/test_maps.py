@@ -17,9 +17,6 @@ from geolifeclef.data.observations import load_observations, read_species_ids, r
 from geolifeclef.layout import ENV_VARIABLES, DatasetLayout, region_digits
 from geolifeclef.maps.point_models import (
     DemoTruthModel,
-    ExperimentModel,
-    ForestModel,
-    KnnPointModel,
     PointModel,
     PointModelSpec,
     point_ids,
@@ -41,6 +38,7 @@ from geolifeclef.maps.render import (
     render_maps,
 )
 from geolifeclef.maps.report import map_region
+from geolifeclef.maps.trained_models import ExperimentModel, ForestModel, KnnPointModel
 from geolifeclef.models.networks import build_model
 from geolifeclef.settings.catalog import Catalog
 from geolifeclef.settings.mappable import unmappable_reason

@@ -8,7 +8,8 @@ from geolifeclef.maps.importance import (
     read_sample,
     write_importance,
 )
-from geolifeclef.maps.point_models import load_point_model, read_spec
+from geolifeclef.maps.point_models import read_spec
+from geolifeclef.maps.trained_models import load_point_model
 from geolifeclef.rule_logging import logging_to
 from geolifeclef.settings.tracking import Tracking
 from geolifeclef.tracking.runs import start_run

@@ -3,9 +3,10 @@
 from geolifeclef.data.class_frequency import read_species_table
 from geolifeclef.data.observations import read_species_names, read_table
 from geolifeclef.layout import DatasetLayout
-from geolifeclef.maps.point_models import load_point_model, read_spec
+from geolifeclef.maps.point_models import read_spec
 from geolifeclef.maps.render import MapSettings, choose_species
 from geolifeclef.maps.report import map_region, numeric_map_metrics, write_map_metrics
+from geolifeclef.maps.trained_models import load_point_model
 from geolifeclef.rule_logging import logging_to
 from geolifeclef.settings.tracking import Tracking
 from geolifeclef.tracking.runs import start_run

@@ -5,13 +5,14 @@ import pandas as pd
 from geolifeclef.data.class_frequency import read_species_table
 from geolifeclef.data.observations import read_species_names
 from geolifeclef.maps.importance import most_important, read_sample
-from geolifeclef.maps.point_models import load_point_model, read_spec
+from geolifeclef.maps.point_models import read_spec
 from geolifeclef.maps.response import (
     ResponseSettings,
     region_sample,
     response_species,
     write_responses,
 )
+from geolifeclef.maps.trained_models import load_point_model
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]) as log:
