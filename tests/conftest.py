@@ -185,11 +185,16 @@ def copy_workdir(demo_workdir: Path, target: Path, config: str | dict) -> Path:
     return target
 
 
-def write_config(workdir: Path, config: str | dict) -> None:
-    """``config`` (a name in tests/configs/, or a dict) on top of tests/configs/demo.yaml as
-    ``workdir``'s config.yaml."""
+def on_demo(config: str | dict) -> dict:
+    """``config`` (a name in tests/configs/, or a dict) on top of tests/configs/demo.yaml:
+    what a test writes as a config file (a second ``--configfile`` replaces the first)."""
     values = read_config(config) if isinstance(config, str) else config
-    (workdir / "config.yaml").write_text(yaml.safe_dump(merged(read_config("demo"), values)))
+    return merged(read_config("demo"), values)
+
+
+def write_config(workdir: Path, config: str | dict) -> None:
+    """``on_demo(config)`` as ``workdir``'s config.yaml."""
+    (workdir / "config.yaml").write_text(yaml.safe_dump(on_demo(config)))
 
 
 def merged(base: dict, override: dict) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import SCHEMA, copy_workdir, read_config, run_snakemake
+from conftest import SCHEMA, copy_workdir, on_demo, read_config, run_snakemake
 
 from geolifeclef.settings.catalog import build_catalog
 from geolifeclef.settings.sweeps import SweepError, expand_sweeps, resolve_selectors
@@ -161,7 +161,7 @@ def test_members_nest_under_one_sweep_run_in_mlflow(swept):
 
 @pytest.mark.slow
 def test_changing_one_value_retrains_that_member_only(swept):
-    changed = yaml.safe_load(yaml.safe_dump(CONFIG))
+    changed = on_demo(CONFIG)
     changed["sweeps"]["lr"]["grid"]["train.learning_rate"] = [0.001, 0.02]
     (swept / "changed.yaml").write_text(yaml.safe_dump(changed))
     result = run_snakemake(

@@ -79,7 +79,9 @@ def test_encoded_store_built_in_shards_and_read_at_any_size(demo_workdir, tmp_pa
     assert "rule extract_env:" not in result.stdout + result.stderr
     results = tmp_path / "results"
     # Two shard jobs per split, gathered into each split's cache.
-    shard_logs = sorted(p.stem for p in (tmp_path / "logs" / "cache_patch_shard").glob("*.log"))
+    shard_logs = sorted(
+        p.stem for p in (tmp_path / "logs" / "cache_patch_shard").glob("*-of-2.log")
+    )
     assert shard_logs == [f"{s}_{i}-of-2" for s in ("test", "train", "val") for i in (1, 2)]
     for split in ("train", "val", "test"):
         table = pd.read_parquet(results / "observations" / f"{split}.parquet")
