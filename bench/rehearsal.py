@@ -422,7 +422,8 @@ def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.Da
         run: sorted(set(sizes[run].loc[sizes[run]["mb"] == 0, "rule"]) - set(frame["rule"]))
         for run in sizes
     }
-    partial = any(missing.values()) or set(sizes) != set(RUNS)
+    carried = carried_runs(table, [run for run in RUNS if run not in sizes])
+    partial = any(missing.values()) or set(sizes) | set(carried) != set(RUNS)
     lines = [
         f"# The full-size rehearsal: measured{' (partial: see the end)' if partial else ''}",
         "",
@@ -442,11 +443,20 @@ def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.Da
             f"{_cell(r.node_s)} | "
             f"{r.basis} |"
         )
-    lines += ["", f"Total wall time: {frame['wall_s'].sum():,.0f} s.", ""]
+    for rows, _ in carried.values():
+        lines += rows
+    lines += ["", f"Total wall time: {frame['wall_s'].sum():,.0f} s (this folder's runs).", ""]
+    if carried:
+        lines += [
+            f"The rows of the {' and '.join(carried)} run come from the previous table: this",
+            "folder did not run it again.",
+            "",
+        ]
     if partial:
         lines += ["## Not run yet", ""]
         lines += [f"- {run}: {', '.join(rules)}" for run, rules in missing.items() if rules]
-        lines += [f"- {run}: the whole run" for run in RUNS if run not in sizes]
+        lines += [line for _, not_run in carried.values() for line in not_run]
+        lines += [f"- {run}: the whole run" for run in RUNS if run not in sizes | carried.keys()]
         lines.append("")
     loader = out / PATCHES / "benchmarks" / LOADER_FILE
     if loader.exists():
@@ -471,6 +481,18 @@ def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.Da
         lines.append("")
     table.write_text("\n".join(lines))
     return frame
+
+
+def carried_runs(table: Path, runs: list[str]) -> dict[str, tuple[list[str], list[str]]]:
+    """``{run: (table rows, "Not run yet" lines)}`` of ``runs`` in an earlier ``table``: a
+    rehearsal that reruns only one side keeps what the other measured."""
+    lines = table.read_text().splitlines() if table.exists() else []
+    carried = {}
+    for run in runs:
+        rows = [line for line in lines if line.startswith(f"| {run} | ")]
+        if rows:
+            carried[run] = (rows, [line for line in lines if line.startswith(f"- {run}: ")])
+    return carried
 
 
 def _cell(value: float | None, form: str = ",.0f") -> str:

@@ -154,6 +154,24 @@ def test_the_table_reader_reads_what_the_writer_writes(tmp_path):
     assert read["peak_rss_mb"].tolist() == [1_300.0, 3_000.0]
 
 
+def test_a_run_not_rerun_keeps_its_rows_of_the_previous_table(tmp_path):
+    """A rehearsal folder with the patch side only: the tabular rows of the earlier table
+    stay, with what that run had not measured."""
+    table = tmp_path / "rehearsal.md"
+    tabular = tmp_path / "first" / rehearsal.TABULAR / "benchmarks"
+    rehearsal.write_benchmark(tabular / "extract_env.tsv", 50.0, 90.0, 1_300.0)
+    rehearsal.write_table(tmp_path / "first", table, patch_share=0.1, trees=4)
+    patches = tmp_path / "second" / rehearsal.PATCHES / "benchmarks"
+    rehearsal.write_benchmark(patches / "compute_normalization_stats.tsv", 20.0, 30.0, 2_000.0)
+    rehearsal.write_table(tmp_path / "second", table, patch_share=0.1, trees=4)
+    read = rehearsal.read_table(table).sort_values("rule")
+    assert read[["run", "rule", "peak_rss_mb"]].values.tolist() == [
+        [rehearsal.PATCHES, "compute_normalization_stats", 2_000.0],
+        [rehearsal.TABULAR, "extract_env", 1_300.0],
+    ]
+    assert "come from the previous table" in table.read_text()
+
+
 def test_profile_resources_are_read_at_the_first_attempt():
     assert rehearsal.first_attempt("24000 * attempt") == 24_000
     assert rehearsal.first_attempt(2000) == 2_000
