@@ -204,7 +204,7 @@ def merged(base: dict, override: dict) -> dict:
         if isinstance(value, dict) and isinstance(result.get(key), dict):
             result[key] = merged(result[key], value)
         else:
-            result[key] = value
+            result[key] = copy.deepcopy(value)  # the caller may change what it gets
     return result
 
 
