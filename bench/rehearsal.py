@@ -423,7 +423,11 @@ def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.Da
         for run in sizes
     }
     carried = carried_runs(table, [run for run in RUNS if run not in sizes])
-    partial = any(missing.values()) or set(sizes) | set(carried) != set(RUNS)
+    partial = (
+        any(missing.values())
+        or any(not_run for _, not_run in carried.values())
+        or set(sizes) | set(carried) != set(RUNS)
+    )
     lines = [
         f"# The full-size rehearsal: measured{' (partial: see the end)' if partial else ''}",
         "",
