@@ -15,6 +15,7 @@ from geolifeclef.data.class_frequency import BucketThresholds, species_table
 from geolifeclef.data.env_table import extract_environment
 from geolifeclef.data.observations import load_observations, read_species_ids, read_species_names
 from geolifeclef.layout import ENV_VARIABLES, DatasetLayout, region_digits
+from geolifeclef.maps.network_point_model import ExperimentModel
 from geolifeclef.maps.point_models import (
     DemoTruthModel,
     PointModel,
@@ -38,7 +39,7 @@ from geolifeclef.maps.render import (
     render_maps,
 )
 from geolifeclef.maps.report import map_region
-from geolifeclef.maps.trained_models import ExperimentModel, ForestModel, KnnPointModel
+from geolifeclef.maps.trained_models import ForestModel, KnnPointModel
 from geolifeclef.models.networks import build_model
 from geolifeclef.settings.catalog import Catalog
 from geolifeclef.settings.mappable import unmappable_reason

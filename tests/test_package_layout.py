@@ -136,14 +136,29 @@ TORCH_FREE_SCRIPTS = (
     "map_demo_truth",
     "map_mess",
     "summarize_maps",
+    "map_model",
+    "importance_model",
+    "respond_model",
+    "predict_constant",
+    "predict_random_forest",
+    "evaluate_model",
 )
-"""Rule scripts that run once per split, shard or region and need no torch: loading it
-costs a job ~5 CPU seconds, more than the tiny demo's whole extraction work."""
+"""Rule scripts that need no network (or load one only for a network's maps): loading
+torch costs a job ~2-3 CPU seconds, more than the tiny demo's whole extraction work."""
+HEAVY_ONLY_WHERE_USED = {
+    "timm": ("train_model", "predict_model", *TORCH_FREE_SCRIPTS),  # timm backbones only
+    "sklearn": ("map_model", "importance_model", "respond_model", "predict_random_forest"),
+    "matplotlib": ("predict_constant", "fit_blend", "analyze_class_frequency", "respond_model"),
+}
+"""Libraries that rule scripts load only where they use them, with the scripts that load
+them only on demand: timm (+ torchvision, torch._dynamo, ~3 CPU s) for timm backbones,
+scikit-learn (~2 CPU s) to fit a forest or query a kNN, matplotlib (~0.5 CPU s) to draw."""
 
 
-def test_the_scripts_that_need_no_network_never_load_torch():
+def _loaded_by(scripts, modules: set[str]) -> str:
+    """Which of ``modules`` the top-level imports of ``scripts`` load, as a sorted list."""
     imports = []
-    for name in TORCH_FREE_SCRIPTS:
+    for name in scripts:
         tree = ast.parse((SCRIPTS / f"{name}.py").read_text())
         imports += [
             ast.unparse(node) for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)
@@ -152,11 +167,22 @@ def test_the_scripts_that_need_no_network_never_load_torch():
         [
             *imports,
             "import sys",
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision'}))",
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(modules)!r})))",
         ]
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    loaded = result.stdout.strip()
+    return result.stdout.strip()
+
+
+def test_the_scripts_that_need_no_network_never_load_torch():
+    loaded = _loaded_by(TORCH_FREE_SCRIPTS, {"torch", "torchvision"})
     assert loaded == "[]", f"one of {TORCH_FREE_SCRIPTS} loads {loaded}"
+
+
+@pytest.mark.parametrize("library", sorted(HEAVY_ONLY_WHERE_USED))
+def test_heavy_libraries_load_only_in_the_jobs_that_use_them(library):
+    scripts = HEAVY_ONLY_WHERE_USED[library]
+    loaded = _loaded_by(scripts, {library, "torchvision"} if library == "timm" else {library})
+    assert loaded == "[]", f"one of {scripts} loads {loaded} at import"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import RandomForestClassifier
 from tqdm import tqdm
 
 from geolifeclef.baselines.fitting import species_columns
@@ -162,6 +161,10 @@ def fit_random_forest(
     ``warm_start`` it draws the seeds of the trees already grown before those of the new
     ones, so tree i is the same as in one fit of all the trees (whatever ``n_jobs``).
     """
+    # deferred: scikit-learn costs ~2 CPU s a process; the maps and queries of a saved
+    # forest never fit one
+    from sklearn.ensemble import RandomForestClassifier
+
     forest = RandomForestClassifier(
         n_estimators=settings.n_estimators,
         max_depth=settings.max_depth,

@@ -1,15 +1,14 @@
 """The trained models at any point (``geolifeclef.maps.point_models`` says which can be):
-a network experiment, the random forest and the kNN, reloaded from a spec by
-``load_point_model``. Here, not beside the specs, because they need torch and
-scikit-learn, which the jobs that only read specs never load."""
+the random forest and the kNN here, a network experiment in
+``geolifeclef.maps.network_point_model``, reloaded from a spec by ``load_point_model``.
+Not beside the specs, because they read the saved models, which the jobs that only read
+specs never do. torch and scikit-learn load only for the kinds that need them: a map job
+of the forest loads neither (each costs a job ~2-3 CPU s)."""
 
 import itertools
-import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from geolifeclef.baselines.forest import (
     TabularSources,
@@ -18,49 +17,11 @@ from geolifeclef.baselines.forest import (
     forest_probabilities,
 )
 from geolifeclef.baselines.forest_file import load_forest
-from geolifeclef.baselines.knn import KnnModel, KnnSettings
 from geolifeclef.data.class_frequency import read_species_table
-from geolifeclef.data.dataset import standardize_columns
 from geolifeclef.data.observations import read_table
-from geolifeclef.experiments.trained import load_trained
-from geolifeclef.experiments.training import pick_device, predict_scores
 from geolifeclef.layout import ENV_VARIABLES
 from geolifeclef.maps.point_models import BlendModel, PointModel, PointModelSpec, point_ids
-from geolifeclef.models.features import ModelBatch
 from geolifeclef.settings.mappable import POINT_FEATURES
-
-
-class ExperimentModel(PointModel):
-    """A trained experiment that reads env values, coordinates and the country only."""
-
-    def __init__(self, name: str, model_path: str, stats_path: str, species_ids: np.ndarray):
-
-        self.name = name
-        self.settings, self.model = load_trained(model_path)
-        extra = set(self.settings.tabular) - set(POINT_FEATURES)
-        if self.settings.inputs.patch_modalities or extra:
-            raise ValueError(
-                f"experiment {name} reads features known only at observations: it cannot be mapped"
-            )
-        self.environment = json.loads(Path(stats_path).read_text())["environment"]
-        self.transform = ModelBatch(self.settings.tabular, ())
-        self.device = pick_device()
-        self.model.to(self.device)
-        self.species_ids = np.asarray(species_ids, dtype=np.int64)
-
-    def probabilities(self, latitude, longitude, env) -> np.ndarray:
-
-        # The batch a GlcDataset of these points would give (float32 coordinates, env
-        # standardised with the train statistics), turned into model inputs the same way.
-        batch = {
-            "observation_id": torch.from_numpy(point_ids(longitude)),
-            "coords": torch.from_numpy(np.stack([latitude, longitude], axis=1).astype(np.float32)),
-            "env": standardize_columns(
-                torch.from_numpy(np.asarray(env, dtype=np.float32)), self.environment
-            ),
-        }
-        _, probabilities, _ = next(predict_scores(self.model, [self.transform(batch)], self.device))
-        return probabilities[:, self.species_ids]
 
 
 class ForestModel(PointModel):
@@ -102,6 +63,9 @@ class KnnPointModel(PointModel):
 
     def __init__(self, name: str, train_path: str, species: pd.DataFrame, settings: dict):
 
+        # deferred: scikit-learn (~2 CPU s a process) for the kNN's map jobs only
+        from geolifeclef.baselines.knn import KnnModel, KnnSettings
+
         self.name = name
         self.model = KnnModel(read_table(train_path), species, KnnSettings(**settings))
 
@@ -116,6 +80,9 @@ def load_point_model(spec: PointModelSpec, threads: int = 1) -> PointModel:
         raise ValueError(f"model {spec.name} cannot predict at a point: {spec.reason}")
     species = read_species_table(spec.species_table)
     if spec.kind == "experiment":
+        # deferred: torch (~2 CPU s a process) for the map jobs of networks only
+        from geolifeclef.maps.network_point_model import ExperimentModel
+
         return ExperimentModel(
             spec.name, spec.files["model"], spec.files["stats"], species["species_id"].to_numpy()
         )

@@ -18,8 +18,8 @@ Pretrained weights never come from the internet during a run:
 """
 
 from pathlib import Path
+from types import ModuleType
 
-import timm
 import torch
 from safetensors.torch import load_file
 from torch import nn
@@ -27,10 +27,19 @@ from torch import nn
 from geolifeclef.settings.configs import SMALL
 
 
+def _timm() -> ModuleType:
+    """timm, loaded by the jobs of timm backbones only: it loads torchvision and
+    torch._dynamo, ~3 CPU s a process that the MLP's and the small CNN's jobs skip."""
+    import timm  # deferred: ~3 CPU s a process, only timm backbones need it
+
+    return timm
+
+
 def check_backbone(name: str) -> None:
     """Refuse a backbone name that is neither ``small`` nor a timm model, with suggestions."""
     if name == SMALL:
         return
+    timm = _timm()
     if not timm.is_model(name):
         close = timm.list_models(f"*{name}*")[:8]
         raise ValueError(
@@ -108,6 +117,7 @@ def build_backbone(
             raise ValueError("cnn.pretrained needs a timm backbone; the small CNN has no weights")
         return SmallCnn(in_channels, width)
     options = {"num_classes": 0, "in_chans": in_channels}
+    timm = _timm()
     if not (pretrained and load_weights):
         return TimmBackbone(timm.create_model(name, pretrained=False, **options))
     if pretrained is True:
@@ -129,7 +139,7 @@ def build_backbone(
 
 def _from_hub_cache(name: str, options: dict) -> nn.Module:
     try:
-        return timm.create_model(name, pretrained=True, **options)
+        return _timm().create_model(name, pretrained=True, **options)
     except (OSError, RuntimeError) as error:  # huggingface_hub's offline errors are OSErrors
         raise RuntimeError(
             f"no ImageNet weights of {name} in the Hugging Face cache ({type(error).__name__}). "

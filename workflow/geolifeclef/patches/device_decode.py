@@ -11,7 +11,6 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-from torchvision.io import ImageReadMode, decode_jpeg
 
 from geolifeclef.layout import PATCH_MODALITIES
 from geolifeclef.models.features import normalize_patches
@@ -50,6 +49,10 @@ class EncodedJpegs:
             device=device,
         )
         if present:
+            # deferred: torchvision loads torch._dynamo (~3 CPU s a process); only CUDA
+            # decoding needs it, not the CPU jobs that read this module
+            from torchvision.io import ImageReadMode, decode_jpeg
+
             mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
             blobs = [self.data[bounds[i] : bounds[i + 1]] for i in present]
             with warnings.catch_warnings():
