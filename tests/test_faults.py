@@ -40,7 +40,7 @@ import pytest
 import rasterio
 import torch
 import yaml
-from conftest import REPO, SCHEMA, run_snakemake, snakemake_command
+from conftest import REPO, SCHEMA, copy_workdir, run_snakemake, snakemake_command
 from faults_helpers import (
     copy_tables,
     damaged_root,
@@ -718,16 +718,13 @@ def mlflow_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tiny_demo, mlflow_server, tmp_path_factory) -> Path:
-    """A run of one tiny experiment to model.pt, tracked on a server whose URI holds a
-    password."""
-    layout, _, _ = tiny_demo
+def uninterrupted(demo_workdir, mlflow_server, tmp_path_factory) -> Path:
+    """A run of one tiny experiment to model.pt on the shared extracted demo, tracked on a
+    server whose URI holds a password."""
     port, _ = mlflow_server
-    workdir = tmp_path_factory.mktemp("uninterrupted")
     uri = f"http://glc:{PASSWORD}@127.0.0.1:{port}"
-    (workdir / "config.yaml").write_text(
-        _config(layout.root, experiments=EXPERIMENT, mlflow={"tracking_uri": uri})
-    )
+    config = {"experiments": EXPERIMENT, "mlflow": {"tracking_uri": uri}}
+    workdir = copy_workdir(demo_workdir, tmp_path_factory.mktemp("uninterrupted"), config)
     result = run_snakemake(workdir, MODEL, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geolifeclef.data.normalization import write_normalization_stats
+from geolifeclef.data.normalization import patch_statistics, write_normalization_stats
 from geolifeclef.layout import MODALITIES, PATCH_MODALITIES, DatasetLayout
 from geolifeclef.patches.cache import build_patch_cache, open_patch_cache
 from geolifeclef.patches.files import PatchFileError, read_patch
@@ -359,3 +359,18 @@ def test_normalization_stats_equal_numpy_over_the_cache(demo_copy, tables, tmp_p
         environment["mean"], np.nanmean(env[list(ENV_VARIABLES)].to_numpy(np.float64), axis=0)
     )
     assert environment["n_nan"][ENV_VARIABLES.index("bdticm")] == 5
+
+
+def test_normalization_stats_of_a_large_cache_come_from_evenly_spaced_rows(extracted):
+    """Above ``max_rows`` usable rows, the statistics are those of ``max_rows`` rows spread
+    over the whole cache (not its first rows), and close to the full cache's."""
+    cache = open_patch_cache(extracted["patches"] / "train")
+    full = patch_statistics(cache)
+    subset = patch_statistics(cache, max_rows=100)
+    assert full["rgb"]["rows"] == len(cache.index) > 100 == subset["rgb"]["rows"]
+    rows = np.linspace(0, len(cache.index) - 1, 100).round().astype(np.int64)
+    rgb = cache.read("rgb", rows).astype(np.float64)
+    np.testing.assert_allclose(subset["rgb"]["mean"], rgb.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(subset["rgb"]["std"], rgb.std(axis=(0, 2, 3)), rtol=1e-10)
+    spread = np.array(full["rgb"]["std"])
+    assert np.all(np.abs(np.subtract(subset["rgb"]["mean"], full["rgb"]["mean"])) < 0.1 * spread)

@@ -4,7 +4,7 @@ recipe never rots: the same file, with epochs, input size and backbones made tin
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, merged, run_snakemake
+from conftest import REPO, copy_workdir, merged, run_snakemake
 from snakemake.utils import validate
 
 RECIPES = sorted((REPO / "config" / "recipes").glob("*.yaml"))
@@ -18,7 +18,8 @@ TINY_BACKBONES = {"resnet34": "test_resnet", "mobilenetv3_large_100": "test_effi
 
 
 def shrunk(recipe: dict) -> dict:
-    """The recipe at the tiny demo's sizes; every other setting as the recipe says."""
+    """The recipe at the tiny demo's sizes; every other setting as the recipe says (the
+    demo itself: tests/configs/demo.yaml's)."""
     experiments = {}
     for name, entry in recipe["experiments"].items():
         backbone = entry["model"]["cnn"]["backbone"]
@@ -33,7 +34,6 @@ def shrunk(recipe: dict) -> dict:
     return merged(
         recipe,
         {
-            "demo": {"scale": "tiny", "seed": 7},
             "patches": {"size": 64, "shards": 2},  # the store as the recipe says
             "predictions": {"top_k": 30},
             "baselines": {"random_forest": {"n_estimators": 2, "max_depth": 4}},
@@ -54,10 +54,11 @@ def test_no_recipe_keeps_decoded_patches_above_64_px(recipe):
 
 
 @pytest.mark.slow
-def test_the_winners_recipe_runs_end_to_end_on_the_tiny_demo(tmp_path):
+def test_the_winners_recipe_runs_end_to_end_on_the_tiny_demo(demo_workdir, tmp_path):
     recipe = yaml.safe_load(RECIPE.read_text())
-    config = shrunk(recipe)
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    # On the shared tiny demo (its dataset and env values reused; the recipe's own store
+    # and patch statistics built).
+    copy_workdir(demo_workdir, tmp_path, shrunk(recipe))
     result = run_snakemake(tmp_path, "submission", timeout=1500)
     assert result.returncode == 0, result.stderr[-5000:]
     results = tmp_path / "results"
