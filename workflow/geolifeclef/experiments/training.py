@@ -13,6 +13,7 @@ moved there first (``to_device``: raw patches are then normalised and derived th
 augmentation runs on the device too.
 """
 
+import itertools
 import logging
 import math
 import os
@@ -406,8 +407,11 @@ def train(
         model.train()
         started, seen, total_loss, batches = time.perf_counter(), 0, 0.0, 0
         n_batches = len(loader) if hasattr(loader, "__len__") else None
+        if config.steps_per_epoch is not None and n_batches is not None:
+            n_batches = min(n_batches, config.steps_per_epoch)
         bar = tqdm(
-            loader,
+            itertools.islice(loader, config.steps_per_epoch),
+            total=n_batches,
             desc=f"epoch {epoch + 1}/{config.epochs}",
             disable=rank != 0,
             mininterval=1 if sys.stderr.isatty() else 15,  # a log file gets a line per 15 s

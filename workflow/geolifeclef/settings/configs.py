@@ -126,6 +126,10 @@ class TrainConfig:
     """Probability that a training label is swapped with another from its spatial block."""
     block_size_degrees: float = 0.1
     early_stopping_patience: int = 5
+    steps_per_epoch: int | None = None
+    """Batches an epoch trains on at most (None: all of train): a quick check of a large
+    dataset, or a timed rehearsal at the archive's counts whose epoch is extrapolated from
+    its steps. The schedule counts the capped epoch; val is always evaluated whole."""
     seed: int = 0
     amp: bool = True
     """Mixed precision on CUDA (ignored on CPU)."""
