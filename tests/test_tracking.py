@@ -165,3 +165,24 @@ def test_attached_run_receives_metrics_and_stays_open(mlflow_server, tmp_path):
     with attach_run(mlflow_server, None, tmp_path / "p.jsonl") as tracker:
         assert not tracker.online  # no parent run: nothing to log to, nothing fails
         tracker.log_metrics({"x": 1.0})
+
+
+def test_a_sqlite_store_keeps_its_artifacts_beside_it_whatever_the_working_folder(
+    tmp_path, monkeypatch
+):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # a job or a notebook started from another folder
+    store = tmp_path / "workflow" / "mlflow.db"
+    store.parent.mkdir()
+    uri = f"sqlite:///{store}"
+    with start_run(uri, "tests", "beside", tmp_path / "metrics.jsonl") as tracker:
+        assert tracker.online
+        _tiny_training(tracker)
+        tracker.log_text("kept beside the store", "note.txt")
+        run_id = tracker.run_id
+    mlflow.set_tracking_uri(uri)
+    run = mlflow.MlflowClient().get_run(run_id)
+    assert run.info.artifact_uri.startswith((store.parent / "mlartifacts").as_uri())
+    assert list((store.parent / "mlartifacts").rglob("note.txt"))
+    assert not list(elsewhere.iterdir())

@@ -16,7 +16,12 @@ from pathlib import Path
 import mlflow
 
 from geolifeclef.settings.tracking import SWEEP_RUNS_ENV
-from geolifeclef.tracking.runs import _experiment_id, _server_reachable, redact
+from geolifeclef.tracking.runs import (
+    _experiment_id,
+    _server_reachable,
+    artifacts_beside,
+    redact,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +46,7 @@ def start_parent_run(
         return None
     try:
         mlflow.set_tracking_uri(tracking_uri)
-        experiment_id = _experiment_id(mlflow, experiment, "mlartifacts")
+        experiment_id = _experiment_id(mlflow, experiment, artifacts_beside(tracking_uri))
         all_tags = {**WORKFLOW_KIND, WORKDIR_TAG: str(Path(workdir).resolve()), **(tags or {})}
         if parent:
             all_tags["mlflow.parentRunId"] = parent

@@ -295,7 +295,7 @@ def start_run(
     run_name: str,
     local_log: str | Path,
     tags: Mapping[str, Any] | None = None,
-    artifact_root: str | Path = "mlartifacts",
+    artifact_root: str | Path | None = None,
     timeout: float = 5.0,
     parent_run_id: str | None = None,
     system_metrics: bool = False,
@@ -304,7 +304,8 @@ def start_run(
     invocation's parent run when there is one; with ``system_metrics``, CPU, memory, disk
     and GPU use are logged every ``SYSTEM_METRICS_SECONDS`` while it is open (psutil).
 
-    Falls back to local logging when the tracking URI cannot be reached, and says so.
+    Falls back to local logging when the tracking URI cannot be reached, and says so. A
+    new experiment keeps its artifacts in ``artifact_root`` (default: ``artifacts_beside``).
     """
     local = LocalMetricLog(local_log)
     local.write("run", tracking_uri=redact(tracking_uri), experiment=experiment, run_name=run_name)
@@ -315,7 +316,9 @@ def start_run(
         try:
             mlflow.set_tracking_uri(tracking_uri)
             mlflow_module = mlflow
-            experiment_id = _experiment_id(mlflow, experiment, artifact_root)
+            experiment_id = _experiment_id(
+                mlflow, experiment, artifact_root or artifacts_beside(tracking_uri)
+            )
             all_tags = {k: str(redact(v)) for k, v in (tags or {}).items()}
             parent = parent_run_id or os.environ.get(PARENT_RUN_ENV)
             if parent:
@@ -382,6 +385,15 @@ def attach_run(tracking_uri: str, run_id: str | None, local_log: str | Path) -> 
     yield Tracker(local, run_id if mlflow_module else None, mlflow_module, tracking_uri)
 
 
+def artifacts_beside(tracking_uri: str) -> Path:
+    """Where a new experiment keeps its artifacts: ``mlartifacts`` beside a SQLite store's
+    database (a workflow's folder, whatever the process's working directory), else
+    ``mlartifacts`` in the working directory."""
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+    return Path("mlartifacts")
+
+
 def _experiment_id(mlflow, name: str, artifact_root: str | Path) -> str:
     """The id of experiment ``name``, created (as a model training experiment, see
     ``EXPERIMENT_KIND_TAG``) when missing; an existing one without the tag gets it."""
@@ -440,7 +452,7 @@ def sync_local_log(path: str | Path, tracking_uri: str, experiment: str) -> str:
     client = mlflow.MlflowClient()
     records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     name = next((r["run_name"] for r in records if r["kind"] == "run"), Path(path).stem)
-    experiment_id = _experiment_id(mlflow, experiment, "mlartifacts")
+    experiment_id = _experiment_id(mlflow, experiment, artifacts_beside(tracking_uri))
     run = client.create_run(experiment_id, run_name=name, tags={"glc.synced_from": str(path)})
     for record in records:
         stamp = int(record["time"] * 1000)
