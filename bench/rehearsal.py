@@ -44,7 +44,13 @@ import pandas as pd
 import psutil
 import yaml
 
-from geolifeclef.demo.fullcount import PATCH_ROOT, ROOT, FullCountSpec, generate_full_count_dataset
+from geolifeclef.demo.fullcount import (
+    ARCHIVE_SPLITS,
+    PATCH_ROOT,
+    ROOT,
+    FullCountSpec,
+    generate_full_count_dataset,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "config" / "recipes" / "glc2022-winners.yaml"
@@ -286,7 +292,8 @@ SCALING = {
     ),
     "train_model": (
         None,
-        f"{MLP_STEPS} batches of a CPU epoch (x {1_587_395 / 256 / MLP_STEPS:.1f} for one); "
+        f"{MLP_STEPS} batches of a CPU epoch "
+        f"(x {ARCHIVE_SPLITS['train'] / 256 / MLP_STEPS:.1f} for one at batch 256); "
         "on a GPU the loader and head bound it",
     ),
     "refit_model": (None, "as train_model"),
@@ -490,7 +497,7 @@ def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.Da
             scaled = rate["samples_per_s"] * RECIPE_WORKERS / rate["workers"]
             lines.append(
                 f"| {name} | {rate['workers']} | {rate['samples_per_s']:,.0f} | {scaled:,.0f} | "
-                f"{1_587_395 / scaled / 60:,.0f} |"
+                f"{ARCHIVE_SPLITS['train'] / scaled / 60:,.0f} |"
             )
         lines.append("")
     table.write_text("\n".join(lines))

@@ -1,5 +1,7 @@
 """The training loop: resume after a kill, determinism on CPU, losses and schedules."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -49,14 +51,15 @@ def _loader(x, labels, batch_size, shuffle_seed=None):
     return batches
 
 
-def _run(tmp_path, config, on_epoch=None, name="run"):
+def _run(tmp_path, config, on_epoch=None, name="run", batches=None):
+    """Train the tiny MLP; ``batches``: the train loader holds only its first ones."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(kind="mlp", n_classes=N_CLASSES, n_tabular=N_FEATURES))
     x, labels = _data()
     vx, vlabels = _data(80, seed=1)
     state = train(
         model,
-        lambda epoch: _loader(x, labels, config.batch_size, shuffle_seed=epoch),
+        lambda epoch: _loader(x, labels, config.batch_size, shuffle_seed=epoch)[:batches],
         _loader(vx, vlabels, 64),
         config,
         np.bincount(labels, minlength=N_CLASSES),
@@ -174,31 +177,11 @@ def test_invalid_training_settings_are_refused():
 def test_steps_per_epoch_trains_on_the_first_batches_only(tmp_path):
     """A capped epoch trains exactly as an epoch whose loader holds only its first batches
     (the schedule counting the capped epoch), and val is still evaluated whole."""
-    x, labels = _data()
-    vx, vlabels = _data(80, seed=1)
-    capped = TrainConfig(epochs=2, batch_size=32, warmup_epochs=0.5, seed=5, steps_per_epoch=3)
     full = TrainConfig(epochs=2, batch_size=32, warmup_epochs=0.5, seed=5)
-    models = {}
-    for name, config, batches in (("capped", capped, None), ("truncated", full, 3)):
-        torch.manual_seed(0)
-        models[name] = build_model(
-            ModelConfig(kind="mlp", n_classes=N_CLASSES, n_tabular=N_FEATURES)
-        )
-        state = train(
-            models[name],
-            lambda epoch, batches=batches: _loader(x, labels, 32, shuffle_seed=epoch)[:batches],
-            _loader(vx, vlabels, 64),
-            config,
-            np.bincount(labels, minlength=N_CLASSES),
-            tmp_path / name / "checkpoint.pt",
-            tmp_path / name / "best.pt",
-        )
-        assert "val_top30_error" in state.history[-1]
-    for key, value in models["truncated"].state_dict().items():
-        torch.testing.assert_close(models["capped"].state_dict()[key], value)
-    torch.manual_seed(0)
-    uncapped, _ = _run(tmp_path, TrainConfig(epochs=2, batch_size=32, warmup_epochs=0.5, seed=5))
-    assert any(
-        not torch.equal(uncapped.state_dict()[k], v)
-        for k, v in models["capped"].state_dict().items()
-    )
+    capped, state = _run(tmp_path, replace(full, steps_per_epoch=3), name="capped")
+    assert "val_top30_error" in state.history[-1]
+    truncated, _ = _run(tmp_path, full, name="truncated", batches=3)
+    for key, value in truncated.state_dict().items():
+        torch.testing.assert_close(capped.state_dict()[key], value)
+    uncapped, _ = _run(tmp_path, full, name="uncapped")
+    assert any(not torch.equal(uncapped.state_dict()[k], v) for k, v in capped.state_dict().items())
