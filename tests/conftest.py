@@ -28,6 +28,32 @@ GEOLIFECLEF = Path(sys.executable).with_name("geolifeclef")
 """The users' command (pyproject's console script), as installed by make setup."""
 
 
+SLOWEST_FIRST = (
+    "test_workflow_maps.py",
+    "test_demo.py",
+    "test_workflow_training.py",
+    "test_tracking.py",
+    "test_recipes.py",
+    "test_faults.py",
+    "test_sweeps.py",
+    "test_workflow_evaluation.py",
+    "test_workflow.py",
+    "test_workflow_extraction.py",
+)
+"""The modules that take minutes (``pytest --durations``), longest first, the second and
+fourth needing no shared demo folder: the first module builds it while the other worker
+runs those. Run first, the short modules then fill both workers to the end; xdist's own
+order (most tests first) left the longest modules, which have few tests, for last, with
+one worker idle."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest modules first (``--dist loadfile --no-loadscope-reorder`` hands the
+    workers whole modules in this order); the rest keep theirs (a stable sort)."""
+    rank = {name: position for position, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture(scope="session")
 def sample_layout() -> DatasetLayout:
     """The real GLC 2022 files in ../shared/glc22-sample; skipped in a user's clone."""

@@ -187,3 +187,12 @@ def test_heavy_libraries_load_only_in_the_jobs_that_use_them(library):
     scripts = HEAVY_ONLY_WHERE_USED[library]
     loaded = _loaded_by(scripts, {library, "torchvision"} if library == "timm" else {library})
     assert loaded == "[]", f"one of {scripts} loads {loaded} at import"
+
+
+def test_the_modules_run_first_exist():
+    """conftest.SLOWEST_FIRST names test modules by file: a renamed one would silently fall
+    back to the end of the run."""
+    from conftest import SLOWEST_FIRST
+
+    tests = Path(__file__).parent
+    assert [name for name in SLOWEST_FIRST if not (tests / name).is_file()] == []
