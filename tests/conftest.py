@@ -35,7 +35,6 @@ SLOWEST_FIRST = (
     "test_tracking.py",
     "test_recipes.py",
     "test_faults.py",
-    "test_sweeps.py",
     "test_workflow_evaluation.py",
     "test_workflow.py",
     "test_workflow_extraction.py",

@@ -1,13 +1,11 @@
-"""Sweeps: one config entry, many experiments with stable names, trained and ranked like any
-other, grouped in MLflow, summarised per sweep."""
+"""Sweeps: one config entry, many experiments with stable names. The workflow's run of a
+sweep (trained, ranked, grouped in MLflow, summarised) is in test_workflow_training.py."""
 
 import re
-from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
-from conftest import SCHEMA, copy_workdir, on_demo, read_config, run_snakemake
+from conftest import SCHEMA
 
 from geolifeclef.settings.catalog import build_catalog
 from geolifeclef.settings.sweeps import SweepError, expand_sweeps, resolve_selectors
@@ -104,71 +102,3 @@ def test_the_catalog_adds_members_and_refuses_blends_of_unknown_sweeps():
     config["blends"] = {"best": {"rl:top1": 1.0}}
     with pytest.raises(ValueError, match="'rl:top1' names no sweep"):
         build_catalog(config, EXPERIMENT_SCHEMA)
-
-
-CONFIG = read_config("sweep")
-
-
-def _jobs(result) -> dict[str, int]:
-    text = result.stdout + result.stderr
-    table = text.split("Job stats:")[1].split("total")[0]
-    return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)}
-
-
-@pytest.fixture(scope="module")
-def swept(tmp_path_factory, demo_workdir) -> Path:
-    workdir = copy_workdir(demo_workdir, tmp_path_factory.mktemp("sweep"), CONFIG)
-    result = run_snakemake(workdir, "sweep_lr", "leaderboard")
-    assert result.returncode == 0, result.stderr[-5000:]
-    return workdir
-
-
-@pytest.mark.slow
-def test_a_sweep_runs_end_to_end_and_is_summarised(swept):
-    members = [p.name for p in (swept / "results" / "models").iterdir() if p.name.startswith("lr-")]
-    assert len(members) == 2
-    table = (swept / "results" / "sweeps" / "lr" / "members.md").read_text()
-    assert "train.learning_rate" in table and all(m in table for m in members)
-    assert (swept / "results" / "sweeps" / "lr" / "settings.png").stat().st_size > 5_000
-    board = (swept / "results" / "evaluation" / "leaderboard.md").read_text()
-    assert "## Sweep `lr` (base experiment `mlp`)" in board
-    # The blend of the best member (lr:top1) equals that member's predictions.
-    frame = pd.read_parquet(swept / "results" / "evaluation" / "leaderboard.parquet")
-    frame = frame.set_index("model")
-    best = min(members, key=lambda m: (frame.loc[m, "top30_error"], m))
-    blend = pd.read_parquet(swept / "results" / "predictions" / "lr_best" / "val.parquet")
-    member = pd.read_parquet(swept / "results" / "predictions" / best / "val.parquet")
-    key = "observation_id"
-    pd.testing.assert_frame_equal(
-        blend.sort_values(key).reset_index(drop=True),
-        member.sort_values(key).reset_index(drop=True),
-    )
-
-
-@pytest.mark.slow
-def test_members_nest_under_one_sweep_run_in_mlflow(swept):
-    import mlflow
-
-    mlflow.set_tracking_uri(f"sqlite:///{swept / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["geolifeclef"])
-    sweep_runs = runs[runs["tags.glc.kind"] == "sweep"]
-    assert len(sweep_runs) == 1 and sweep_runs["tags.mlflow.runName"].iloc[0] == "sweep lr"
-    trained = runs[runs["tags.mlflow.runName"].str.startswith("train lr-")]
-    assert len(trained) == 2
-    assert (trained["tags.mlflow.parentRunId"] == sweep_runs["run_id"].iloc[0]).all()
-    assert set(trained["params.train.learning_rate"]) == {"0.001", "0.01"}
-
-
-@pytest.mark.slow
-def test_changing_one_value_retrains_that_member_only(swept):
-    changed = on_demo(CONFIG)
-    changed["sweeps"]["lr"]["grid"]["train.learning_rate"] = [0.001, 0.02]
-    (swept / "changed.yaml").write_text(yaml.safe_dump(changed))
-    result = run_snakemake(
-        swept, "sweep_lr", "--dry-run", "--configfile", str(swept / "changed.yaml")
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    jobs = _jobs(result)
-    assert jobs["train_model"] == 1 and jobs["predict_model"] == 1
-    trained = re.findall(r"results/models/(lr-\w+)/model.pt", result.stdout)
-    assert len(set(trained)) == 1 and not (swept / "results" / "models" / trained[0]).exists()

@@ -48,8 +48,8 @@ def trained(tmp_path_factory, demo_workdir, mlflow_server):
     config = {**CONFIG, "mlflow": {"tracking_uri": mlflow_server}}
     workdir = copy_workdir(demo_workdir, tmp_path_factory.mktemp("training"), config)
     # Up to 40 minutes: the tiny workflow takes 5 on 2 idle cores, 5 times that on a busy
-    # shared machine.
-    result = run_snakemake(workdir, "all", timeout=2400)
+    # shared machine. The sweep rides along on the same baselines and leaderboard.
+    result = run_snakemake(workdir, "all", "sweeps", timeout=2400)
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir
 
@@ -134,12 +134,14 @@ def test_the_experiment_opens_on_its_runs(trained, mlflow_server):
 @pytest.mark.slow
 def test_the_parent_run_says_what_was_built_from_what(runs, trained, mlflow_server):
     parent, _ = runs
-    assert re.fullmatch(r"all \d{4}-\d\d-\d\d \d\d:\d\d", parent.info.run_name)
+    assert re.fullmatch(r"all sweeps \d{4}-\d\d-\d\d \d\d:\d\d", parent.info.run_name)
     params = parent.data.params
-    assert params["targets"] == "all"
+    assert params["targets"] == "all sweeps"
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", params["git_commit"])
     assert params["config_files"].endswith("config.yaml")
-    assert params["experiments"] == ", ".join(sorted(CONFIG["experiments"]))
+    # The sweep's members are experiments like any other.
+    experiments = sorted(CONFIG["experiments"]) + _sweep_members(trained)
+    assert params["experiments"] == ", ".join(experiments)
     assert params["demo.scale"] == "tiny" and params["submission.model"] == "blend_mlp_fusion"
     assert not [name for name in params if name.startswith("experiments.")]
     config = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/config.yaml"))
@@ -282,3 +284,57 @@ def test_test_time_augmentation_repredicts_without_retraining(trained, tmp_path)
     path = Path("results") / "predictions" / "fusion_cnn" / "val.parquet"
     plain, averaged = read_predictions(trained / path), read_predictions(workdir / path)
     assert not np.allclose(plain.scores, averaged.scores)
+
+
+def _sweep_members(trained: Path) -> list[str]:
+    return sorted(p.name for p in (trained / "results" / "models").iterdir() if p.name[:3] == "lr-")
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_end_to_end_and_is_summarised(trained):
+    members = _sweep_members(trained)
+    assert len(members) == 2
+    table = (trained / "results" / "sweeps" / "lr" / "members.md").read_text()
+    assert "train.learning_rate" in table and all(m in table for m in members)
+    assert (trained / "results" / "sweeps" / "lr" / "settings.png").stat().st_size > 5_000
+    board = (trained / "results" / "evaluation" / "leaderboard.md").read_text()
+    assert "## Sweep `lr` (base experiment `env_mlp`)" in board
+    # The blend of the best member (lr:top1) equals that member's predictions.
+    frame = pd.read_parquet(trained / "results" / "evaluation" / "leaderboard.parquet")
+    frame = frame.set_index("model")
+    best = min(members, key=lambda m: (frame.loc[m, "top30_error"], m))
+    blend = pd.read_parquet(trained / "results" / "predictions" / "lr_best" / "val.parquet")
+    member = pd.read_parquet(trained / "results" / "predictions" / best / "val.parquet")
+    key = "observation_id"
+    pd.testing.assert_frame_equal(
+        blend.sort_values(key).reset_index(drop=True),
+        member.sort_values(key).reset_index(drop=True),
+    )
+
+
+@pytest.mark.slow
+def test_sweep_members_nest_under_one_sweep_run_in_mlflow(runs, mlflow_server):
+    _, children = runs
+    sweep = children["sweep lr"]
+    assert sweep.data.tags["glc.kind"] == "sweep"
+    client = mlflow.MlflowClient(mlflow_server)
+    members = client.search_runs(
+        [sweep.info.experiment_id], f"tags.`mlflow.parentRunId` = '{sweep.info.run_id}'"
+    )
+    assert sorted(run.info.run_name[:9] for run in members) == ["train lr-", "train lr-"]
+    assert {run.data.params["train.learning_rate"] for run in members} == {"0.001", "0.01"}
+
+
+@pytest.mark.slow
+def test_changing_one_sweep_value_retrains_that_member_only(trained):
+    changed = on_demo(CONFIG)
+    changed["sweeps"]["lr"]["grid"]["train.learning_rate"] = [0.001, 0.02]
+    (trained / "changed-sweep.yaml").write_text(yaml.safe_dump(changed))
+    result = run_snakemake(
+        trained, "sweep_lr", "--dry-run", "--configfile", str(trained / "changed-sweep.yaml")
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = _jobs(result)
+    assert jobs["train_model"] == 1 and jobs["predict_model"] == 1
+    retrained = set(re.findall(r"results/models/(lr-\w+)/model.pt", result.stdout))
+    assert len(retrained) == 1 and not (trained / "results" / "models" / retrained.pop()).exists()
