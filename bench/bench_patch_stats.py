@@ -3,9 +3,10 @@
 
 1. In memory: the same random 256 px batches (rgb, near_ir, altitude, land cover) go to
    the old function (kept below as ``torch_batch_statistics``, as it was in
-   ``patches/stats.py``), to the first histogram version (``previous_histogram_statistics``)
-   and to ``patch_statistics``, in turn, ``--repeats`` times; observations per second per
-   thread of each, the ratios to the old, and whether the values are equal (exact float32).
+   ``patches/stats.py``), to the PIL histogram version (``pil_histogram_statistics``) and
+   to ``patch_statistics`` (compiled histograms), in turn, ``--repeats`` times;
+   observations per second per thread of each, the ratios to the old, and whether the
+   values are equal (exact float32).
 2. End to end on a real encoded store: ``--n`` observations of smooth random 256 px
    patches written as the archive's JPEG/TIFF files with ``patches.files.write_patch``,
    built into an encoded store (``build_patch_cache``) and read at 256 px (crop);
@@ -24,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import struct
 import time
 from pathlib import Path
 
@@ -81,40 +83,42 @@ def torch_batch_statistics(batch: dict[str, torch.Tensor]) -> np.ndarray:
     return out
 
 
-def previous_histogram_statistics(patches: dict[str, np.ndarray], n: int) -> np.ndarray:
-    """``patch_statistics`` as first written from histograms (commit bb283a7): one PIL
-    histogram per plane converted by numpy, quartiles band by band, altitude sums through
-    int32/int64 copies, land cover's 256 bins."""
+def pil_histogram_statistics(patches: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """``patch_statistics`` as it was before its histograms were compiled (commit a76b2d1):
+    PIL's C histogram of each plane packed with ``struct``, altitude sums in float64
+    through one cached row buffer."""
 
-    def histograms(planes):
-        counts = np.empty((len(planes), 256), dtype=np.int64)
-        for i, plane in enumerate(planes):
-            plane = np.ascontiguousarray(plane, dtype=np.uint8)
-            counts[i] = Image.frombuffer(
-                "L", plane.shape[::-1], plane, "raw", "L", 0, 1
-            ).histogram()
-        return counts
+    def histograms(planes, bins=256):
+        images = (
+            Image.frombuffer("L", (p.size, 1), np.ascontiguousarray(p), "raw", "L", 0, 1)
+            for p in planes
+        )
+        packed = b"".join(struct.pack(f"{bins}q", *im.histogram()[:bins]) for im in images)
+        return np.frombuffer(packed, np.int64).reshape(len(planes), bins)
 
     out = np.full((n, len(PATCH_STAT_COLUMNS)), np.nan, dtype=np.float32)
+    rows = [row for m, c in BANDS.values() for row in patches[m][:, c].reshape(n, -1)]
+    counts = histograms(rows).reshape(len(BANDS), n, 256).transpose(1, 0, 2)
     fractions = np.array([q / 100 for q in QUANTILES])
-    for k, (modality, channel) in enumerate(BANDS.values()):
-        counts = histograms(patches[modality][:, channel])
-        out[:, 3 * k : 3 * k + 3] = histogram_quantiles(counts, fractions)
+    out[:, :12] = histogram_quantiles(counts.reshape(-1, 256), fractions).reshape(n, -1)
     column = len(PATCH_STAT_GROUPS["patch_quantiles"])
     pixels = patches["altitude"].reshape(n, -1)
     size = pixels.shape[1]
-    wide = pixels.astype(np.int32)
-    total = wide.sum(axis=1, dtype=np.int64)
-    wide *= wide
-    squares = wide.sum(axis=1, dtype=np.int64)
     low, high = pixels.min(axis=1).astype(np.int64), pixels.max(axis=1).astype(np.int64)
+    sums = np.empty((n, 2))
+    values = np.empty(size)
+    for i, row in enumerate(pixels):
+        np.copyto(values, row)
+        sums[i] = values.sum(), values @ values
+    total, squares = sums.T.astype(np.int64)
     variance = (size * squares - total * total) / float(size * size)
-    stats = [total / size, np.sqrt(variance), low, high - low]
-    out[:, column : column + 4] = np.stack(stats, axis=1)
+    out[:, column : column + 4] = np.stack(
+        [total / size, np.sqrt(variance), low, high - low], axis=1
+    )
     flat = patches["landcover"].reshape(n, -1)
-    counts = histograms(flat.reshape(n, 1, -1))
-    counts[:, N_LANDCOVER_CODES - 1] += counts[:, N_LANDCOVER_CODES:].sum(axis=1)
-    out[:, column + 4 :] = counts[:, :N_LANDCOVER_CODES] / flat.shape[1]
+    lc = histograms(list(flat), N_LANDCOVER_CODES - 1)
+    last = size - lc.sum(axis=1, keepdims=True)
+    out[:, column + 4 :] = np.concatenate([lc, last], axis=1) / size
     return out
 
 
@@ -136,9 +140,9 @@ def smooth_patches(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
 
 
 def in_memory(repeats: int, batch: int, seed: int = 0) -> dict:
-    """Old, previous and new on the same batches, in turn; seconds summed per side."""
+    """Old, PIL and compiled on the same batches, in turn; seconds summed per side."""
     rng = np.random.default_rng(seed)
-    seconds = {"torch.quantile": 0.0, "histograms (previous)": 0.0, "histograms": 0.0}
+    seconds = {"torch.quantile": 0.0, "histograms (PIL)": 0.0, "histograms (numba)": 0.0}
     equal = True
     for _ in range(repeats):
         patches = smooth_patches(rng, batch)
@@ -148,11 +152,11 @@ def in_memory(repeats: int, batch: int, seed: int = 0) -> dict:
         old = torch_batch_statistics(tensors)
         seconds["torch.quantile"] += time.process_time() - start
         start = time.process_time()
-        previous = previous_histogram_statistics(patches, batch)
-        seconds["histograms (previous)"] += time.process_time() - start
+        previous = pil_histogram_statistics(patches, batch)
+        seconds["histograms (PIL)"] += time.process_time() - start
         start = time.process_time()
         new = patch_statistics(patches, batch)
-        seconds["histograms"] += time.process_time() - start
+        seconds["histograms (numba)"] += time.process_time() - start
         equal = equal and np.array_equal(old, new) and np.array_equal(previous, new)
     n = repeats * batch
     rates = {side: n / s for side, s in seconds.items()}
@@ -160,8 +164,9 @@ def in_memory(repeats: int, batch: int, seed: int = 0) -> dict:
         "observations": n,
         "obs_per_s_per_thread": rates,
         "ms_per_obs": {side: 1000 * s / n for side, s in seconds.items()},
-        "ratio": rates["histograms"] / rates["torch.quantile"],
-        "ratio_previous": rates["histograms (previous)"] / rates["torch.quantile"],
+        "ratio": rates["histograms (numba)"] / rates["torch.quantile"],
+        "ratio_pil": rates["histograms (PIL)"] / rates["torch.quantile"],
+        "ratio_numba_to_pil": rates["histograms (numba)"] / rates["histograms (PIL)"],
         "equal": bool(equal),
     }
 
