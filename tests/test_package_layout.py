@@ -150,10 +150,13 @@ HEAVY_ONLY_WHERE_USED = {
     "timm": ("train_model", "predict_model"),
     "sklearn": ("map_model", "importance_model", "respond_model", "predict_random_forest"),
     "matplotlib": ("predict_constant", "fit_blend", "analyze_class_frequency", "respond_model"),
+    # the loader reads the patch statistics from the module that computes them
+    "numba": ("train_model", "predict_model"),
 }
 """Libraries that rule scripts load only where they use them, with the scripts that load
 them only on demand: timm (+ torchvision, torch._dynamo, ~3 CPU s) for timm backbones,
-scikit-learn (~2 CPU s) to fit a forest or query a kNN, matplotlib (~0.5 CPU s) to draw."""
+scikit-learn (~2 CPU s) to fit a forest or query a kNN, matplotlib (~0.5 CPU s) to draw,
+numba (~1 CPU s with its compiled loops) to compute patch statistics."""
 
 
 def _loaded_by(scripts, modules: set[str]) -> str:

@@ -20,14 +20,15 @@ train mean); the quartiles need both ``rgb`` and ``near_ir``.
 
 The bands are uint8, so their quartiles come exact from 256-bin histograms instead of
 sorting the pixels, and the altitude statistics from exact integer sums, both in loops
-compiled with numba (one pass a plane: ~1.5-2x PIL's C histogram, ~4x numpy's altitude
-sums): ~40x ``torch.quantile`` per observation (bench/bench_patch_stats.py). The rows
-are read straight from the cache's store (``PatchStore``, decoded or encoded), a chunk
-at a time, in ``workers`` processes. Each shard of the cache is written to a part file
-in a scratch folder beside the output (``.{output name}.parts/``) as soon as it is done,
-keyed to that shard's build: a killed run resumes from the shards it finished, and a
-part of another build of the cache, or a damaged one, is recomputed. The parts are
-joined into the output and the scratch folder removed at the end.
+compiled with numba (``plane_counts``, one pass a plane: ~1.5-2x PIL's C histogram, ~4x
+numpy's altitude sums): ~40x ``torch.quantile`` per observation
+(bench/bench_patch_stats.py). The rows are read straight from the cache's store
+(``PatchStore``, decoded or encoded), a chunk at a time, in ``workers`` processes. Each
+shard of the cache is written to a part file in a scratch folder beside the output
+(``.{output name}.parts/``) as soon as it is done, keyed to that shard's build: a killed
+run resumes from the shards it finished, and a part of another build of the cache, or a
+damaged one, is recomputed. The parts are joined into the output and the scratch folder
+removed at the end.
 """
 
 import hashlib
@@ -38,7 +39,6 @@ from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numba
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -71,55 +71,11 @@ its ids and values (a damaged file is not trusted)."""
 def byte_histograms(planes: np.ndarray) -> np.ndarray:
     """(R, 256) int64 counts of the byte values in each row of (R, N) uint8 ``planes``
     (any strides: a band of a (B, C, S, S) batch reshaped to (B, S*S) is not copied)."""
-    return _byte_counts(np.asarray(planes, dtype=np.uint8))
+    # numba (~1 CPU s to load) only where statistics are computed: every training and
+    # prediction job imports this module for read_patch_stats.
+    from geolifeclef.patches.plane_counts import byte_counts
 
-
-# Compiled for arrays of any strides at import (or loaded from numba's cache beside this
-# file), so that neither a job's first chunk nor another layout of the same rows compiles.
-@numba.njit("int64[:, :](uint8[:, :])", nogil=True, cache=True)
-def _byte_counts(planes):
-    # Eight counters taken in turn: neighbouring pixels are often equal (smooth images,
-    # runs of one land-cover code), and one counter would chain their increments (a
-    # constant plane: 1.6x slower with four, bench/bench_patch_stats.py). uint32 counters
-    # (4 kB, in L1) hold rows of up to 2^35 bytes.
-    rows, n = planes.shape
-    out = np.zeros((rows, 256), np.int64)
-    counters = np.empty((8, 256), np.uint32)
-    whole = n - n % 8
-    for r in range(rows):
-        counters[:] = 0
-        row = planes[r]
-        for i in range(0, whole, 8):
-            for k in range(8):
-                counters[k, row[i + k]] += 1
-        for i in range(whole, n):
-            counters[0, row[i]] += 1
-        for v in range(256):
-            total = 0
-            for k in range(8):
-                total += counters[k, v]
-            out[r, v] = total
-    return out
-
-
-@numba.njit("int64[:, :](int16[:, ::1])", nogil=True, cache=True)
-def _integer_sums(values):
-    # (R, N) int16 -> (R, 4) int64: sum, sum of squares, min, max, in one pass. Rows of
-    # unit stride (C order) vectorise: 4x the loop compiled for any strides.
-    rows, n = values.shape
-    out = np.empty((rows, 4), np.int64)
-    for r in range(rows):
-        row = values[r]
-        total = squares = np.int64(0)
-        low = high = np.int64(row[0])
-        for i in range(n):
-            v = np.int64(row[i])
-            total += v
-            squares += v * v
-            low = min(low, v)
-            high = max(high, v)
-        out[r, 0], out[r, 1], out[r, 2], out[r, 3] = total, squares, low, high
-    return out
+    return byte_counts(np.asarray(planes, dtype=np.uint8))
 
 
 def histogram_quantiles(counts: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
@@ -163,7 +119,10 @@ def altitude_statistics(altitude: np.ndarray) -> np.ndarray:
         values = pixels.astype(np.float64)
         low, high = values.min(axis=1), values.max(axis=1)
         return np.stack([values.mean(1), values.std(1), low, high - low], axis=1)
-    total, squares, low, high = _integer_sums(np.ascontiguousarray(pixels)).T
+    # numba only where statistics are computed (see byte_histograms).
+    from geolifeclef.patches.plane_counts import integer_sums
+
+    total, squares, low, high = integer_sums(np.ascontiguousarray(pixels)).T
     variance = (n * squares - total * total) / float(n * n)
     return np.stack([total / n, np.sqrt(variance), low, high - low], axis=1)
 
