@@ -14,6 +14,7 @@ from conftest import REPO, SCHEMA, run_snakemake
 from snakemake.utils import validate
 
 from geolifeclef.data.observations import load_observations
+from geolifeclef.demo import realscale
 from geolifeclef.demo.fullcount import (
     ARCHIVE_SPECIES,
     ARCHIVE_SPLITS,
@@ -25,20 +26,22 @@ from geolifeclef.demo.fullcount import (
     generate_full_count_dataset,
     read_true_probabilities,
 )
+from geolifeclef.demo.spec import REGION_BOUNDS
 from geolifeclef.layout import ENV_VARIABLES, PATCH_MODALITIES, DatasetLayout
 from geolifeclef.patches.files import read_patch
 
 sys.path.insert(0, str(REPO / "bench"))
 import rehearsal  # noqa: E402
 
-TINY = replace(FullCountSpec().scaled(0.002), raster_coarsening=40, patch_share=0.1)
-"""3,328 observations of 34 species; rasters 40 times coarser than the real ones."""
+TINY = replace(FullCountSpec().scaled(0.002), raster_coarsening=40, patch_share=0.1, truth=True)
+"""3,328 observations of 34 species; rasters 40 times coarser than the real ones; the
+truth written (the rehearsal leaves it out)."""
 
 
 @pytest.fixture(scope="module")
 def tiny_full_count(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("fullcount")
-    return out, generate_full_count_dataset(out, TINY)
+    return out, generate_full_count_dataset(out, TINY, workers=2)
 
 
 def test_class_counts_have_the_archives_long_tail():
@@ -90,6 +93,45 @@ def test_the_tiny_dataset_reads_as_the_archive(tiny_full_count):
         assert patch.shape[:2] == (TINY.patch_size, TINY.patch_size)
     with rasterio.open(patch_layout.raster(ENV_VARIABLES[0], "fr")) as raster:
         assert raster.res[0] == pytest.approx(40 / 120)  # the coarsened bioclimatic grid
+
+
+def test_raster_values_are_the_fields_formula_at_every_pixel(tiny_full_count):
+    """The rasters' values, computed from terms per row and per column, are the smooth
+    field and the land mask written per pixel (sin(23u + 3v), not its expansion), with
+    the noise drawn in the same order: the written file is read back and compared."""
+    out, _ = tiny_full_count
+    layout = DatasetLayout(out / ROOT)
+    for variable, region in (("bio_7", "fr"), ("sltppt", "us")):
+        transform, height, width = realscale.grid_of(variable, region, TINY.raster_coarsening)
+        col, row = np.meshgrid(np.arange(width), np.arange(height))
+        lon = transform.c + (col + 0.5) * transform.a
+        lat = transform.f + (row + 0.5) * transform.e
+        k = ENV_VARIABLES.index(variable) + 1
+        smooth = (
+            np.sin(0.7 * k + lon * (0.3 + 0.05 * k))
+            + np.cos(lat * (0.4 + 0.03 * k) - k)
+            + 0.5 * np.sin(2.1 * lon + 0.2 * k) * np.cos(1.7 * lat)
+        )
+        west, south, east, north = REGION_BOUNDS[region]
+        u = (lon - west) / (east - west) - 0.5
+        v = (north - lat) / (north - south) - 0.5
+        coast = 0.08 * np.sin(23 * u + 3 * v) + 0.06 * np.cos(17 * v - 5 * u)
+        land = (u / 0.47) ** 2 + (v / 0.45) ** 2 + coast < 1.0
+        rng = np.random.default_rng(ENV_VARIABLES.index(variable))
+        with rasterio.open(layout.raster(variable, region)) as raster:
+            written = raster.read(1)
+        if variable.startswith("bio_"):
+            noise = rng.standard_normal((height, width), dtype=np.float32) * 0.05
+            expected = (10 * k + 5 * smooth + noise).astype(np.float32)
+            np.testing.assert_allclose(written[land], expected[land], rtol=1e-6)
+        else:
+            noise = rng.integers(-2, 3, (height, width))
+            expected = np.round(100 * k + 40 * smooth + noise).astype(np.int16)
+            np.testing.assert_array_equal(written[land], expected[land])
+        assert land.mean() > 0.5
+        # Sea is nodata, land is not.
+        np.testing.assert_array_equal(written == raster.nodata, ~land)
+        assert (realscale.land_mask(region, lon, lat) == land).mean() > 0.9999
 
 
 def test_generation_resumes_and_refuses_other_sizes(tiny_full_count, tmp_path):

@@ -13,9 +13,10 @@ the workflow's costs at the archive's size, and draws it in minutes:
   around it (a Gaussian of its own radius), so that a model of the coordinates or the
   environment has something to learn; the split is spatial (blocks of
   ``block_degrees``), as in the archive;
-* the true probabilities of every species at the val and test observations, the posterior
-  of that mixture (count x Gaussian density, within the species' region), kept aside as a
-  memory-mapped ``.npy`` (5.2 GB at full counts: read it a chunk at a time);
+* when asked (``truth``), the true probabilities of every species at the val and test
+  observations, the posterior of that mixture (count x Gaussian density, within the
+  species' region), kept aside as a memory-mapped ``.npy`` (5.2 GB at full counts: read it
+  a chunk at a time);
 * 256 px patch files (the demo's renderer) for a share of the observations, in a second
   dataset root that holds only those observations (``archive-patches``: the patch side of
   the rehearsal), with the first root's rasters and metadata linked.
@@ -77,8 +78,9 @@ class FullCountSpec:
     patch_size: int = 256
     block_degrees: float = 0.1
     """Side of the spatial blocks dealt to test, val and train."""
-    truth: bool = True
-    """Write the true probabilities of the val and test observations."""
+    truth: bool = False
+    """Write the true probabilities of the val and test observations (5.2 GB at full
+    counts, read by no step of the workflow: only when asked)."""
     raster_coarsening: int = 1
     """Raster pixels this many times the real ones (tests); 1: the real resolutions."""
     seed: int = 2022
@@ -350,7 +352,7 @@ def generate_full_count_dataset(
     with atomic_path(spec_file) as temporary:
         temporary.write_text(json.dumps(asdict(spec), indent=2) + "\n")
     layout = DatasetLayout(out / ROOT)
-    write_rasters(layout.root, coarsening=spec.raster_coarsening)
+    write_rasters(layout.root, coarsening=spec.raster_coarsening, workers=workers)
     write_metadata(layout, DemoSpec(n_species=spec.n_species))
     ranges = draw_species_ranges(spec)
     obs = draw_observations(spec, ranges)

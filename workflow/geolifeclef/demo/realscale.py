@@ -20,6 +20,8 @@ archive, on land but for ~2 % near the coast (NaN values), written as the workfl
 observation tables (train/val/test Parquet with observation_id, latitude, longitude).
 """
 
+import functools
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ import pandas as pd
 import rasterio
 from rasterio.transform import from_origin
 from rasterio.windows import Window
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from geolifeclef.demo.spec import REGION_BOUNDS
@@ -51,13 +54,41 @@ def grid_of(variable: str, region: str, coarsening: int = 1) -> tuple[rasterio.A
     return from_origin(west, north, res, res), height, width
 
 
-def land_mask(region: str, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """An irregular ellipse of land in the region's box; the rest is sea."""
+def _land_terms(region: str, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The land mask's score as a sum of six products of a term of longitude and a term of
+    latitude: ``(terms of lon, terms of lat)``, each ``(6, *shape)``. Separable, so that a
+    raster's grid takes its terms per column and per row and one small matrix product
+    (sin(23u + 3v) and cos(17v - 5u) expanded), instead of the trigonometry per pixel."""
     west, south, east, north = REGION_BOUNDS[region]
     u = (lon - west) / (east - west) - 0.5
     v = (north - lat) / (north - south) - 0.5
-    coast = 0.08 * np.sin(23 * u + 3 * v) + 0.06 * np.cos(17 * v - 5 * u)
-    return (u / 0.47) ** 2 + (v / 0.45) ** 2 + coast < 1.0
+    of_lon = [(u / 0.47) ** 2, np.ones_like(u), 0.08 * np.sin(23 * u), 0.08 * np.cos(23 * u)]
+    of_lat = [np.ones_like(v), (v / 0.45) ** 2, np.cos(3 * v), np.sin(3 * v)]
+    of_lon += [0.06 * np.cos(5 * u), 0.06 * np.sin(5 * u)]
+    of_lat += [np.cos(17 * v), np.sin(17 * v)]
+    return np.stack(of_lon), np.stack(of_lat)
+
+
+def land_mask(region: str, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """An irregular ellipse of land in the region's box; the rest is sea."""
+    of_lon, of_lat = _land_terms(region, np.asarray(lon), np.asarray(lat))
+    return (of_lon * of_lat).sum(axis=0) < 1.0
+
+
+def _field_terms(k: int, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The smooth field of variable number ``k`` as three products of a term of longitude
+    and a term of latitude (as ``_land_terms``)."""
+    of_lon = [np.sin(0.7 * k + lon * (0.3 + 0.05 * k)), np.ones_like(lon)]
+    of_lat = [np.ones_like(lat), np.cos(lat * (0.4 + 0.03 * k) - k)]
+    of_lon.append(0.5 * np.sin(2.1 * lon + 0.2 * k))
+    of_lat.append(np.cos(1.7 * lat))
+    return np.stack(of_lon), np.stack(of_lat)
+
+
+def _on_grid(terms: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(rows, columns) sum of products of terms taken per column (lon) and per row (lat)."""
+    of_lon, of_lat = terms
+    return of_lat.T @ of_lon
 
 
 def field_block(
@@ -66,16 +97,10 @@ def field_block(
     """Values of a variable's raster for a block of rows (before nodata)."""
     transform, _, width = grid_of(variable, region, coarsening)
     k = ENV_VARIABLES.index(variable) + 1
-    row = np.arange(rows.start, rows.stop)[:, None]
-    col = np.arange(width)[None, :]
-    lon = transform.c + (col + 0.5) * transform.a
-    lat = transform.f + (row + 0.5) * transform.e
-    smooth = (
-        np.sin(0.7 * k + lon * (0.3 + 0.05 * k))
-        + np.cos(lat * (0.4 + 0.03 * k) - k)
-        + 0.5 * np.sin(2.1 * lon + 0.2 * k) * np.cos(1.7 * lat)
-    )
-    land = land_mask(region, lon, lat)
+    lon = transform.c + (np.arange(width) + 0.5) * transform.a
+    lat = transform.f + (np.arange(rows.start, rows.stop) + 0.5) * transform.e
+    smooth = _on_grid(_field_terms(k, lon, lat))
+    land = _on_grid(_land_terms(region, lon, lat)) < 1.0
     if variable in BIOCLIMATIC_VARIABLES:
         noise = rng.standard_normal(smooth.shape, dtype=np.float32) * 0.05
         values = (10 * k + 5 * smooth + noise).astype(np.float32)
@@ -87,41 +112,57 @@ def field_block(
     return values
 
 
+def _write_raster(
+    layout: DatasetLayout, variable: str, region: str, tiled: bool, coarsening: int
+) -> None:
+    """One raster, written block by block to a partial file renamed when complete."""
+    path = layout.raster(variable, region)
+    transform, height, width = grid_of(variable, region, coarsening)
+    is_bio = variable in BIOCLIMATIC_VARIABLES
+    profile = {
+        "driver": "GTiff",
+        "height": height,
+        "width": width,
+        "count": 1,
+        "dtype": "float32" if is_bio else "int16",
+        "nodata": float(FLOAT_NODATA) if is_bio else int(INT_NODATA),
+        "crs": "EPSG:4326",
+        "transform": transform,
+        "compress": "lzw",
+        "BIGTIFF": "IF_SAFER",
+    }
+    if tiled:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.tif")
+    rng = np.random.default_rng(ENV_VARIABLES.index(variable))
+    # One BLAS thread: the grid products are small, and the rasters fill the cores.
+    with threadpool_limits(1), rasterio.open(partial, "w", **profile) as dataset:
+        for start in range(0, height, ROWS_PER_WRITE):
+            rows = slice(start, min(height, start + ROWS_PER_WRITE))
+            block = field_block(variable, region, rows, rng, coarsening)
+            dataset.write(block, 1, window=Window(0, start, width, block.shape[0]))
+    partial.rename(path)
+
+
 def write_rasters(
-    root: Path, tiled: bool = False, progress: bool = True, coarsening: int = 1
+    root: Path, tiled: bool = False, progress: bool = True, coarsening: int = 1, workers: int = 1
 ) -> DatasetLayout:
-    """Write the 54 rasters under ``root`` in the archive's layout (skips existing ones)."""
+    """Write the 54 rasters under ``root`` in the archive's layout (skips existing ones),
+    ``workers`` rasters at a time in processes, the largest first."""
     layout = DatasetLayout(root)
-    jobs = [(v, r) for r in ("fr", "us") for v in ENV_VARIABLES]
-    for variable, region in tqdm(jobs, desc="rasters", disable=not progress):
-        path = layout.raster(variable, region)
-        if path.exists():
-            continue
-        transform, height, width = grid_of(variable, region, coarsening)
-        is_bio = variable in BIOCLIMATIC_VARIABLES
-        profile = {
-            "driver": "GTiff",
-            "height": height,
-            "width": width,
-            "count": 1,
-            "dtype": "float32" if is_bio else "int16",
-            "nodata": float(FLOAT_NODATA) if is_bio else int(INT_NODATA),
-            "crs": "EPSG:4326",
-            "transform": transform,
-            "compress": "lzw",
-            "BIGTIFF": "IF_SAFER",
-        }
-        if tiled:
-            profile.update(tiled=True, blockxsize=256, blockysize=256)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial.tif")
-        rng = np.random.default_rng(ENV_VARIABLES.index(variable))
-        with rasterio.open(partial, "w", **profile) as dataset:
-            for start in range(0, height, ROWS_PER_WRITE):
-                rows = slice(start, min(height, start + ROWS_PER_WRITE))
-                block = field_block(variable, region, rows, rng, coarsening)
-                dataset.write(block, 1, window=Window(0, start, width, block.shape[0]))
-        partial.rename(path)
+    jobs = [(v, r) for r in ("fr", "us") for v in ENV_VARIABLES if not layout.raster(v, r).exists()]
+    jobs.sort(key=lambda job: -np.prod(grid_of(*job, coarsening)[1:]))
+    write = functools.partial(_write_raster, layout, tiled=tiled, coarsening=coarsening)
+    with tqdm(total=len(jobs), desc="rasters", disable=not progress) as bar:
+        if workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                write(*job)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                for _ in pool.map(write, *zip(*jobs, strict=True)):
+                    bar.update()
     return layout
 
 
