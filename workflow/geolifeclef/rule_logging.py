@@ -1,17 +1,76 @@
-"""Logging for rule scripts: to the rule's ``log:`` file and to the console."""
+"""Logging for rule scripts: to the rule's ``log:`` file and to the console, and the job's
+peak memory at exit.
+
+Snakemake's benchmark ``max_rss`` is sampled (every 0.5 s at first, then every 30 s) and
+sums the process tree: it misses short peaks and counts a memory-mapped file once per
+process. The peak each job reports itself at exit (``ru_maxrss``, the kernel's own
+high-water mark) is what a SLURM memory limit must hold; ``read_exit_peak`` reads it back
+from the log (bench/rehearsal.py puts it in its table).
+"""
 
 import contextlib
 import logging
+import re
+import resource
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_PEAK_LINE = "peak memory at exit: {own:.0f} MB this process, {child:.0f} MB its largest child"
+_PEAK_PATTERN = re.compile(
+    r"peak memory at exit: (\d+) MB this process, (\d+) MB its largest child"
+)
+
+
+@dataclass(frozen=True)
+class ExitPeak:
+    """A job's peak resident memory in MB: its own process's (threads included) and its
+    largest child process's (a worker), each at its high-water mark."""
+
+    own_mb: float
+    child_mb: float
+
+
+def exit_peak() -> ExitPeak:
+    """This process's peak RSS, and the largest of its children's: those that ended
+    (``RUSAGE_CHILDREN``: the largest waited-for child, grandchildren included) and those
+    still running (their high-water mark so far, ``VmHWM`` in /proc)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    with contextlib.suppress(ImportError):
+        import psutil  # noqa: PLC0415 (the peak is taken once, at exit)
+
+        for process in psutil.Process().children(recursive=True):
+            child = max(child, _high_water_mb(process.pid))
+    return ExitPeak(own, child)
+
+
+def _high_water_mb(pid: int) -> float:
+    """A running process's peak RSS so far (``VmHWM``); 0 where /proc cannot tell."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return 0.0
+
+
+def read_exit_peak(log_file: str | Path) -> ExitPeak | None:
+    """The peak a job's log reports at its end (``logging_to``); None without one (a job
+    that was killed, or a log written before jobs reported it)."""
+    path = Path(log_file)
+    found = _PEAK_PATTERN.findall(path.read_text(errors="replace")) if path.exists() else []
+    if not found:
+        return None
+    own, child = found[-1]
+    return ExitPeak(float(own), float(child))
 
 
 @contextlib.contextmanager
 def logging_to(log_file: str | Path | None) -> Iterator[logging.Logger]:
-    """Send log records to ``log_file`` and stderr; log any exception before it propagates.
+    """Send log records to ``log_file`` and stderr; log any exception before it propagates;
+    end with the job's peak memory (``exit_peak``).
 
     The error message that a user sees in the Snakemake output is then also in the rule's
     log, with its traceback, next to what the step did before it failed.
@@ -29,5 +88,7 @@ def logging_to(log_file: str | Path | None) -> Iterator[logging.Logger]:
         logger.error("%s: %s", type(error).__name__, error, exc_info=True)
         raise
     finally:
+        peak = exit_peak()
+        logger.info(_PEAK_LINE.format(own=peak.own_mb, child=peak.child_mb))
         for handler in handlers:
             handler.flush()
