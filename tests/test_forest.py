@@ -10,6 +10,8 @@ from sklearn.ensemble import RandomForestClassifier
 
 from geolifeclef.baselines.forest import (
     ForestSettings,
+    bin_edges,
+    binned,
     compact_tree,
     fit_random_forest,
     forest_probabilities,
@@ -73,6 +75,33 @@ def test_the_compact_forest_is_sklearns_forest_and_predicts_as_it(data, fitted):
     # The leaves keep their non-zero classes only.
     dense = sum(e.tree_.value[e.tree_.children_left == -1].size for e in sklearn.estimators_)
     assert len(fitted.leaf_classes) < dense / 5
+
+
+def test_a_forest_on_binned_features_predicts_raw_rows_as_their_bins(data):
+    """``bins``: sklearn fits on each feature binned to quantile levels; the compact forest,
+    its thresholds moved to the bin edges, routes a raw row (val, test, a map cell: values
+    never seen, beyond the train range, NaN) to the leaf its binned row reaches in sklearn's
+    forest fitted on the binned features."""
+    features, labels, queries = data
+    queries = np.concatenate([queries, queries * 3])  # beyond the train range too
+    settings = ForestSettings(n_estimators=4, max_depth=7, bins=8, seed=3)
+    compact = fit_random_forest(features, labels, settings, n_jobs=2)
+    edges = bin_edges(features, 8)
+    assert [len(e) for e in edges] == [8] * 5
+    assert all(e[-1] == np.nanmax(column) for e, column in zip(edges, features.T, strict=True))
+    on_bins = binned(features, edges)
+    assert all(len(np.unique(c[~np.isnan(c)])) == 8 for c in on_bins.T)
+    assert np.isnan(on_bins[::7, 2]).all()
+    sklearn = RandomForestClassifier(4, max_depth=7, random_state=3).fit(on_bins, labels)
+    leaves = compact.leaves(queries) - compact.tree_starts[:-1]
+    assert np.array_equal(leaves, sklearn.apply(binned(queries, edges)))
+    # The thresholds are moved: the raw rows do not all route as sklearn's own thresholds
+    # would send them, and so the test above is not met by chance.
+    assert not np.array_equal(leaves, sklearn.apply(queries))
+    expected = np.zeros((len(queries), len(SPECIES)))
+    expected[:, sklearn.classes_] = sklearn.predict_proba(binned(queries, edges))
+    result = forest_probabilities(compact, queries, SPECIES)
+    np.testing.assert_allclose(result, expected, rtol=1e-6, atol=0)
 
 
 def test_a_compact_tree_keeps_nothing_of_sklearns_tree(data):
@@ -181,6 +210,7 @@ def test_forest_settings_refuse_what_sklearn_cannot_fit():
         ({"n_estimators": 0}, "n_estimators 0: at least 1"),
         ({"max_depth": 0}, "max_depth 0: at least 1"),
         ({"max_samples": 1.5}, r"max_samples 1.5: a share in \(0, 1\]"),
+        ({"bins": 1}, "bins 1: at least 2"),
     ]:
         with pytest.raises(ValueError, match=message):
             ForestSettings(**wrong)

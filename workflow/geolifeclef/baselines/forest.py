@@ -36,6 +36,11 @@ class ForestSettings:
     drawn with replacement). Bounds the time of a fit; memory is bounded by the depth."""
     refit: bool = False
     """Test predictions from a forest refitted on train + val (val ones stay train-only)."""
+    bins: int | None = None
+    """Fit on each feature binned to this many quantile levels of the fitting rows (None:
+    on the values themselves). sklearn scores a candidate split per distinct value, at a
+    cost that grows with the classes: with at most ``bins`` values per feature a tree fits
+    ~10x faster at thousands of species. Predictions need no binning (``bin_edges``)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -48,6 +53,8 @@ class ForestSettings:
         for name in ("n_estimators", "max_depth"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"random_forest.{name} {getattr(self, name)!r}: at least 1")
+        if self.bins is not None and (not isinstance(self.bins, int) or self.bins < 2):
+            raise ValueError(f"random_forest.bins {self.bins!r}: at least 2, or null")
         if self.max_samples is not None and not 0 < self.max_samples <= 1:
             raise ValueError(
                 f"random_forest.max_samples {self.max_samples}: a share in (0, 1], or null"
@@ -123,10 +130,55 @@ def feature_matrix(
     return np.concatenate(parts, axis=1)
 
 
-def compact_tree(tree) -> dict[str, np.ndarray]:
+def bin_edges(features: np.ndarray, levels: int) -> list[np.ndarray]:
+    """Per feature column, the upper edges of ``levels`` quantile bins of its values (float32,
+    ascending, distinct, each a value of the column, the last its maximum; NaN ignored)."""
+    edges = []
+    shares = np.linspace(0, 1, levels + 1)[1:]
+    for column in features.T:
+        present = column[~np.isnan(column)]
+        if not len(present):
+            edges.append(np.empty(0, dtype=np.float32))
+            continue
+        found = np.quantile(present, shares, method="inverted_cdf")
+        edges.append(np.unique(found.astype(np.float32)))
+    return edges
+
+
+def binned(features: np.ndarray, edges: list[np.ndarray]) -> np.ndarray:
+    """``features`` with each value replaced by the upper edge of its bin (the smallest edge
+    at or above it; above the last edge, the last); NaN stays NaN."""
+    out = np.array(features, dtype=np.float32, copy=True)
+    for j, column_edges in enumerate(edges):
+        if not len(column_edges):
+            continue
+        column = out[:, j]
+        present = ~np.isnan(column)
+        at = np.searchsorted(column_edges, column[present], side="left")
+        column[present] = column_edges[np.minimum(at, len(column_edges) - 1)]
+    return out
+
+
+def _thresholds_on_edges(tree, edges: list[np.ndarray]) -> np.ndarray:
+    """A tree fitted on ``binned`` features, its thresholds moved down to the bin edge below
+    them. sklearn puts a threshold halfway between two neighbouring edges (the values it
+    saw); at the lower edge, the binned rows split alike, and a raw value, which lies in
+    the same bin as its binned value, goes the same way: the forest predicts on raw
+    features exactly what it predicts on binned ones."""
+    threshold = tree.threshold.astype(np.float64)
+    # An infinite threshold splits the missing values from the rest: it stays.
+    for node in np.flatnonzero((tree.children_left != LEAF) & np.isfinite(threshold)):
+        column_edges = edges[tree.feature[node]]
+        below = np.searchsorted(column_edges, threshold[node], side="right") - 1
+        threshold[node] = column_edges[max(below, 0)]
+    return threshold
+
+
+def compact_tree(tree, edges: list[np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """One fitted sklearn ``Tree`` as the arrays of ``CompactForest.from_trees``: its splits,
     and for each leaf the classes of non-zero probability (``tree.value``: per node, the
-    class shares of its weighted train rows, what ``predict_proba`` returns at a leaf)."""
+    class shares of its weighted train rows, what ``predict_proba`` returns at a leaf).
+    ``edges``: the tree was fitted on features binned on them (``binned``)."""
     left = tree.children_left
     leaves = np.flatnonzero(left == LEAF)
     value = tree.value  # (nodes, 1, classes) float64, a view of the tree's memory
@@ -139,7 +191,11 @@ def compact_tree(tree) -> dict[str, np.ndarray]:
         "left": left.astype(np.int32),
         "right": tree.children_right.astype(np.int32),
         "feature": tree.feature.astype(np.int32),
-        "threshold": tree.threshold.astype(np.float64),
+        "threshold": (
+            tree.threshold.astype(np.float64)
+            if edges is None
+            else _thresholds_on_edges(tree, edges)
+        ),
         "missing_left": tree.missing_go_to_left.astype(bool),
         "leaf_starts": np.concatenate([[0], np.cumsum(counts)]),
         "leaf_classes": leaf_class.astype(np.int32),
@@ -173,6 +229,10 @@ def fit_random_forest(
         n_jobs=n_jobs,
         warm_start=True,
     )
+    edges = None
+    if settings.bins is not None:
+        edges = bin_edges(features, settings.bins)
+        features = binned(features, edges)
     log.info("fitting %s on %d x %d features", forest, *features.shape)
     batch = max(1, n_jobs)
     trees = []
@@ -180,7 +240,7 @@ def fit_random_forest(
         forest.set_params(n_estimators=min(settings.n_estimators, grown + batch))
         forest.fit(features, labels)
         for estimator in forest.estimators_[grown:]:
-            trees.append(compact_tree(estimator.tree_))
+            trees.append(compact_tree(estimator.tree_, edges))
             # Drops sklearn's dense leaf table; the estimator itself stays, as warm_start
             # counts the trees grown to draw the next seeds.
             del estimator.tree_
