@@ -50,8 +50,8 @@ test-slurm: setup
 		tools/local-slurm/stop.sh $(SLURM_STATE); exit $$status
 
 # The full-size rehearsal (bench/README.md): the archive's counts end to end, measured into
-# bench/rehearsal.md. Hours and ~25 GB under REHEARSAL (outside the repository): delete it
-# after.
+# bench/rehearsal.md. About an hour on 2 idle cores and ~10 GB under REHEARSAL (outside the
+# repository): delete it after. Run it alone: its wall times are only meaningful so.
 REHEARSAL ?= /tmp/glc-rehearsal
 rehearsal: setup
 	$(BIN)/python bench/rehearsal.py all $(REHEARSAL) --cores $(CORES)

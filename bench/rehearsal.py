@@ -7,25 +7,28 @@ Steps (each resumes where an interrupted run stopped; ``all`` runs them in turn)
 
 ``generate``  the full-count dataset (``geolifeclef.demo.fullcount``): 1,663,896
               observations, 17,037 species, real-resolution rasters, 256 px patches for a
-              tenth; ~40 min and ~17 GB (6.5 GB of patches, 5.2 GB of truth, 3.1 GB of
-              rasters).
+              share (``--patch-share``, 0.05); ~8 min and ~7 GB (3.3 GB of patches, 2.9 GB
+              of rasters).
 ``tabular``   the recipe at full counts on the features that need no patches: ingest,
               extraction, class frequency, constant, kNN, the forest with fewer trees, an
-              env MLP for one epoch with the 17,037-way head, refits, the blends,
-              evaluation, ``final.csv``, ``maps`` at 0.05 degrees and a query of 100,000
-              points.
+              env MLP for one epoch of ``MLP_STEPS`` batches with the 17,037-way head,
+              refits, the blends, evaluation, ``final.csv``, ``maps`` at
+              ``MAP_RESOLUTION`` degrees and a query of 100,000 points.
+``forest``    the forest per tree on the tabular run's train rows: fits at two row shares
+              on one thread (time linear in rows?), on two threads (memory a tree in fit
+              adds), and on binned features (``random_forest.bins``).
 ``patches``   the recipe's patch side on the observations with patches: the encoded
               store at 256 px in shards, the patch statistics, the normalisation
               statistics, and the training loader's samples/s for the recipe's two stacks.
-``table``     bench/rehearsal.md from the runs' Snakemake benchmark files.
+``table``     bench/rehearsal.md from the runs' Snakemake benchmark files and the peaks
+              each job logged at exit (``geolifeclef.rule_logging``).
 
 The configs are the recipe (config/recipes/glc2022-winners.yaml) with only sizes changed
 (``rehearsal_configs``). Everything is written under the folder given; delete it after
-(``rm -rf``): ~25 GB in all.
+(``rm -rf``): ~10 GB in all.
 """
 
 import argparse
-import contextlib
 import copy
 import itertools
 import json
@@ -41,7 +44,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 import yaml
 
 from geolifeclef.demo.fullcount import (
@@ -51,6 +53,7 @@ from geolifeclef.demo.fullcount import (
     FullCountSpec,
     generate_full_count_dataset,
 )
+from geolifeclef.rule_logging import ExitPeak, exit_peak, exit_peak_line, read_exit_peak
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "config" / "recipes" / "glc2022-winners.yaml"
@@ -71,13 +74,35 @@ QUERY_MODEL = "random_forest"
 LOADER_FILE = "loader_samples_per_s.json"
 RECIPE_WORKERS = 12
 """The recipe's ``train.num_workers``."""
-FOREST_TREES = 4
-"""Trees of the rehearsal's forest: the recipe's 32 extrapolated from their time."""
-MLP_STEPS = 600
-"""Batches of the env MLP's epoch (``train.steps_per_epoch``): 153,600 of train's 1.59 M
-rows at the recipe's batch 256, ~7 min on 2 cores (375 samples/s) where the whole epoch
-takes ~70 min, and as long again for the refit; a whole CPU epoch is 6,201 / 600 times
-the measured one (the data loading and the head cost the same per step)."""
+FOREST_TREES = 2
+"""Trees of the rehearsal's forest: the recipe's 32 extrapolated from their time, and from
+the forest step's fits per tree."""
+MLP_STEPS = 300
+"""Batches of the env MLP's epoch (``train.steps_per_epoch``): 76,800 of train's 1.59 M
+rows at the recipe's batch 256, ~3 min on 2 cores where the whole epoch takes ~70 min, and
+as long again for the refit; a whole CPU epoch is 6,201 / 300 times the measured one (the
+data loading and the head cost the same per step)."""
+MAP_RESOLUTION = 0.1
+"""Degrees of the rehearsal's map grid (the recipe's default is finer: cells x 4 at 0.05)."""
+PATCH_SHARE = 0.05
+"""Share of the observations with patch files: the patch side's rows scale by 1 / share."""
+
+
+@dataclass(frozen=True)
+class ForestFit:
+    """One fit of the forest step: ``threads`` trees on as many threads, each on a ``share``
+    of the train rows (``max_samples``), on features binned to ``bins`` levels or not."""
+
+    share: float
+    threads: int
+    bins: int | None = None
+
+
+FOREST_FITS = (ForestFit(0.125, 1), ForestFit(0.25, 1), ForestFit(0.25, 2), ForestFit(0.25, 1, 255))
+FOREST_FILE = "forest_per_tree.json"
+EXTRACT_THREAD_MB = 3 * 64
+"""Memory an extraction thread adds: its 64 MB raster window and 128 MB of GDAL's block
+cache (``geolifeclef.data.rasters.gdal_block_cache``: 2 windows a thread)."""
 
 
 def rehearsal_configs(recipe: dict, data_dir: Path, trees: int = FOREST_TREES) -> dict:
@@ -119,7 +144,7 @@ def rehearsal_configs(recipe: dict, data_dir: Path, trees: int = FOREST_TREES) -
     tabular["blends"] = {mean: {MLP_NAME: 1.0, "random_forest": 1.0}}
     (fitted,) = tabular["fitted_blends"]
     tabular["fitted_blends"] = {fitted: {"models": [MLP_NAME, "random_forest", "knn"]}}
-    tabular["maps"] = {"resolution": 0.05}
+    tabular["maps"] = {"resolution": MAP_RESOLUTION}
     tabular["mlflow"] = {"tracking_uri": None, "experiment": "rehearsal"}
     patches = copy.deepcopy(recipe)
     patches["data"]["root"] = str(data_dir / PATCH_ROOT)
@@ -159,6 +184,8 @@ def snakemake(workdir: Path, config: dict, targets: list[str], cores: int) -> No
         str(cores),
         *targets,
         "--rerun-incomplete",
+        # The threads each job ran on, for the table's scaling to the profile's.
+        "--benchmark-extended",
         # A fix to the code mid-rehearsal reruns nothing already measured.
         "--rerun-triggers",
         "mtime",
@@ -167,33 +194,47 @@ def snakemake(workdir: Path, config: dict, targets: list[str], cores: int) -> No
     subprocess.run(command, check=True)
 
 
+PEAK_OF = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[2:]); "
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
+    "sys.exit(code)"
+)
+"""Runs a command and writes its peak RSS in kB (the largest of its process tree, as
+``RUSAGE_CHILDREN`` of a parent that ran nothing else)."""
+
+
 def timed(command: list[str], cwd: Path, name: str, ok: tuple[int, ...] = (0,)) -> None:
-    """Run ``command`` (an exit code in ``ok``); write its wall time, CPU time and peak RSS
-    as a Snakemake benchmark file would (benchmarks/<name>.tsv), so the table reads it like
-    a rule."""
+    """Run ``command`` (an exit code in ``ok``); write its wall time and CPU time as a
+    Snakemake benchmark file would (benchmarks/<name>.tsv) and its peak memory as a job
+    logs it (logs/<name>.log), so that the table reads it like a rule."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    process = psutil.Popen(command, cwd=cwd)
-    # Polled: RUSAGE_CHILDREN's peak would be the largest of every child so far, the rule
-    # jobs of an earlier snakemake run included.
-    peak = 0
-    while process.poll() is None:
-        with contextlib.suppress(psutil.Error):  # it may end between poll and read
-            peak = max(peak, process.memory_info().rss)
-        time.sleep(0.2)
-    if process.returncode not in ok:
-        raise subprocess.CalledProcessError(process.returncode, command)
+    peak_file = cwd / "benchmarks" / f"{name}.peak_kb"
+    peak_file.parent.mkdir(parents=True, exist_ok=True)
+    code = subprocess.call([sys.executable, "-c", PEAK_OF, str(peak_file), *command], cwd=cwd)
+    if code not in ok:
+        raise subprocess.CalledProcessError(code, command)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    write_benchmark(cwd / "benchmarks" / f"{name}.tsv", wall, cpu, peak / 2**20)
+    write_benchmark(cwd / "benchmarks" / f"{name}.tsv", wall, cpu, threads=1)
+    peak_mb = float(peak_file.read_text()) / 1024
+    write_peak(cwd / "logs" / f"{name}.log", ExitPeak(peak_mb, 0.0, cpu))
 
 
-def write_benchmark(path: Path, seconds: float, cpu: float, max_rss_mb: float) -> None:
+def write_benchmark(path: Path, seconds: float, cpu: float, threads: int) -> None:
+    """A benchmark file of a step that is not a rule (no sampled peak)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(
-        {"s": [seconds], "max_rss": [max_rss_mb], "io_out": [np.nan], "cpu_time": [cpu]}
+        {"s": [seconds], "max_rss": [np.nan], "cpu_time": [cpu], "threads": [threads]}
     ).to_csv(path, sep="\t", index=False)
+
+
+def write_peak(log: Path, peak: ExitPeak) -> None:
+    """The peak line of a step that is not a rule, in its log (as a job writes it)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as file:
+        file.write(exit_peak_line(peak) + "\n")
 
 
 def write_query_points(path: Path, n: int = QUERY_POINTS) -> None:
@@ -275,19 +316,137 @@ def loader_throughput(workdir: Path, config: dict, batches: int = 20, workers: i
 
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 
+
+# -- the forest per tree -------------------------------------------------------------------
+
+
+def run_forest(out: Path, configs: dict) -> None:
+    """The forest step: each of ``FOREST_FITS`` in a process of its own (its peak is its
+    own), written to benchmarks/forest_per_tree.json of the tabular run."""
+    workdir = out / TABULAR
+    result = workdir / "benchmarks" / FOREST_FILE
+    if result.exists():
+        return
+    fits = []
+    for fit in FOREST_FITS:
+        command = [sys.executable, __file__, "forest-fit", str(out)]
+        command += ["--share", str(fit.share), "--threads", str(fit.threads)]
+        command += ["--bins", str(fit.bins)] if fit.bins else []
+        print(" ".join(command), flush=True)
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        fits.append(json.loads(done.stdout.splitlines()[-1]))
+    result.write_text(json.dumps(fits, indent=2) + "\n")
+
+
+def fit_forest_once(out: Path, config: dict, fit: ForestFit) -> dict:
+    """One fit of ``fit.threads`` trees of the tabular run's forest (its features, depth and
+    seed) on the train rows: wall and CPU seconds, the peak before and after the fit."""
+    from geolifeclef.baselines.forest import (  # noqa: PLC0415 (scikit-learn: this step only)
+        ForestSettings,
+        TabularSources,
+        feature_matrix,
+        fit_random_forest,
+    )
+
+    workdir = out / TABULAR
+    train = pd.read_parquet(workdir / "results/observations/train.parquet")
+    env_path = workdir / "results/environment/env_values.parquet"
+    forest = config["baselines"]["random_forest"]
+    settings = ForestSettings(
+        **{**forest, "n_estimators": fit.threads, "max_samples": fit.share, "bins": fit.bins}
+    )
+    features = feature_matrix(
+        train, settings.features, TabularSources(pd.read_parquet(env_path), env_path)
+    )
+    labels = train["species_id"].to_numpy(dtype=np.int64)
+    before_mb = exit_peak().own_mb
+    start, cpu = time.perf_counter(), sum(os.times()[:2])
+    fit_random_forest(features, labels, settings, n_jobs=fit.threads)
+    return {
+        "share": fit.share,
+        "threads": fit.threads,
+        "trees": fit.threads,
+        "bins": fit.bins,
+        "rows": len(train),
+        "features": features.shape[1],
+        "wall_s": time.perf_counter() - start,
+        "cpu_s": sum(os.times()[:2]) - cpu,
+        "before_mb": before_mb,
+        "peak_mb": exit_peak().own_mb,
+    }
+
+
+@dataclass(frozen=True)
+class ForestPerTree:
+    """What the forest step's fits give per tree at full rows, on the recipe's trees."""
+
+    fits: pd.DataFrame
+    cpu_s: float
+    """CPU seconds a tree on all the train rows (the line through the two one-thread fits)."""
+    linearity: float
+    """CPU time at the larger share over the smaller, over the ratio of the shares (1:
+    linear in rows)."""
+    tree_mb: float
+    """Memory a tree in fit adds: the two-thread fit's peak minus the one-thread fit's."""
+    binned_speedup: float | None
+
+
+def forest_per_tree(path: Path) -> ForestPerTree | None:
+    if not path.exists():
+        return None
+    fits = pd.DataFrame(json.loads(path.read_text()))
+    plain = fits[fits["bins"].isna()]
+    one = plain[plain["threads"] == 1].sort_values("share")
+    small, large = one.iloc[0], one.iloc[-1]
+    slope = (large["cpu_s"] - small["cpu_s"]) / (large["share"] - small["share"])
+    two = plain[(plain["threads"] == 2) & (plain["share"] == large["share"])].iloc[0]
+    binned = fits[fits["bins"].notna() & (fits["share"] == large["share"])]
+    return ForestPerTree(
+        fits,
+        cpu_s=small["cpu_s"] + slope * (1 - small["share"]),
+        linearity=(large["cpu_s"] / small["cpu_s"]) / (large["share"] / small["share"]),
+        tree_mb=two["peak_mb"] - large["peak_mb"],
+        binned_speedup=(large["cpu_s"] / binned.iloc[0]["cpu_s"]) if len(binned) else None,
+    )
+
+
+# -- from here to a node: time and memory at the profile's threads -------------------------
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A job measured here: wall and CPU seconds, the threads it ran on and the profile's
+    for its rule, the patch side's rows factor (1 / the patch share), the forest's trees
+    factor (32 / its trees), the job's peaks at exit (own, largest child; NaN without a
+    log line) and the forest step's memory a tree."""
+
+    wall: float
+    cpu: float
+    threads: int
+    profile_threads: int
+    rows: float
+    trees: float
+    own_mb: float
+    child_mb: float
+    tree_mb: float = float("nan")
+
+
 # How a rule's time here becomes its time for the full recipe on a 32-core, 128 GB node
-# (threads from the profile) or a GPU node: (seconds from a ``Measure``, basis). CPU-bound rules
-# scale their CPU seconds, which the machine's other load leaves alone, over the node's
-# threads; the others keep their wall time.
+# (threads from the profile) or a GPU node: (seconds from a ``Measure``, basis). CPU-bound
+# rules scale their CPU seconds, which the machine's other load leaves alone, over the
+# node's threads; the others keep their wall time.
 SCALING = {
-    "extract_env": (lambda m: m.cpu / m.threads, "CPU-bound; one raster per thread"),
+    "extract_env": (lambda m: m.cpu / m.profile_threads, "CPU-bound; one raster per thread"),
     "cache_patch_shard": (
-        lambda m: m.cpu * m.rows / m.threads,
+        lambda m: m.cpu * m.rows / m.profile_threads,
         "rows x 1/share; a row per worker process",
     ),
-    "compute_patch_stats": (lambda m: m.cpu * m.rows / m.threads, "rows x 1/share; loader workers"),
+    "compute_patch_stats": (
+        lambda m: m.cpu * m.rows / m.profile_threads,
+        "rows x 1/share; a chunk per worker process",
+    ),
     "predict_random_forest": (
-        lambda m: m.cpu * m.trees / m.threads,
+        lambda m: m.cpu * m.trees / m.profile_threads,
         "trees x 32/trees, one per thread",
     ),
     "train_model": (
@@ -300,6 +459,47 @@ SCALING = {
     "predict_model": (None, "as train_model"),
 }
 """Rules not listed: full counts, one thread or I/O-bound: the wall time as measured."""
+
+# How a job's peak here becomes its peak on the profile's threads: (MB from a ``Measure``,
+# basis). A worker process each thread adds its own peak (at most the largest child's); a
+# thread adds what it holds.
+PEAK_SCALING = {
+    "generate": (
+        lambda m: m.own_mb + m.threads * m.child_mb,
+        "parent + a worker process per core",
+    ),
+    "cache_patch_shard": (
+        lambda m: m.own_mb + m.profile_threads * m.child_mb,
+        "parent + a worker process per thread",
+    ),
+    "compute_patch_stats": (
+        lambda m: m.own_mb + m.profile_threads * m.child_mb,
+        "parent + a worker process per thread",
+    ),
+    "extract_env": (
+        lambda m: m.own_mb + (m.profile_threads - m.threads) * EXTRACT_THREAD_MB,
+        f"+ {EXTRACT_THREAD_MB} MB a thread (its window and block cache)",
+    ),
+    "predict_random_forest": (
+        lambda m: m.own_mb + (m.profile_threads - m.threads) * m.tree_mb,
+        "+ a tree in fit per thread (the forest step's MB a tree)",
+    ),
+}
+"""Rules not listed run in one process (threads that hold little of their own, or none):
+their own peak. Their "largest child" is a short command (``git`` for the run's commit),
+which Linux charges with its parent's memory until it execs (``vfork``): not a worker."""
+
+
+def extrapolate(rule: str, measure: Measure) -> tuple[float | None, str]:
+    """(seconds on the node or None, basis) for a rule measured here."""
+    scale, basis = SCALING.get(rule, (lambda m: m.wall, "full counts, as measured"))
+    return (None if scale is None else scale(measure)), basis
+
+
+def scaled_peak(rule: str, measure: Measure) -> tuple[float, str]:
+    """(MB at the profile's threads, basis) for a rule measured here; NaN without its peak."""
+    scale, basis = PEAK_SCALING.get(rule, (lambda m: m.own_mb, "one process, as measured"))
+    return scale(measure), basis
 
 
 def profile_resources(profile: dict, rule: str) -> tuple[int, int]:
@@ -316,6 +516,9 @@ def first_attempt(value) -> int:
     if match is None:
         raise ValueError(f"{PROFILE}: cannot read {value!r} (a number, or N * attempt)")
     return int(match.group(1))
+
+
+# -- reading the runs ----------------------------------------------------------------------
 
 
 def _size_mb(path: Path) -> float:
@@ -365,55 +568,92 @@ def _rule_and_job(name: Path, rules: set[str]) -> tuple[str, str]:
     return rule, text[len(rule) + 1 :]
 
 
+def _threads(record: pd.Series) -> int:
+    """The threads of an extended benchmark record (Snakemake writes them as ``(2,)``)."""
+    found = re.findall(r"\d+", str(record.get("threads", "")))
+    return int(found[0]) if found else 1
+
+
 def read_benchmarks(out: Path, sizes: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """One row per benchmark file of the runs: run, rule, job (wildcards), wall and CPU
-    seconds, peak RSS, and the MB of the job's outputs (``sizes``: ``output_sizes`` of
-    each run; NaN without)."""
+    """One row per benchmark file of the runs: run, rule, job (wildcards), threads, wall
+    and CPU seconds (the larger of Snakemake's and the job's own count), Snakemake's
+    sampled peak, the peaks the job logged at exit (logs/<same name>.log; NaN without),
+    and the MB of the job's outputs (``sizes``: ``output_sizes`` of each run; NaN
+    without)."""
     rows = []
     for run in (*RUNS, "."):
         folder = out / run / "benchmarks"
         for path in sorted(folder.rglob("*.tsv")) if folder.exists() else []:
             name = path.relative_to(folder).with_suffix("")
-            bench = pd.read_csv(path, sep="\t")
+            bench = pd.read_csv(path, sep="\t", na_values=["NA", "-"])
+            record = bench.iloc[-1]
             rules = set(sizes[run]["rule"]) if sizes is not None and run in sizes else set()
+            if "rule_name" in bench:
+                rules.add(str(record["rule_name"]))
             rule, job = _rule_and_job(name, rules)
             written = np.nan
             if sizes is not None and run in sizes:
                 written = _job_written_mb(sizes[run], rule, job)
+            peak = read_exit_peak(out / run / "logs" / f"{name.as_posix()}.log")
+            cpu = float(bench["cpu_time"].max())
             rows.append(
                 {
                     "run": DATA if run == "." else run,
                     "rule": rule,
                     "job": job,
+                    "threads": _threads(record),
                     "wall_s": float(bench["s"].max()),
-                    "cpu_s": float(bench["cpu_time"].max()),
-                    "peak_rss_mb": float(bench["max_rss"].max()),
+                    "cpu_s": max(cpu, peak.cpu_s) if peak and peak.cpu_s == peak.cpu_s else cpu,
+                    "sampled_mb": float(bench["max_rss"].max()),
+                    "own_mb": peak.own_mb if peak else np.nan,
+                    "child_mb": peak.child_mb if peak else np.nan,
                     "written_mb": written,
                 }
             )
     return pd.DataFrame(rows)
 
 
-@dataclass(frozen=True)
-class Measure:
-    """A job measured here: wall and CPU seconds; the profile's threads for its rule; the
-    patch side's rows factor (1 / the patch share); the forest's (32 / its trees)."""
+# -- the table -----------------------------------------------------------------------------
 
-    wall: float
-    cpu: float
-    threads: int
-    rows: float
-    trees: float
+COLUMNS = (
+    ("run", "run"),
+    ("rule", "rule"),
+    ("job", "job"),
+    ("threads", "threads here"),
+    ("wall_s", "wall s"),
+    ("cpu_s", "CPU s"),
+    ("sampled_mb", "sampled peak MB (Snakemake)"),
+    ("own_mb", "peak MB at exit"),
+    ("child_mb", "largest child MB"),
+    ("written_mb", "written MB"),
+    ("profile_threads", "profile threads"),
+    ("node_peak_mb", "peak MB at profile threads"),
+    ("profile_mem_mb", "profile mem_mb"),
+    ("mem_margin", "margin"),
+    ("node_s", "full recipe on a node, s"),
+    ("basis", "basis of the time"),
+    ("peak_basis", "basis of the peak"),
+)
+"""The table's columns: (field, header)."""
+_TEXT = {"run", "rule", "job", "basis", "peak_basis"}
 
 
-def extrapolate(rule: str, measure: Measure) -> tuple[float | None, str]:
-    """(seconds on the node or None, basis) for a rule measured here."""
-    scale, basis = SCALING.get(rule, (lambda m: m.wall, "full counts, as measured"))
-    return (None if scale is None else scale(measure)), basis
+def _cells(row) -> list[str]:
+    cells = []
+    for field, _ in COLUMNS:
+        value = getattr(row, field)
+        if field in _TEXT:
+            cells.append(str(value))
+        elif field == "mem_margin":
+            cells.append(_cell(value, ".1f x"))
+        else:
+            cells.append(_cell(value))
+    return cells
 
 
 def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.DataFrame:
-    """bench/rehearsal.md: every measured job, its profile request and the margin."""
+    """bench/rehearsal.md: every measured job, its peaks, the profile's request and margin,
+    the forest per tree, the training loader."""
     profile = yaml.safe_load(PROFILE.read_text())
     sizes = {
         run: output_sizes(out / run, TARGETS[run])
@@ -421,19 +661,23 @@ def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.Da
         if (out / run / "config.yaml").exists()
     }
     frame = read_benchmarks(out, sizes)
-    threads, mem, node, basis = [], [], [], []
+    per_tree = forest_per_tree(out / TABULAR / "benchmarks" / FOREST_FILE)
+    tree_mb = per_tree.tree_mb if per_tree else np.nan
+    derived = []
     for row in frame.itertuples():
         t, m = (1, None) if row.rule in BY_HAND else profile_resources(profile, row.rule)
-        seconds, why = extrapolate(
-            row.rule, Measure(row.wall_s, row.cpu_s, t, 1 / patch_share, 32 / trees)
-        )
-        threads.append(t)
-        mem.append(m)
-        node.append(seconds)
-        basis.append(why)
-    frame["profile_threads"], frame["profile_mem_mb"] = threads, mem
-    frame["mem_margin"] = frame["profile_mem_mb"] / frame["peak_rss_mb"]
-    frame["node_s"], frame["basis"] = node, basis
+        measure = Measure(
+            row.wall_s, row.cpu_s, row.threads, t, 1 / patch_share, 32 / trees,
+            row.own_mb, row.child_mb, tree_mb,
+        )  # fmt: skip
+        seconds, why = extrapolate(row.rule, measure)
+        peak, peak_why = scaled_peak(row.rule, measure)
+        derived.append(
+            {"profile_threads": t, "profile_mem_mb": m, "node_s": seconds, "basis": why,
+             "node_peak_mb": peak, "peak_basis": peak_why}
+        )  # fmt: skip
+    frame = pd.concat([frame, pd.DataFrame(derived, index=frame.index)], axis=1)
+    frame["mem_margin"] = frame["profile_mem_mb"] / frame["node_peak_mb"]
     frame = frame.sort_values("wall_s", ascending=False)
     missing = {
         run: sorted(set(sizes[run].loc[sizes[run]["mb"] == 0, "rule"]) - set(frame["rule"]))
@@ -445,28 +689,29 @@ def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.Da
         or any(not_run for _, not_run in carried.values())
         or set(sizes) | set(carried) != set(RUNS)
     )
+    wall = frame.loc[frame["rule"] != "generate", "wall_s"].sum()
     lines = [
         f"# The full-size rehearsal: measured{' (partial: see the end)' if partial else ''}",
         "",
-        "Written by `bench/rehearsal.py table` from the Snakemake benchmark files of a run",
-        f"(patch share {patch_share:g}, forest of {trees} trees); see bench/README.md.",
-        "`peak RSS` is what `tests/test_rehearsal.py` holds the profile's `mem_mb` to.",
+        "Written by `bench/rehearsal.py table` from a run's Snakemake benchmark files and",
+        f"the peak each job logged at exit (patch share {patch_share:g}, forest of {trees}",
+        f"trees, env MLP {MLP_STEPS} batches, maps at {MAP_RESOLUTION:g} degrees); see",
+        "bench/README.md. `peak MB at exit` is the job's own high-water mark (`ru_maxrss`),",
+        "`largest child MB` its largest worker's; Snakemake's figure is sampled and sums",
+        "the process tree. `peak MB at profile threads` scales the job's peak to the SLURM",
+        "profile's threads; `tests/test_rehearsal.py` holds each rule's `mem_mb` to it.",
         "",
-        "| run | rule | job | wall s | CPU s | peak RSS MB | written MB | profile threads |"
-        " profile mem_mb | margin | full recipe on a node, s | basis |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| " + " | ".join(header for _, header in COLUMNS) + " |",
+        "| " + " | ".join("---" if f in _TEXT else "---:" for f, _ in COLUMNS) + " |",
     ]
-    for r in frame.itertuples():
-        lines.append(
-            f"| {r.run} | {r.rule} | {r.job} | {r.wall_s:,.0f} | {r.cpu_s:,.0f} | "
-            f"{r.peak_rss_mb:,.0f} | {_cell(r.written_mb)} | {r.profile_threads} | "
-            f"{_cell(r.profile_mem_mb)} | {_cell(r.mem_margin, '.1f x')} | "
-            f"{_cell(r.node_s)} | "
-            f"{r.basis} |"
-        )
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in frame.itertuples()]
     for rows, _ in carried.values():
         lines += rows
-    lines += ["", f"Total wall time: {frame['wall_s'].sum():,.0f} s (this folder's runs).", ""]
+    lines += ["", f"Jobs' wall time, generation aside: {wall:,.0f} s (this folder's runs)."]
+    whole = out / "benchmarks" / WHOLE_RUN_FILE
+    if whole.exists():
+        lines.append(f"The whole rehearsal, every step: {whole.read_text().strip()}.")
+    lines.append("")
     if carried:
         lines += [
             f"The rows of the {' and '.join(carried)} run come from the previous table: this",
@@ -479,29 +724,104 @@ def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.Da
         lines += [line for _, not_run in carried.values() for line in not_run]
         lines += [f"- {run}: the whole run" for run in RUNS if run not in sizes | carried.keys()]
         lines.append("")
+    if per_tree is not None:
+        lines += forest_section(per_tree, frame, profile, trees)
     loader = out / PATCHES / "benchmarks" / LOADER_FILE
     if loader.exists():
-        lines += [
-            "## The training loader on the 256 px encoded store",
-            "",
-            "Samples/s of each recipe experiment's training loader (the workflow's dataset and",
-            "loader, raw patches shipped, batches of the recipe's size); on a GPU node with the",
-            f"recipe's {RECIPE_WORKERS} workers, assuming samples/s grow with the workers,",
-            "the loader's bound on an epoch of the archive's 1,587,395 train rows:",
-            "",
-            "| experiment | workers here | samples/s here | samples/s with the recipe's workers |"
-            " epoch bound, min |",
-            "| --- | ---: | ---: | ---: | ---: |",
-        ]
-        for name, rate in json.loads(loader.read_text()).items():
-            scaled = rate["samples_per_s"] * RECIPE_WORKERS / rate["workers"]
-            lines.append(
-                f"| {name} | {rate['workers']} | {rate['samples_per_s']:,.0f} | {scaled:,.0f} | "
-                f"{ARCHIVE_SPLITS['train'] / scaled / 60:,.0f} |"
-            )
-        lines.append("")
+        lines += loader_section(json.loads(loader.read_text()))
     table.write_text("\n".join(lines))
     return frame
+
+
+def forest_section(
+    per_tree: ForestPerTree, frame: pd.DataFrame, profile: dict, trees: int
+) -> list[str]:
+    """The forest per tree: the fits, and the recipe's 32 trees at the profile's threads."""
+    threads, mem = profile_resources(profile, "predict_random_forest")
+    job = frame[frame["rule"] == "predict_random_forest"]
+    fits = per_tree.fits
+    rows = int(fits["rows"].iloc[0])
+    lines = [
+        "## The forest per tree",
+        "",
+        f"Fits of the tabular run's forest ({int(fits['features'].iloc[0])} features, the",
+        "recipe's depth) on a share of its "
+        f"{rows:,} train rows (`max_samples`), each in a process of its own:",
+        "",
+        "| row share | trees = threads | bins | wall s | CPU s | peak MB before the fit |"
+        " peak MB |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for f in fits.itertuples():
+        bins = "-" if f.bins != f.bins or f.bins is None else f"{int(f.bins)}"
+        lines.append(
+            f"| {f.share:g} | {f.threads} | {bins} | {f.wall_s:,.0f} | {f.cpu_s:,.0f} | "
+            f"{f.before_mb:,.0f} | {f.peak_mb:,.0f} |"
+        )
+    per_fit = 32 * per_tree.cpu_s / threads
+    lines += [
+        "",
+        f"- **Time linear in rows**: CPU at the larger share over the smaller, over the ratio"
+        f" of the shares: {per_tree.linearity:.2f} (1: linear). A tree on all the rows:"
+        f" **{per_tree.cpu_s:,.0f} CPU s** ({per_tree.cpu_s / 60:.1f} min), on the line"
+        " through the two one-thread fits.",
+    ]
+    if len(job):
+        measured = job.iloc[0]
+        # The rule fits `trees` trees twice (train, then train + val: 2.5 % more rows).
+        per_tree_job = measured["cpu_s"] / (2 * trees)
+        lines.append(
+            f"  The rehearsal's own job ({trees} trees on all the rows, fitted twice,"
+            f" predictions included): {per_tree_job:,.0f} CPU s a tree fit, "
+            f"{per_tree_job / per_tree.cpu_s:.2f}x the line's."
+        )
+    lines += [
+        f"- **Memory a tree in fit adds**: {per_tree.tree_mb:,.0f} MB (two threads' peak"
+        " minus one's, at the same share).",
+        f"- **The recipe's 32 trees on the profile's {threads} threads**: {32 / threads:.0f}"
+        f" rounds of {threads} trees, {per_fit / 60:,.0f} min a fit, twice (train, then"
+        f" train + val) -> **~{2 * per_fit / 3600 * 1.025:,.1f} h** without the patch"
+        " statistics' 50 more features (which add columns to search: up to ~2.7x the"
+        " features).",
+    ]
+    if len(job):
+        peak = job.iloc[0]["node_peak_mb"]
+        lines.append(
+            f"  Peak: the job's {job.iloc[0]['own_mb']:,.0f} MB at {int(job.iloc[0]['threads'])}"
+            f" threads + {threads - int(job.iloc[0]['threads'])} more trees in fit ->"
+            f" **{peak:,.0f} MB** against the profile's {mem:,} MB."
+        )
+    if per_tree.binned_speedup is not None:
+        lines.append(
+            f"- **Binned features** (`random_forest.bins: 255`): a tree fits"
+            f" {per_tree.binned_speedup:.1f}x faster at the same share; an option (see"
+            " bench/README.md for its error on the demo)."
+        )
+    lines.append("")
+    return lines
+
+
+def loader_section(rates: dict) -> list[str]:
+    lines = [
+        "## The training loader on the 256 px encoded store",
+        "",
+        "Samples/s of each recipe experiment's training loader (the workflow's dataset and",
+        "loader, raw patches shipped, batches of the recipe's size); on a GPU node with the",
+        f"recipe's {RECIPE_WORKERS} workers, assuming samples/s grow with the workers,",
+        "the loader's bound on an epoch of the archive's 1,587,395 train rows:",
+        "",
+        "| experiment | workers here | samples/s here | samples/s with the recipe's workers |"
+        " epoch bound, min |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, rate in rates.items():
+        scaled = rate["samples_per_s"] * RECIPE_WORKERS / rate["workers"]
+        lines.append(
+            f"| {name} | {rate['workers']} | {rate['samples_per_s']:,.0f} | {scaled:,.0f} | "
+            f"{ARCHIVE_SPLITS['train'] / scaled / 60:,.0f} |"
+        )
+    lines.append("")
+    return lines
 
 
 def carried_runs(table: Path, runs: list[str]) -> dict[str, tuple[list[str], list[str]]]:
@@ -525,58 +845,136 @@ def _cell(value: float | None, form: str = ",.0f") -> str:
     return format(value, form)
 
 
+def _number(cell: str) -> float:
+    cell = cell.strip().rstrip("x").replace(",", "")
+    return float(cell) if cell not in ("", "-") else np.nan
+
+
 def read_table(table: Path) -> pd.DataFrame:
-    """The measured rows of bench/rehearsal.md (run, rule, job, peak RSS MB)."""
+    """The measured rows of bench/rehearsal.md: run, rule, job, the peak at exit and the
+    peak at the profile's threads (MB; NaN where the table has none)."""
+    header = "| " + " | ".join(h for _, h in COLUMNS) + " |"
+    lines = table.read_text().splitlines()
+    if header not in lines:
+        raise ValueError(f"{table}: no table of the columns {[h for _, h in COLUMNS]}")
+    fields = [f for f, _ in COLUMNS]
     rows = []
-    for line in table.read_text().splitlines():
+    for line in lines[lines.index(header) + 2 :]:
+        if not line.startswith("| "):
+            break
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 12 and cells[3].replace(",", "").replace(".", "").isdigit():
-            rows.append(
-                {
-                    "run": cells[0],
-                    "rule": cells[1],
-                    "job": cells[2],
-                    "peak_rss_mb": float(cells[5].replace(",", "")),
-                }
-            )
-    return pd.DataFrame(rows)
+        record = dict(zip(fields, cells, strict=True))
+        rows.append(
+            {
+                "run": record["run"],
+                "rule": record["rule"],
+                "job": record["job"],
+                "own_mb": _number(record["own_mb"]),
+                "node_peak_mb": _number(record["node_peak_mb"]),
+            }
+        )
+    return pd.DataFrame(rows, columns=["run", "rule", "job", "own_mb", "node_peak_mb"])
+
+
+RULES = REPO / "workflow" / "rules"
+
+
+def measured_rules() -> set[str]:
+    """The workflow's rules that run a job worth measuring: those with a ``benchmark:``
+    (the targets that only gather inputs, ``all`` or ``maps``, have none)."""
+    found = set()
+    for path in RULES.glob("*.smk"):
+        for block in re.split(r"^rule ", path.read_text(), flags=re.MULTILINE)[1:]:
+            if "\n    benchmark:" in block:
+                found.add(block.split(":", 1)[0].strip())
+    return found
+
+
+def planned_rules(dry_run: str) -> set[str]:
+    """The rules of the jobs a ``snakemake --dry-run`` plans (its "Job stats" table)."""
+    lines = dry_run.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats:"))
+    rules = set()
+    for line in lines[start + 3 :]:
+        name = line.split()[0] if line.split() else "total"
+        if name == "total":
+            break
+        rules.add(name)
+    return rules
+
+
+def table_problems(measured: pd.DataFrame, planned: set[str], profile: dict) -> list[str]:
+    """What keeps a table from sizing the profile: a planned rule with no row, a row with
+    no peak at exit, or a profile ``mem_mb`` below a row's peak at the profile's threads."""
+    problems = [f"{rule}: no row" for rule in sorted(planned - set(measured["rule"]))]
+    for r in measured.itertuples():
+        if r.own_mb != r.own_mb or r.node_peak_mb != r.node_peak_mb:
+            problems.append(f"{r.rule} {r.job}: no peak at exit")
+        elif r.rule not in BY_HAND:
+            asked = profile_resources(profile, r.rule)[1]
+            if asked < r.node_peak_mb:
+                problems.append(
+                    f"{r.rule} {r.job}: peak {r.node_peak_mb:,.0f} MB at the profile's threads"
+                    f" > mem_mb {asked:,}"
+                )
+    return problems
+
+
+WHOLE_RUN_FILE = "whole_run.txt"
+"""The whole rehearsal's wall time (``all``), under the rehearsal's folder."""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=["generate", "tabular", "patches", "table", "all"])
+    parser.add_argument(
+        "step", choices=["generate", "tabular", "forest", "patches", "table", "all", "forest-fit"]
+    )
     parser.add_argument("out", type=Path, help="the rehearsal's folder (outside the repository)")
     parser.add_argument("--share", type=float, default=1.0, help="share of the archive's counts")
-    parser.add_argument("--patch-share", type=float, default=0.1)
+    parser.add_argument("--patch-share", type=float, default=PATCH_SHARE)
     parser.add_argument("--trees", type=int, default=FOREST_TREES)
     parser.add_argument(
         "--raster-coarsening", type=int, default=1, help="raster pixels x N (a quick try)"
     )
     parser.add_argument("--cores", type=int, default=os.cpu_count())
     parser.add_argument("--table", type=Path, default=TABLE)
+    parser.add_argument("--threads", type=int, default=1, help="forest-fit: trees and threads")
+    parser.add_argument("--bins", type=int, default=None, help="forest-fit: binned features")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     out = args.out.resolve()
-    steps = ["generate", "tabular", "patches", "table"] if args.step == "all" else [args.step]
+    configs = rehearsal_configs(yaml.safe_load(RECIPE.read_text()), out / DATA, args.trees)
+    if args.step == "forest-fit":  # one fit of the forest step, in a process of its own
+        fit = ForestFit(args.share, args.threads, args.bins)
+        print(json.dumps(fit_forest_once(out, configs[TABULAR], fit)))
+        return
+    steps = ["generate", "tabular", "forest", "patches", "table"]
+    steps = steps if args.step == "all" else [args.step]
     spec = FullCountSpec(patch_share=args.patch_share, raster_coarsening=args.raster_coarsening)
     if args.share != 1.0:
         spec = spec.scaled(args.share)
-    configs = rehearsal_configs(yaml.safe_load(RECIPE.read_text()), out / DATA, args.trees)
+    whole = time.perf_counter()
     for step in steps:
         start = time.perf_counter()
         if step == "generate":
             summary = generate_full_count_dataset(out / DATA, spec, workers=args.cores)
             (out / DATA / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            cpu = sum(os.times()[:4])
-            write_benchmark(
-                out / "benchmarks" / "generate.tsv", time.perf_counter() - start, cpu, peak_mb
-            )
+            peak = exit_peak()
+            wall = time.perf_counter() - start
+            write_benchmark(out / "benchmarks" / "generate.tsv", wall, peak.cpu_s, args.cores)
+            write_peak(out / "logs" / "generate.log", peak)
         elif step == "tabular":
             run_tabular(out, configs, args.cores)
+        elif step == "forest":
+            run_forest(out, configs)
         elif step == "patches":
             run_patches(out, configs, args.cores)
         else:
+            if args.step == "all":
+                minutes = (time.perf_counter() - whole) / 60
+                (out / "benchmarks" / WHOLE_RUN_FILE).write_text(
+                    f"{minutes:,.0f} min wall ({', '.join(steps[:-1])}), on {args.cores} cores\n"
+                )
             write_table(out, args.table, args.patch_share, args.trees)
         print(f"{step}: {time.perf_counter() - start:.0f} s", flush=True)
 

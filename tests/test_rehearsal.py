@@ -29,6 +29,7 @@ from geolifeclef.demo.fullcount import (
 from geolifeclef.demo.spec import REGION_BOUNDS
 from geolifeclef.layout import ENV_VARIABLES, PATCH_MODALITIES, DatasetLayout
 from geolifeclef.patches.files import read_patch
+from geolifeclef.rule_logging import ExitPeak, read_exit_peak
 
 sys.path.insert(0, str(REPO / "bench"))
 import rehearsal  # noqa: E402
@@ -144,76 +145,138 @@ def test_generation_resumes_and_refuses_other_sizes(tiny_full_count, tmp_path):
         generate_full_count_dataset(out, replace(TINY, n_test=TINY.n_test + 1))
 
 
-@pytest.mark.parametrize("run", rehearsal.RUNS)
-def test_the_rehearsal_configs_validate_and_dry_run(tiny_full_count, tmp_path, run):
-    """The recipe with only sizes changed: valid, and its targets dry-run on the data."""
+@pytest.fixture(scope="module")
+def planned(tiny_full_count, tmp_path_factory) -> dict[str, str]:
+    """``{run: its dry run's output}``: the rehearsal's configs on the tiny dataset, after
+    checking that they validate and plan their targets."""
     out, _ = tiny_full_count
     recipe = yaml.safe_load(rehearsal.RECIPE.read_text())
-    config = rehearsal.rehearsal_configs(recipe, out)[run]
-    validate(config, str(SCHEMA))
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    dry = run_snakemake(tmp_path, "--dry-run", *rehearsal.TARGETS[run])
-    assert dry.returncode == 0, dry.stdout + dry.stderr
-    jobs = dry.stdout
-    if run == rehearsal.TABULAR:
-        for rule in ("predict_random_forest", "train_model", "refit_model", "map_model"):
-            assert rule in jobs
-        assert "cache_patch_shard" not in jobs
-    else:
-        assert "cache_patch_shard" in jobs and "train_model" not in jobs
+    plans = {}
+    for run, config in rehearsal.rehearsal_configs(recipe, out).items():
+        validate(config, str(SCHEMA))
+        workdir = tmp_path_factory.mktemp(run)
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+        dry = run_snakemake(workdir, "--dry-run", *rehearsal.TARGETS[run])
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        plans[run] = dry.stdout
+    return plans
 
 
-def test_the_profile_asks_for_the_measured_peaks():
-    """Every rule measured in bench/rehearsal.md gets at least its peak RSS from the SLURM
-    profile at the first attempt."""
+def test_the_rehearsal_configs_plan_both_sides(planned):
+    """The recipe with only sizes changed: the tabular side trains, refits, maps; the patch
+    side builds the store and its statistics, and trains nothing."""
+    tabular = rehearsal.planned_rules(planned[rehearsal.TABULAR])
+    assert {"predict_random_forest", "train_model", "refit_model", "map_model"} <= tabular
+    assert "cache_patch_shard" not in tabular
+    patches = rehearsal.planned_rules(planned[rehearsal.PATCHES])
+    assert "cache_patch_shard" in patches and "train_model" not in patches
+
+
+def test_the_table_sizes_every_planned_rule_and_the_profile_holds_its_peaks(planned):
+    """bench/rehearsal.md has a row, with a peak at exit, for every rule the rehearsal's two
+    runs plan (``snakemake -n`` of their targets: ``all maps`` and the patch side's), and
+    the SLURM profile's ``mem_mb`` at the first attempt holds each row's peak scaled to the
+    profile's threads."""
     measured = rehearsal.read_table(rehearsal.TABLE)
-    assert len(measured), f"{rehearsal.TABLE} holds no measured rows"
+    rules = set().union(*map(rehearsal.planned_rules, planned.values()))
+    planned_measurable = rules & rehearsal.measured_rules()
+    assert {"train_model", "cache_patch_shard", "fit_blend"} <= planned_measurable
     profile = yaml.safe_load(rehearsal.PROFILE.read_text())
-    rules = measured[~measured["rule"].isin(rehearsal.BY_HAND)]
-    short = [
-        f"{r.rule} {r.job}: peak {r.peak_rss_mb:,.0f} MB > mem_mb {asked:,}"
-        for r in rules.itertuples()
-        if (asked := rehearsal.profile_resources(profile, r.rule)[1]) < r.peak_rss_mb
+    problems = rehearsal.table_problems(measured, planned_measurable, profile)
+    assert not problems, "bench/rehearsal.md or profiles/slurm/config.yaml: " + "; ".join(problems)
+
+
+def test_a_table_missing_a_rule_or_a_peak_is_refused():
+    """The check above on a table with one planned rule's row removed, with a row whose peak
+    is missing, and with a peak above the profile's ``mem_mb``."""
+    profile = yaml.safe_load(rehearsal.PROFILE.read_text())
+    table = pd.DataFrame(
+        {
+            "run": ["tabular"] * 3,
+            "rule": ["extract_env", "fit_blend", "predict_knn"],
+            "job": ["", "winners_fitted", ""],
+            "own_mb": [1_000.0, 500.0, np.nan],
+            "node_peak_mb": [1_400.0, 90_000.0, np.nan],
+        }
+    )
+    planned = {"extract_env", "fit_blend", "predict_knn", "train_model"}
+    assert rehearsal.table_problems(table, planned, profile) == [
+        "train_model: no row",
+        "fit_blend winners_fitted: peak 90,000 MB at the profile's threads > mem_mb "
+        f"{rehearsal.profile_resources(profile, 'fit_blend')[1]:,}",
+        "predict_knn : no peak at exit",
     ]
-    assert not short, "raise mem_mb in profiles/slurm/config.yaml: " + "; ".join(short)
+    assert rehearsal.table_problems(table.iloc[:1], {"extract_env"}, profile) == []
+
+
+def _job(folder: Path, name: str, rule: str, threads: int, peak: tuple[float, float]) -> None:
+    """A measured job as a run leaves it: its extended benchmark file and its log."""
+    bench = folder / "benchmarks" / f"{name}.tsv"
+    bench.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(
+        {"s": [12.5], "max_rss": [3_000.0], "cpu_time": [20.0], "rule_name": [rule],
+         "threads": [f"({threads},)"]}
+    ).to_csv(bench, sep="\t", index=False)  # fmt: skip
+    rehearsal.write_peak(folder / "logs" / f"{name}.log", ExitPeak(*peak, cpu_s=30.0))
 
 
 def test_the_table_reader_reads_what_the_writer_writes(tmp_path):
-    """bench/rehearsal.md round trip: the rows written are the rows the profile test reads."""
-    bench = tmp_path / rehearsal.TABULAR / "benchmarks"
-    (bench / "train_model").mkdir(parents=True)
-    pd.DataFrame({"s": [12.5], "max_rss": [3_000.0], "io_out": [5.0], "cpu_time": [20.0]}).to_csv(
-        bench / "train_model" / "env_mlp.tsv", sep="\t", index=False
-    )
-    rehearsal.write_benchmark(bench / "extract_env.tsv", 50.0, 90.0, 1_300.0)
+    """bench/rehearsal.md round trip: the rows written are the rows the profile test reads,
+    each job's peak at exit from its log, scaled to the profile's threads by its rule's
+    basis (one process; a worker per thread; a thread's window)."""
+    run = tmp_path / rehearsal.TABULAR
+    _job(run, "train_model/env_mlp", "train_model", 2, (3_100.0, 0.0))
+    _job(run, "cache_patch_shard/train_1-of-8", "cache_patch_shard", 2, (400.0, 150.0))
+    _job(run, "extract_env", "extract_env", 2, (1_300.0, 0.0))
     table = tmp_path / "rehearsal.md"
     rehearsal.write_table(tmp_path, table, patch_share=0.1, trees=4)
     read = rehearsal.read_table(table).sort_values("rule").reset_index(drop=True)
     assert read[["rule", "job"]].values.tolist() == [
+        ["cache_patch_shard", "train_1-of-8"],
         ["extract_env", ""],
         ["train_model", "env_mlp"],
     ]
-    assert read["peak_rss_mb"].tolist() == [1_300.0, 3_000.0]
+    assert read["own_mb"].tolist() == [400.0, 1_300.0, 3_100.0]
+    profile = yaml.safe_load(rehearsal.PROFILE.read_text())
+    shard_threads = rehearsal.profile_resources(profile, "cache_patch_shard")[0]
+    extract_threads = rehearsal.profile_resources(profile, "extract_env")[0]
+    assert read["node_peak_mb"].tolist() == [
+        400.0 + shard_threads * 150.0,
+        1_300.0 + (extract_threads - 2) * rehearsal.EXTRACT_THREAD_MB,
+        3_100.0,
+    ]
+    assert "3,000" in table.read_text()  # Snakemake's sampled figure, beside
 
 
 def test_a_run_not_rerun_keeps_its_rows_of_the_previous_table(tmp_path):
     """A rehearsal folder with the patch side only: the tabular rows of the earlier table
     stay, with what that run had not measured."""
     table = tmp_path / "rehearsal.md"
-    tabular = tmp_path / "first" / rehearsal.TABULAR / "benchmarks"
-    rehearsal.write_benchmark(tabular / "extract_env.tsv", 50.0, 90.0, 1_300.0)
+    _job(tmp_path / "first" / rehearsal.TABULAR, "extract_env", "extract_env", 2, (1_300.0, 0))
     rehearsal.write_table(tmp_path / "first", table, patch_share=0.1, trees=4)
-    patches = tmp_path / "second" / rehearsal.PATCHES / "benchmarks"
-    rehearsal.write_benchmark(patches / "compute_normalization_stats.tsv", 20.0, 30.0, 2_000.0)
+    second = tmp_path / "second" / rehearsal.PATCHES
+    _job(second, "compute_normalization_stats", "compute_normalization_stats", 1, (2_000.0, 0))
     rehearsal.write_table(tmp_path / "second", table, patch_share=0.1, trees=4)
     read = rehearsal.read_table(table).sort_values("rule")
-    assert read[["run", "rule", "peak_rss_mb"]].values.tolist() == [
+    assert read[["run", "rule", "own_mb"]].values.tolist() == [
         [rehearsal.PATCHES, "compute_normalization_stats", 2_000.0],
         [rehearsal.TABULAR, "extract_env", 1_300.0],
     ]
     text = table.read_text()
     assert "come from the previous table" in text
     assert "(partial" in text.splitlines()[0]  # the earlier run had not run everything
+
+
+def test_a_step_that_is_not_a_rule_is_measured_as_a_job(tmp_path):
+    """``timed`` (the point query): its wall and CPU time in a benchmark file, its peak, the
+    largest of its process tree, in its log as a job logs it."""
+    held = "x = bytearray(200 * 2**20); x[::4096] = b'1' * len(x[::4096])"
+    command = [sys.executable, "-c", held + "; sum(range(30_000_000))"]  # ~1 CPU s
+    rehearsal.timed(command, tmp_path, "by_hand")
+    peak = read_exit_peak(tmp_path / "logs" / "by_hand.log")
+    assert 200 <= peak.own_mb < 400 and peak.cpu_s > 0
+    bench = pd.read_csv(tmp_path / "benchmarks" / "by_hand.tsv", sep="\t")
+    assert bench["s"].iloc[0] > 0 and bench["threads"].iloc[0] == 1
 
 
 def test_profile_resources_are_read_at_the_first_attempt():

@@ -16,6 +16,7 @@ JOB = textwrap.dedent(
 
     def child(mb):
         np.ones(mb * 2**20 // 8)  # touched: resident
+        sum(range(30_000_000))  # ~1 CPU s
 
     if __name__ == "__main__":
         own_mb, child_mb, fail = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "fail"
@@ -33,8 +34,9 @@ JOB = textwrap.dedent(
 
 @pytest.mark.parametrize("outcome", ["ok", "fail"])
 def test_a_job_logs_its_own_and_its_largest_childs_peak_at_exit(tmp_path, outcome):
-    """A job that held 300 MB, then ran a worker that held 150 MB, reports both peaks (the
-    memory it had freed included), and does so when it fails too."""
+    """A job that held 300 MB, then ran a worker that held 150 MB and computed for about a
+    second, reports both peaks (the memory it had freed included) and the CPU time with the
+    worker's, and does so when it fails too."""
     script, log = tmp_path / "job.py", tmp_path / "logs" / "job.log"
     script.write_text(JOB)
     done = subprocess.run(
@@ -46,6 +48,7 @@ def test_a_job_logs_its_own_and_its_largest_childs_peak_at_exit(tmp_path, outcom
     assert 300 <= peak.own_mb < 300 + 400  # the interpreter and numpy: under 400 MB
     # The forked worker starts with its parent's pages (numpy, ~50 MB) and adds 150 MB.
     assert 150 <= peak.child_mb < peak.own_mb
+    assert peak.cpu_s >= 0.5  # the worker's CPU time counts
 
 
 def test_a_log_without_a_peak_reads_as_none(tmp_path):

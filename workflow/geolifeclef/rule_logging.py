@@ -5,7 +5,10 @@ Snakemake's benchmark ``max_rss`` is sampled (every 0.5 s at first, then every 3
 sums the process tree: it misses short peaks and counts a memory-mapped file once per
 process. The peak each job reports itself at exit (``ru_maxrss``, the kernel's own
 high-water mark) is what a SLURM memory limit must hold; ``read_exit_peak`` reads it back
-from the log (bench/rehearsal.py puts it in its table).
+from the log (bench/rehearsal.py puts it in its table). A child that runs a command (git,
+for the run's commit) is charged by Linux with its parent's memory until it execs (it is
+spawned by ``vfork``): the largest child of a job without workers is that figure, not a
+worker's.
 """
 
 import contextlib
@@ -18,9 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-_PEAK_LINE = "peak memory at exit: {own:.0f} MB this process, {child:.0f} MB its largest child"
+_PEAK_LINE = (
+    "peak memory at exit: {own:.0f} MB this process, {child:.0f} MB its largest child; "
+    "{cpu:.0f} CPU s in all"
+)
 _PEAK_PATTERN = re.compile(
-    r"peak memory at exit: (\d+) MB this process, (\d+) MB its largest child"
+    r"peak memory at exit: (\d+) MB this process, (\d+) MB its largest child; (\d+) CPU s"
 )
 
 
@@ -31,20 +37,25 @@ class ExitPeak:
 
     own_mb: float
     child_mb: float
+    cpu_s: float = float("nan")
+    """CPU seconds of the process and its waited-for children (its workers, which
+    Snakemake's benchmark undercounts when they end between its samples)."""
 
 
 def exit_peak() -> ExitPeak:
     """This process's peak RSS, and the largest of its children's: those that ended
     (``RUSAGE_CHILDREN``: the largest waited-for child, grandchildren included) and those
     still running (their high-water mark so far, ``VmHWM`` in /proc)."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    mine = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own, child = mine.ru_maxrss / 1024, children.ru_maxrss / 1024  # kB on Linux
+    cpu = mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
     with contextlib.suppress(ImportError):
         import psutil  # noqa: PLC0415 (the peak is taken once, at exit)
 
         for process in psutil.Process().children(recursive=True):
             child = max(child, _high_water_mb(process.pid))
-    return ExitPeak(own, child)
+    return ExitPeak(own, child, cpu)
 
 
 def _high_water_mb(pid: int) -> float:
@@ -56,6 +67,11 @@ def _high_water_mb(pid: int) -> float:
     return 0.0
 
 
+def exit_peak_line(peak: ExitPeak) -> str:
+    """The log line of a job's peak (what ``read_exit_peak`` reads)."""
+    return _PEAK_LINE.format(own=peak.own_mb, child=peak.child_mb, cpu=peak.cpu_s)
+
+
 def read_exit_peak(log_file: str | Path) -> ExitPeak | None:
     """The peak a job's log reports at its end (``logging_to``); None without one (a job
     that was killed, or a log written before jobs reported it)."""
@@ -63,8 +79,8 @@ def read_exit_peak(log_file: str | Path) -> ExitPeak | None:
     found = _PEAK_PATTERN.findall(path.read_text(errors="replace")) if path.exists() else []
     if not found:
         return None
-    own, child = found[-1]
-    return ExitPeak(float(own), float(child))
+    own, child, cpu = found[-1]
+    return ExitPeak(float(own), float(child), float(cpu))
 
 
 @contextlib.contextmanager
@@ -88,7 +104,6 @@ def logging_to(log_file: str | Path | None) -> Iterator[logging.Logger]:
         logger.error("%s: %s", type(error).__name__, error, exc_info=True)
         raise
     finally:
-        peak = exit_peak()
-        logger.info(_PEAK_LINE.format(own=peak.own_mb, child=peak.child_mb))
+        logger.info(exit_peak_line(exit_peak()))
         for handler in handlers:
             handler.flush()
