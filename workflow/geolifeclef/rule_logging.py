@@ -45,10 +45,16 @@ class ExitPeak:
 def exit_peak() -> ExitPeak:
     """This process's peak RSS, and the largest of its children's: those that ended
     (``RUSAGE_CHILDREN``: the largest waited-for child, grandchildren included) and those
-    still running (their high-water mark so far, ``VmHWM`` in /proc)."""
+    still running (their high-water mark so far, ``VmHWM`` in /proc).
+
+    This process's own is its ``VmHWM`` where /proc has it: ``ru_maxrss`` would be at
+    least its parent's memory when it was started (Linux carries the high-water mark of
+    the address space a process had before ``exec``, Snakemake's own ~250 MB for a job).
+    """
     mine = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    own, child = mine.ru_maxrss / 1024, children.ru_maxrss / 1024  # kB on Linux
+    own = _high_water_mb("self") or mine.ru_maxrss / 1024  # kB on Linux
+    child = children.ru_maxrss / 1024
     cpu = mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
     with contextlib.suppress(ImportError):
         import psutil  # noqa: PLC0415 (the peak is taken once, at exit)
@@ -58,7 +64,7 @@ def exit_peak() -> ExitPeak:
     return ExitPeak(own, child, cpu)
 
 
-def _high_water_mb(pid: int) -> float:
+def _high_water_mb(pid: int | str) -> float:
     """A running process's peak RSS so far (``VmHWM``); 0 where /proc cannot tell."""
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
