@@ -2,7 +2,11 @@
 deferred GPU decoding path, run here with torchvision's CPU decoder)."""
 
 import json
+import pickle
 import shutil
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -23,12 +27,74 @@ from geolifeclef.patches.cache import (
 )
 from geolifeclef.patches.device_decode import EncodedJpegs, crop_or_resize
 from geolifeclef.patches.geometry import transform_batch
-from geolifeclef.patches.store import STORES, CacheSpec
+from geolifeclef.patches.store import STORES, CacheSpec, NpyRows
 
 
 def read_everything(cache_dir) -> dict[str, np.ndarray]:
     cache = open_patch_cache(cache_dir)
     return {m: cache.read(m) for m in cache.modalities}
+
+
+# --------------------------------------------------------------------------------------
+# Rows read, not mapped
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(50, 3, 4, 4), (50,)])
+def test_npy_rows_reads_what_numpy_loads(tmp_path, shape):
+    """Rows in any order, repeated, in runs and alone; 1-d files by byte ranges; a pickled
+    reader opens its own file."""
+    array = np.random.default_rng(0).integers(0, 255, shape).astype(np.uint8)
+    np.save(tmp_path / "a.npy", array)
+    rows = NpyRows(tmp_path / "a.npy")
+    assert len(rows) == 50 and rows.shape == shape
+    for wanted in ([3, 4, 5, 6], [9, 2, 2, 40, 41, 0], [], list(range(50))[::-1]):
+        np.testing.assert_array_equal(rows.take(np.array(wanted, dtype=np.int64)), array[wanted])
+    again = pickle.loads(pickle.dumps(rows))
+    np.testing.assert_array_equal(again.take(np.array([7])), array[[7]])
+    if len(shape) == 1:
+        starts, ends = np.array([0, 5, 20, 30]), np.array([5, 9, 30, 31])
+        parts = rows.byte_ranges(starts, ends)
+        for part, start, end in zip(parts, starts, ends, strict=True):
+            np.testing.assert_array_equal(part, array[start:end])
+    with pytest.raises(IndexError):
+        rows.take(np.array([50]))
+
+
+READ_ALL = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from geolifeclef.patches.store import NpyRows
+    from geolifeclef.rule_logging import exit_peak
+
+    path, how = sys.argv[1], sys.argv[2]
+    array = NpyRows(path) if how == "rows" else np.load(path, mmap_mode="r")
+    before = exit_peak().own_mb
+    total = 0
+    for start in range(0, 4096, 64):
+        rows = np.arange(start, start + 64)
+        chunk = array.take(rows) if how == "rows" else np.asarray(array[rows])
+        total += int(chunk[:, 0].sum())
+    print(round(exit_peak().own_mb - before))
+    """
+)
+
+
+def test_reading_a_store_through_npy_rows_keeps_its_pages_out_of_the_process(tmp_path):
+    """A worker that reads a whole 256 MB file 64 rows at a time holds a chunk, where a
+    memory map would leave every page it read resident in it (counted once per worker by
+    Snakemake's and SLURM's accounting)."""
+    np.lib.format.open_memmap(tmp_path / "big.npy", "w+", np.uint8, (4096, 65_536))[:] = 1
+    grown = {}
+    for how in ("rows", "mmap"):
+        done = subprocess.run(
+            [sys.executable, "-c", READ_ALL, str(tmp_path / "big.npy"), how],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        grown[how] = int(done.stdout.strip())
+    assert grown["mmap"] >= 200, grown  # MB: the file's pages stayed resident
+    assert grown["rows"] < 40, grown  # a 4 MB chunk and the allocator's slack
 
 
 # --------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ from geolifeclef.models.features import RawPatches, normalize_patches
 from geolifeclef.patches.cache import open_patch_cache
 from geolifeclef.patches.device_decode import EncodedJpegs, join_encoded
 from geolifeclef.patches.stats import read_patch_stats
-from geolifeclef.patches.store import PatchStore
+from geolifeclef.patches.store import NpyRows, PatchStore
 
 Batch = dict[str, torch.Tensor]
 
@@ -226,22 +226,20 @@ class GlcDataset(Dataset):
         return rows
 
     def _arrays(self) -> dict[str, object]:
-        """The patch store and memory maps, opened once per process (a worker re-opens
-        its own)."""
+        """The patch store and the env windows' file, opened once per process (a worker
+        re-opens its own)."""
         if self._handles is None or self._pid != os.getpid():
             handles = {}
             if self.cache_dir is not None:
                 handles["store"] = open_patch_cache(self.cache_dir, index=False)
             if self.env_patch_dir is not None:
-                handles["env_patches"] = np.load(
-                    self.env_patch_dir / ENV_PATCH_VALUES, mmap_mode="r"
-                )
+                handles["env_patches"] = NpyRows(self.env_patch_dir / ENV_PATCH_VALUES)
             self._handles, self._pid = handles, os.getpid()
         return self._handles
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_handles"], state["_pid"] = None, None  # never pickle a memmap's contents
+        state["_handles"], state["_pid"] = None, None  # each process opens its own files
         return state
 
     # -- access --------------------------------------------------------------------------
@@ -283,9 +281,7 @@ class GlcDataset(Dataset):
                 self._standardize(values, "patch_stats") if self.normalize else values
             )
         if self.env_patch_rows is not None:
-            windows = torch.from_numpy(
-                _gather(arrays["env_patches"], self.env_patch_rows[positions])
-            )
+            windows = torch.from_numpy(arrays["env_patches"].take(self.env_patch_rows[positions]))
             batch["env_patches"] = self._normalize_env(windows) if self.normalize else windows
         return self.transform(batch) if self.transform is not None else batch
 
@@ -325,15 +321,6 @@ def standardize_columns(values: torch.Tensor, entry: dict, fill: float = 0.0) ->
     std = torch.tensor(entry["std"], dtype=torch.float32).view(shape)
     out = (values - mean) / std.clamp_min(1e-6)
     return torch.nan_to_num(out, nan=fill)
-
-
-def _gather(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``array[rows]`` read in ascending row order (sequential page reads), then reordered."""
-    order = np.argsort(rows, kind="stable")
-    data = np.asarray(array[rows[order]])
-    out = np.empty_like(data)
-    out[order] = data
-    return out
 
 
 def to_device(batch, device: torch.device | str):

@@ -21,6 +21,7 @@ from geolifeclef.patches.store import (
     BadFile,
     CacheSpec,
     ChunkResult,
+    NpyRows,
     PatchStore,
     ShardWriter,
     create_npy,
@@ -142,12 +143,12 @@ class DecodedWriter(ShardWriter):
 
 
 class DecodedStore(PatchStore):
-    """Reads rows of a decoded store from its shards' memory-mapped arrays."""
+    """Reads rows of a decoded store from its shards' arrays (``NpyRows``)."""
 
     kind = "decoded"
 
-    def _open_shard(self, folder: Path) -> dict[str, np.ndarray]:
-        return {m: np.load(folder / f"{m}.npy", mmap_mode="r") for m in self.modalities}
+    def _open_shard(self, folder: Path) -> dict[str, NpyRows]:
+        return {m: NpyRows(folder / f"{m}.npy") for m in self.modalities}
 
     def _read(self, modality: str, rows: np.ndarray) -> np.ndarray:
         out = np.empty(
@@ -155,5 +156,5 @@ class DecodedStore(PatchStore):
         )
         shards = self.shards()
         for shard, positions, local in self.by_shard(rows):
-            out[positions] = shards[shard][modality][local]
+            out[positions] = shards[shard][modality].take(local)
         return out

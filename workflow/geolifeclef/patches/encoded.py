@@ -28,6 +28,7 @@ from geolifeclef.patches.store import (
     BadFile,
     CacheSpec,
     ChunkResult,
+    NpyRows,
     PatchStore,
     ShardWriter,
     create_npy,
@@ -163,25 +164,23 @@ class EncodedStore(PatchStore):
 
     kind = "encoded"
 
-    def _open_shard(self, folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def _open_shard(self, folder: Path) -> dict[str, tuple[NpyRows, np.ndarray]]:
+        # The offsets in memory (8 B a row); the bytes read when asked (``NpyRows``).
         return {
-            m: (
-                np.load(folder / f"{m}.npy", mmap_mode="r"),
-                np.load(folder / f"{m}.offsets.npy", mmap_mode="r"),
-            )
+            m: (NpyRows(folder / f"{m}.npy"), np.load(folder / f"{m}.offsets.npy"))
             for m in self.modalities
         }
 
     def blobs(self, modality: str, rows: np.ndarray) -> list[np.ndarray]:
-        """The stored bytes of ``rows`` (views of the memory map), in that order."""
+        """The stored bytes of ``rows``, in that order."""
         self.check_modality(modality)
         out: list = [None] * len(rows)
         shards = self.shards()
         for shard, positions, local in self.by_shard(rows):
             data, offsets = shards[shard][modality]
-            starts, ends = offsets[local], offsets[local + 1]
-            for position, start, end in zip(positions, starts, ends, strict=True):
-                out[position] = data[start:end]
+            found = data.byte_ranges(offsets[local], offsets[local + 1])
+            for position, blob in zip(positions, found, strict=True):
+                out[position] = blob
         return out
 
     def _read(self, modality: str, rows: np.ndarray) -> np.ndarray:

@@ -156,6 +156,98 @@ class ChunkResult:
 # --------------------------------------------------------------------------------------
 
 
+class NpyRows:
+    """The rows of an ``.npy`` file, read with ``os.preadv`` into this process's own memory
+    rather than through a memory map.
+
+    A memory map's pages count in the resident memory of every process that touched them: a
+    statistics or loader worker shows the pages of the store it has read (up to all of it,
+    once per worker), which Snakemake's and SLURM's accounting sum over a job's processes,
+    and may kill the job for. Read, a row costs a copy (kilobytes) and a process's memory is
+    what it holds. The file is opened once per process (the descriptor is not pickled).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        with open(self.path, "rb") as handle:
+            major, _ = np.lib.format.read_magic(handle)
+            header = (
+                np.lib.format.read_array_header_1_0
+                if major == 1
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran_order, dtype = header(handle)
+            self.data_offset = handle.tell()
+        if fortran_order and len(shape) > 1:
+            raise ValueError(f"{self.path}: a Fortran-ordered array, not rows")
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fd": None, "_pid": None}
+
+    def __del__(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+
+    def _descriptor(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        return self._fd
+
+    def _read_into(self, buffer: memoryview, offset: int) -> None:
+        while len(buffer):
+            done = os.preadv(self._descriptor(), [buffer], self.data_offset + offset)
+            if done == 0:
+                raise OSError(f"{self.path}: ends before byte {self.data_offset + offset}")
+            buffer, offset = buffer[done:], offset + done
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """``array[rows]`` for rows in any order: one read per run of consecutive rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        if not len(rows):
+            return out
+        if rows.min() < 0 or rows.max() >= len(self):
+            raise IndexError(f"rows outside 0..{len(self) - 1} of {self.path}")
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        into = np.empty_like(out) if not np.array_equal(order, np.arange(len(rows))) else out
+        flat = into.reshape(len(rows), -1).view(np.uint8)
+        runs = np.flatnonzero(np.diff(ordered) != 1) + 1
+        for start, stop in zip([0, *runs], [*runs, len(rows)], strict=True):
+            first, count = ordered[start], stop - start
+            if ordered[stop - 1] - first == count - 1:  # consecutive (no repeated row)
+                self._read_into(memoryview(flat[start:stop]).cast("B"), first * self.row_bytes)
+            else:
+                for k in range(start, stop):
+                    self._read_into(memoryview(flat[k]).cast("B"), ordered[k] * self.row_bytes)
+        if into is not out:
+            out[order] = into
+        return out
+
+    def byte_ranges(self, starts: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:
+        """The bytes ``[start, end)`` of a 1-d uint8 file, one array a range (views of one
+        buffer); ranges that follow each other are read at once."""
+        starts, ends = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
+        positions = np.zeros(len(starts) + 1, dtype=np.int64)
+        np.cumsum(ends - starts, out=positions[1:])
+        buffer = np.empty(int(positions[-1]), dtype=np.uint8)
+        view, fd, base = memoryview(buffer), self._descriptor(), self.data_offset
+        # A run ends where the next range does not start at this one's end.
+        breaks = np.flatnonzero(starts[1:] != ends[:-1]) + 1
+        for first, stop in zip([0, *breaks.tolist()], [*breaks.tolist(), len(starts)], strict=True):
+            part = view[positions[first] : positions[stop]]
+            if os.preadv(fd, [part], base + int(starts[first])) != len(part):
+                self._read_into(part, int(starts[first]))  # a short read: the slow way
+        return [buffer[positions[k] : positions[k + 1]] for k in range(len(starts))]
+
+
 class PatchStore:
     """A finished cache folder: meta, index, and its patches by row, whatever the store.
 
@@ -193,7 +285,7 @@ class PatchStore:
         return int(self.meta["n"])
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_opened": None}  # never pickle a memmap's contents
+        return {**self.__dict__, "_opened": None}  # each process opens its own files
 
     def check_modality(self, modality: str) -> None:
         if modality not in self.modalities:
