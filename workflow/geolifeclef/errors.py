@@ -1,5 +1,9 @@
-"""Errors about the user's input data: each names the file, where in it, and the fix."""
+"""Errors the user fixes: each names the file, where in it, and the fix (input data that
+cannot be used, an output that cannot be written)."""
 
+import contextlib
+import errno
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,3 +37,36 @@ class InputDataError(ValueError):
         if fix:
             message += f". Fix: {fix}"
         super().__init__(message)
+
+
+class OutputWriteError(OSError):
+    """An output could not be written (a full disk, a folder one may not write): the
+    message names the file, the cause and what to free or fix, where the system's error
+    (``[Errno 28] No space left on device``) names none."""
+
+    def __init__(self, path: str | Path, cause: OSError) -> None:
+        self.path = Path(path)
+        free = ""
+        with contextlib.suppress(OSError):
+            free = f", {shutil.disk_usage(_existing(self.path)).free / 2**30:.1f} GB free there"
+        if cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            problem = f"{cause.strerror or 'no space left on the device'}{free}"
+            fix = (
+                "free space on that disk (old results, logs, scratch files), or run the "
+                "workflow in a folder on a larger one (snakemake --directory)"
+            )
+        else:
+            problem = f"cannot be written ({cause.strerror or cause})"
+            fix = f"make {self.path.parent} writable for this user, or run the workflow elsewhere"
+        super().__init__(cause.errno, f"{self.path}: {problem}. Fix: {fix}")
+
+
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+"""System errors of a write that the user fixes outside the workflow (``OutputWriteError``)."""
+
+
+def _existing(path: Path) -> Path:
+    """``path`` or its nearest existing parent (disk_usage needs one)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path

@@ -89,26 +89,45 @@ def read_exit_peak(log_file: str | Path) -> ExitPeak | None:
     return ExitPeak(float(own), float(child), float(cpu))
 
 
+class _WithoutTraceback(logging.Formatter):
+    """The console's format: a record's message without its traceback (the log has it)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text
+        record.exc_info = record.exc_text = None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
+
+
 @contextlib.contextmanager
 def logging_to(log_file: str | Path | None) -> Iterator[logging.Logger]:
-    """Send log records to ``log_file`` and stderr; log any exception before it propagates;
-    end with the job's peak memory (``exit_peak``).
-
-    The error message that a user sees in the Snakemake output is then also in the rule's
-    log, with its traceback, next to what the step did before it failed.
+    """Send log records to ``log_file`` and stderr; end with the job's peak memory
+    (``exit_peak``). An exception ends the job (exit status 1) with its message printed
+    once on the console, and with its traceback in the log, next to what the step did
+    before it failed: the console is where a user reads what to fix, the log where a
+    developer reads where it happened.
     """
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(_WithoutTraceback(FORMAT))
+    handlers: list[logging.Handler] = [console]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w"))
-    logging.basicConfig(level=logging.INFO, format=FORMAT, handlers=handlers, force=True)
+    for handler in handlers[1:]:
+        handler.setFormatter(logging.Formatter(FORMAT))
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
     logging.captureWarnings(True)
     logger = logging.getLogger("geolifeclef")
     try:
         yield logger
     except Exception as error:
-        logger.error("%s: %s", type(error).__name__, error, exc_info=True)
-        raise
+        where = f" (traceback in {log_file})" if log_file else ""
+        logger.error("%s: %s%s", type(error).__name__, error, where, exc_info=True)
+        # Not raised again: the interpreter would print it a second time, with the
+        # traceback, and Snakemake a third.
+        raise SystemExit(1) from None
     finally:
         logger.info(exit_peak_line(exit_peak()))
         for handler in handlers:
