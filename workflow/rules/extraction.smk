@@ -25,6 +25,7 @@ rule extract_env:
     params:
         data_root=str(DATA_ROOT),
         source=config["environment"]["source"],
+        nan_share_limit=config["environment"]["nan_share_limit"],
     script:
         "../scripts/extract_env.py"
 

@@ -12,4 +12,5 @@ with logging_to(snakemake.log[0]):
         snakemake.output.table,
         source=snakemake.params.source,
         workers=snakemake.threads,
+        nan_share_limit=snakemake.params.nan_share_limit,
     )

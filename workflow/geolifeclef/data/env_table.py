@@ -67,6 +67,9 @@ def extract_environment(
     ):
         for task, sampled in pool.map(run, tasks):
             by_variable[task.column, task.plan.points] = sampled
+            region_points = len(task.plan.points) + len(task.plan.outside)
+            missed = np.isnan(sampled).sum() + len(task.plan.outside)
+            report.nan_shares[task.path.name] = missed / region_points if region_points else 0.0
             bar.update()
     report.nan_counts = {v: int(np.isnan(by_variable[i]).sum()) for i, v in enumerate(variables)}
     return by_variable.T, report
@@ -153,9 +156,11 @@ def build_env_table(
     source: str = "rasters",
     workers: int = 1,
     window_bytes: int = WINDOW_BYTES,
+    nan_share_limit: float = 1.0,
 ) -> None:
     """The env table of every observation of ``observation_tables``, from the rasters or from
-    the archive's pre-extracted CSV (``source``), written to ``output``."""
+    the archive's pre-extracted CSV (``source``), written to ``output``; nothing is written
+    when a raster leaves ``nan_share_limit`` or more of its region's points NaN."""
     points = observation_points(observation_tables)
     ids = points["observation_id"].to_numpy()
     if source == "rasters":
@@ -167,6 +172,7 @@ def build_env_table(
             window_bytes=window_bytes,
         )
         report.log_summary()
+        report.check_nan_shares(nan_share_limit)
     elif source == "pre_extracted":
         values = read_pre_extracted(layout.environmental_vectors, ids)
         log.info("read %d rows from %s", len(ids), layout.environmental_vectors)

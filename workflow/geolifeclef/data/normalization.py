@@ -7,12 +7,14 @@ and the mean, std and NaN count of each env variable over the train observations
 """
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from geolifeclef.atomic import atomic_path
+from geolifeclef.errors import InputDataError, listed
 from geolifeclef.layout import CONTINUOUS_MODALITIES, ENV_VARIABLES, PATCH_MODALITIES
 from geolifeclef.patches.cache import open_patch_cache
 from geolifeclef.patches.decoded import CHUNK_BYTES
@@ -85,7 +87,9 @@ def column_statistics(table: pd.DataFrame, observation_ids: np.ndarray, columns)
     rows = table.set_index("observation_id").reindex(observation_ids)
     values = rows[list(columns)].to_numpy(np.float64)
     valid = ~np.isnan(values)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # A column without a value warns here and is refused by name (``_refuse_undefined``).
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(values, axis=0) if len(values) else np.full(values.shape[1], np.nan)
         std = np.nanstd(values, axis=0) if len(values) else np.full(values.shape[1], np.nan)
     std = np.where(std > 0, std, 1.0)
@@ -129,6 +133,37 @@ def write_normalization_stats(
             "columns": list(PATCH_STAT_COLUMNS),
             **column_statistics(pd.read_parquet(train_patch_stats), ids, PATCH_STAT_COLUMNS),
         }
+    _refuse_undefined(stats, {"environment": env_table, "patch_stats": train_patch_stats,
+                              "patches": train_cache})  # fmt: skip
     with atomic_path(output) as temporary:
         temporary.write_text(json.dumps(stats, indent=1) + "\n")
     return stats
+
+
+def _refuse_undefined(stats: dict, sources: dict[str, Path | None]) -> None:
+    """A NaN mean or std (a column with no train value at all, a modality with no train
+    patch) would standardise every value to NaN downstream: an error naming its source."""
+    for section, source in sources.items():
+        found = stats.get(section)
+        if not found:
+            continue
+        named = found.get("variables") or found.get("columns")
+        if named:
+            entries = [(named, found)]
+        else:  # patches: {modality: {"mean": [a value per channel], ...}}
+            entries = [
+                ([f"{modality} channel {c}" for c in range(len(entry.get("mean", [])))], entry)
+                for modality, entry in found.items()
+                if isinstance(entry, dict)
+            ]
+        for names, entry in entries:
+            for key in ("mean", "std"):
+                values = np.asarray(entry.get(key, []), dtype=np.float64)
+                if np.isnan(values).any():
+                    bad = [names[i] for i in np.flatnonzero(np.isnan(values))]
+                    raise InputDataError(
+                        source,
+                        f"no train value to take the {key} of: {listed(bad)}",
+                        "check the step that wrote it (its log names the rasters or files "
+                        "that gave no value) and rerun it",
+                    )

@@ -309,8 +309,9 @@ class ObservationTables:
 def load_observations(layout: DatasetLayout) -> ObservationTables:
     """Read and cross-check every observation CSV of the archive.
 
-    Beyond the per-file checks: species ids must be in species_details, and an id may
-    appear in only one file (a test id in train would leak the answer).
+    Beyond the per-file checks: species ids must be in species_details, an id may
+    appear in only one file (a test id in train would leak the answer), each region's
+    train file has train rows, and the two hold val rows (models are ranked on them).
     """
     known_species = read_species_ids(layout.species_details)
     labelled, test = [], []
@@ -330,12 +331,28 @@ def load_observations(layout: DatasetLayout) -> ObservationTables:
                         f"is not in {layout.species_details.name}",
                         "use an id listed in metadata/species_details.csv",
                     )
+                if not (frame["subset"] == "train").any():
+                    raise InputDataError(
+                        path,
+                        f"no row has subset 'train' ({len(frame):,} rows, all 'val'): the "
+                        f"{region.upper()} models would have nothing to learn from",
+                        "restore the file from the archive (the last column is 'train' for "
+                        "most rows)",
+                    )
                 labelled.append(frame)
             else:
                 test.append(frame)
             first_file_of_id[str(path)] = (path, frame["observation_id"].to_numpy())
     _check_ids_unique_across_files(list(first_file_of_id.values()))
     train_val = pd.concat(labelled, ignore_index=True)
+    if not (train_val["subset"] == "val").any():
+        files = " and ".join(layout.observations(r, "train").name for r in REGIONS)
+        raise InputDataError(
+            layout.observations(REGIONS[0], "train").parent,
+            f"no row of {files} has subset 'val': every model is evaluated and ranked on "
+            "the val rows",
+            "restore the files from the archive (40,080 rows are 'val' in their last column)",
+        )
     test_frame = pd.concat(test, ignore_index=True)
     test_frame["species_id"] = pd.array([pd.NA] * len(test_frame), dtype="Int32")
     test_frame["subset"] = "test"

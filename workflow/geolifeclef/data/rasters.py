@@ -33,7 +33,13 @@ from rasterio.transform import rowcol
 from rasterio.windows import Window
 
 from geolifeclef.errors import InputDataError
-from geolifeclef.layout import ENV_VARIABLES, FR_LONGITUDE_THRESHOLD, REGIONS, DatasetLayout
+from geolifeclef.layout import (
+    ENV_VARIABLES,
+    FR_LONGITUDE_THRESHOLD,
+    RASTER_REGION,
+    REGIONS,
+    DatasetLayout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +312,35 @@ class ExtractionReport:
     """Raster file name -> points of its region that fall outside it."""
     nan_counts: dict[str, int] = field(default_factory=dict)
     """Variable -> NaN values in the result (masked pixels and outside points)."""
+    nan_shares: dict[str, float] = field(default_factory=dict)
+    """Raster file name -> share of its region's points left NaN (masked or outside)."""
+    paths: dict[str, Path] = field(default_factory=dict)
+    """Raster file name -> its path, for errors."""
+    regions: dict[str, str] = field(default_factory=dict)
+    """Raster file name -> the region whose points it is read at."""
+
+    def check_nan_shares(self, limit: float = 1.0) -> None:
+        """Refuse a raster that leaves ``limit`` or more of its region's points NaN (1: all
+        of them, a raster that misses every point), naming it, the share, and a hint when
+        its region's points fall outside it (the FR and USA files swapped?)."""
+        for name, share in sorted(self.nan_shares.items()):
+            if share < limit:
+                continue
+            region = self.regions[name]
+            n, outside = self.n_points[region], self.outside.get(name, 0)
+            problem = f"{share:.0%} of the {n:,} {region.upper()} points get no value"
+            fix = "check the raster's extent and nodata value"
+            if n and outside / n > 0.5:
+                (other,) = (r for r in REGIONS if r != region)
+                swapped = name.replace(f"_{RASTER_REGION[region]}.", f"_{RASTER_REGION[other]}.")
+                problem += f" ({outside:,} fall outside its extent)"
+                fix = (
+                    f"its extent does not hold the {region.upper()} points: are {name} and "
+                    f"{swapped} swapped? Restore both from the archive"
+                )
+            if limit < 1:
+                fix += f" (or raise environment.nan_share_limit, now {limit:g})"
+            raise InputDataError(self.paths.get(name, name), problem, fix)
 
     def log_summary(self) -> None:
         for region, n in self.n_points.items():
@@ -365,4 +400,5 @@ def plan_rasters(
             path = layout.raster(variable, reg)
             tasks.append(RasterTask(list(variables).index(variable), path, plan))
             report.outside[path.name] = len(plan.outside)
+            report.paths[path.name], report.regions[path.name] = path, reg
     return tasks, report
