@@ -4,7 +4,9 @@
 
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from geolifeclef.settings.validation import validate_config
 
 min_version("9.0")
 
@@ -14,7 +16,7 @@ CONFIG_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema
 configfile: "config/config.yaml"
 
 
-validate(config, CONFIG_SCHEMA)
+validate_config(config, CONFIG_SCHEMA)
 
 
 include: "workflow/rules/common.smk"

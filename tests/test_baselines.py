@@ -7,7 +7,6 @@ import pytest
 from geolifeclef.baselines.constant import constant_predictions
 from geolifeclef.baselines.fitting import fitting_rows, predict_per_fit
 from geolifeclef.baselines.forest import (
-    FOREST_FEATURE_GROUPS,
     ForestSettings,
     TabularSources,
     feature_matrix,
@@ -22,6 +21,7 @@ from geolifeclef.evaluation.submission import check_submission_file, write_submi
 from geolifeclef.layout import CSV_SEPARATOR, ENV_VARIABLES
 from geolifeclef.predictions.metrics import top_k_error
 from geolifeclef.predictions.table import check_predictions
+from geolifeclef.settings.inputs import FOREST_FEATURE_GROUPS
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import SCHEMA
 
-from geolifeclef.baselines.forest import FOREST_FEATURE_GROUPS, ForestSettings
+from geolifeclef.baselines.forest import ForestSettings
 from geolifeclef.baselines.knn import KnnSettings
 from geolifeclef.data.class_frequency import BucketThresholds
 from geolifeclef.demo.spec import DEMO_SCALES, DemoSpec
@@ -39,7 +39,12 @@ from geolifeclef.settings.configs import (
     TrainConfig,
 )
 from geolifeclef.settings.experiment import DEFAULT_TABULAR
-from geolifeclef.settings.inputs import CNN_MODALITIES, MODEL_KINDS, TABULAR_SIZES
+from geolifeclef.settings.inputs import (
+    CNN_MODALITIES,
+    FOREST_FEATURE_GROUPS,
+    MODEL_KINDS,
+    TABULAR_SIZES,
+)
 
 SCHEMA = yaml.safe_load(SCHEMA.read_text())
 EXPERIMENT = SCHEMA["properties"]["experiments"]["additionalProperties"]["properties"]

@@ -479,7 +479,7 @@ def test_config_strings_are_never_evaluated(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = run_snakemake(tmp_path, "observations", "--dry-run", timeout=120)
     assert result.returncode != 0  # the "archive" at that path does not exist ...
-    assert "observations_fr_train.csv" in result.stdout + result.stderr  # ... and is named
+    assert "data.root: no such folder" in result.stdout + result.stderr  # ... and is named
     assert not marker.exists()
 
 

@@ -17,8 +17,9 @@ from geolifeclef.data.normalization import patch_statistics, write_normalization
 from geolifeclef.layout import MODALITIES, PATCH_MODALITIES, DatasetLayout
 from geolifeclef.patches.cache import build_patch_cache, open_patch_cache
 from geolifeclef.patches.files import PatchFileError, read_patch
-from geolifeclef.patches.geometry import check_geometry, transform_patch
+from geolifeclef.patches.geometry import transform_patch
 from geolifeclef.patches.store import STORES, CacheSpec
+from geolifeclef.settings.validation import check_geometry
 
 REPO = Path(__file__).resolve().parents[1]
 

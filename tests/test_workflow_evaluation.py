@@ -68,8 +68,8 @@ def test_report_renders_the_evaluation(evaluated):
         ("blends: {mix: {constant: 1, forest: 1}}\n", "unknown model 'forest'"),
         ("blends: {knn: {constant: 1}}\n", "'knn' is used twice or reserved"),
         ("blends: {mix: {constant: 0}}\n", "less than or equal to the minimum of 0"),
-        ("evaluation: {draws: 0}\n", "instance['evaluation']['draws']"),
-        ("evaluation: {block_degrees: -1}\n", "instance['evaluation']['block_degrees']"),
+        ("evaluation: {draws: 0}\n", "evaluation.draws: 0 is less than the minimum of 1"),
+        ("evaluation: {block_degrees: -1}\n", "evaluation.block_degrees: -1 is less than"),
     ],
 )
 def test_wrong_evaluation_settings_are_refused(tmp_path, config, message):

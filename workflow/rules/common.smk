@@ -8,14 +8,15 @@ import uuid
 from pathlib import Path
 
 import yaml
-from snakemake.utils import validate
 
 from geolifeclef.settings.catalog import BASELINE_MODELS, build_catalog
 from geolifeclef.settings.experiment import TRAINING_SPLITS, ExperimentSettings
-from geolifeclef.layout import REGIONS, SPLITS, DatasetLayout
+from geolifeclef.layout import PATCH_SIZE, REGIONS, SPLITS, DatasetLayout
 from geolifeclef.settings.inputs import PATCH_STAT_GROUPS
 from geolifeclef.settings.sweeps import parse_selector
+from geolifeclef.settings.archive import archive_inputs, check_archive, fingerprint
 from geolifeclef.settings.tracking import Tracking, default_tracking_uri
+from geolifeclef.settings.validation import check_settings, validate_config
 
 # -- where files go ---------------------------------------------------------------------
 DEMO_ROOT = Path("resources/demo/glc22")
@@ -23,7 +24,12 @@ DEMO_TRUTH = Path("resources/demo/truth")
 USING_DEMO = not config["data"]["root"]
 DATA_ROOT = DEMO_ROOT if USING_DEMO else Path(config["data"]["root"]).expanduser()
 LAYOUT = DatasetLayout(DATA_ROOT)
-
+# The rules across fields that jobs check, checked before any job. The archive's patches
+# are 256 px; the demo's have the side its config gives (a preset's is checked by the job).
+check_settings(
+    config,
+    source_patch_size=config["demo"]["patch_size"] if USING_DEMO else PATCH_SIZE,
+)
 
 # Every rule runs in the one environment that `make setup` installs with pip, or conda from
 # environment.yml with --software-deployment-method conda (relative to the rule files).
@@ -62,13 +68,42 @@ CATALOG = build_catalog(
     ],
 )
 config["experiments"] = CATALOG.experiments
-validate(config, CONFIG_SCHEMA)  # every sweep member, as any experiment
+validate_config(config, CONFIG_SCHEMA)  # every sweep member, as any experiment
 # Each experiment's typed settings, built once from its validated entry: the rules hand
 # them to the jobs, and a bad setting stops the workflow before any job runs.
 EXPERIMENT_SETTINGS = {
     name: ExperimentSettings.from_config(name, entry)
     for name, entry in CATALOG.experiments.items()
 }
+# What the workflow reads from the archive (geolifeclef.settings.archive), checked before any
+# job: the folder and the observation CSVs, which every target starts from, here; each other
+# part in the input function of a step that reads it, which Snakemake calls for every step
+# of the planned targets, also one whose outputs exist (alone, it would keep outputs whose
+# input is gone). And each part's fingerprint is a param of the step that reads it: a
+# changed, replaced or moved file reruns that step and what it feeds, where Snakemake
+# alone compares times and keeps results built from another archive.
+ARCHIVE_INPUTS = archive_inputs(LAYOUT)
+if not USING_DEMO:
+    check_archive(LAYOUT, {"observations": ARCHIVE_INPUTS["observations"]})
+
+
+def archive_files(part):
+    """The input function of a step that reads the archive's ``part``: its files, refused
+    by name when one is missing (the demo's are outputs of its generation)."""
+
+    def files(wildcards):
+        if not USING_DEMO:
+            check_archive(LAYOUT, {part: ARCHIVE_INPUTS[part]})
+        return [str(p) for p in ARCHIVE_INPUTS[part]]
+
+    return files
+
+
+def archive_fingerprint(part):
+    """The param of a step that reads the archive's ``part``: its files' fingerprint."""
+    return lambda wildcards: "demo" if USING_DEMO else fingerprint(ARCHIVE_INPUTS[part])
+
+
 PREDICTED_SPLITS = ("val", "test")
 BASELINE_MODELS = list(BASELINE_MODELS)
 BLEND_MODELS = list(CATALOG.blends)

@@ -2,17 +2,16 @@
 # geolifeclef.data.env_windows, geolifeclef.patches.cache, and geolifeclef.data.dataset to read them).
 
 
-def env_source_files():
-    """The rasters, or the archive's pre-extracted CSV when the config asks for it."""
-    if config["environment"]["source"] == "pre_extracted":
-        return [str(LAYOUT.environmental_vectors)]
-    return [str(p) for p in LAYOUT.raster_files()]
+# The rasters, or the archive's pre-extracted CSV when the config asks for it.
+ENV_SOURCE = (
+    "pre_extracted" if config["environment"]["source"] == "pre_extracted" else "rasters"
+)
 
 
 rule extract_env:
     input:
         observations=rules.ingest_observations.output,
-        source=env_source_files(),
+        source=archive_files(ENV_SOURCE),
     output:
         table=results("environment/env_values.parquet"),
     log:
@@ -26,6 +25,7 @@ rule extract_env:
         data_root=str(DATA_ROOT),
         source=config["environment"]["source"],
         nan_share_limit=config["environment"]["nan_share_limit"],
+        archive=archive_fingerprint(ENV_SOURCE),
     script:
         "../scripts/extract_env.py"
 
@@ -33,7 +33,7 @@ rule extract_env:
 rule extract_env_patches:
     input:
         observations=rules.ingest_observations.output,
-        rasters=[str(p) for p in LAYOUT.raster_files()],
+        rasters=archive_files("rasters"),
     output:
         windows=directory(results("environment/env_patches")),
     log:
@@ -46,6 +46,7 @@ rule extract_env_patches:
     params:
         data_root=str(DATA_ROOT),
         size=config["environment"]["env_patches"]["size"],
+        archive=archive_fingerprint("rasters"),
     script:
         "../scripts/extract_env_patches.py"
 
@@ -63,7 +64,7 @@ scattergather:
 rule cache_patch_shard:
     input:
         observations=lambda wildcards: rules.ingest_observations.output[wildcards.split],
-        patches=[str(LAYOUT.patch_folder(r)) for r in REGIONS],
+        patches=archive_files("patches"),
     output:
         shard=directory(results("patches/shards/{split}/{scatteritem}")),
     log:
@@ -81,6 +82,7 @@ rule cache_patch_shard:
         store=PATCHES["store"],
         modalities=PATCHES["modalities"],
         on_bad_file=PATCHES["on_bad_file"],
+        archive=archive_fingerprint("patches"),
         # The encoded store keeps the files' bytes: its shards do not depend on the size
         # and mode (applied when read), so changing them only reruns the gather.
         geometry=(

@@ -77,7 +77,7 @@ rule map_demo_truth:
         world=rules.generate_demo_dataset.output.world,
         species=rules.analyze_class_frequency.output.table,
         species_details=str(LAYOUT.species_details),
-        rasters=[str(p) for p in LAYOUT.raster_files()],
+        rasters=archive_files("rasters"),
     output:
         maps=directory(results(f"maps/{MAP_TRUTH}/{{region}}")),
     log:
@@ -102,7 +102,7 @@ rule map_mess:
     input:
         train=rules.ingest_observations.output.train,
         env=rules.extract_env.output.table,
-        rasters=[str(p) for p in LAYOUT.raster_files()],
+        rasters=archive_files("rasters"),
     output:
         mess=results("mess/{region}.tif"),
         summary=results("mess/{region}.json"),
@@ -129,7 +129,7 @@ rule map_model:
         species=rules.analyze_class_frequency.output.table,
         species_details=str(LAYOUT.species_details),
         train=rules.ingest_observations.output.train,
-        rasters=[str(p) for p in LAYOUT.raster_files()],
+        rasters=archive_files("rasters"),
         # The demo's true maps, to compare with.
         truth=rules.map_demo_truth.output.maps if USING_DEMO else [],
         # Where the region's conditions lie outside the training data's: hatched.

@@ -15,6 +15,7 @@ rule ingest_observations:
         ENVIRONMENT
     params:
         data_root=str(DATA_ROOT),
+        archive=archive_fingerprint("observations"),
     script:
         "../scripts/ingest_observations.py"
 

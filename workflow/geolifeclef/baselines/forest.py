@@ -15,14 +15,10 @@ from geolifeclef.errors import MAX_LISTED, InputDataError
 from geolifeclef.layout import ENV_VARIABLES, region_digits
 from geolifeclef.predictions.metrics import SCORE_CHUNK_ROWS, top_k
 from geolifeclef.predictions.table import Predictions
-from geolifeclef.settings.inputs import PATCH_STAT_GROUPS
+from geolifeclef.settings.inputs import FOREST_FEATURE_GROUPS, PATCH_STAT_GROUPS
+from geolifeclef.settings.validation import check_forest
 
 log = logging.getLogger(__name__)
-
-
-FOREST_FEATURE_GROUPS = ("env", "coordinates", "country", *PATCH_STAT_GROUPS)
-"""Feature groups a forest can use: the 27 env values, latitude and longitude, the country
-(0 France, 1 US) and the patch statistics (``geolifeclef.patches.stats``)."""
 
 
 @dataclass(frozen=True)
@@ -45,20 +41,7 @@ class ForestSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(self.features))
-        unknown = set(self.features) - set(FOREST_FEATURE_GROUPS)
-        if unknown or not self.features:
-            raise ValueError(
-                f"random_forest.features {list(self.features)}: choose from {FOREST_FEATURE_GROUPS}"
-            )
-        for name in ("n_estimators", "max_depth"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"random_forest.{name} {getattr(self, name)!r}: at least 1")
-        if self.bins is not None and (not isinstance(self.bins, int) or self.bins < 2):
-            raise ValueError(f"random_forest.bins {self.bins!r}: at least 2, or null")
-        if self.max_samples is not None and not 0 < self.max_samples <= 1:
-            raise ValueError(
-                f"random_forest.max_samples {self.max_samples}: a share in (0, 1], or null"
-            )
+        check_forest(self.n_estimators, self.max_depth, self.features, self.max_samples, self.bins)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from geolifeclef.atomic import atomic_path, write_text
 from geolifeclef.errors import InputDataError
 from geolifeclef.layout import REGIONS
 from geolifeclef.plotting import new_figure, save_png
+from geolifeclef.settings.validation import check_buckets
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,7 @@ class BucketThresholds:
     tail_below: int = 20
 
     def __post_init__(self) -> None:
-        if self.tail_below > self.head_above + 1:
-            raise ValueError(
-                f"tail_below ({self.tail_below}) must not exceed head_above + 1 "
-                f"({self.head_above + 1}): a species cannot be both head and tail"
-            )
+        check_buckets(self.head_above, self.tail_below)
 
     def bucket(self, train_counts: np.ndarray) -> np.ndarray:
         """Bucket name of each train count."""

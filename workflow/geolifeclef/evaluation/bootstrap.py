@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from geolifeclef.atomic import atomic_path
 from geolifeclef.errors import InputDataError
+from geolifeclef.settings.validation import check_bootstrap
 
 
 @dataclass(frozen=True)
@@ -40,15 +41,7 @@ class BlockBootstrap:
     """Coverage of the intervals (0.95: the 2.5th to the 97.5th percentile of the draws)."""
 
     def __post_init__(self) -> None:
-        problems = []
-        if not self.block_degrees > 0:
-            problems.append(f"evaluation.block_degrees must be > 0, got {self.block_degrees}")
-        if not (isinstance(self.draws, int | np.integer) and self.draws >= 1):
-            problems.append(f"evaluation.draws must be a whole number >= 1, got {self.draws}")
-        if not 0 < self.confidence < 1:
-            problems.append(f"evaluation.confidence must lie in (0, 1), got {self.confidence}")
-        if problems:
-            raise ValueError("; ".join(problems) + " (fix it in the config)")
+        check_bootstrap(self.block_degrees, self.draws, self.confidence)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,6 @@ from geolifeclef.layout import DatasetLayout
 from geolifeclef.patches.decoded import DecodedStore, DecodedWriter
 from geolifeclef.patches.encoded import EncodedStore, EncodedWriter
 from geolifeclef.patches.files import PatchFileError, read_patch
-from geolifeclef.patches.geometry import check_geometry
 from geolifeclef.patches.store import (
     BAD_FILE_POLICIES,
     CACHE_VERSION,
@@ -65,6 +64,7 @@ from geolifeclef.patches.store import (
     shard_name,
     shard_rows,
 )
+from geolifeclef.settings.validation import check_geometry
 
 __all__ = [
     "BAD_FILE_POLICIES",

@@ -13,21 +13,6 @@ from geolifeclef.layout import CONTINUOUS_MODALITIES, PATCH_MODALITIES
 MODES = ("crop", "resize")
 
 
-def check_geometry(source_size: int, size: int, mode: str) -> None:
-    """Refuse a size that the mode cannot produce from ``source_size`` pixel patches."""
-    if size > source_size:
-        raise ValueError(
-            f"patches.size {size} is larger than the source patches ({source_size} px); "
-            f"choose a size <= {source_size}"
-        )
-    if mode == "resize" and source_size % size:
-        divisors = [d for d in range(1, source_size + 1) if source_size % d == 0]
-        raise ValueError(
-            f"patches.mode resize needs a size that divides the source side {source_size}; "
-            f"choose one of {divisors[-6:]}, or patches.mode: crop"
-        )
-
-
 def transform_patch(array: np.ndarray, modality: str, size: int, mode: str) -> np.ndarray:
     """A decoded patch (HxW or HxWx3, as ``read_patch`` returns it) as a cache row:
     (channels, size, size) in the cache dtype, centre-cropped or block-resized."""

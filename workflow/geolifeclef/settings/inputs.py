@@ -20,6 +20,9 @@ PATCH_STAT_GROUPS = {
 }
 """Feature group -> its columns, in table order (computed by ``geolifeclef.patches.stats``)."""
 PATCH_STAT_COLUMNS = tuple(c for columns in PATCH_STAT_GROUPS.values() for c in columns)
+FOREST_FEATURE_GROUPS = ("env", "coordinates", "country", *PATCH_STAT_GROUPS)
+"""Feature groups a forest can use: the 27 env values, latitude and longitude, the country
+(0 France, 1 US) and the patch statistics (``geolifeclef.patches.stats``)."""
 
 TABULAR_SIZES = {
     "env": len(ENV_VARIABLES),
