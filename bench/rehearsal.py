@@ -696,7 +696,7 @@ def write_table(out: Path, table: Path, patch_share: float, trees: int) -> pd.Da
         "Written by `bench/rehearsal.py table` from a run's Snakemake benchmark files and",
         f"the peak each job logged at exit (patch share {patch_share:g}, forest of {trees}",
         f"trees, env MLP {MLP_STEPS} batches, maps at {MAP_RESOLUTION:g} degrees); see",
-        "bench/README.md. `peak MB at exit` is the job's own high-water mark (`ru_maxrss`),",
+        "bench/README.md. `peak MB at exit` is the job's own high-water mark (`VmHWM`),",
         "`largest child MB` its largest worker's; Snakemake's figure is sampled and sums",
         "the process tree. `peak MB at profile threads` scales the job's peak to the SLURM",
         "profile's threads; `tests/test_rehearsal.py` holds each rule's `mem_mb` to it.",

@@ -285,7 +285,12 @@ def test_profile_resources_are_read_at_the_first_attempt():
     with pytest.raises(ValueError, match="N \\* attempt"):
         rehearsal.first_attempt("2 ** attempt")
     profile = yaml.safe_load(rehearsal.PROFILE.read_text())
-    assert rehearsal.profile_resources(profile, "predict_random_forest") == (8, 24_000)
+    forest = profile["set-resources"]["predict_random_forest"]["mem_mb"]
+    assert forest.endswith("* attempt")
+    assert rehearsal.profile_resources(profile, "predict_random_forest") == (
+        profile["set-threads"]["predict_random_forest"],
+        int(forest.split("*")[0]),
+    )
     assert rehearsal.profile_resources(profile, "no_such_rule")[1] == rehearsal.first_attempt(
         profile["default-resources"]["mem_mb"]
     )
