@@ -1,7 +1,7 @@
-# Species distribution maps (geolifeclef.maps.render, map_report) of every model that predicts from
-# env values and coordinates alone (geolifeclef.maps.point_models), the demo's true maps, and the
-# model descriptions that `geolifeclef query` reads, and each region's MESS
-# (geolifeclef.maps.mess: where the maps extrapolate). Not part of `all`: `maps`.
+# Species distribution maps (geolifeclef.maps.render, geolifeclef.maps.report) of every
+# model that predicts from env values and coordinates alone (geolifeclef.maps.point_models),
+# the demo's true maps, and the model descriptions that `geolifeclef query` reads, and each
+# region's MESS (geolifeclef.maps.mess: where the maps extrapolate). Not part of `all`: `maps`.
 
 from geolifeclef.layout import REGIONS
 from geolifeclef.settings.mappable import unmappable_reason

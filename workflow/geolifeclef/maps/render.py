@@ -232,7 +232,7 @@ def render_maps(
     """Write the maps of ``model`` on ``grid`` into the existing ``folder``: ``<name>.tif``
     holding column ``columns[name]`` of the model's probabilities for each name, and
     ``richness.tif``. Env values are read from ``layout``'s rasters. (The caller makes the
-    folder appear atomically, see ``map_report.map_region``.)"""
+    folder appear atomically, see ``maps.report.map_region``.)"""
     if chunk_cells < 1:
         raise ValueError(f"chunk_cells must be >= 1, got {chunk_cells}")
     names = [*columns, RICHNESS]

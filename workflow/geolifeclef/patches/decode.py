@@ -5,7 +5,7 @@ The encoded store keeps each patch file's bytes as in the archive. The decoders,
 by measurement on the real and the demo files (bench/README.md, "Encoded store"):
 
 - JPEG (``rgb``, ``near_ir``): simplejpeg (libjpeg-turbo), about 2x PIL, bit-exact with
-  ``patch_files.read_patch`` (PIL) with its default settings (accurate integer IDCT,
+  ``patches.files.read_patch`` (PIL) with its default settings (accurate integer IDCT,
   fancy upsampling; never ``fastdct``/``fastupsample``, which change pixels).
 - TIFF (``altitude``, ``landcover``): imagecodecs' libtiff decoder, about 5x
   ``tifffile.imread`` on these small files (whose headers cost more than their pixels),

@@ -83,7 +83,7 @@ def join_encoded(pieces: list[EncodedJpegs], order: torch.Tensor) -> EncodedJpeg
 
 
 def crop_or_resize(batch: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    """``patch_geometry.transform_batch`` of a continuous (uint8) modality, in torch on the
+    """``patches.geometry.transform_batch`` of a continuous (uint8) modality, in torch on the
     batch's device: the centre crop, or the block mean rounded half up (exact)."""
     source = batch.shape[-1]
     if mode == "crop" or size == source:

@@ -364,7 +364,7 @@ def fsync_file(path: Path) -> None:
 class ShardWriter:
     """How a store kind lays out the rows of one shard in its scratch folder.
 
-    The build driver (``patch_cache.build_shard``) runs ``worker(task)`` for each chunk
+    The build driver (``patches.cache.build_shard``) runs ``worker(task)`` for each chunk
     of rows (in worker processes), then ``commit`` in the parent process, whose journal
     line (None: not done) is what a resumed build trusts. ``ordered`` writers get the
     chunks in row order (they append); the others in any order.
