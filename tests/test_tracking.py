@@ -109,6 +109,25 @@ def test_local_log_syncs_into_mlflow_later(tmp_path):
     assert [m.value for m in history] == [0.5, 0.25]
 
 
+def test_metrics_are_logged_without_float_noise(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    local = tmp_path / "m.jsonl"
+    errors = {"val_top30_error": 1 - 773 / 1000, "bayes/val_top30_error": 1 - 848 / 1000}
+    assert errors["val_top30_error"] == 0.22699999999999998  # what a mean of hits gives
+    archive = 1 - 31_234 / 40_080
+    with start_run(uri, "tests", "clean", local, artifact_root=tmp_path / "art") as tracker:
+        tracker.log_metrics({**errors, "archive_error": archive, "loss": 9.87654321e-5})
+        run_id = tracker.run_id
+    mlflow.set_tracking_uri(uri)
+    logged = mlflow.MlflowClient().get_run(run_id).data.metrics
+    assert logged["val_top30_error"] == 0.227
+    assert logged["bayes/val_top30_error"] == 0.152
+    assert logged["archive_error"] == 0.220709 and abs(logged["archive_error"] - archive) < 1e-6
+    assert logged["loss"] == 9.87654e-5
+    written = [json.loads(line) for line in local.read_text().splitlines()]
+    assert any(w.get("metrics") == logged for w in written)  # the local log, the same
+
+
 def test_sqlite_store_and_parent_run(tmp_path, monkeypatch):
     from geolifeclef.settings.tracking import PARENT_RUN_ENV
     from geolifeclef.tracking.invocation import start_parent_run
