@@ -103,3 +103,19 @@ def test_a_run_records_the_tables_it_read_and_its_system_metrics(tmp_path, monke
     assert json.loads(logged.dataset.profile)["num_rows"] == 5
     assert [(t.key, t.value) for t in logged.tags] == [("mlflow.data.context", "training")]
     assert any(k.startswith("system/cpu") for k in run.data.metrics)
+
+
+def test_a_run_shorter_than_the_sampling_interval_has_system_metrics(tmp_path):
+    from geolifeclef.tracking.runs import SYSTEM_METRICS_SECONDS
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    started = time.monotonic()
+    with start_run(
+        uri, "tests", "short", tmp_path / "m.jsonl", artifact_root=tmp_path, system_metrics=True
+    ) as tracker:
+        run_id = tracker.run_id
+    assert time.monotonic() - started < SYSTEM_METRICS_SECONDS
+    mlflow.set_tracking_uri(uri)
+    logged = mlflow.get_run(run_id).data.metrics
+    assert any(k.startswith("system/cpu") for k in logged), logged
+    assert any(k.startswith("system/system_memory") for k in logged), logged

@@ -361,7 +361,7 @@ def start_run(
         raise
     finally:
         if monitor is not None:
-            monitor.finish()
+            _finish_system_metrics(monitor)
         if tracker.online:
             tracker._call(
                 "end run", mlflow_module.MlflowClient().set_terminated, tracker.run_id, status
@@ -382,6 +382,19 @@ def _system_metrics_monitor(run_id: str | None, tracking_uri: str):
     except Exception as error:  # whatever stops the monitor must not stop training
         log.warning("no system metrics for run %s: %s", run_id, error)
         return None
+
+
+def _finish_system_metrics(monitor) -> None:
+    """Stop ``monitor`` and log what it sampled since its last point, with a last sample:
+    MLflow's monitor drops a window cut short, so a run shorter than
+    ``SYSTEM_METRICS_SECONDS`` (the demo's MLPs: ~8 s) had no system metrics at all."""
+    monitor.finish()
+    try:
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
+        monitor.mlflow_logger.flush()
+    except Exception as error:  # the run's own results are logged already
+        log.warning("no last system metrics sample: %s", error)
 
 
 @contextlib.contextmanager
