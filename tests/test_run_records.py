@@ -17,6 +17,7 @@ from geolifeclef.tracking.records import (
     invocation_run_name,
     reference_metrics,
 )
+from geolifeclef.tracking.runs import flatten
 
 ERRORS = {"top1_error": 0.7, "top5_error": 0.5, "top10_error": 0.4, "top30_error": 0.2}
 METRICS = {
@@ -90,15 +91,23 @@ def test_a_train_run_shows_its_kept_epoch():
 
 def test_evaluate_runs_log_the_settings_of_what_they_score():
     knn = evaluation_params("knn", "baseline", {"n_neighbors": 50, "refit": True}, {})
-    assert knn == {"knn.n_neighbors": 50}
-    blend = evaluation_params("mix", "fitted blend", {}, {"knn": 0.25, "env_mlp": 0.75})
+    assert knn == {"kind": "baseline", "knn.n_neighbors": 50, "knn.refit": True}
+    blend = evaluation_params(
+        "mix", "fitted blend", {"method": "likelihood"}, {"knn": 0.25, "env_mlp": 0.75}
+    )
     assert blend == {
+        "kind": "fitted blend",
         "members": "knn, env_mlp",
         "weights": "fitted on val",
+        "fit.method": "likelihood",
         "weight.knn": 0.25,
         "weight.env_mlp": 0.75,
     }
-    assert evaluation_params("env_mlp", "experiment", {"tta": False}, {}) == {"tta": False}
+    model = {"kind": "fusion", "cnn": {"backbone": "small"}, "tabular": ["env"]}
+    settings = {"tta": False, "refit": True, "model": model}
+    flat = flatten(evaluation_params("env_mlp", "experiment", settings, {}))
+    assert flat["kind"] == "experiment" and flat["tta"] == "False" and flat["refit"] == "True"
+    assert flat["model.kind"] == "fusion" and flat["model.cnn.backbone"] == "small"
 
 
 def test_evaluate_runs_link_to_the_train_run_and_model():

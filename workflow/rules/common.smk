@@ -10,7 +10,11 @@ from pathlib import Path
 import yaml
 
 from geolifeclef.settings.catalog import BASELINE_MODELS, build_catalog
-from geolifeclef.settings.experiment import TRAINING_SPLITS, ExperimentSettings
+from geolifeclef.settings.experiment import (
+    TRAINING_SPLITS,
+    ExperimentSettings,
+    shaping_settings,
+)
 from geolifeclef.layout import PATCH_SIZE, REGIONS, SPLITS, DatasetLayout
 from geolifeclef.settings.inputs import PATCH_STAT_GROUPS
 from geolifeclef.settings.sweeps import parse_selector

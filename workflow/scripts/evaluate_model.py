@@ -51,6 +51,12 @@ with logging_to(snakemake.log[0]) as log:
     weights = snakemake.params.members or (
         read_weights(snakemake.input.blend_weights[0]) if snakemake.input.blend_weights else {}
     )
+    # A fitted blend's fit as its weights.json says (the schema's defaults filled in).
+    settings = (
+        json.loads(Path(snakemake.input.blend_weights[0]).read_text())["fit"]
+        if snakemake.input.blend_weights
+        else snakemake.params.settings
+    )
     if weights:
         metrics["members"] = weights
     write_metrics(metrics, snakemake.output.metrics)
@@ -78,7 +84,7 @@ with logging_to(snakemake.log[0]) as log:
             **links,
         },
     ) as tracker:
-        tracker.log_params(evaluation_params(model, kind, snakemake.params.settings, weights))
+        tracker.log_params(evaluation_params(model, kind, settings, weights))
         # An experiment's figures land at its kept epoch, on its train run's curves.
         tracker.log_metrics(
             evaluation_metrics(metrics),

@@ -228,20 +228,28 @@ def best_epoch_metrics(history: Sequence[Mapping[str, Any]], best_epoch: int) ->
 def evaluation_params(
     model: str, kind: str, settings: Mapping[str, Any], weights: Mapping[str, float]
 ) -> dict[str, Any]:
-    """The settings that shaped the val predictions an evaluate run scores: a baseline's
-    settings (``knn.n_neighbors``, ``random_forest.max_depth``...; ``refit`` left out, it
-    only acts on test), a blend's members and weights (``weight.<member>``; fitted ones
-    for a fitted blend), an experiment's prediction settings (its weight settings are on
-    its train run, see ``evaluated_run_id``)."""
+    """What shaped the model an evaluate run scores, as params, so that two selected
+    evaluate runs show their differences and the compare chart has axes: its ``kind``;
+    a baseline's settings (``knn.n_neighbors``, ``random_forest.max_depth``...); an
+    experiment's model (``model.kind``, ``model.cnn.backbone``, ``model.tabular``...),
+    ``refit`` and ``tta`` (its training settings are on its train run, see
+    ``evaluated_run_id``); a blend's members and weights (``weight.<member>``: the fitted
+    ones for a fitted blend, with its ``fit.method``)."""
+    params: dict[str, Any] = {"kind": kind}
     if kind == "baseline":
-        return {f"{model}.{key}": value for key, value in settings.items() if key != "refit"}
-    if kind in ("blend", "fitted blend"):
-        return {
-            "members": ", ".join(weights),
-            "weights": "fitted on val" if kind == "fitted blend" else "config",
-            **{f"weight.{member}": round(float(w), 6) for member, w in weights.items()},
-        }
-    return {key: value for key, value in settings.items() if key != "refit"}
+        params.update({f"{model}.{key}": value for key, value in settings.items()})
+    elif kind in ("blend", "fitted blend"):
+        params.update(
+            {
+                "members": ", ".join(weights),
+                "weights": "fitted on val" if kind == "fitted blend" else "config",
+                **{f"fit.{key}": value for key, value in settings.items()},
+                **{f"weight.{member}": round(float(w), 6) for member, w in weights.items()},
+            }
+        )
+    else:
+        params.update(settings)
+    return params
 
 
 def evaluation_links(history: Mapping[str, Any] | None) -> dict[str, str]:
