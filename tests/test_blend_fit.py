@@ -1,14 +1,18 @@
-"""Fitted blends: weights chosen on val by coordinate ascent, scored on held-out folds."""
+"""Fitted blends: weights chosen on val (by likelihood or by coordinate ascent on the top-30
+error), scored on held-out folds."""
 
 import numpy as np
 import pytest
 
 from geolifeclef.predictions import blend_fit
 from geolifeclef.predictions.blend_fit import (
+    LABEL_FLOOR,
+    BlendFit,
     CandidateScores,
     coordinate_ascent,
     fit_blend,
     fit_weights,
+    likelihood_weights,
     spatial_folds,
 )
 from geolifeclef.predictions.metrics import KAGGLE_K, hits
@@ -55,10 +59,12 @@ def _error(predictions: Predictions, labels: np.ndarray, rows: np.ndarray) -> fl
     return 1 - hits(aligned.species_ids[rows], labels[rows], 30).mean()
 
 
-def test_a_fitted_blend_beats_its_best_member_on_each_held_out_fold(val):
+@pytest.mark.parametrize("method", ["likelihood", "top30"])
+def test_a_fitted_blend_beats_its_best_member_on_each_held_out_fold(val, method):
     members, labels, latitude, longitude = val
     ids = members[0].observation_id
-    found = fit_blend(members, ids, labels, latitude, longitude, K)
+    found = fit_blend(members, ids, labels, latitude, longitude, K, BlendFit(method))
+    assert not found.worse_than_best_member
     check_predictions(found.val, expected_ids=ids)
     assert found.weights.sum() == pytest.approx(1) and (found.weights >= 0).all()
     folds = spatial_folds(latitude, longitude)
@@ -77,9 +83,9 @@ def test_each_fold_is_blended_with_weights_that_never_saw_it(val, monkeypatch):
     seen = []
     original = blend_fit.fit_weights
 
-    def spy(candidates):
+    def spy(candidates, fit):
         seen.append(set(candidates.observation_id.tolist()))
-        return original(candidates)
+        return original(candidates, fit)
 
     monkeypatch.setattr(blend_fit, "fit_weights", spy)
     ids = members[0].observation_id
@@ -102,7 +108,8 @@ def test_spatial_folds_keep_whole_cells():
 
 def test_the_best_single_member_is_kept_when_nothing_helps(val):
     members, labels, _, _ = val
-    weights = fit_weights(CandidateScores.build([members[0], members[0]], labels))
+    candidates = CandidateScores.build([members[0], members[0]], labels)
+    weights = fit_weights(candidates, BlendFit("top30"))
     assert sorted(weights.tolist()) == [0.0, 1.0]
 
 
@@ -161,7 +168,8 @@ def test_candidate_scores_give_the_merged_blend_error_to_the_bit(seed):
 def test_fitted_weights_are_those_of_the_merged_fit(seed):
     members, labels = _random_members(seed)
     expected = _merged_fit(members, labels)
-    assert np.array_equal(fit_weights(CandidateScores.build(members, labels)), expected)
+    found = fit_weights(CandidateScores.build(members, labels), BlendFit("top30"))
+    assert np.array_equal(found, expected)
     assert (expected > 0).sum() > 1  # a real blend, not one member
 
 
@@ -191,3 +199,80 @@ def test_a_tie_decided_by_the_last_bit_of_the_sums_is_decided_as_blend_does():
     labels = np.array([100])
     assert _merged_error(members, weights, labels) == 1.0  # the label is 31st
     assert CandidateScores.build(members, labels).error(weights) == 1.0
+
+
+def _mixture_world(true_weights, n_rows=20_000, n_species=50, seed=0):
+    """Labels drawn from a mixture of random members' distributions with ``true_weights``
+    (the last member gets weight 0 if the list says so): each member's probability of
+    each row's label."""
+    rng = np.random.default_rng(seed)
+    members = rng.dirichlet(np.full(n_species, 0.3), size=(len(true_weights), n_rows))
+    mixture = np.einsum("m,mns->ns", np.asarray(true_weights), members)
+    labels = (mixture.cumsum(axis=1) > rng.random(n_rows)[:, None]).argmax(axis=1)
+    return members[:, np.arange(n_rows), labels]
+
+
+def test_likelihood_weights_recover_the_mixture_the_labels_were_drawn_from():
+    label_probabilities = _mixture_world([0.6, 0.3, 0.1, 0.0])
+    weights = likelihood_weights(label_probabilities)
+    assert weights.sum() == pytest.approx(1) and (weights >= 0).all()
+    assert weights == pytest.approx([0.6, 0.3, 0.1, 0.0], abs=0.03)
+    # The maximum: moving weight from one member to another lowers the likelihood.
+    best = np.log(weights @ label_probabilities).mean()
+    for i, j in [(0, 1), (1, 2), (2, 0), (3, 0)]:
+        moved = weights.copy()
+        step = min(0.01, moved[i])
+        moved[i] -= step
+        moved[j] += step
+        assert np.log(moved @ label_probabilities).mean() <= best + 1e-8
+
+
+def test_a_label_outside_a_members_list_counts_at_the_floor():
+    members, labels = _random_members(5)
+    candidates = CandidateScores.build(members, labels)
+    probabilities = candidates.label_probabilities()
+    assert probabilities.shape == (len(members), len(labels))
+    for m, member in enumerate(members):
+        listed = member.species_ids == labels[:, None]
+        inside = listed.any(axis=1)
+        assert np.allclose(
+            probabilities[m, inside],
+            np.maximum(member.scores[listed].astype(np.float64), LABEL_FLOOR),
+        )
+        assert (probabilities[m, ~inside] == LABEL_FLOOR).all()
+
+
+def test_shrink_moves_the_weights_toward_equal_ones(val):
+    members, labels, _, _ = val
+    candidates = CandidateScores.build(members, labels)
+    fitted = fit_weights(candidates, BlendFit("likelihood"))
+    shrunk = fit_weights(candidates, BlendFit("likelihood", shrink=0.5))
+    assert shrunk == pytest.approx(0.5 * fitted + 0.5 / len(members))
+    assert fit_weights(candidates, BlendFit("likelihood", shrink=1.0)) == pytest.approx(
+        np.full(len(members), 1 / len(members))
+    )
+    with pytest.raises(ValueError, match="one of likelihood, top30"):
+        BlendFit("em")
+
+
+@pytest.mark.parametrize("method", ["likelihood", "top30"])
+def test_a_blend_worse_than_its_best_member_says_so(method, caplog):
+    # Member 0 is right on the rows of fold 0, member 1 on those of fold 1: weights fitted
+    # on one fold pick the member that is wrong on the other, so the cross-fitted blend
+    # misses where either member alone hits half the rows.
+    rng = np.random.default_rng(7)
+    n = 800
+    latitude, longitude = rng.uniform(40, 50, n), rng.uniform(-4, 8, n)
+    folds = spatial_folds(latitude, longitude)
+    labels = rng.integers(0, N_SPECIES, n)
+    members = [_member(labels, folds == 0, 8), _member(labels, folds == 1, 9)]
+    ids = members[0].observation_id
+    found = fit_blend(members, ids, labels, latitude, longitude, K, BlendFit(method))
+    assert found.cross_fitted_error == pytest.approx(_error(found.val, labels, np.arange(n)))
+    assert found.member_errors.min() < 0.6 < found.cross_fitted_error
+    assert found.worse_than_best_member
+    report = found.report(["north", "south"])
+    assert report["worse_than_best_member"] is True
+    assert report["best_member"] == ["north", "south"][int(np.argmin(found.member_errors))]
+    assert report["fit"] == {"method": method, "shrink": 0.0}
+    assert "worse than its best member" in caplog.text

@@ -70,6 +70,11 @@ rule fit_blend:
         ENVIRONMENT
     params:
         members=lambda wildcards: CATALOG.blend_members(wildcards.blend),
+        fit=lambda wildcards: {
+            key: value
+            for key, value in config["fitted_blends"][wildcards.blend].items()
+            if key != "models"
+        },
         top_k=config["predictions"]["top_k"],
     script:
         "../scripts/fit_blend.py"

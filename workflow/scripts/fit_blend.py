@@ -7,7 +7,7 @@ import numpy as np
 
 from geolifeclef.atomic import write_text
 from geolifeclef.data.observations import read_table
-from geolifeclef.predictions.blend_fit import fit_blend
+from geolifeclef.predictions.blend_fit import BlendFit, fit_blend
 from geolifeclef.predictions.table import read_predictions, write_predictions
 from geolifeclef.rule_logging import logging_to
 
@@ -22,20 +22,18 @@ with logging_to(snakemake.log[0]) as log:
         val["latitude"].to_numpy(),
         val["longitude"].to_numpy(),
         snakemake.params.top_k,
+        BlendFit(**snakemake.params.fit),
     )
     write_predictions(snakemake.output.val, found.val, expected_ids=ids)
-    report = {
-        "weights": dict(zip(names, found.weights.round(6).tolist(), strict=True)),
-        "fold_weights": [
-            dict(zip(names, w.round(6).tolist(), strict=True)) for w in found.fold_weights
-        ],
-        "in_sample_top30_error": found.in_sample_error,
-        "note": "val predictions are cross-fitted (each fold blended with the other's "
-        "weights); in_sample_top30_error is optimistic",
-    }
+    report = found.report(names)
     write_text(snakemake.output.weights, json.dumps(report, indent=2) + "\n")
     log.info(
-        "weights for test %s; in-sample val top-30 error %.4f",
+        "weights for test %s (%s); val top-30 error cross-fitted %.4f, in-sample %.4f, "
+        "best member %s %.4f",
         report["weights"],
+        found.fit.method,
+        found.cross_fitted_error,
         found.in_sample_error,
+        report["best_member"],
+        report["best_member_top30_error"],
     )
