@@ -25,6 +25,7 @@ import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import mlflow
 import yaml
@@ -72,6 +73,14 @@ RUNS_VIEW = "runs?workflowType=machine_learning"
 """MLflow 3.17's UI opens every experiment on its GenAI overview unless its "Model
 training" switch is on (or the URL says ``workflowType=machine_learning``): the experiment
 tag ``mlflow.experimentKind`` alone does not change where it opens."""
+EVALUATE_RUNS_FILTER = "attributes.run_name LIKE 'evaluate %'"
+LEADERBOARD_VIEW = (
+    f"{RUNS_VIEW}&searchFilter={quote(EVALUATE_RUNS_FILTER)}"
+    f"&orderByKey={quote('metrics.`val_top30_error`')}&orderByAsc=true"
+)
+"""The runs table as a leaderboard: the evaluate runs, one a model, best val top-30 error
+first (the UI reads its search box and sort from the URL; a search lists the runs nested
+under an invocation's parent run without a click on its `+`)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -140,7 +149,8 @@ def describe_invocation(
 
 def runs_page(tracking_uri: str, run_id: str) -> str | None:
     """How to see the runs of the experiment of ``run_id`` in the MLflow UI: the URL of its
-    runs table (after the ``mlflow ui`` command for a sqlite store); None if unreachable."""
+    runs table as a leaderboard (``LEADERBOARD_VIEW``; after the ``mlflow ui`` command for
+    a sqlite store); None if unreachable."""
 
     if not _server_reachable(tracking_uri, 3.0):
         return None
@@ -148,11 +158,12 @@ def runs_page(tracking_uri: str, run_id: str) -> str | None:
         experiment_id = mlflow.MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
     except Exception:  # the page is a convenience: never fail the invocation for it
         return None
-    route = f"#/experiments/{experiment_id}/{RUNS_VIEW}"
+    route = f"#/experiments/{experiment_id}/{LEADERBOARD_VIEW}"
+    what = "MLflow runs (the evaluate runs, best first)"
     if tracking_uri.startswith(("http://", "https://")):
-        return f"MLflow runs: {redact(tracking_uri).rstrip('/')}/{route}"
+        return f"{what}: {redact(tracking_uri).rstrip('/')}/{route}"
     return (
-        f"MLflow runs: mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 "
+        f"{what}: mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 "
         f"--port {UI_PORT}, then open http://127.0.0.1:{UI_PORT}/{route}"
     )
 
