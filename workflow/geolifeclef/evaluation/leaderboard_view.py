@@ -242,7 +242,8 @@ def plot_leaderboard(frame: pd.DataFrame, path: str | Path, confidence: float = 
     for bucket in BUCKETS:
         values = [m[bucket_name(bucket)] for m in models]
         right.scatter(values, y, marker=markers.get(bucket, "o"), label=bucket, zorder=3)
-    right.set_xlim(0, 1)
+    right.set_xlim(-0.03, 1.03)  # a marker at 0 or 1 (the constant's tail) drawn whole
+    right.set_xticks(np.linspace(0, 1, 6))
     right.set_xlabel("val top-30 error per bucket (lower is better)")
     right.set_title("By frequency bucket of the true species", fontsize=10)
     right.legend(

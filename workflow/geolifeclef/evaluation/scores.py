@@ -158,7 +158,10 @@ def evaluate_model(
 def plot_buckets(metrics: dict, path: str | Path) -> None:
     """Top-30 error of the model per bucket of the true species, next to the constant
     predictor and (demo) the Bayes limit, with the number of val observations per bucket."""
-    references = [("constant", "constant (30 most frequent)")]
+    # The constant model is its own reference: drawn once.
+    references = (
+        [] if metrics["model"] == "constant" else [("constant", "constant (30 most frequent)")]
+    )
     if "bayes" in metrics:
         references.append(("bayes", "Bayes limit (demo truth)"))
     series = [(metrics["model"], _group_errors(metrics))]
@@ -169,12 +172,15 @@ def plot_buckets(metrics: dict, path: str | Path) -> None:
     width = 0.8 / len(series)
     for i, (label, errors) in enumerate(series):
         values = [errors[g] for g in GROUPS]
-        axes.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label)
+        bars = axes.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label)
+        # The values on the bars: an error of 0 (the constant's head) has no bar to see.
+        axes.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
     counts = [metrics["n_observations"]] + [
         metrics["buckets"][b]["n_observations"] for b in BUCKETS
     ]
     axes.set_xticks(x, [f"{g}\n(n={c})" for g, c in zip(GROUPS, counts, strict=True)])
-    axes.set_ylim(0, 1.15)  # room for the legend above errors of 1
+    axes.set_ylim(0, 1.25)  # room for the labels and the legend above errors of 1
+    axes.set_yticks(np.linspace(0, 1, 6))
     axes.set_ylabel(f"top-{KAGGLE_K} error (val)")
     axes.set_title(f"{metrics['model']}: top-{KAGGLE_K} error by frequency bucket")
     axes.legend(fontsize=8, ncols=3, loc="upper center")

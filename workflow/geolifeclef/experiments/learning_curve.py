@@ -34,7 +34,8 @@ def plot_learning_curve(summary: Mapping[str, Any], path: str | Path) -> None:
         errors.set_xlabel("epoch")
         errors.set_ylabel("val error (lower is better)")
         errors.set_title("Val top-k error")
-        errors.set_ylim(0, 1)
+        errors.set_ylim(0, 1.15)  # a band above errors of 1 for the legend
+        errors.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
         if best:
             kept = summary.get("best_val_top30_error", float("nan"))
             errors.axvline(best, color="grey", ls="--", lw=1)
@@ -45,7 +46,7 @@ def plot_learning_curve(summary: Mapping[str, Any], path: str | Path) -> None:
                 textcoords="offset points",
                 fontsize=8,
             )
-        errors.legend(fontsize=8, loc="upper right")
+        errors.legend(fontsize=8, loc="upper center", ncols=len(REPORTED_KS))
     for axes in panels:
         axes.grid(alpha=0.3)
         if len(epochs) <= 20:
