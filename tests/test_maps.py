@@ -14,10 +14,10 @@ from geolifeclef.baselines.knn import KnnSettings, knn_predictions
 from geolifeclef.data.class_frequency import BucketThresholds, species_table
 from geolifeclef.data.env_table import extract_environment
 from geolifeclef.data.observations import load_observations, read_species_ids, read_species_names
+from geolifeclef.demo.true_maps import DemoTruthModel
 from geolifeclef.layout import ENV_VARIABLES, DatasetLayout, region_digits
 from geolifeclef.maps.network_point_model import ExperimentModel
 from geolifeclef.maps.point_models import (
-    DemoTruthModel,
     PointModel,
     PointModelSpec,
     point_ids,

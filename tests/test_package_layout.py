@@ -88,6 +88,15 @@ def test_the_cycle_finder_finds_a_circle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+def test_the_workflow_imports_nothing_from_the_demo_generator():
+    """The demo is a data source like the archive: only its own rules' scripts read it."""
+    graph = import_graph(deferred_too=True)
+    for name, imports in graph.items():
+        if name.startswith("geolifeclef.demo"):
+            continue
+        assert not [m for m in imports if m.startswith("geolifeclef.demo")], name
+
+
 def test_settings_import_only_settings_and_torch_free_top_level_modules():
     graph = import_graph(deferred_too=True)
     allowed = {f"geolifeclef.{name}" for name in TOP_LEVEL} | {"geolifeclef"}

@@ -2,8 +2,8 @@
 
 from geolifeclef.data.class_frequency import read_species_table
 from geolifeclef.data.observations import read_species_names
+from geolifeclef.demo.true_maps import DemoTruthModel
 from geolifeclef.layout import DatasetLayout
-from geolifeclef.maps.point_models import DemoTruthModel
 from geolifeclef.maps.render import MapSettings, choose_species
 from geolifeclef.maps.report import map_region
 from geolifeclef.rule_logging import logging_to

@@ -17,9 +17,9 @@ column j being row j of the species table, through the same functions as the mod
 prediction rule (``run_prediction``'s batch features, ``forest_probabilities``,
 ``KnnModel``), so a point query equals the model's prediction at an observation.
 
-This module holds the specs, the blends and the demo's true model, without torch or
-scikit-learn: the jobs that describe models, draw the true maps and the MESS maps, and
-summarise them load neither (seconds a job). The trained models are in
+This module holds the specs and the blends, without torch or scikit-learn: the jobs that
+describe models, draw the true maps (``geolifeclef.demo.true_maps``) and the MESS maps,
+and summarise them load neither (seconds a job). The trained models are in
 ``geolifeclef.maps.trained_models``.
 """
 
@@ -33,7 +33,6 @@ import numpy as np
 
 from geolifeclef.atomic import write_text
 from geolifeclef.data.rasters import region_of_points
-from geolifeclef.demo.truth import read_world, true_probabilities
 from geolifeclef.layout import OBSERVATION_ID_DIGITS, REGION_DIGIT
 
 log = logging.getLogger(__name__)
@@ -141,17 +140,3 @@ class BlendModel(PointModel):
             p = weight * model.probabilities(latitude, longitude, env).astype(np.float64)
             result = p if result is None else result + p
         return result
-
-
-class DemoTruthModel(PointModel):
-    """The demo's hidden species model (``demo.true_probabilities``): the true maps."""
-
-    def __init__(self, world_path: str | Path, species_ids: np.ndarray, name: str = "truth"):
-
-        self.name = name
-        self.world = read_world(world_path)
-        self.species_ids = np.asarray(species_ids, dtype=np.int64)
-
-    def probabilities(self, latitude, longitude, env) -> np.ndarray:
-
-        return true_probabilities(self.world, latitude, longitude)[:, self.species_ids]
