@@ -35,9 +35,15 @@ def test_the_logged_link_opens_the_evaluate_runs_best_first(tmp_path):
             for model, error in errors.items():
                 with start_run(
                     uri, "geolifeclef", f"evaluate {model}", tmp_path / f"{model}.jsonl",
-                    tags={"mlflow.parentRunId": parent.run_id},
+                    tags={"mlflow.parentRunId": parent.run_id,
+                          "snakemake.rule": "evaluate_model"},
                 ) as run:  # fmt: skip
-                    run.log_metrics({"val_top30_error": error})
+                    run.log_params(
+                        {"kind": "baseline" if model != "fitted_blend" else "fitted blend"}
+                    )
+                    run.log_metrics(
+                        {"val_top30_error": error, "val_top30_error_low": error - 0.0123}
+                    )
             with start_run(
                 uri, "geolifeclef", "train env_mlp", tmp_path / "t.jsonl",
                 tags={"mlflow.parentRunId": parent.run_id},
@@ -51,9 +57,14 @@ def test_the_logged_link_opens_the_evaluate_runs_best_first(tmp_path):
         stop(process, signal.SIGTERM)
     # On the runs table in model-training mode, not the GenAI overview.
     assert "Model training" in page and "Welcome to MLflow" not in page
+    # With the errors, their interval and the kind as columns (the saved leaderboard view).
+    assert "viewStateShareKey" in url
+    for error in errors.values():
+        assert f">{error}<" in page and f">{round(error - 0.0123, 4)}<" in page
+    assert ">fitted blend<" in page
     # One evaluate run a model, nested under the parent yet listed, best first; no train run.
     shown = [name for name in (f"evaluate {m}" for m in errors) if name in page]
     assert sorted(shown, key=page.index) == [
         f"evaluate {m}" for m in sorted(errors, key=errors.get)
     ]
-    assert "train env_mlp" not in page
+    assert "train env_mlp" not in page and "all 2026-12-06 06:00" not in page

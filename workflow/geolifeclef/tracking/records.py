@@ -21,6 +21,7 @@ decides what they hold, so that a researcher can compare them in the MLflow UI:
   scores as params: those of a baseline, the weights of a blend.
 """
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -73,14 +74,38 @@ RUNS_VIEW = "runs?workflowType=machine_learning"
 """MLflow 3.17's UI opens every experiment on its GenAI overview unless its "Model
 training" switch is on (or the URL says ``workflowType=machine_learning``): the experiment
 tag ``mlflow.experimentKind`` alone does not change where it opens."""
-EVALUATE_RUNS_FILTER = "attributes.run_name LIKE 'evaluate %'"
+EVALUATE_RUNS_FILTER = "tags.`snakemake.rule` = 'evaluate_model'"
+LEADERBOARD_ORDER = "metrics.`val_top30_error`"
 LEADERBOARD_VIEW = (
     f"{RUNS_VIEW}&searchFilter={quote(EVALUATE_RUNS_FILTER)}"
-    f"&orderByKey={quote('metrics.`val_top30_error`')}&orderByAsc=true"
+    f"&orderByKey={quote(LEADERBOARD_ORDER)}&orderByAsc=true"
 )
 """The runs table as a leaderboard: the evaluate runs, one a model, best val top-30 error
 first (the UI reads its search box and sort from the URL; a search lists the runs nested
 under an invocation's parent run without a click on its `+`)."""
+LEADERBOARD_VIEW_KEY = "leaderboard"
+LEADERBOARD_COLUMNS = (
+    "metrics.`val_top30_error`",
+    "metrics.`val_top30_error_low`",
+    "metrics.`val_top30_error_high`",
+    "params.`kind`",
+)
+"""The columns the leaderboard view shows (the UI's column keys)."""
+SHARED_VIEW_TAG = "mlflow.sharedViewState."
+"""The UI's shared views: an experiment tag ``<this><key>`` holding the view's search,
+sort and columns as JSON, opened by ``viewStateShareKey=<key>`` in the URL. The only way
+to open the runs table with chosen columns: the UI keeps the columns a user picks in the
+browser's storage."""
+
+
+def leaderboard_view_state() -> dict[str, Any]:
+    """The leaderboard view as the UI's shared view state."""
+    return {
+        "searchFilter": EVALUATE_RUNS_FILTER,
+        "orderByKey": LEADERBOARD_ORDER,
+        "orderByAsc": True,
+        "selectedColumns": list(LEADERBOARD_COLUMNS),
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -149,16 +174,25 @@ def describe_invocation(
 
 def runs_page(tracking_uri: str, run_id: str) -> str | None:
     """How to see the runs of the experiment of ``run_id`` in the MLflow UI: the URL of its
-    runs table as a leaderboard (``LEADERBOARD_VIEW``; after the ``mlflow ui`` command for
-    a sqlite store); None if unreachable."""
+    runs table as a leaderboard (the shared view ``LEADERBOARD_VIEW_KEY``, saved on the
+    experiment here: the evaluate runs best first, with their errors as columns; the same
+    search and sort without the columns if the view cannot be saved), after the ``mlflow
+    ui`` command for a sqlite store; None if unreachable."""
 
     if not _server_reachable(tracking_uri, 3.0):
         return None
     try:
-        experiment_id = mlflow.MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
+        client = mlflow.MlflowClient(tracking_uri)
+        experiment_id = client.get_run(run_id).info.experiment_id
     except Exception:  # the page is a convenience: never fail the invocation for it
         return None
-    route = f"#/experiments/{experiment_id}/{LEADERBOARD_VIEW}"
+    try:
+        state = json.dumps(leaderboard_view_state())
+        client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + LEADERBOARD_VIEW_KEY, state)
+        view = f"{RUNS_VIEW}&viewStateShareKey={LEADERBOARD_VIEW_KEY}"
+    except Exception:  # as above: the search and sort still come from the URL
+        view = LEADERBOARD_VIEW
+    route = f"#/experiments/{experiment_id}/{view}"
     what = "MLflow runs (the evaluate runs, best first)"
     if tracking_uri.startswith(("http://", "https://")):
         return f"{what}: {redact(tracking_uri).rstrip('/')}/{route}"
