@@ -255,24 +255,59 @@ def test_shrink_moves_the_weights_toward_equal_ones(val):
         BlendFit("em")
 
 
-@pytest.mark.parametrize("method", ["likelihood", "top30"])
-def test_a_blend_worse_than_its_best_member_says_so(method, caplog):
-    # Member 0 is right on the rows of fold 0, member 1 on those of fold 1: weights fitted
-    # on one fold pick the member that is wrong on the other, so the cross-fitted blend
-    # misses where either member alone hits half the rows.
+def _worse_case():
+    """Member 0 is right on the rows of fold 0, member 1 on those of fold 1: weights fitted
+    on one fold pick the member that is wrong on the other, so the cross-fitted blend
+    misses where either member alone hits half the rows."""
     rng = np.random.default_rng(7)
     n = 800
     latitude, longitude = rng.uniform(40, 50, n), rng.uniform(-4, 8, n)
     folds = spatial_folds(latitude, longitude)
     labels = rng.integers(0, N_SPECIES, n)
     members = [_member(labels, folds == 0, 8), _member(labels, folds == 1, 9)]
+    return members, labels, latitude, longitude
+
+
+@pytest.mark.parametrize("method", ["likelihood", "top30"])
+def test_a_blend_worse_than_its_best_member_says_so_and_can_stay_a_blend(method, caplog):
+    members, labels, latitude, longitude = _worse_case()
     ids = members[0].observation_id
-    found = fit_blend(members, ids, labels, latitude, longitude, K, BlendFit(method))
+    fit = BlendFit(method, fallback=False)
+    found = fit_blend(members, ids, labels, latitude, longitude, K, fit)
+    n = len(labels)
     assert found.cross_fitted_error == pytest.approx(_error(found.val, labels, np.arange(n)))
     assert found.member_errors.min() < 0.6 < found.cross_fitted_error
-    assert found.worse_than_best_member
+    assert found.worse_than_best_member and not found.fell_back
+    assert (found.weights > 0).sum() == 2  # still a blend
     report = found.report(["north", "south"])
     assert report["worse_than_best_member"] is True
-    assert report["best_member"] == ["north", "south"][int(np.argmin(found.member_errors))]
-    assert report["fit"] == {"method": method, "shrink": 0.0}
+    assert report["fell_back_to_best_member"] is False
+    assert report["best_member"] == ["north", "south"][found.best_member]
+    assert report["fit"] == {"method": method, "shrink": 0.0, "fallback": False}
     assert "worse than its best member" in caplog.text
+
+
+@pytest.mark.parametrize("method", ["likelihood", "top30"])
+def test_a_blend_worse_than_its_best_member_falls_back_to_it(method, caplog):
+    members, labels, latitude, longitude = _worse_case()
+    ids = members[0].observation_id
+    found = fit_blend(members, ids, labels, latitude, longitude, K, BlendFit(method))
+    best = found.best_member
+    assert found.worse_than_best_member and found.fell_back
+    assert found.weights.tolist() == np.eye(2)[best].tolist()
+    assert (found.fitted_weights > 0).sum() == 2  # what the fit found, kept in the report
+    member = members[best].aligned_to(ids)
+    assert np.array_equal(found.val.aligned_to(ids).species_ids, member.species_ids[:, :K])
+    assert _error(found.val, labels, np.arange(len(labels))) == found.member_errors[best]
+    report = found.report(["north", "south"])
+    assert report["fell_back_to_best_member"] is True
+    assert report["weights"] == {
+        name: float(w) for name, w in zip(["north", "south"], np.eye(2)[best], strict=True)
+    }
+    assert "falls back to that member" in caplog.text
+
+
+def test_a_blend_that_beats_its_best_member_does_not_fall_back(val):
+    members, labels, latitude, longitude = val
+    found = fit_blend(members, members[0].observation_id, labels, latitude, longitude, K)
+    assert not found.fell_back and np.array_equal(found.weights, found.fitted_weights)

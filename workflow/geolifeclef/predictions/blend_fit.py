@@ -18,9 +18,16 @@ rows it is scored on flatters the blend, so the val predictions of a fitted blen
 cross-fitted: val is cut into two folds by 1-degree cells (neighbours share species, so a
 fold must not see the other fold's places), each fold is blended with the weights fitted
 on the other, and that is what the leaderboard scores. The test predictions use weights
-fitted on all of val. A blend whose cross-fitted error is worse than its best member's
-says so (``FittedBlend.worse_than_best_member``): the leaderboard then ranks the member
-first, and ``submission.model: best`` submits it.
+fitted on all of val.
+
+A blend whose cross-fitted val error is worse than its best member's says so
+(``FittedBlend.worse_than_best_member``, in the log and weights.json) and, with
+``BlendFit.fallback`` (the default), becomes that member: weight 1, its val and test
+predictions. On the demo a blend of weak and strong members lost to its strongest member
+on one world in three, whatever the weights' fit; held-out evidence that blending hurts
+is what the fallback follows (bench/README.md, "Blends over seeds"). The choice between
+the two uses val, so the fallen-back blend's val error is that of the better of two: a
+little optimistic, as any selection on val.
 
 Each member's probabilities over the candidate species of each row are gathered once
 (``CandidateScores``); a trial is a dense weighted sum of them and a rank check of the label,
@@ -30,7 +37,7 @@ not a merge and re-sort of the members' lists (bench/bench_blend_fit.py).
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +65,8 @@ class BlendFit:
     """``likelihood`` or ``top30`` (the module docstring)."""
     shrink: float = 0.0
     """Share of the weight spread equally over the members after the fit (0: none)."""
+    fallback: bool = True
+    """Become the best member (by val error) when the cross-fitted blend is worse."""
 
     def __post_init__(self):
         if self.method not in FIT_METHODS:
@@ -300,18 +309,30 @@ class FittedBlend:
     member_errors: np.ndarray
     """Each member's val top-30 error (its top K) on the same rows."""
     fit: BlendFit
+    fitted_weights: np.ndarray
+    """The weights the fit found on all of val (``weights`` unless it fell back)."""
+
+    @property
+    def best_member(self) -> int:
+        return int(np.argmin(self.member_errors))
 
     @property
     def worse_than_best_member(self) -> bool:
+        """Whether the blend, cross-fitted, has a higher val error than its best member."""
         return bool(self.cross_fitted_error > self.member_errors.min())
+
+    @property
+    def fell_back(self) -> bool:
+        return self.worse_than_best_member and self.fit.fallback
 
     def report(self, names: list[str]) -> dict:
         """What weights.json holds: the weights by member name, and how the blend fares
         against its best member."""
-        best = int(np.argmin(self.member_errors))
+        best = self.best_member
         return {
             "weights": dict(zip(names, self.weights.round(6).tolist(), strict=True)),
             "fit": asdict(self.fit),
+            "fitted_weights": dict(zip(names, self.fitted_weights.round(6).tolist(), strict=True)),
             "fold_weights": [
                 dict(zip(names, w.round(6).tolist(), strict=True)) for w in self.fold_weights
             ],
@@ -319,6 +340,7 @@ class FittedBlend:
             "best_member": names[best],
             "best_member_top30_error": round(float(self.member_errors[best]), 6),
             "worse_than_best_member": self.worse_than_best_member,
+            "fell_back_to_best_member": self.fell_back,
             "in_sample_top30_error": round(self.in_sample_error, 6),
             "note": "val predictions are cross-fitted (each fold blended with the other's "
             "weights); in_sample_top30_error is optimistic",
@@ -360,16 +382,41 @@ def fit_blend(
     cross_fitted = 1.0 - float(hits(ranked, np.asarray(labels), KAGGLE_K).mean())
     member_errors = np.array([candidates.error(single) for single in np.eye(len(members))])
     found = FittedBlend(
-        weights, fold_weights, val, candidates.error(weights), cross_fitted, member_errors, fit
+        weights,
+        fold_weights,
+        val,
+        candidates.error(weights),
+        cross_fitted,
+        member_errors,
+        fit,
+        weights,
     )
-    if found.worse_than_best_member:
+    if not found.worse_than_best_member:
+        return found
+    best = found.best_member
+    if not fit.fallback:
         log.warning(
-            "the cross-fitted blend (val top-30 error %.4f) is worse than its best member "
-            "(%.4f): the leaderboard ranks the member above it",
+            "the cross-fitted blend (val top-30 error %.4f) is worse than its best member, "
+            "member %d (%.4f): the leaderboard ranks the member above it",
             cross_fitted,
-            member_errors.min(),
+            best,
+            member_errors[best],
         )
-    return found
+        return found
+    log.warning(
+        "the cross-fitted blend (val top-30 error %.4f) is worse than its best member, "
+        "member %d (%.4f): the blend falls back to that member",
+        cross_fitted,
+        best,
+        member_errors[best],
+    )
+    alone = np.eye(len(members))[best]
+    return replace(
+        found,
+        weights=alone,
+        val=blend([members[best]], [1.0], k),
+        in_sample_error=float(member_errors[best]),
+    )
 
 
 def read_weights(path) -> dict[str, float]:
