@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: setup demo test test-fast test-slurm lint rehearsal clean
+.PHONY: setup demo test test-fast test-slurm lint rehearsal docs docs-build clean
 
 $(BIN)/activate: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/mkdocs build --strict --quiet
 	@$(BIN)/snakemake --lint > .lint.log 2>&1 || true
 	@if grep -E '^    \* ' .lint.log | grep -vE '$(WORKFLOW_LINTS_KEPT)'; then \
 		cat .lint.log; echo "snakemake --lint: fix the warnings above"; exit 1; fi
@@ -56,5 +57,12 @@ REHEARSAL ?= /tmp/glc-rehearsal
 rehearsal: setup
 	$(BIN)/python bench/rehearsal.py all $(REHEARSAL) --cores $(CORES)
 
+# The manual (docs/) as a site: served at http://127.0.0.1:8000, or built into site/.
+docs: setup
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+docs-build: setup
+	$(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf results resources logs benchmarks .snakemake mlflow.db mlruns mlartifacts
+	rm -rf results resources logs benchmarks .snakemake mlflow.db mlruns mlartifacts site

@@ -221,8 +221,8 @@ def test_evaluate_runs_say_what_they_evaluate_and_with_which_settings(runs, trai
 
 
 def _readme_snippet() -> str:
-    """The README's reload snippet: the python block after its marker."""
-    readme = (REPO / "README.md").read_text()
+    """The docs' reload snippet (docs/experiments.md): the python block after its marker."""
+    readme = (REPO / "docs" / "experiments.md").read_text()
     after = readme.split(RELOAD_MARKER, 1)[1]
     return after.split("```python\n", 1)[1].split("```", 1)[0]
 

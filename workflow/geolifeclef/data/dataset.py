@@ -1,7 +1,6 @@
 """PyTorch Dataset and DataLoader over the patch caches and the env table.
 
-What the extraction stage leaves for training (see README, "Environmental values and patch
-caches")::
+What the extraction stage leaves for training (see docs/extraction.md)::
 
     results/patches/{train,val,test}/        patch caches, decoded or encoded store
                                              (geolifeclef.patches.cache)

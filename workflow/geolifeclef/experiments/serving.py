@@ -17,8 +17,8 @@ each train run logs, under the experiment's name, an ``mlflow.pyfunc`` model
 It carries its weights (``model.pt``), the train normalisation statistics, where the
 workflow keeps the env table, patch caches and patch statistics of each split, and the
 ``geolifeclef`` package itself (``code_paths``): an environment with the requirements of
-``requirements.txt`` reloads it without installing this repository. The snippet of the
-README ("Reloading a model") is run by ``tests/test_workflow_training.py``.
+``requirements.txt`` reloads it without installing this repository. The snippet of
+docs/experiments.md ("Reloading a model") is run by ``tests/test_workflow_training.py``.
 """
 
 import json
