@@ -207,7 +207,13 @@ def test_evaluate_runs_say_what_they_evaluate_and_with_which_settings(runs, trai
         assert evaluate.data.tags["evaluated_model_uri"] == summary["mlflow_model_uri"]
         logged = mlflow.get_logged_model(summary["mlflow_model_uri"].removeprefix("models:/"))
         assert logged.name == experiment and logged.source_run_id == train.info.run_id
-        assert evaluate.data.params == {"tta": "False"}
+        params = evaluate.data.params
+        assert params["kind"] == "experiment" and params["tta"] == "False"
+        assert params["refit"] == "False"
+        # The model settings its train run logs, not its training ones.
+        shaping = {k: v for k, v in train.data.params.items() if k.startswith("model.")}
+        assert {k: v for k, v in params.items() if k.startswith("model.")} == shaping
+        assert not [k for k in params if k.startswith("train.")]
     assert "evaluated_run_id" not in children["evaluate knn"].data.tags
     assert children["evaluate knn"].data.params["knn.n_neighbors"] == "100"
     forest = children["evaluate random_forest"].data.params

@@ -23,10 +23,10 @@ from pathlib import Path
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _PEAK_LINE = (
     "peak memory at exit: {own:.0f} MB this process, {child:.0f} MB its largest child; "
-    "{cpu:.0f} CPU s in all"
+    "{cpu:.1f} CPU s in all"
 )
 _PEAK_PATTERN = re.compile(
-    r"peak memory at exit: (\d+) MB this process, (\d+) MB its largest child; (\d+) CPU s"
+    r"peak memory at exit: (\d+) MB this process, (\d+) MB its largest child; ([\d.]+) CPU s"
 )
 
 
