@@ -33,18 +33,23 @@ def _mtimes(folder) -> dict:
     return {p: p.stat().st_mtime_ns for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture
-def built(tiny_demo, tmp_path):
-    """A workflow folder whose observations and class frequencies were built from a copy of
-    the tiny demo's archive (rasters and patches linked): (folder, archive layout)."""
-    layout, _, _ = tiny_demo
-    archive = damaged_root(layout, tmp_path / "archive")
-    work = tmp_path / "work"
+def _build(layout, root):
+    """Under ``root``, a workflow folder whose observations and class frequencies were
+    built from a copy of the tiny demo's archive (rasters and patches linked): (folder,
+    archive layout)."""
+    archive = damaged_root(layout, root / "archive")
+    work = root / "work"
     work.mkdir()
     (work / "config.yaml").write_text(_config(archive.root))
     done = run_snakemake(work, "observations", "class_frequency", timeout=300)
     assert done.returncode == 0, done.stderr
     return work, archive
+
+
+@pytest.fixture
+def built(tiny_demo, tmp_path):
+    """``_build``, for a test that changes the folder or the archive."""
+    return _build(tiny_demo[0], tmp_path)
 
 
 def _refused(result, *needles) -> str:
@@ -210,16 +215,8 @@ CONFIG_CASES = {
 
 @pytest.fixture(scope="module")
 def built_once(tiny_demo, tmp_path_factory):
-    """As ``built``, once for the module's read-only uses: (folder, archive layout)."""
-    layout, _, _ = tiny_demo
-    root = tmp_path_factory.mktemp("built")
-    archive = damaged_root(layout, root / "archive")
-    work = root / "work"
-    work.mkdir()
-    (work / "config.yaml").write_text(_config(archive.root))
-    done = run_snakemake(work, "observations", "class_frequency", timeout=300)
-    assert done.returncode == 0, done.stderr
-    return work, archive
+    """``_build``, once for the module's read-only uses."""
+    return _build(tiny_demo[0], tmp_path_factory.mktemp("built"))
 
 
 @pytest.mark.parametrize("case", list(CONFIG_CASES))

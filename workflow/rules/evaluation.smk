@@ -7,17 +7,14 @@ BOOTSTRAP = config["evaluation"]
 def evaluated_settings(model):
     """What shaped a model, that its evaluate run logs as params
     (geolifeclef.tracking.records.evaluation_params): a baseline's settings; an
-    experiment's model settings (those it reads), refit and TTA; a fitted blend's fit
-    (a blend's weights are read from the config or weights.json)."""
+    experiment's model settings (those it reads), refit and TTA (a blend's weights, and a
+    fitted blend's fit, are read from the config or weights.json)."""
     if model in BASELINE_MODELS:
         return config["baselines"].get(model, {})
     if model in EXPERIMENTS:
         entry = CATALOG.experiments[model]
         shaping = shaping_settings(EXPERIMENT_SETTINGS[model])
         return {"model": shaping["model"], "refit": entry["refit"], "tta": entry["tta"]}
-    if model in FITTED_BLENDS:
-        entry = config["fitted_blends"][model]
-        return {key: value for key, value in entry.items() if key != "models"}
     return {}
 
 

@@ -11,7 +11,7 @@ from geolifeclef.data.observations import read_table
 from geolifeclef.evaluation.bootstrap import BlockBootstrap, write_block_errors
 from geolifeclef.evaluation.scores import evaluate_model, plot_buckets, val_misses, write_metrics
 from geolifeclef.evaluation.species_results import species_results, write_species_results
-from geolifeclef.predictions.blend_fit import read_weights
+from geolifeclef.predictions.blend_fit import read_report
 from geolifeclef.predictions.metrics import INTERVAL_HIGH, INTERVAL_LOW, KAGGLE_ERROR
 from geolifeclef.predictions.table import read_predictions
 from geolifeclef.rule_logging import logging_to
@@ -48,15 +48,10 @@ with logging_to(snakemake.log[0]) as log:
         snakemake.output.species,
     )
     metrics["test_fit"] = snakemake.params.test_fit
-    weights = snakemake.params.members or (
-        read_weights(snakemake.input.blend_weights[0]) if snakemake.input.blend_weights else {}
-    )
-    # A fitted blend's fit as its weights.json says (the schema's defaults filled in).
-    settings = (
-        json.loads(Path(snakemake.input.blend_weights[0]).read_text())["fit"]
-        if snakemake.input.blend_weights
-        else snakemake.params.settings
-    )
+    # A fitted blend's weights and fit as its weights.json says (the defaults filled in).
+    fitted = read_report(snakemake.input.blend_weights[0]) if snakemake.input.blend_weights else {}
+    weights = snakemake.params.members or fitted.get("weights", {})
+    settings = fitted.get("fit", snakemake.params.settings)
     if weights:
         metrics["members"] = weights
     write_metrics(metrics, snakemake.output.metrics)

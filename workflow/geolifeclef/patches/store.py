@@ -219,14 +219,10 @@ class NpyRows:
         ordered = rows[order]
         into = np.empty_like(out) if not np.array_equal(order, np.arange(len(rows))) else out
         flat = into.reshape(len(rows), -1).view(np.uint8)
+        # A run: rows that follow each other (a repeated row starts a run of its own).
         runs = np.flatnonzero(np.diff(ordered) != 1) + 1
         for start, stop in zip([0, *runs], [*runs, len(rows)], strict=True):
-            first, count = ordered[start], stop - start
-            if ordered[stop - 1] - first == count - 1:  # consecutive (no repeated row)
-                self._read_into(memoryview(flat[start:stop]).cast("B"), first * self.row_bytes)
-            else:
-                for k in range(start, stop):
-                    self._read_into(memoryview(flat[k]).cast("B"), ordered[k] * self.row_bytes)
+            self._read_into(memoryview(flat[start:stop]).cast("B"), ordered[start] * self.row_bytes)
         if into is not out:
             out[order] = into
         return out
@@ -238,13 +234,11 @@ class NpyRows:
         positions = np.zeros(len(starts) + 1, dtype=np.int64)
         np.cumsum(ends - starts, out=positions[1:])
         buffer = np.empty(int(positions[-1]), dtype=np.uint8)
-        view, fd, base = memoryview(buffer), self._descriptor(), self.data_offset
+        view = memoryview(buffer)
         # A run ends where the next range does not start at this one's end.
         breaks = np.flatnonzero(starts[1:] != ends[:-1]) + 1
         for first, stop in zip([0, *breaks.tolist()], [*breaks.tolist(), len(starts)], strict=True):
-            part = view[positions[first] : positions[stop]]
-            if os.preadv(fd, [part], base + int(starts[first])) != len(part):
-                self._read_into(part, int(starts[first]))  # a short read: the slow way
+            self._read_into(view[positions[first] : positions[stop]], int(starts[first]))
         return [buffer[positions[k] : positions[k + 1]] for k in range(len(starts))]
 
 

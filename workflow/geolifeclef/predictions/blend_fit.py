@@ -394,22 +394,18 @@ def fit_blend(
     if not found.worse_than_best_member:
         return found
     best = found.best_member
-    if not fit.fallback:
-        log.warning(
-            "the cross-fitted blend (val top-30 error %.4f) is worse than its best member, "
-            "member %d (%.4f): the leaderboard ranks the member above it",
-            cross_fitted,
-            best,
-            member_errors[best],
-        )
-        return found
     log.warning(
         "the cross-fitted blend (val top-30 error %.4f) is worse than its best member, "
-        "member %d (%.4f): the blend falls back to that member",
+        "member %d (%.4f): %s",
         cross_fitted,
         best,
         member_errors[best],
+        "the blend falls back to that member"
+        if fit.fallback
+        else "the leaderboard ranks the member above it",
     )
+    if not fit.fallback:
+        return found
     alone = np.eye(len(members))[best]
     return replace(
         found,
@@ -419,7 +415,11 @@ def fit_blend(
     )
 
 
+def read_report(path) -> dict:
+    """``fit_blend``'s report (weights.json, ``FittedBlend.report``)."""
+    return json.loads(Path(path).read_text())
+
+
 def read_weights(path) -> dict[str, float]:
     """The weights for test that ``fit_blend``'s report (weights.json) holds, by member."""
-
-    return json.loads(Path(path).read_text())["weights"]
+    return read_report(path)["weights"]
