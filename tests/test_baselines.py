@@ -1,11 +1,14 @@
 """Baselines: each gives valid predictions, the right species ids and valid submissions."""
 
+from dataclasses import fields
+from importlib import import_module
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from geolifeclef.baselines.constant import constant_predictions
-from geolifeclef.baselines.fitting import fitting_rows, predict_per_fit
+from geolifeclef.baselines.fitting import fitting_rows, run_baseline
 from geolifeclef.baselines.forest import (
     ForestSettings,
     TabularSources,
@@ -14,13 +17,14 @@ from geolifeclef.baselines.forest import (
     random_forest_predictions,
 )
 from geolifeclef.baselines.knn import KnnSettings, knn_predictions
-from geolifeclef.data.class_frequency import BucketThresholds, species_table
+from geolifeclef.data.class_frequency import BucketThresholds, read_species_table, species_table
 from geolifeclef.data.observations import load_observations, read_species_ids
 from geolifeclef.errors import InputDataError
 from geolifeclef.evaluation.submission import check_submission_file, write_submission
 from geolifeclef.layout import CSV_SEPARATOR, ENV_VARIABLES
 from geolifeclef.predictions.metrics import top_k_error
-from geolifeclef.predictions.table import check_predictions
+from geolifeclef.predictions.table import check_predictions, read_predictions
+from geolifeclef.settings.families import BASELINES
 from geolifeclef.settings.inputs import FOREST_FEATURE_GROUPS
 
 
@@ -171,14 +175,38 @@ def test_refit_fits_test_on_train_and_val_and_val_on_train_only(demo):
     assert not set(fitting["test"]["observation_id"]) & set(tables.test["observation_id"])
     plain = fitting_rows(tables.train, tables.val, refit=False)
     assert plain["val"] is plain["test"] is tables.train
-    calls = []
 
-    def predict(rows, wanted):
-        calls.append((len(rows), sorted(wanted)))
-        return {split: split for split in wanted}
 
-    assert predict_per_fit(plain, {"val": 1, "test": 2}, predict) == {"val": "val", "test": "test"}
-    assert calls == [(len(tables.train), ["test", "val"])]  # one fit serves both
-    calls.clear()
-    predict_per_fit(fitting, {"val": 1, "test": 2}, predict)
-    assert calls == [(len(tables.train), ["val"]), (len(fitting["test"]), ["test"])]
+@pytest.mark.parametrize("family", list(BASELINES))
+def test_every_baseline_family_saves_the_fit_behind_test_and_reloads_it(
+    with_species, family, tmp_path
+):
+    """The family's rule job (run_baseline): val from a train-only fit, test (and the saved
+    model: what the maps and its MLflow model reload) from train + val with refit; the
+    reloaded model predicts test exactly as the job did."""
+    record = BASELINES[family]
+    values = {"refit": True} if "refit" in {f.name for f in fields(record.settings)} else {}
+    if family == "random_forest":
+        values.update(n_estimators=3, max_depth=5)
+    settings = record.settings_from(values, f"baselines.{family}")
+    module = import_module(record.implementation)
+    tables = with_species["tables"]
+    sources = TabularSources.read(with_species["env"]) if "env" in settings.reads else None
+    outputs = {split: tmp_path / f"{split}.parquet" for split in ("val", "test")}
+    model_path = tmp_path / "model.npz"
+    run_baseline(
+        module, settings, tables, with_species["species"], outputs, model_path, 40, 7, sources
+    )
+    species = read_species_table(with_species["species"])
+    test = pd.read_parquet(tables["test"])
+    reloaded = module.load(model_path, species, sources).predict(test, 40, 1000)
+    written = read_predictions(outputs["test"])
+    np.testing.assert_array_equal(reloaded.species_ids, written.species_ids)
+    np.testing.assert_array_equal(reloaded.scores, written.scores)
+    if settings.refit:
+        train_only = module.fit(pd.read_parquet(tables["train"]), species, settings, sources)
+        val = read_predictions(outputs["val"])
+        expected = train_only.predict(pd.read_parquet(tables["val"]), 40, 1000)
+        np.testing.assert_array_equal(val.species_ids, expected.species_ids)
+        # Refitted on train + val: the test predictions differ from the train-only fit's.
+        assert not np.array_equal(written.scores, train_only.predict(test, 40, 1000).scores)

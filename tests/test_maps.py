@@ -10,17 +10,17 @@ import rasterio
 import torch
 
 from geolifeclef.baselines.forest import ForestSettings, TabularSources, random_forest_predictions
-from geolifeclef.baselines.knn import KnnSettings, knn_predictions
+from geolifeclef.baselines.knn import KnnModel, KnnSettings, knn_predictions
 from geolifeclef.data.class_frequency import BucketThresholds, species_table
 from geolifeclef.data.env_table import extract_environment
 from geolifeclef.data.observations import load_observations, read_species_ids, read_species_names
+from geolifeclef.data.rasters import point_ids
 from geolifeclef.demo.true_maps import DemoTruthModel
 from geolifeclef.layout import ENV_VARIABLES, DatasetLayout, region_digits
 from geolifeclef.maps.network_point_model import ExperimentModel
 from geolifeclef.maps.point_models import (
     PointModel,
     PointModelSpec,
-    point_ids,
     write_spec,
 )
 from geolifeclef.maps.query import (
@@ -39,7 +39,7 @@ from geolifeclef.maps.render import (
     render_maps,
 )
 from geolifeclef.maps.report import map_region
-from geolifeclef.maps.trained_models import ForestModel, KnnPointModel
+from geolifeclef.maps.trained_models import BaselinePointModel
 from geolifeclef.models.networks import build_model
 from geolifeclef.settings.catalog import Catalog
 from geolifeclef.settings.mappable import unmappable_reason
@@ -197,13 +197,14 @@ def test_a_map_cell_holds_the_prediction_at_its_centre(demo, tmp_path):
 @pytest.mark.parametrize("kind", ["forest", "mlp", "knn"])
 def test_chunked_and_one_shot_maps_agree(demo, forest, mlp, kind, tmp_path):
     models = {
-        "forest": lambda: ForestModel("rf", str(forest[0]), demo["species"]),
-        "mlp": lambda: mlp,
-        "knn": lambda: KnnPointModel(
-            "knn", str(demo["folder"] / "train.parquet"), demo["species"], {}
+        "forest": lambda: BaselinePointModel(
+            "rf", "random_forest", str(forest[0]), demo["species"]
         ),
+        "mlp": lambda: mlp,
+        "knn": lambda: BaselinePointModel("knn", "knn", str(knn_file), demo["species"]),
     }
-    demo["train"].to_parquet(demo["folder"] / "train.parquet")
+    knn_file = tmp_path / "knn.npz"
+    KnnModel(demo["train"], demo["species"], KnnSettings()).save(knn_file)
     model = models[kind]()
     columns = {"a": 0, "b": 5}
     chunked, _ = _render(model, demo, "us", tmp_path, columns, chunk_cells=37)
@@ -285,13 +286,12 @@ def test_a_point_query_is_the_prediction_of_an_observation_there(
     val = demo["val"]
     if kind in ("forest", "country_forest"):
         fitted = forest if kind == "forest" else country_forest
-        model, expected = ForestModel("rf", str(fitted[0]), species), fitted[1]
+        model = BaselinePointModel("rf", "random_forest", str(fitted[0]), species)
+        expected = fitted[1]
     else:
         settings = KnnSettings(n_neighbors=20)
-        demo["train"].to_parquet(demo["folder"] / "train.parquet")
-        model = KnnPointModel(
-            "knn", str(demo["folder"] / "train.parquet"), species, {"n_neighbors": 20}
-        )
+        KnnModel(demo["train"], species, settings).save(demo["folder"] / "knn.npz")
+        model = BaselinePointModel("knn", "knn", str(demo["folder"] / "knn.npz"), species)
         expected = knn_predictions(demo["train"], {"val": val}, species, 30, settings)["val"]
     where = (
         model,
@@ -347,7 +347,7 @@ def test_query_command_answers_refuses_and_explains_unmappable_models(
         "data_root": str(demo["layout"].root),
     }
     write_spec(
-        PointModelSpec("rf", "random_forest", files={"forest": str(forest[0])}, **common),
+        PointModelSpec("rf", "random_forest", files={"model": str(forest[0])}, **common),
         maps_dir / "rf" / "model.json",
     )
     reason = "experiment cnn reads patches (rgb), which exist only at observation points"
@@ -419,11 +419,10 @@ def test_only_models_of_what_is_known_everywhere_are_mappable():
         config["blends"],
         config["fitted_blends"],
     )
-    baselines = {"random_forest": {"features": ["env", "coordinates"]}}
 
     def reason(name, forest_features=("env", "coordinates")):
-        forest = {"random_forest": {"features": list(forest_features)}}
-        return unmappable_reason(name, catalog, {**baselines, **forest})
+        baselines = {"random_forest": ForestSettings(features=forest_features)}
+        return unmappable_reason(name, catalog, baselines)
 
     assert reason("knn") is None and reason("random_forest") is None
     assert reason("random_forest", ("env", "coordinates", "country")) is None

@@ -148,8 +148,7 @@ TORCH_FREE_SCRIPTS = (
     "map_model",
     "importance_model",
     "respond_model",
-    "predict_constant",
-    "predict_random_forest",
+    "predict_baseline",
     "evaluate_model",
 )
 """Rule scripts that need no network (or load one only for a network's maps): loading
@@ -157,8 +156,8 @@ torch costs a job ~2-3 CPU seconds, more than the tiny demo's whole extraction w
 HEAVY_ONLY_WHERE_USED = {
     # timm backbones only (the torch-free scripts cannot load it: the test above)
     "timm": ("train_model", "predict_model"),
-    "sklearn": ("map_model", "importance_model", "respond_model", "predict_random_forest"),
-    "matplotlib": ("predict_constant", "fit_blend", "analyze_class_frequency", "respond_model"),
+    "sklearn": ("map_model", "importance_model", "respond_model", "predict_baseline"),
+    "matplotlib": ("predict_baseline", "fit_blend", "analyze_class_frequency", "respond_model"),
     # the loader reads the patch statistics from the module that computes them
     "numba": ("train_model", "predict_model"),
 }

@@ -27,7 +27,7 @@ class FirstSpecies(mlflow.pyfunc.PythonModel):
 
 
 def _logged_model(uri, tmp_path, name, species):
-    """A run with a logged pyfunc model; the history.json that names it, as a train run's."""
+    """A run with a logged pyfunc model; the metrics.json that names it, as an evaluation's."""
     with start_run(
         uri, "tests", f"train {name}", tmp_path / f"{name}.jsonl", artifact_root=tmp_path / "art"
     ) as tracker:
@@ -37,14 +37,13 @@ def _logged_model(uri, tmp_path, name, species):
             python_model=FirstSpecies(species),
             pip_requirements=[],
         )
-    history = tmp_path / f"{name}-history.json"
-    history.write_text(json.dumps({MODEL_URI_KEY: model_uri}))
-    return history
+    return _metrics(tmp_path, name, 0.8 if species == 7 else 0.7, model_uri)
 
 
-def _metrics(tmp_path, name, error):
+def _metrics(tmp_path, name, error, model_uri=None):
+    """An evaluation's metrics.json, naming the logged model (None: logged offline)."""
     path = tmp_path / f"{name}-metrics.json"
-    path.write_text(json.dumps({"top30_error": error}))
+    path.write_text(json.dumps({"top30_error": error, MODEL_URI_KEY: model_uri}))
     return path
 
 
@@ -54,7 +53,7 @@ def test_the_champion_is_the_submitted_model_and_moves_with_the_next_submission(
     second = _logged_model(uri, tmp_path, "stats_mlp", 9)
     rows = pd.DataFrame({"observation_id": [10000001, 10000002]})
 
-    version = register_champion(uri, "env_mlp", first, _metrics(tmp_path, "a", 0.8), "parent1")
+    version = register_champion(uri, "env_mlp", first, "parent1")
     mlflow.set_tracking_uri(uri)
     assert mlflow.pyfunc.load_model(CHAMPION_URI).predict(rows)["species_id"].tolist() == [7, 7]
     tags = mlflow.MlflowClient().get_model_version(CHAMPION_MODEL, version).tags
@@ -64,20 +63,21 @@ def test_the_champion_is_the_submitted_model_and_moves_with_the_next_submission(
         "glc.invocation_run_id": "parent1",
     }
 
-    assert register_champion(uri, "stats_mlp", second, _metrics(tmp_path, "b", 0.7), None) == "2"
+    assert register_champion(uri, "stats_mlp", second, None) == "2"
     mlflow.set_tracking_uri(uri)
     assert mlflow.pyfunc.load_model(CHAMPION_URI).predict(rows)["species_id"].tolist() == [9, 9]
 
 
-def test_a_baseline_or_an_offline_model_leaves_the_champion_as_it_was(tmp_path, caplog):
+def test_a_model_logged_offline_leaves_the_champion_as_it_was(tmp_path, caplog):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    metrics = _metrics(tmp_path, "m", 0.5)
-    assert register_champion(uri, "knn", None, metrics, None) is None
-    assert "knn is a baseline or a blend" in caplog.text
-    offline = tmp_path / "history.json"
-    offline.write_text("{}")
-    assert register_champion(uri, "env_mlp", offline, metrics, None) is None
-    assert "MLflow was offline" in caplog.text
+    first = _logged_model(uri, tmp_path, "env_mlp", 7)
+    assert register_champion(uri, "env_mlp", first, None) == "1"
+    offline = _metrics(tmp_path, "knn", 0.5)
+    assert register_champion(uri, "knn", offline, None) is None
+    assert "knn has no logged model (MLflow was offline)" in caplog.text
+    mlflow.set_tracking_uri(uri)
+    champion = mlflow.MlflowClient().get_model_version_by_alias(CHAMPION_MODEL, "champion")
+    assert str(champion.version) == "1"
 
 
 def test_a_run_records_the_tables_it_read_and_its_system_metrics(tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ from geolifeclef.predictions.table import read_predictions
 from geolifeclef.settings.inputs import MODEL_KINDS
 
 RELOAD_MARKER = "<!-- reload-snippet: run by tests/test_workflow_training.py -->"
+CHAMPION_MARKER = "<!-- champion-snippet: run by tests/test_workflow_training.py -->"
 CONFIG = read_config("training")
 
 
@@ -226,10 +227,10 @@ def test_evaluate_runs_say_what_they_evaluate_and_with_which_settings(runs, trai
     assert "model.cnn.width" in fusion and "train.augment.flip" in fusion
 
 
-def _readme_snippet() -> str:
-    """The docs' reload snippet (docs/experiments.md): the python block after its marker."""
+def _readme_snippet(marker: str = RELOAD_MARKER) -> str:
+    """A snippet of docs/experiments.md: the python block after its marker."""
     readme = (REPO / "docs" / "experiments.md").read_text()
-    after = readme.split(RELOAD_MARKER, 1)[1]
+    after = readme.split(marker, 1)[1]
     return after.split("```python\n", 1)[1].split("```", 1)[0]
 
 
@@ -254,6 +255,41 @@ def test_the_readme_reloads_a_model_and_predicts_the_top_30(trained, mlflow_serv
     # The model brought its own copy of the package: no install of this repository needed.
     source = result.stdout.split("package from ")[1].strip()
     assert not source.startswith(str(REPO)) and "/code/geolifeclef/" in source
+
+
+@pytest.mark.slow
+def test_the_champion_loads_from_the_registry_and_predicts_what_was_submitted(
+    trained, mlflow_server
+):
+    """The submitted model is a blend (of an MLP and a fusion CNN): the docs' snippet loads
+    it from the Model Registry, and its top 30 of the first test rows are final.csv's."""
+    check = (
+        "\nprint('ROWS', [' '.join(map(str, ids)) for ids in top30['species_ids']])\n"
+        "print('IDS', top30['observation_id'].tolist())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _readme_snippet(CHAMPION_MARKER) + check],
+        cwd=trained,
+        env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = {
+        line.split(" ", 1)[0]: line.split(" ", 1)[1]
+        for line in result.stdout.splitlines()
+        if line.startswith(("ROWS ", "IDS "))
+    }
+    final = pd.read_csv(trained / "results" / "submission" / "final.csv")
+    test = pd.read_parquet(trained / "results" / "observations" / "test.parquet").head(5)
+    expected = final.set_index("Id").loc[test["observation_id"], "Predicted"].tolist()
+    assert eval(printed["IDS"]) == test["observation_id"].tolist()  # noqa: S307
+    assert eval(printed["ROWS"]) == expected  # noqa: S307
+    client = mlflow.MlflowClient(mlflow_server)
+    version = client.get_model_version_by_alias("geolifeclef-submission", "champion")
+    assert version.tags["glc.model"] == "blend_mlp_fusion"
 
 
 @pytest.mark.slow

@@ -1,86 +1,52 @@
 # Baselines (geolifeclef.baselines), fitted on train (test also on train + val with their
-# `refit`). Every model writes predictions(model, split) in the format of
-# geolifeclef.predictions.table.
+# `refit`), one rule predict_<name> per baseline family (geolifeclef.settings.families).
+# Every model writes predictions(model, split) in the format of geolifeclef.predictions.table.
 
-FOREST_READS_PATCH_STATS = bool(
-    set(config["baselines"]["random_forest"]["features"]) & set(PATCH_STAT_GROUPS)
-)
+for family in BASELINES.values():
 
-
-rule predict_constant:
-    input:
-        species=rules.analyze_class_frequency.output.table,
-        train=rules.ingest_observations.output.train,
-        val=rules.ingest_observations.output.val,
-        test=rules.ingest_observations.output.test,
-    output:
-        **{split: predictions("constant", split) for split in PREDICTED_SPLITS},
-    log:
-        logs("predict_constant"),
-    benchmark:
-        benchmarks("predict_constant")
-    conda:
-        ENVIRONMENT
-    params:
-        top_k=config["predictions"]["top_k"],
-    script:
-        "../scripts/predict_constant.py"
-
-
-rule predict_knn:
-    input:
-        species=rules.analyze_class_frequency.output.table,
-        train=rules.ingest_observations.output.train,
-        val=rules.ingest_observations.output.val,
-        test=rules.ingest_observations.output.test,
-    output:
-        **{split: predictions("knn", split) for split in PREDICTED_SPLITS},
-    log:
-        logs("predict_knn"),
-    benchmark:
-        benchmarks("predict_knn")
-    conda:
-        ENVIRONMENT
-    params:
-        top_k=config["predictions"]["top_k"],
-        chunk_rows=config["predictions"]["chunk_rows"],
-        settings=config["baselines"]["knn"],
-    script:
-        "../scripts/predict_knn.py"
-
-
-rule predict_random_forest:
-    input:
-        species=rules.analyze_class_frequency.output.table,
-        env=rules.extract_env.output.table,
-        patch_stats=patch_stats_tables(SPLITS) if FOREST_READS_PATCH_STATS else [],
-        train=rules.ingest_observations.output.train,
-        val=rules.ingest_observations.output.val,
-        test=rules.ingest_observations.output.test,
-    output:
-        **{split: predictions("random_forest", split) for split in PREDICTED_SPLITS},
-        # The fitted trees, for the maps and point queries (geolifeclef.baselines.forest_file).
-        forest=model_file("random_forest", "forest.npz"),
-    log:
-        logs("predict_random_forest"),
-    benchmark:
-        benchmarks("predict_random_forest")
-    conda:
-        ENVIRONMENT
-    threads: 8
-    resources:
-        # 8 trees grown at once x 2,047 nodes x 17,037 classes (float64): ~2.2 GB
-        mem_mb=2_000 if USING_DEMO else 16_000,
-    params:
-        top_k=config["predictions"]["top_k"],
-        chunk_rows=config["predictions"]["chunk_rows"],
-        settings=config["baselines"]["random_forest"],
-    script:
-        "../scripts/predict_random_forest.py"
+    rule:
+        name:
+            f"predict_{family.name}"
+        input:
+            species=rules.analyze_class_frequency.output.table,
+            train=rules.ingest_observations.output.train,
+            val=rules.ingest_observations.output.val,
+            test=rules.ingest_observations.output.test,
+            env=(
+                rules.extract_env.output.table
+                if "env" in BASELINE_SETTINGS[family.name].reads
+                else []
+            ),
+            patch_stats=(
+                patch_stats_tables(SPLITS)
+                if "patch_stats" in BASELINE_SETTINGS[family.name].reads
+                else []
+            ),
+        output:
+            **{split: predictions(family.name, split) for split in PREDICTED_SPLITS},
+            # The fit behind the test predictions: the maps, the point queries and its
+            # MLflow model reload it (the family's module: load).
+            model=model_file(family.name, "model.npz"),
+        log:
+            logs(f"predict_{family.name}"),
+        benchmark:
+            benchmarks(f"predict_{family.name}")
+        conda:
+            ENVIRONMENT
+        threads: family.threads
+        resources:
+            mem_mb=family.mem_mb["demo" if USING_DEMO else "archive"],
+        params:
+            family=family.name,
+            settings=BASELINE_SETTINGS[family.name],
+            # What reruns it (Snakemake compares params it can print, not the object).
+            shaping=canonical(asdict(BASELINE_SETTINGS[family.name])),
+            top_k=config["predictions"]["top_k"],
+            chunk_rows=config["predictions"]["chunk_rows"],
+        script:
+            "../scripts/predict_baseline.py"
 
 
 rule baselines:
     input:
-        rules.predict_constant.output,
-        rules.predict_knn.output,
-        rules.predict_random_forest.output,
+        [getattr(rules, f"predict_{name}").output for name in BASELINES],

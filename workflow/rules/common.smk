@@ -5,11 +5,13 @@ import json
 import os
 import re
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 
 from geolifeclef.settings.catalog import BASELINE_MODELS, build_catalog
+from geolifeclef.settings.families import BASELINES, baseline_settings, family_of
 from geolifeclef.settings.experiment import (
     TRAINING_SPLITS,
     ExperimentSettings,
@@ -79,6 +81,8 @@ EXPERIMENT_SETTINGS = {
     name: ExperimentSettings.from_config(name, entry)
     for name, entry in CATALOG.experiments.items()
 }
+# Each baseline's typed settings (geolifeclef.settings.families), the same way.
+BASELINE_SETTINGS = baseline_settings(config["baselines"])
 # What the workflow reads from the archive (geolifeclef.settings.archive), checked before any
 # job: the folder and the observation CSVs, which every target starts from, here; each other
 # part in the input function of a step that reads it, which Snakemake calls for every step
@@ -135,7 +139,7 @@ def refitted(model):
     """Whether a model's test predictions come from a fit on train + val."""
     if model in EXPERIMENTS:
         return config["experiments"][model]["refit"]
-    return config["baselines"].get(model, {}).get("refit", False)
+    return BASELINE_SETTINGS[model].refit if model in BASELINES else False
 
 
 def test_fit(model):

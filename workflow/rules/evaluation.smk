@@ -10,7 +10,7 @@ def evaluated_settings(model):
     experiment's model settings (those it reads), refit and TTA (a blend's weights, and a
     fitted blend's fit, are read from the config or weights.json)."""
     if model in BASELINE_MODELS:
-        return config["baselines"].get(model, {})
+        return asdict(BASELINE_SETTINGS[model])
     if model in EXPERIMENTS:
         entry = CATALOG.experiments[model]
         shaping = shaping_settings(EXPERIMENT_SETTINGS[model])
@@ -18,8 +18,45 @@ def evaluated_settings(model):
     return {}
 
 
+def served_model_inputs(wildcards):
+    """What the evaluate job logs as the model's MLflow model (geolifeclef.serving.models):
+    a baseline's saved fit and the tables it reads; the history naming an experiment's
+    logged model (its refit's when it refits: the one that predicted test); a blend's
+    members' evaluations (their models' URIs) and test tables (their K)."""
+    model = wildcards.model
+    if model in BASELINES:
+        reads = BASELINE_SETTINGS[model].reads
+        return {
+            "model_file": getattr(rules, f"predict_{model}").output.model,
+            "env": rules.extract_env.output.table if "env" in reads else [],
+            "patch_stats": patch_stats_tables(SPLITS) if "patch_stats" in reads else [],
+        }
+    if model in EXPERIMENTS:
+        fit = rules.refit_model if refits(model) else rules.train_model
+        return {"served_history": expand(fit.output.history, experiment=model)}
+    members = CATALOG.blend_members(model)
+    return {
+        "member_metrics": expand(rules.evaluate_model.output.metrics, model=members),
+        "member_tests": [predictions(member, "test") for member in members],
+    }
+
+
+def served_model_params(model):
+    """Each blend member's serving params: an experiment's test-time augmentation."""
+    return {
+        member: {"tta": CATALOG.experiments[member]["tta"]}
+        for member in CATALOG.blend_members(model)
+        if member in EXPERIMENTS
+    }
+
+
+def is_blend(model):
+    return MODEL_KIND[model] in ("blend", "fitted blend")
+
+
 rule evaluate_model:
     input:
+        unpack(served_model_inputs),
         predictions=predictions("{model}", "val"),
         val=rules.ingest_observations.output.val,
         species=rules.analyze_class_frequency.output.table,
@@ -63,6 +100,20 @@ rule evaluate_model:
         settings=lambda wildcards: evaluated_settings(wildcards.model),
         local_metrics=results("evaluation/{model}/metrics.jsonl"),
         bootstrap=BOOTSTRAP,
+        family=lambda wildcards: family_of(
+            MODEL_KIND[wildcards.model], wildcards.model
+        ).name,
+        member_names=lambda wildcards: (
+            CATALOG.blend_members(wildcards.model) if is_blend(wildcards.model) else []
+        ),
+        member_params=lambda wildcards: (
+            served_model_params(wildcards.model) if is_blend(wildcards.model) else {}
+        ),
+        sweep_members=lambda wildcards: (
+            selected_sweeps(wildcards.model) if wildcards.model in BLEND_MODELS else {}
+        ),
+        top_k=config["predictions"]["top_k"],
+        chunk_rows=config["predictions"]["chunk_rows"],
     script:
         "../scripts/evaluate_model.py"
 

@@ -6,7 +6,7 @@
 from geolifeclef.layout import REGIONS
 from geolifeclef.settings.mappable import unmappable_reason
 
-MAP_REASONS = {m: unmappable_reason(m, CATALOG, config["baselines"]) for m in MODELS}
+MAP_REASONS = {m: unmappable_reason(m, CATALOG, BASELINE_SETTINGS) for m in MODELS}
 MAPPED_MODELS = [m for m in MODELS if MAP_REASONS[m] is None]
 MAP_TRUTH = "truth"  # results/maps/truth/{region}: the demo's true maps
 if MAP_TRUTH in MODELS:
@@ -16,7 +16,7 @@ if MAP_TRUTH in MODELS:
 
 
 def map_kind(model):
-    """experiment, blend, knn or random_forest (how point_models reloads the model)."""
+    """A baseline's family, or experiment or blend (how point_models reloads the model)."""
     return model if MODEL_KIND[model] == "baseline" else MODEL_KIND[model]
 
 
@@ -33,14 +33,12 @@ def map_model_files(wildcards):
     if kind == "experiment":
         files["model"] = expand(rules.train_model.output.model, experiment=model)[0]
         files["stats"] = rules.compute_normalization_stats.output.stats
-    elif kind == "random_forest":
-        files["forest"] = rules.predict_random_forest.output.forest
-    elif kind == "knn":
-        files["train"] = rules.ingest_observations.output.train
-    else:
+    elif kind == "blend":
         files["parts"] = expand(
             rules.describe_map_model.output.card, model=list(config["blends"][model])
         )
+    else:
+        files["model"] = getattr(rules, f"predict_{kind}").output.model
     return files
 
 
@@ -60,9 +58,6 @@ rule describe_map_model:
     params:
         kind=lambda wildcards: map_kind(wildcards.model),
         reason=lambda wildcards: MAP_REASONS[wildcards.model] or "",
-        settings=lambda wildcards: (
-            config["baselines"]["knn"] if wildcards.model == "knn" else {}
-        ),
         parts=lambda wildcards: [
             [part, weight]
             for part, weight in config["blends"].get(wildcards.model, {}).items()

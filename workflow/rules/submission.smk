@@ -32,18 +32,8 @@ rule select_submission:
         test=rules.ingest_observations.output.test,
         species=str(LAYOUT.species_details),
         # What registers the submitted model in MLflow (geolifeclef.evaluation.submission.
-        # register_champion): each candidate's val score, and an experiment's history
-        # naming the logged model that predicted test (the refit's when it refits).
+        # register_champion): each candidate's val score and logged model.
         metrics=expand(rules.evaluate_model.output.metrics, model=SUBMISSION_CANDIDATES),
-        histories=[
-            (
-                expand(rules.refit_model.output.history, experiment=m)
-                if refits(m)
-                else expand(rules.train_model.output.history, experiment=m)
-            )
-            for m in SUBMISSION_CANDIDATES
-            if m in EXPERIMENTS
-        ],
     output:
         final=results("submission/final.csv"),
     log:
@@ -55,7 +45,6 @@ rule select_submission:
     params:
         model=SUBMITTED,
         candidates=SUBMISSION_CANDIDATES,
-        experiments=[m for m in SUBMISSION_CANDIDATES if m in EXPERIMENTS],
     script:
         "../scripts/select_submission.py"
 

@@ -19,8 +19,7 @@ with logging_to(snakemake.log[0]) as log:
             species_table=inputs.species,
             species_details=inputs.species_details,
             data_root=params.data_root,
-            files={k: named[k] for k in ("model", "stats", "forest", "train") if k in named},
-            settings=params.settings,
+            files={k: named[k] for k in ("model", "stats") if k in named},
             parts=tuple(
                 (read_spec(path), float(weight))
                 for path, (_, weight) in zip(parts, params.parts, strict=True)

@@ -1,7 +1,8 @@
 """Snakemake adapter: metrics (with the block-bootstrap interval), per-bucket plot, misses per
 val block and per-species results of one model on val (geolifeclef.evaluation.scores,
 .bootstrap, .species_results), logged to MLflow as an evaluate run (names and links:
-geolifeclef.tracking.records)."""
+geolifeclef.tracking.records) with the model as an MLflow model (geolifeclef.serving: the
+URI lands in metrics.json, where the blends and the submission find it)."""
 
 import json
 from pathlib import Path
@@ -9,15 +10,25 @@ from pathlib import Path
 from geolifeclef.data.class_frequency import read_species_table
 from geolifeclef.data.observations import read_table
 from geolifeclef.evaluation.bootstrap import BlockBootstrap, write_block_errors
-from geolifeclef.evaluation.scores import evaluate_model, plot_buckets, val_misses, write_metrics
+from geolifeclef.evaluation.scores import (
+    evaluate_model,
+    plot_buckets,
+    read_metrics,
+    val_misses,
+    write_metrics,
+)
 from geolifeclef.evaluation.species_results import species_results, write_species_results
-from geolifeclef.predictions.blend_fit import read_report
+from geolifeclef.predictions.blend_fit import read_report, read_weights
 from geolifeclef.predictions.metrics import INTERVAL_HIGH, INTERVAL_LOW, KAGGLE_ERROR
 from geolifeclef.predictions.table import read_predictions
 from geolifeclef.rule_logging import logging_to
+from geolifeclef.serving.models import log_baseline_model, log_blend_model
+from geolifeclef.settings.families import BASELINES as BASELINE_FAMILIES
+from geolifeclef.settings.sweeps import resolve_selectors
 from geolifeclef.settings.tracking import Tracking
 from geolifeclef.tracking.records import (
     DESCRIPTION_TAG,
+    MODEL_URI_KEY,
     evaluated_model_id,
     evaluation_description,
     evaluation_links,
@@ -25,6 +36,47 @@ from geolifeclef.tracking.records import (
     evaluation_params,
 )
 from geolifeclef.tracking.runs import git_commit, start_run
+
+
+def served_model(tracker) -> str | None:
+    """Log the model as an MLflow model into the evaluate run (a baseline, a blend), or
+    find the one its train or refit run logged (an experiment); its URI."""
+    inputs, params = snakemake.input, snakemake.params
+    if params.family in BASELINE_FAMILIES:
+        return log_baseline_model(
+            tracker,
+            snakemake.wildcards.model,
+            params.family,
+            inputs.model_file,
+            inputs.species,
+            inputs.env or None,
+            list(inputs.patch_stats),
+            inputs.val,
+            params.chunk_rows,
+        )
+    if params.family == "experiment":
+        return json.loads(Path(inputs.served_history[0]).read_text()).get(MODEL_URI_KEY)
+    members = [read_metrics(path) for path in inputs.member_metrics]
+    blended = resolve_selectors(
+        params.members or read_weights(inputs.blend_weights[0]),
+        params.sweep_members,
+        {found["model"]: found[KAGGLE_ERROR] for found in members},
+    )
+    member_k = {
+        name: read_predictions(path).k
+        for name, path in zip(params.member_names, inputs.member_tests, strict=True)
+    }
+    return log_blend_model(
+        tracker,
+        snakemake.wildcards.model,
+        blended,
+        {found["model"]: found.get(MODEL_URI_KEY) for found in members},
+        member_k,
+        params.member_params,
+        min(params.top_k, max(member_k[name] for name, w in blended.items() if w > 0)),
+        inputs.val,
+    )
+
 
 with logging_to(snakemake.log[0]) as log:
     model = snakemake.wildcards.model
@@ -54,7 +106,6 @@ with logging_to(snakemake.log[0]) as log:
     settings = fitted.get("fit", snakemake.params.settings)
     if weights:
         metrics["members"] = weights
-    write_metrics(metrics, snakemake.output.metrics)
     plot_buckets(metrics, snakemake.output.plot)
     history = (
         json.loads(Path(snakemake.input.history[0]).read_text())
@@ -86,6 +137,8 @@ with logging_to(snakemake.log[0]) as log:
             step=(history or {}).get("best_epoch"),
             model_id=evaluated_model_id(links),
         )
+        metrics[MODEL_URI_KEY] = served_model(tracker)
+        write_metrics(metrics, snakemake.output.metrics)
         tracker.log_artifact(snakemake.output.metrics)
         tracker.log_artifact(snakemake.output.plot)
         tracker.log_artifact(snakemake.output.species)

@@ -19,17 +19,9 @@ with logging_to(snakemake.log[0]) as log:
         read_species_ids(snakemake.input.species),
         snakemake.output.final,
     )
-    candidates = snakemake.params.candidates
-    histories = dict(zip(snakemake.params.experiments, snakemake.input.histories, strict=True))
-    metrics = dict(zip(candidates, snakemake.input.metrics, strict=True))
+    metrics = dict(zip(snakemake.params.candidates, snakemake.input.metrics, strict=True))
     tracking = Tracking.of_invocation()
     if _server_reachable(tracking.uri, 5.0):
-        register_champion(
-            tracking.uri,
-            chosen,
-            histories.get(chosen),
-            metrics[chosen],
-            os.environ.get(PARENT_RUN_ENV),
-        )
+        register_champion(tracking.uri, chosen, metrics[chosen], os.environ.get(PARENT_RUN_ENV))
     else:
         log.warning("MLflow unreachable: the submitted model %s is not registered", chosen)

@@ -3,7 +3,6 @@ its predictions.
 """
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,40 +35,41 @@ def fitting_rows(
     return {split: (train if split == "val" else both) for split in splits}
 
 
-def predict_per_fit(
-    fitting: dict[str, pd.DataFrame],
-    queries: dict[str, pd.DataFrame],
-    predict: Callable[[pd.DataFrame, dict[str, pd.DataFrame]], dict[str, Predictions]],
-) -> dict[str, Predictions]:
-    """Run ``predict(rows, queries)`` once per distinct set of fitting rows."""
-    result: dict[str, Predictions] = {}
-    for rows in {id(frame): frame for frame in fitting.values()}.values():
-        wanted = {split: queries[split] for split in queries if fitting[split] is rows}
-        result.update(predict(rows, wanted))
-    return result
-
-
-Predict = Callable[[pd.DataFrame, dict[str, pd.DataFrame], pd.DataFrame, int], dict]
-
-
-def write_baseline_predictions(
+def run_baseline(
+    module,
+    settings,
     tables: dict[str, str | Path],
     species_table: str | Path,
     outputs: dict[str, str | Path],
+    model_path: str | Path,
     top_k: int,
-    refit: bool,
-    predict: Predict,
+    chunk_rows: int,
+    sources=None,
+    n_jobs: int = 1,
 ) -> None:
     """What every baseline's rule does: read the observation tables (``train`` and each
-    predicted split) and the species table, fit on the rows ``fitting_rows`` gives each
-    split (``predict(rows, queries, species, k)``), and write each split's predictions."""
+    predicted split) and the species table, fit the family's ``module`` on the rows
+    ``fitting_rows`` gives each split (once per distinct rows), save the fit that predicts
+    test to ``model_path`` (what the maps, the point queries and its MLflow model reload),
+    and write each split's top-``top_k`` predictions."""
     species = read_species_table(species_table)
     queries = {split: read_table(tables[split]) for split in outputs}
-    fitting = fitting_rows(read_table(tables["train"]), queries["val"], refit, tuple(outputs))
+    fitting = fitting_rows(
+        read_table(tables["train"]), queries["val"], settings.refit, tuple(outputs)
+    )
     k = table_k(top_k, len(species))
+    predicted: dict[str, Predictions] = {}
+    for rows in {id(frame): frame for frame in fitting.values()}.values():
+        model = module.fit(rows, species, settings, sources, n_jobs)
+        splits = [split for split in queries if fitting[split] is rows]
+        if "test" in splits:
+            model.save(model_path)
+        for split in splits:
+            predicted[split] = model.predict(queries[split], k, chunk_rows)
+        log.info("%s: fitted on %d rows, predicted %s", module.__name__, len(rows), splits)
     write_split_predictions(
         outputs,
-        predict_per_fit(fitting, queries, lambda rows, wanted: predict(rows, wanted, species, k)),
+        predicted,
         {split: frame["observation_id"].to_numpy() for split, frame in queries.items()},
         species["species_id"].to_numpy(),
     )

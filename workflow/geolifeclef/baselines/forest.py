@@ -10,38 +10,15 @@ import pandas as pd
 from tqdm import tqdm
 
 from geolifeclef.baselines.fitting import species_columns
-from geolifeclef.baselines.forest_file import LEAF, CompactForest, save_forest
+from geolifeclef.baselines.forest_file import LEAF, CompactForest, load_forest, save_forest
 from geolifeclef.errors import MAX_LISTED, InputDataError
 from geolifeclef.layout import ENV_VARIABLES, region_digits
 from geolifeclef.predictions.metrics import SCORE_CHUNK_ROWS, top_k
 from geolifeclef.predictions.table import Predictions
+from geolifeclef.settings.families import POINT_FEATURES, ForestSettings
 from geolifeclef.settings.inputs import FOREST_FEATURE_GROUPS, PATCH_STAT_GROUPS
-from geolifeclef.settings.validation import check_forest
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ForestSettings:
-    n_estimators: int = 16
-    max_depth: int = 10
-    features: tuple[str, ...] = ("env", "coordinates")
-    """Feature groups, from FOREST_FEATURE_GROUPS (the organizers': env and coordinates)."""
-    max_samples: float | None = None
-    """Share of the train rows each tree is fitted on (None: as many as there are rows,
-    drawn with replacement). Bounds the time of a fit; memory is bounded by the depth."""
-    refit: bool = False
-    """Test predictions from a forest refitted on train + val (val ones stay train-only)."""
-    bins: int | None = None
-    """Fit on each feature binned to this many quantile levels of the fitting rows (None:
-    on the values themselves). sklearn scores a candidate split per distinct value, at a
-    cost that grows with the classes: with at most ``bins`` values per feature a tree fits
-    ~10x faster at thousands of species. Predictions need no binning (``bin_edges``)."""
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "features", tuple(self.features))
-        check_forest(self.n_estimators, self.max_depth, self.features, self.max_samples, self.bins)
 
 
 @dataclass(frozen=True)
@@ -52,6 +29,14 @@ class TabularSources:
     env: pd.DataFrame
     env_source: str | Path
     patch_stats: pd.DataFrame | None = None
+
+    @classmethod
+    def read(cls, env: str | Path, patch_stats: list[str | Path] = ()) -> "TabularSources":
+        """The env table and the patch statistics tables of every split (when given)."""
+        stats = [pd.read_parquet(path) for path in patch_stats]
+        return cls(
+            pd.read_parquet(env), env, pd.concat(stats, ignore_index=True) if stats else None
+        )
 
 
 def feature_names(groups: tuple[str, ...]) -> list[str]:
@@ -277,6 +262,74 @@ def forest_predictions(
     )
 
 
+class ForestModel:
+    """A fitted forest (``CompactForest``) on feature ``groups``, reading the features of
+    observations from ``sources`` (None: points only, ``probabilities_at``)."""
+
+    def __init__(self, forest: CompactForest, groups, species, sources=None, n_jobs: int = 1):
+        self.forest = forest
+        self.groups = tuple(groups)
+        self.species = species
+        self.sources = sources
+        self.n_jobs = n_jobs
+
+    def predict(self, rows: pd.DataFrame, k: int, chunk_rows: int = SCORE_CHUNK_ROWS):
+        """The top ``k`` species of observation ``rows``, their features read from the sources."""
+        return forest_predictions(
+            self.forest,
+            feature_matrix(rows, self.groups, self.sources),
+            rows["observation_id"].to_numpy(),
+            self.species,
+            k,
+            chunk_rows,
+            self.n_jobs,
+        )
+
+    def probabilities_at(self, latitude, longitude, env) -> np.ndarray:
+        """(n, species) probabilities at points given their (n, 27) env values (a map)."""
+        extra = set(self.groups) - set(POINT_FEATURES)
+        if extra:
+            raise ValueError(
+                f"the forest reads {sorted(extra)}, known only at observations: "
+                f"a forest on {' and/or '.join(POINT_FEATURES)} can be mapped"
+            )
+        # deferred: rasterio, for the map jobs only
+        from geolifeclef.data.rasters import point_ids
+
+        ids = point_ids(longitude)
+        points = pd.DataFrame({"observation_id": ids, "latitude": latitude, "longitude": longitude})
+        values = pd.DataFrame(np.asarray(env, dtype=np.float32), columns=list(ENV_VARIABLES))
+        values.insert(0, "observation_id", ids)
+        features = feature_matrix(points, self.groups, TabularSources(values, "the map's points"))
+        return forest_probabilities(self.forest, features, self.species, self.n_jobs)
+
+    def save(self, path: str | Path) -> None:
+        save_forest(self.forest, path, feature_names(self.groups))
+
+
+def fit(rows, species, settings: ForestSettings, sources: TabularSources, n_jobs: int = 1):
+    """The forest of ``settings`` fitted on train ``rows``, features from ``sources``."""
+    check_env_table(sources.env, sources.env_source)
+    forest = fit_random_forest(
+        feature_matrix(rows, settings.features, sources),
+        rows["species_id"].to_numpy(dtype=np.int64),
+        settings,
+        n_jobs,
+    )
+    return ForestModel(forest, settings.features, species, sources, n_jobs)
+
+
+def load(path, species, sources: TabularSources | None = None, n_jobs: int = 1) -> ForestModel:
+    """The forest that ``ForestModel.save`` wrote, its feature groups read from its names."""
+    forest, names = load_forest(path)
+    groups = [g for g in FOREST_FEATURE_GROUPS if set(feature_names((g,))) <= set(names)]
+    if feature_names(tuple(groups)) != names:
+        raise InputDataError(
+            path, f"features {names} are no feature groups", "rerun predict_random_forest"
+        )
+    return ForestModel(forest, groups, species, sources, n_jobs)
+
+
 def random_forest_predictions(
     train: pd.DataFrame,
     queries: dict[str, pd.DataFrame],
@@ -290,24 +343,7 @@ def random_forest_predictions(
 ) -> dict[str, Predictions]:
     """Fit on ``train`` and predict each query table (name -> observations); save the fitted
     forest to ``forest_path`` when given (the maps and point queries load it)."""
-    check_env_table(sources.env, sources.env_source)
-    forest = fit_random_forest(
-        feature_matrix(train, settings.features, sources),
-        train["species_id"].to_numpy(dtype=np.int64),
-        settings,
-        n_jobs,
-    )
+    model = fit(train, species, settings, sources, n_jobs)
     if forest_path is not None:
-        save_forest(forest, forest_path, feature_names(settings.features))
-    return {
-        name: forest_predictions(
-            forest,
-            feature_matrix(frame, settings.features, sources),
-            frame["observation_id"].to_numpy(),
-            species,
-            k,
-            chunk_rows,
-            n_jobs,
-        )
-        for name, frame in queries.items()
-    }
+        model.save(forest_path)
+    return {name: model.predict(frame, k, chunk_rows) for name, frame in queries.items()}

@@ -1,29 +1,25 @@
 """The kNN baseline: the species of the nearest train observations (great-circle distance)."""
 
+import json
 import logging
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.neighbors import BallTree
 from tqdm import tqdm
 
+from geolifeclef.atomic import atomic_path
 from geolifeclef.baselines.fitting import species_columns
+from geolifeclef.errors import InputDataError
 from geolifeclef.predictions.metrics import SCORE_CHUNK_ROWS, top_k
 from geolifeclef.predictions.table import Predictions
+from geolifeclef.settings.families import KnnSettings
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class KnnSettings:
-    """``n_neighbors`` train observations vote; ``prior_weight`` pseudo-observations drawn
-    from the train prior fill the rest of the K ids and keep scores probabilities."""
-
-    n_neighbors: int = 100
-    prior_weight: float = 1.0
-    refit: bool = False
-    """Test predictions from the neighbours among train + val (val ones: train only)."""
+FORMAT = "geolifeclef-knn-1"
+"""Format tag of a saved kNN: its train points and species (the ball tree is rebuilt)."""
+_COLUMNS = {"latitude": np.float64, "longitude": np.float64, "species_id": np.int64}
 
 
 def _radians(frame: pd.DataFrame) -> np.ndarray:
@@ -38,6 +34,13 @@ class KnnModel:
     """
 
     def __init__(self, train: pd.DataFrame, species: pd.DataFrame, settings: KnnSettings) -> None:
+        # deferred: scikit-learn costs ~2 CPU s a process, and the Snakefile reads this
+        # module's family record
+        from sklearn.neighbors import BallTree
+
+        self.train = train[list(_COLUMNS)]
+        self.settings = settings
+        self.species = species
         self.n_neighbors = min(settings.n_neighbors, len(train))
         self.prior_weight = settings.prior_weight
         self.tree = BallTree(_radians(train), metric="haversine")
@@ -54,6 +57,66 @@ class KnnModel:
         votes = votes.reshape(len(points), width)
         return (votes + self.prior_weight * self.prior) / (self.n_neighbors + self.prior_weight)
 
+    def probabilities_at(self, latitude, longitude, env) -> np.ndarray:
+        """As ``probabilities``: a map's point model (the env values are not read)."""
+        return self.probabilities(latitude, longitude)
+
+    def predict(self, rows: pd.DataFrame, k: int, chunk_rows: int = SCORE_CHUNK_ROWS):
+        """The top ``k`` species of observation ``rows`` (``observation_id``, ``latitude``,
+        ``longitude``), ``chunk_rows`` at a time."""
+        species_ids = self.species["species_id"].to_numpy()
+        latitude = rows["latitude"].to_numpy(dtype=np.float64)
+        longitude = rows["longitude"].to_numpy(dtype=np.float64)
+        ids, scores = [], []
+        for start in tqdm(range(0, len(rows), chunk_rows), desc="knn", mininterval=2):
+            part = slice(start, start + chunk_rows)
+            best_ids, best_scores = top_k(
+                self.probabilities(latitude[part], longitude[part]), k, species_ids
+            )
+            ids.append(best_ids)
+            scores.append(best_scores)
+        return Predictions(
+            rows["observation_id"].to_numpy(),
+            np.concatenate(ids) if ids else np.empty((0, k)),
+            np.concatenate(scores) if scores else np.empty((0, k)),
+        )
+
+    def save(self, path: str | Path) -> None:
+        """The train points, their species and the settings: one ``.npz`` of plain arrays."""
+        header = json.dumps(
+            {
+                "format": FORMAT,
+                "settings": {
+                    "n_neighbors": self.settings.n_neighbors,
+                    "prior_weight": self.settings.prior_weight,
+                    "refit": self.settings.refit,
+                },
+            }
+        )
+        with atomic_path(path) as part, open(part, "wb") as out:
+            np.savez(
+                out,
+                header=np.array(header),
+                **{c: self.train[c].to_numpy(t) for c, t in _COLUMNS.items()},
+            )
+
+
+def fit(
+    rows: pd.DataFrame, species: pd.DataFrame, settings: KnnSettings, sources=None, n_jobs: int = 1
+):
+    """The kNN of train ``rows``: a ball tree of their points (``sources``, ``n_jobs``: unused)."""
+    return KnnModel(rows, species, settings)
+
+
+def load(path: str | Path, species: pd.DataFrame, sources=None, n_jobs: int = 1) -> KnnModel:
+    """The kNN that ``KnnModel.save`` wrote (its ball tree rebuilt: seconds)."""
+    with np.load(path, allow_pickle=False) as saved:
+        header = json.loads(str(saved["header"])) if "header" in saved else {}
+        if header.get("format") != FORMAT:
+            raise InputDataError(path, f"not a saved kNN ({FORMAT})", "rerun predict_knn")
+        train = pd.DataFrame({column: saved[column] for column in _COLUMNS})
+    return KnnModel(train, species, KnnSettings(**header["settings"]))
+
 
 def knn_predictions(
     train: pd.DataFrame,
@@ -65,22 +128,6 @@ def knn_predictions(
 ) -> dict[str, Predictions]:
     """Spatial kNN species frequencies (``KnnModel``) for each query table."""
     model = KnnModel(train, species, settings)
-    species_ids = species["species_id"].to_numpy()
-    result = {}
-    for name, frame in queries.items():
-        latitude = frame["latitude"].to_numpy(dtype=np.float64)
-        longitude = frame["longitude"].to_numpy(dtype=np.float64)
-        ids, scores = [], []
-        for start in tqdm(range(0, len(frame), chunk_rows), desc=f"knn {name}", mininterval=2):
-            part = slice(start, start + chunk_rows)
-            probabilities = model.probabilities(latitude[part], longitude[part])
-            best_ids, best_scores = top_k(probabilities, k, species_ids)
-            ids.append(best_ids)
-            scores.append(best_scores)
-        result[name] = Predictions(
-            frame["observation_id"].to_numpy(),
-            np.concatenate(ids) if ids else np.empty((0, k)),
-            np.concatenate(scores) if scores else np.empty((0, k)),
-        )
-        log.info("knn: %s predicted with %d neighbours", name, model.n_neighbors)
+    result = {name: model.predict(frame, k, chunk_rows) for name, frame in queries.items()}
+    log.info("knn: %s predicted with %d neighbours", list(queries), model.n_neighbors)
     return result

@@ -36,7 +36,9 @@ from geolifeclef.errors import InputDataError
 from geolifeclef.layout import (
     ENV_VARIABLES,
     FR_LONGITUDE_THRESHOLD,
+    OBSERVATION_ID_DIGITS,
     RASTER_REGION,
+    REGION_DIGIT,
     REGIONS,
     DatasetLayout,
 )
@@ -54,6 +56,15 @@ WINDOW_BYTES = 64 * 2**20
 def region_of_points(longitude: np.ndarray) -> np.ndarray:
     """Raster region code ('fr' or 'us') of each point, by the reference's longitude rule."""
     return np.where(np.asarray(longitude) > FR_LONGITUDE_THRESHOLD, "fr", "us")
+
+
+def point_ids(longitude: np.ndarray) -> np.ndarray:
+    """Ids for points that are not observations, in the archive's form: the first digit is
+    the region whose rasters the point is read from (what the ``country`` feature reads,
+    ``region_digits``), then the point's index."""
+    digit = np.where(region_of_points(longitude) == "fr", REGION_DIGIT["fr"], REGION_DIGIT["us"])
+    place = 10 ** (OBSERVATION_ID_DIGITS - 1)
+    return digit.astype(np.int64) * place + np.arange(len(longitude), dtype=np.int64) % place
 
 
 @dataclass(frozen=True)

@@ -199,35 +199,28 @@ CHAMPION_URI = f"models:/{CHAMPION_MODEL}@{CHAMPION_ALIAS}"
 
 
 def register_champion(
-    tracking_uri: str,
-    model: str,
-    history: str | Path | None,
-    metrics: str | Path,
-    invocation: str | None,
+    tracking_uri: str, model: str, metrics: str | Path, invocation: str | None
 ) -> str | None:
     """Register the MLflow model behind the final submission as a new version of
     ``CHAMPION_MODEL`` with the alias ``CHAMPION_ALIAS``, tagged with the submitted model's
     name, its val top-30 error and the invocation's parent run; returns the version.
 
-    Only an experiment has a logged model (its train or refit run's pyfunc model, named in
-    its ``history``: the one that predicted test). A baseline or a blend has none, and
-    an experiment trained while MLflow was offline neither: the champion is then left as it
-    was, and the log says why (None).
+    Every ranked model has a logged model, named in its evaluation's ``metrics`` (the one
+    that predicted test: an experiment's refit, a baseline's fit on train + val with
+    ``refit``, a blend of those). One logged while MLflow was offline has none: the
+    champion is then left as it was, and the log says why (None).
     """
-    if history is None:
+    found = json.loads(Path(metrics).read_text())
+    model_uri = found.get(MODEL_URI_KEY)
+    if model_uri is None:
         log.warning(
-            "%s is a baseline or a blend: it has no logged MLflow model, %s is left as it was",
+            "%s: %s has no logged model (MLflow was offline): %s not updated",
+            metrics,
             model,
             CHAMPION_URI,
         )
         return None
-    model_uri = json.loads(Path(history).read_text()).get(MODEL_URI_KEY)
-    if model_uri is None:
-        log.warning(
-            "%s: no logged model (MLflow was offline): %s not updated", history, CHAMPION_URI
-        )
-        return None
-    error = json.loads(Path(metrics).read_text()).get("top30_error")
+    error = found.get("top30_error")
     tags = {"glc.model": model, "val_top30_error": error, "glc.invocation_run_id": invocation or ""}
     try:
         version = register_version(tracking_uri, model_uri, CHAMPION_MODEL, CHAMPION_ALIAS, tags)

@@ -17,47 +17,34 @@ each train run logs, under the experiment's name, an ``mlflow.pyfunc`` model
 It carries its weights (``model.pt``), the train normalisation statistics, where the
 workflow keeps the env table, patch caches and patch statistics of each split, and the
 ``geolifeclef`` package itself (``code_paths``): an environment with the requirements of
-``requirements.txt`` reloads it without installing this repository. The snippet of
+``requirements.txt`` reloads it without installing this repository. What every served
+model shares (input, output, how it is logged): ``geolifeclef.serving.models``. The snippet of
 docs/experiments.md ("Reloading a model") is run by ``tests/test_workflow_training.py``.
 """
 
 import json
 import logging
-import shutil
 import tempfile
 import time
-import warnings
 from dataclasses import asdict
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import torch
-from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 
-import geolifeclef
 from geolifeclef.experiments.trained import ExperimentInputs, experiment_dataset, load_trained
 from geolifeclef.experiments.training import pick_device, predict_scores
 from geolifeclef.predictions.metrics import top_k as best_of
+from geolifeclef.serving.models import DEFAULT_PARAMS as SERVED_PARAMS
+from geolifeclef.serving.models import check_rows, example_rows, log_served_model
 
 log = logging.getLogger(__name__)
 
-INPUT_COLUMNS = ("observation_id", "latitude", "longitude")
-DEFAULT_PARAMS = {"workdir": ".", "top_k": 30, "tta": False}
-EXAMPLE_ROWS = 5
+DEFAULT_PARAMS = {**SERVED_PARAMS, "tta": False}
 COORDINATE_TOLERANCE = 1e-4
-MODEL_CODE = """# What MLflow runs to build the model (models from code: nothing is pickled).
-import mlflow
-from geolifeclef.experiments.serving import TopSpeciesModel
-
-mlflow.models.set_model(TopSpeciesModel())
-"""
-SERVING_PACKAGES = ("torch", "numpy", "pandas", "pyarrow", "tqdm", "timm", "torchvision")
-"""What the package imports to predict (pinned at their installed versions)."""
 
 
 def predict_rows(
@@ -72,9 +59,7 @@ def predict_rows(
     """Top-``top_k`` species of observation ``rows`` by a trained experiment, reading their
     env values, patches and patch statistics where ``inputs`` (an ``ExperimentInputs``
     over every split) says, exactly as ``run_prediction`` reads them."""
-    missing = [c for c in INPUT_COLUMNS if c not in rows.columns]
-    if missing:
-        raise ValueError(f"the rows need the columns {list(INPUT_COLUMNS)}; missing {missing}")
+    rows = check_rows(rows)
     ids = rows["observation_id"].to_numpy(np.int64)
     split_of = _splits_of(ids, inputs)
     device = pick_device()
@@ -166,17 +151,6 @@ def _under(inputs, workdir: Path):
     return ExperimentInputs(**{key: moved(value) for key, value in asdict(inputs).items()})
 
 
-def serving_requirements() -> list[str]:
-    """Pinned versions of what the package needs to predict, as installed here."""
-    pins = []
-    for package in SERVING_PACKAGES:
-        try:
-            pins.append(f"{package}=={version(package).split('+')[0]}")
-        except PackageNotFoundError:
-            continue
-    return pins
-
-
 def log_trained_model(
     tracker,
     name: str,
@@ -195,37 +169,22 @@ def log_trained_model(
     started = time.perf_counter()
     settings, model = load_trained(bundle)
     stats = json.loads(Path(served_inputs.stats).read_text())
-    observations = pd.read_parquet(served_inputs.observations[example_split])
-    example = observations.loc[: EXAMPLE_ROWS - 1, list(INPUT_COLUMNS)].reset_index(drop=True)
+    example = example_rows(served_inputs.observations[example_split])
     output = predict_rows(settings, model, example, served_inputs, stats)
-    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
-        # MLflow's hint that integer columns cannot hold NaN: observation ids never do.
-        warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer")
+    with tempfile.TemporaryDirectory() as folder:
         inputs_file = Path(folder) / "inputs.json"
         inputs_file.write_text(json.dumps(asdict(served_inputs), indent=1))
-        model_code = Path(folder) / "top_species_model.py"
-        model_code.write_text(MODEL_CODE)
-        package = Path(folder) / "code" / "geolifeclef"
-        shutil.copytree(
-            Path(geolifeclef.__file__).parent, package, ignore=shutil.ignore_patterns("__py*")
-        )
-        signature = infer_signature(example, output, params=DEFAULT_PARAMS)
-        uri = tracker.log_model(
-            mlflow.pyfunc.log_model,
+        uri = log_served_model(
+            tracker,
             name,
-            python_model=str(model_code),
-            artifacts={
-                "model": str(bundle),
-                "stats": served_inputs.stats,
-                "inputs": str(inputs_file),
-            },
-            code_paths=[str(package)],
-            signature=signature,
-            input_example=example,
-            pip_requirements=serving_requirements(),
+            TopSpeciesModel,
+            {"model": str(bundle), "stats": served_inputs.stats, "inputs": str(inputs_file)},
+            example,
+            output,
+            DEFAULT_PARAMS,
+            "workflow/scripts/train_model.py",
             params=params,
             step=step,
-            tags={"mlflow.source.name": "workflow/scripts/train_model.py"},
         )
     log.info("logged model %s as %s in %.1f s", name, uri, time.perf_counter() - started)
     return uri

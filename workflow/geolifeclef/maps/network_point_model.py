@@ -8,9 +8,10 @@ import numpy as np
 import torch
 
 from geolifeclef.data.dataset import standardize_columns
+from geolifeclef.data.rasters import point_ids
 from geolifeclef.experiments.trained import load_trained
 from geolifeclef.experiments.training import pick_device, predict_scores
-from geolifeclef.maps.point_models import PointModel, point_ids
+from geolifeclef.maps.point_models import PointModel
 from geolifeclef.models.features import ModelBatch
 from geolifeclef.settings.mappable import POINT_FEATURES
 

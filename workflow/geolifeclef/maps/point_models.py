@@ -3,9 +3,10 @@
 A model can be evaluated anywhere in the two regions when it reads only what is known
 everywhere: the 27 environmental values, the coordinates and the country (the region whose
 rasters a point is read from). That is the MLP experiments whose tabular features are
-among ``env``, ``coordinates`` and ``country``, the ``random_forest``
-and ``knn`` baselines and the blends of these. Models that read patches (CNN, fusion, or
-patch features such as land-cover shares) cannot: a patch exists only at an observation.
+among ``env``, ``coordinates`` and ``country``, the baselines whose settings say so
+(``geolifeclef.settings.families``) and the blends of these. Models that read patches
+(CNN, fusion, or patch features such as land-cover shares) cannot: a patch exists only at
+an observation.
 
 Each mappable model is described by a :class:`PointModelSpec`, written by the rule
 ``describe_map_model`` to ``results/maps/{model}/model.json`` (the files it needs and its
@@ -14,8 +15,8 @@ reload a model, whoever asks. ``geolifeclef.maps.trained_models.load_point_model
 it into a :class:`PointModel`
 whose ``probabilities(latitude, longitude, env)`` returns every species' probability,
 column j being row j of the species table, through the same functions as the model's own
-prediction rule (``run_prediction``'s batch features, ``forest_probabilities``,
-``KnnModel``), so a point query equals the model's prediction at an observation.
+prediction rule (``run_prediction``'s batch features, the baseline's fitted model), so a
+point query equals the model's prediction at an observation.
 
 This module holds the specs and the blends, without torch or scikit-learn: the jobs that
 describe models, draw the true maps (``geolifeclef.demo.true_maps``) and the MESS maps,
@@ -32,8 +33,6 @@ from typing import Any
 import numpy as np
 
 from geolifeclef.atomic import write_text
-from geolifeclef.data.rasters import region_of_points
-from geolifeclef.layout import OBSERVATION_ID_DIGITS, REGION_DIGIT
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +45,10 @@ log = logging.getLogger(__name__)
 class PointModelSpec:
     """Everything needed to reload a model for predictions at any point.
 
-    ``kind``: ``experiment`` (files ``model``, ``stats``), ``random_forest`` (``forest``),
-    ``knn`` (``train``, settings = ``KnnSettings``), ``blend`` (``parts``: specs and
-    weights), or ``unmappable`` (``reason`` says why). Paths are relative to the
-    workflow's working directory.
+    ``kind``: a baseline family (file ``model``: what its predict job saved),
+    ``experiment`` (files ``model``, ``stats``), ``blend`` (``parts``: specs and weights),
+    or ``unmappable`` (``reason`` says why). Paths are relative to the workflow's working
+    directory.
     """
 
     name: str
@@ -58,7 +57,6 @@ class PointModelSpec:
     species_details: str = ""
     data_root: str = ""
     files: dict[str, str] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
     parts: tuple[tuple["PointModelSpec", float], ...] = ()
     reason: str = ""
 
@@ -95,15 +93,6 @@ def read_spec(path: str | Path) -> PointModelSpec:
 # --------------------------------------------------------------------------------------
 # Point models
 # --------------------------------------------------------------------------------------
-
-
-def point_ids(longitude: np.ndarray) -> np.ndarray:
-    """Ids for points that are not observations, in the archive's form: the first digit is
-    the region whose rasters the point is read from (what the ``country`` feature reads,
-    ``region_digits``), then the point's index."""
-    digit = np.where(region_of_points(longitude) == "fr", REGION_DIGIT["fr"], REGION_DIGIT["us"])
-    place = 10 ** (OBSERVATION_ID_DIGITS - 1)
-    return digit.astype(np.int64) * place + np.arange(len(longitude), dtype=np.int64) % place
 
 
 class PointModel:

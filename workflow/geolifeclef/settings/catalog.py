@@ -5,10 +5,11 @@ workflow starts, with messages that name the config key and the fix."""
 from dataclasses import dataclass
 from typing import Any
 
+from geolifeclef.settings.families import BASELINES
 from geolifeclef.settings.sweeps import Sweep, expand_sweeps, parse_selector
 
-BASELINE_MODELS = ("constant", "knn", "random_forest")
-"""The baselines, each predicted by the rule ``predict_<name>``."""
+BASELINE_MODELS = tuple(BASELINES)
+"""The baselines (one model per baseline family), each predicted by ``predict_<name>``."""
 RESERVED_NAMES = frozenset({*BASELINE_MODELS, "final", "leaderboard"})
 KINDS = ("baseline", "experiment", "blend", "fitted blend")
 

@@ -7,29 +7,18 @@ instead of failing), so it lives with the settings, torch-free.
 from typing import Any
 
 from geolifeclef.settings.experiment import DEFAULT_TABULAR, experiment_inputs
-
-MAPPABLE_BASELINES = ("knn", "random_forest")
-"""Baselines that predict from coordinates or env values (``constant`` is the same
-everywhere: its map is flat)."""
+from geolifeclef.settings.families import BASELINES, POINT_FEATURES
 
 
-POINT_FEATURES = ("env", "coordinates", "country")
-"""Features known at any point (the rasters' values, the point, the region whose rasters
-it is read from): a model reading only these can be mapped."""
-
-
-def unmappable_reason(name: str, catalog, baselines: dict[str, dict[str, Any]]) -> str | None:
+def unmappable_reason(name: str, catalog, baselines: dict[str, Any]) -> str | None:
     """Why model ``name`` cannot predict at an arbitrary point; None when it can.
-    ``catalog`` is the configuration's ``geolifeclef.settings.catalog.Catalog``, ``baselines`` its
-    ``baselines`` section."""
+    ``catalog`` is the configuration's ``geolifeclef.settings.catalog.Catalog``, ``baselines``
+    the typed settings of each baseline (a baseline's settings say: ``unmappable_reason``)."""
     kind = catalog.kind(name)
     if kind == "baseline":
-        if name not in MAPPABLE_BASELINES:
-            return f"{name} predicts the same species everywhere: its map would be flat"
-        extra = sorted(set(baselines.get(name, {}).get("features", ())) - set(POINT_FEATURES))
-        if extra:
-            return f"{name} reads {', '.join(extra)}, known only at observation points"
-        return None
+        settings = baselines.get(name) or BASELINES[name].settings()
+        reason = settings.unmappable_reason
+        return None if reason is None else f"{name} {reason}"
     if kind == "experiment":
         entry = catalog.experiments[name]
         modalities = experiment_inputs(entry).patch_modalities

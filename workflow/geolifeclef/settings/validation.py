@@ -61,7 +61,7 @@ def validate_config(config: dict, schema_path: str | Path) -> None:
     schema = yaml.safe_load(Path(schema_path).read_text())
     problems = schema_problems(config, schema)
     if problems:
-        raise ConfigError(_listing(problems))
+        raise ConfigError(listing(problems))
     validate(config, str(schema_path))
 
 
@@ -71,16 +71,9 @@ def check_settings(config: dict, source_patch_size: int | None) -> None:
     ``source_patch_size``: the side of the patch files (None: not known before the demo is
     generated; its job checks the geometry then)."""
     patches, buckets = config["patches"], config["class_frequency"]
-    forest, bootstrap = config["baselines"]["random_forest"], config["evaluation"]
+    bootstrap = config["evaluation"]
     checks = {
         "class_frequency": lambda: check_buckets(buckets["head_above"], buckets["tail_below"]),
-        "baselines.random_forest": lambda: check_forest(
-            forest["n_estimators"],
-            forest["max_depth"],
-            forest["features"],
-            forest["max_samples"],
-            forest["bins"],
-        ),  # fmt: skip
         "evaluation": lambda: check_bootstrap(
             bootstrap["block_degrees"], bootstrap["draws"], bootstrap["confidence"]
         ),
@@ -97,7 +90,7 @@ def check_settings(config: dict, source_patch_size: int | None) -> None:
             message = str(error)
             problems.append(message if message.startswith(section) else f"{section}: {message}")
     if problems:
-        raise ConfigError(_listing(problems))
+        raise ConfigError(listing(problems))
 
 
 # -- the rules: each is the check of the setting's own class, which calls it ------------
@@ -163,6 +156,6 @@ def check_forest(
         raise ValueError(f"random_forest.max_samples {max_samples}: a share in (0, 1], or null")
 
 
-def _listing(problems: list[str]) -> str:
+def listing(problems: list[str]) -> str:
     lines = "\n".join(f"  {p}" for p in problems)
     return f"the config has {len(problems)} problem(s); fix them in the config file:\n{lines}"

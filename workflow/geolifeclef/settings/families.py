@@ -1,0 +1,254 @@
+"""The model families: every kind of model the workflow fits, ranks, maps and serves, one
+record each. The one place that knows, per family, how it is configured (its settings
+type), what it reads, where it is fitted and predicted, whether it can be mapped (and
+why not), and which MLflow model serves it; the rules, the catalog, the maps and the
+point-model loader ask here instead of switching on kind strings.
+
+A baseline family is its settings class here and its module (``implementation``), which
+holds ``fit(rows, species, settings, sources, n_jobs)`` and ``load(path, species, sources,
+n_jobs)``; both give a fitted model with ``predict(rows, k, chunk_rows)`` (top K),
+``probabilities_at(latitude, longitude, env)`` (maps) and ``save(path)`` (one file, the
+MLflow model's weights). The rule ``predict_<name>``, its job, its map and its MLflow model
+are built from the record: adding a baseline is its module, its record and its test.
+
+Torch- and scikit-learn-free: the Snakefile reads it when the workflow is parsed.
+"""
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+from geolifeclef.settings.inputs import PATCH_STAT_GROUPS
+from geolifeclef.settings.validation import ConfigError, check_forest, listing
+
+POINT_FEATURES = ("env", "coordinates", "country")
+"""Features known at any point (the rasters' values, the point, the region whose rasters
+it is read from): a model reading only these can be mapped."""
+
+
+# --------------------------------------------------------------------------------------
+# Settings of the baselines
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConstantSettings:
+    """The constant has nothing to set: the train counts are in the species table."""
+
+    refit: ClassVar[bool] = False
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return ()
+
+    @property
+    def unmappable_reason(self) -> str | None:
+        return "predicts the same species everywhere: its map would be flat"
+
+
+@dataclass(frozen=True)
+class KnnSettings:
+    """``n_neighbors`` train observations vote; ``prior_weight`` pseudo-observations drawn
+    from the train prior fill the rest of the K ids and keep scores probabilities."""
+
+    n_neighbors: int = 100
+    prior_weight: float = 1.0
+    refit: bool = False
+    """Test predictions from the neighbours among train + val (val ones: train only)."""
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return ()
+
+    @property
+    def unmappable_reason(self) -> str | None:
+        return None
+
+
+@dataclass(frozen=True)
+class ForestSettings:
+    n_estimators: int = 16
+    max_depth: int = 10
+    features: tuple[str, ...] = ("env", "coordinates")
+    """Feature groups, from FOREST_FEATURE_GROUPS (the organizers': env and coordinates)."""
+    max_samples: float | None = None
+    """Share of the train rows each tree is fitted on (None: as many as there are rows,
+    drawn with replacement). Bounds the time of a fit; memory is bounded by the depth."""
+    refit: bool = False
+    """Test predictions from a forest refitted on train + val (val ones stay train-only)."""
+    bins: int | None = None
+    """Fit on each feature binned to this many quantile levels of the fitting rows (None:
+    on the values themselves). sklearn scores a candidate split per distinct value, at a
+    cost that grows with the classes: with at most ``bins`` values per feature a tree fits
+    ~10x faster at thousands of species. Predictions need no binning (``bin_edges``)."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "features", tuple(self.features))
+        check_forest(self.n_estimators, self.max_depth, self.features, self.max_samples, self.bins)
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """``env`` (the env table) always (its rows check the extraction contract), and
+        ``patch_stats`` when a feature group is a patch statistic."""
+        return ("env", "patch_stats") if set(self.features) & set(PATCH_STAT_GROUPS) else ("env",)
+
+    @property
+    def unmappable_reason(self) -> str | None:
+        extra = sorted(set(self.features) - set(POINT_FEATURES))
+        return f"reads {', '.join(extra)}, known only at observation points" if extra else None
+
+
+# --------------------------------------------------------------------------------------
+# The records
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Family:
+    """One kind of model. ``kind`` is its leaderboard kind (``baseline``, ``experiment``,
+    ``blend``, ``fitted blend``); a baseline family is also one model, named as the family."""
+
+    name: str
+    kind: str
+    settings: type | None = None
+    """A baseline's settings class (config ``baselines.<name>``, defaults in the class)."""
+    implementation: str = ""
+    """The module that fits, predicts, maps and saves it (imported by the jobs only)."""
+    served_by: str = ""
+    """The ``mlflow.pyfunc`` model class that serves it (``module:Class``)."""
+    threads: int = 1
+    mem_mb: dict[str, int] = field(default_factory=lambda: {"demo": 2_000, "archive": 4_000})
+    """Memory of its predict job on the demo and on the archive (the SLURM profile's
+    figures override the archive's: profiles/slurm/config.yaml)."""
+
+    def settings_from(self, values: dict[str, Any] | None, where: str):
+        """The typed settings of ``values`` (the config section at ``where``)."""
+        return typed_settings(self.settings, values, where)
+
+
+BASELINE_SERVED_BY = "geolifeclef.serving.models:BaselineModel"
+FAMILIES = {
+    family.name: family
+    for family in (
+        Family(
+            "constant",
+            "baseline",
+            ConstantSettings,
+            "geolifeclef.baselines.constant",
+            BASELINE_SERVED_BY,
+        ),
+        Family(
+            "knn",
+            "baseline",
+            KnnSettings,
+            "geolifeclef.baselines.knn",
+            BASELINE_SERVED_BY,
+            mem_mb={"demo": 2_000, "archive": 4_000},
+        ),
+        Family(
+            "random_forest",
+            "baseline",
+            ForestSettings,
+            "geolifeclef.baselines.forest",
+            BASELINE_SERVED_BY,
+            # 8 trees grown at once x 2,047 nodes x 17,037 classes (float64): ~2.2 GB
+            threads=8,
+            mem_mb={"demo": 2_000, "archive": 16_000},
+        ),
+        Family(
+            "experiment",
+            "experiment",
+            implementation="geolifeclef.experiments.jobs",
+            served_by="geolifeclef.experiments.serving:TopSpeciesModel",
+        ),
+        Family("blend", "blend", served_by="geolifeclef.serving.models:BlendModel"),
+        Family("fitted_blend", "fitted blend", served_by="geolifeclef.serving.models:BlendModel"),
+    )
+}
+"""Every family by name; the baselines first, in leaderboard order."""
+BASELINES = {name: family for name, family in FAMILIES.items() if family.kind == "baseline"}
+"""The baseline families, each one model of its name, predicted by ``predict_<name>``."""
+
+
+def family_of(kind: str, model: str) -> Family:
+    """The family of a model of leaderboard ``kind`` named ``model``."""
+    if kind == "baseline":
+        return BASELINES[model]
+    return next(family for family in FAMILIES.values() if family.kind == kind)
+
+
+# --------------------------------------------------------------------------------------
+# Typed settings from a config section
+# --------------------------------------------------------------------------------------
+
+
+def typed_settings(cls: type, values: dict[str, Any] | None, where: str):
+    """``cls(**values)`` for a config section at ``where``, lists as tuples; ValueError
+    naming the key for an unknown key (with the closest name) or a value of the wrong
+    type, so that a section without a schema is checked as well as one with."""
+    values = dict(values or {})
+    known = {f.name: f for f in fields(cls)}
+    problems = []
+    for key, value in values.items():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+            hint = f"did you mean `{close[0]}`?" if close else f"valid keys: {', '.join(known)}"
+            problems.append(f"{where}.{key}: unknown key; {hint}")
+            continue
+        if isinstance(value, list):
+            value = values[key] = tuple(value)
+        allowed = _types(known[key].type)
+        if allowed and not _is_instance(value, allowed):
+            names = " or ".join(sorted({t.__name__ for t in allowed}))
+            problems.append(f"{where}.{key}: {value!r} is not of type {names}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as error:
+        message = str(error)
+        raise ValueError(message if message.startswith(where) else f"{where}: {message}") from None
+
+
+def _types(annotation) -> tuple[type, ...]:
+    """The runtime types a field's annotation admits (empty: not checked here)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return tuple(t for part in typing.get_args(annotation) for t in _types(part))
+    if origin is not None:
+        return (origin,)
+    if annotation is type(None):
+        return (type(None),)
+    return (annotation,) if isinstance(annotation, type) else ()
+
+
+def _is_instance(value, allowed: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in allowed:
+        return False  # YAML's true is no number
+    if isinstance(value, int) and float in allowed:
+        return True
+    return isinstance(value, allowed)
+
+
+def baseline_settings(section: dict[str, Any]) -> dict[str, Any]:
+    """Every baseline's typed settings from the config's ``baselines`` section (a baseline
+    it leaves out: its class's defaults); every problem at once (``ConfigError``), each
+    naming its key."""
+    problems = []
+    for name in section:
+        if name not in BASELINES:
+            close = difflib.get_close_matches(str(name), list(BASELINES), n=1, cutoff=0.6)
+            hint = f"did you mean `{close[0]}`?" if close else f"baselines: {', '.join(BASELINES)}"
+            problems.append(f"baselines.{name}: unknown baseline; {hint}")
+    settings = {}
+    for name, family in BASELINES.items():
+        try:
+            settings[name] = family.settings_from(section.get(name), f"baselines.{name}")
+        except ValueError as error:
+            problems.append(str(error))
+    if problems:
+        raise ConfigError(listing(problems))
+    return settings
