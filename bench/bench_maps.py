@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from geolifeclef.maps.render import MapSettings
+from geolifeclef.settings.maps import MapSettings
 
 
 def child(args: argparse.Namespace) -> None:

@@ -17,13 +17,8 @@ from geolifeclef.baselines.forest import ForestSettings
 from geolifeclef.baselines.knn import KnnSettings
 from geolifeclef.data.class_frequency import BucketThresholds
 from geolifeclef.demo.spec import DEMO_SCALES, DemoSpec
-from geolifeclef.evaluation.bootstrap import BlockBootstrap
 from geolifeclef.experiments.jobs import PredictionJob
 from geolifeclef.layout import MODALITIES
-from geolifeclef.maps.importance import VARIABLE_GROUPS, ImportanceSettings
-from geolifeclef.maps.mess import MessSettings
-from geolifeclef.maps.render import MapSettings
-from geolifeclef.maps.response import ResponseSettings
 from geolifeclef.patches.geometry import MODES
 from geolifeclef.patches.store import BAD_FILE_POLICIES, STORES, CacheSpec
 from geolifeclef.settings.configs import (
@@ -38,12 +33,20 @@ from geolifeclef.settings.configs import (
     ModelConfig,
     TrainConfig,
 )
+from geolifeclef.settings.evaluation import BlockBootstrap
 from geolifeclef.settings.experiment import DEFAULT_TABULAR
 from geolifeclef.settings.inputs import (
     CNN_MODALITIES,
     FOREST_FEATURE_GROUPS,
     MODEL_KINDS,
     TABULAR_SIZES,
+)
+from geolifeclef.settings.maps import (
+    VARIABLE_GROUPS,
+    ImportanceSettings,
+    MapSettings,
+    MessSettings,
+    ResponseSettings,
 )
 
 SCHEMA = yaml.safe_load(SCHEMA.read_text())

@@ -11,7 +11,6 @@ from geolifeclef.demo.species import NICHE_FIELDS, niche_features
 from geolifeclef.demo.truth import WORLD_FILE, read_world
 from geolifeclef.layout import ENV_VARIABLES, REGIONS
 from geolifeclef.maps.importance import (
-    ImportanceSettings,
     most_important,
     permutation_importance,
     plot_importance,
@@ -20,12 +19,12 @@ from geolifeclef.maps.importance import (
 )
 from geolifeclef.maps.point_models import PointModel
 from geolifeclef.maps.response import (
-    ResponseSettings,
     feature_range,
     partial_dependence,
     response_species,
     write_responses,
 )
+from geolifeclef.settings.maps import ImportanceSettings, ResponseSettings
 
 UNUSED = "orcdrc"
 """Soil organic carbon: a raster of the demo that no species' niche reads."""

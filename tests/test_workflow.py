@@ -45,6 +45,56 @@ def test_config_with_wrong_type_is_refused(tmp_path):
     assert "three" in result.stderr + result.stdout
 
 
+SECTION_REFUSALS = {
+    "baselines": (
+        "baselines:\n  kNN: {n_neighbors: 5}\n",
+        "baselines.kNN: unknown baseline; did you mean `knn`?",
+    ),
+    "baselines.random_forest": (
+        "baselines:\n  random_forest: {features: [env, wind]}\n",
+        "baselines.random_forest.features.1: 'wind' is not one of ['env', 'coordinates'",
+    ),
+    "maps": (
+        "maps:\n  resolutoin: 0.1\n",
+        "maps.resolutoin: unknown key; did you mean `resolution`?",
+    ),
+    "importance": (
+        "importance:\n  variables: [bio_99]\n",
+        "importance.variables: unknown 'bio_99'; choose among bio_1, bio_2,",
+    ),
+    "response": (
+        "response:\n  variables: [altitude]\n",
+        "response.variables: unknown 'altitude'; choose among bio_1,",
+    ),
+    "mess": (
+        "mess:\n  variables: [latitude]\n",
+        "mess.variables: unknown 'latitude'; choose among bio_1,",
+    ),
+    "evaluation": (
+        "evaluation:\n  draws: many\n",
+        "evaluation.draws: 'many' is not of type 'integer'",
+    ),
+    "submission": (
+        "submission:\n  model: kn\n",
+        "submission.model: 'kn' is not 'best' or one of the models ['constant', 'knn',",
+    ),
+}
+
+
+@pytest.mark.parametrize("section", sorted(SECTION_REFUSALS))
+def test_a_bad_value_in_any_section_is_refused_before_any_job(tmp_path, section):
+    """Every section is typed when the workflow is parsed: a dry run of the targets that
+    read it stops with the key's path and what it may be, once, with no traceback."""
+    text, message = SECTION_REFUSALS[section]
+    (tmp_path / "config.yaml").write_text(f"demo:\n  scale: tiny\n{text}")
+    result = run_snakemake(tmp_path, "all", "maps", "importance", "--dry-run", timeout=300)
+    shown = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert shown.count(message) == 1, shown[-3000:]
+    assert "Traceback" not in shown
+    assert not (tmp_path / "resources").exists()
+
+
 def test_the_workflow_parses_with_the_settings_package_only(tmp_path):
     # Every SLURM job parses the Snakefile again: torch or mlflow would add seconds to each.
     (tmp_path / "config.yaml").write_text("demo:\n  scale: tiny\n")

@@ -39,8 +39,7 @@ for family in BASELINES.values():
         params:
             family=family.name,
             settings=BASELINE_SETTINGS[family.name],
-            # What reruns it (Snakemake compares params it can print, not the object).
-            shaping=canonical(asdict(BASELINE_SETTINGS[family.name])),
+            settings_key=rerun_key(BASELINE_SETTINGS[family.name]),
             top_k=config["predictions"]["top_k"],
             chunk_rows=config["predictions"]["chunk_rows"],
         script:

@@ -70,11 +70,8 @@ rule fit_blend:
         ENVIRONMENT
     params:
         members=lambda wildcards: CATALOG.blend_members(wildcards.blend),
-        fit=lambda wildcards: {
-            key: value
-            for key, value in config["fitted_blends"][wildcards.blend].items()
-            if key != "models"
-        },
+        fit=lambda wildcards: SETTINGS.fitted_blends[wildcards.blend],
+        fit_key=lambda wildcards: rerun_key(SETTINGS.fitted_blends[wildcards.blend]),
         top_k=config["predictions"]["top_k"],
     script:
         "../scripts/fit_blend.py"

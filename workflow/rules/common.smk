@@ -11,7 +11,8 @@ from pathlib import Path
 import yaml
 
 from geolifeclef.settings.catalog import BASELINE_MODELS, build_catalog
-from geolifeclef.settings.families import BASELINES, baseline_settings, family_of
+from geolifeclef.settings.families import BASELINES, family_of
+from geolifeclef.settings.workflow import WorkflowSettings
 from geolifeclef.settings.experiment import (
     TRAINING_SPLITS,
     ExperimentSettings,
@@ -81,8 +82,10 @@ EXPERIMENT_SETTINGS = {
     name: ExperimentSettings.from_config(name, entry)
     for name, entry in CATALOG.experiments.items()
 }
-# Each baseline's typed settings (geolifeclef.settings.families), the same way.
-BASELINE_SETTINGS = baseline_settings(config["baselines"])
+# Every other stage's typed settings (geolifeclef.settings.workflow), the same way: the
+# rules hand their sections to the jobs.
+SETTINGS = WorkflowSettings.from_config(config)
+BASELINE_SETTINGS = SETTINGS.baselines
 # What the workflow reads from the archive (geolifeclef.settings.archive), checked before any
 # job: the folder and the observation CSVs, which every target starts from, here; each other
 # part in the input function of a step that reads it, which Snakemake calls for every step
@@ -120,7 +123,7 @@ EXPERIMENTS = list(CATALOG.experiments)
 SWEEPS = CATALOG.sweeps
 MODELS = CATALOG.models
 MODEL_KIND = {model: CATALOG.kind(model) for model in MODELS}
-SUBMITTED = config["submission"]["model"]
+SUBMITTED = SETTINGS.submission.model
 SUBMISSION_CANDIDATES = MODELS if SUBMITTED == "best" else [SUBMITTED]
 
 
@@ -162,6 +165,12 @@ def one_of(names):
 def canonical(value):
     """A value as sorted JSON: the params Snakemake compares do not depend on key order."""
     return json.dumps(value, sort_keys=True)
+
+
+def rerun_key(settings):
+    """A typed settings object as a param Snakemake compares (it skips values it cannot
+    print, such as the object itself): a changed setting reruns the step."""
+    return canonical(asdict(settings))
 
 
 def experiment_reads(experiment):

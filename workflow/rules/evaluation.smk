@@ -1,7 +1,7 @@
 # Every model scored on val (geolifeclef.evaluation.scores) and ranked on the leaderboard.
 
-# Settings of the spatial block bootstrap (geolifeclef.evaluation.bootstrap.BlockBootstrap).
-BOOTSTRAP = config["evaluation"]
+# Settings of the spatial block bootstrap (geolifeclef.settings.evaluation.BlockBootstrap).
+BOOTSTRAP = SETTINGS.evaluation
 
 
 def evaluated_settings(model):
@@ -100,6 +100,7 @@ rule evaluate_model:
         settings=lambda wildcards: evaluated_settings(wildcards.model),
         local_metrics=results("evaluation/{model}/metrics.jsonl"),
         bootstrap=BOOTSTRAP,
+        bootstrap_key=rerun_key(BOOTSTRAP),
         family=lambda wildcards: family_of(
             MODEL_KIND[wildcards.model], wildcards.model
         ).name,
@@ -147,6 +148,7 @@ rule build_leaderboard:
     params:
         sweeps=[sweep_description(sweep) for sweep in SWEEPS],
         bootstrap=BOOTSTRAP,
+        bootstrap_key=rerun_key(BOOTSTRAP),
     script:
         "../scripts/build_leaderboard.py"
 

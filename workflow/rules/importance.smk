@@ -29,7 +29,8 @@ rule importance_model:
         ENVIRONMENT
     threads: 1  # as map_model
     params:
-        settings=config["importance"],
+        settings=SETTINGS.importance,
+        settings_key=rerun_key(SETTINGS.importance),
         local_metrics=results("importance/{model}.jsonl"),
     script:
         "../scripts/importance_model.py"
@@ -63,7 +64,8 @@ rule respond_model:
         ENVIRONMENT
     threads: 1
     params:
-        settings=config["response"],
+        settings=SETTINGS.response,
+        settings_key=rerun_key(SETTINGS.response),
     script:
         "../scripts/respond_model.py"
 

@@ -87,7 +87,8 @@ rule map_demo_truth:
     # on two cores finish the demo's maps in half the time.
     threads: 1
     params:
-        settings=config["maps"],
+        settings=SETTINGS.maps,
+        settings_key=rerun_key(SETTINGS.maps),
         data_root=str(DATA_ROOT),
     script:
         "../scripts/map_demo_truth.py"
@@ -111,8 +112,9 @@ rule map_mess:
         ENVIRONMENT
     threads: 1  # as map_demo_truth
     params:
-        settings=config["mess"],
-        resolution=config["maps"]["resolution"],
+        settings=SETTINGS.mess,
+        settings_key=rerun_key(SETTINGS.mess),
+        resolution=SETTINGS.maps.resolution,
         data_root=str(DATA_ROOT),
     script:
         "../scripts/map_mess.py"
@@ -152,7 +154,8 @@ rule map_model:
         ENVIRONMENT
     threads: 1  # as map_demo_truth
     params:
-        settings=config["maps"],
+        settings=SETTINGS.maps,
+        settings_key=rerun_key(SETTINGS.maps),
         data_root=str(DATA_ROOT),
         local_metrics=results("maps/{model}/{region}.jsonl"),
     script:

@@ -5,7 +5,6 @@ invocation's MLflow parent run, once."""
 
 import os
 
-from geolifeclef.evaluation.bootstrap import BlockBootstrap
 from geolifeclef.evaluation.scores import read_metrics, write_leaderboard
 from geolifeclef.rule_logging import logging_to
 from geolifeclef.settings.tracking import PARENT_RUN_ENV, Tracking
@@ -24,7 +23,7 @@ with logging_to(snakemake.log[0]) as log:
         sweeps=list(snakemake.params.sweeps),
         block_files=dict(zip(models, snakemake.input.blocks, strict=True)),
         species_files=dict(zip(models, snakemake.input.species, strict=True)),
-        bootstrap=BlockBootstrap(**snakemake.params.bootstrap),
+        bootstrap=snakemake.params.bootstrap,
     )
     parent = os.environ.get(PARENT_RUN_ENV)
     with attach_run(Tracking.of_invocation().uri, parent, os.devnull) as tracker:

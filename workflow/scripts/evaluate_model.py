@@ -9,7 +9,7 @@ from pathlib import Path
 
 from geolifeclef.data.class_frequency import read_species_table
 from geolifeclef.data.observations import read_table
-from geolifeclef.evaluation.bootstrap import BlockBootstrap, write_block_errors
+from geolifeclef.evaluation.bootstrap import write_block_errors
 from geolifeclef.evaluation.scores import (
     evaluate_model,
     plot_buckets,
@@ -89,7 +89,7 @@ with logging_to(snakemake.log[0]) as log:
         expected_ids=val["observation_id"].to_numpy(),
     )
     predictions = predictions.aligned_to(val["observation_id"].to_numpy())
-    bootstrap = BlockBootstrap(**snakemake.params.bootstrap)
+    bootstrap = snakemake.params.bootstrap
     metrics = evaluate_model(
         model, kind, predictions, val, species, snakemake.input.truth or None, bootstrap
     )

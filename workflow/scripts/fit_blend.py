@@ -7,7 +7,7 @@ import numpy as np
 
 from geolifeclef.atomic import write_text
 from geolifeclef.data.observations import read_table
-from geolifeclef.predictions.blend_fit import BlendFit, fit_blend
+from geolifeclef.predictions.blend_fit import fit_blend
 from geolifeclef.predictions.table import read_predictions, write_predictions
 from geolifeclef.rule_logging import logging_to
 
@@ -22,7 +22,7 @@ with logging_to(snakemake.log[0]) as log:
         val["latitude"].to_numpy(),
         val["longitude"].to_numpy(),
         snakemake.params.top_k,
-        BlendFit(**snakemake.params.fit),
+        snakemake.params.fit,
     )
     write_predictions(snakemake.output.val, found.val, expected_ids=ids)
     report = found.report(names)

@@ -1,8 +1,9 @@
 """Snakemake adapter: the permutation importance of one mappable model on the val rows."""
 
+from dataclasses import asdict
+
 from geolifeclef.data.class_frequency import read_species_table
 from geolifeclef.maps.importance import (
-    ImportanceSettings,
     permutation_importance,
     plot_importance,
     read_sample,
@@ -16,7 +17,7 @@ from geolifeclef.tracking.runs import start_run
 
 with logging_to(snakemake.log[0]) as log:
     spec = read_spec(snakemake.input.card)
-    settings = ImportanceSettings.from_config(snakemake.params.settings)
+    settings = snakemake.params.settings
     species_ids = read_species_table(snakemake.input.species)["species_id"].to_numpy()
     sample = read_sample(snakemake.input.val, snakemake.input.env, settings.rows, settings.seed)
     frame = permutation_importance(
@@ -33,7 +34,7 @@ with logging_to(snakemake.log[0]) as log:
         snakemake.params.local_metrics,
         tags={"snakemake.rule": snakemake.rule, "wildcards.model": spec.name},
     ) as tracker:
-        tracker.log_params({"importance": snakemake.params.settings})
+        tracker.log_params({"importance": asdict(settings)})
         increase = dict(zip(frame["kind"] + "." + frame["feature"], frame["increase"], strict=True))
         tracker.log_metrics({f"importance.{k}": v for k, v in increase.items()})
         for path in (snakemake.output.csv, snakemake.output.plot):

@@ -4,13 +4,13 @@ from geolifeclef.data.class_frequency import read_species_table
 from geolifeclef.data.observations import read_species_names
 from geolifeclef.demo.true_maps import DemoTruthModel
 from geolifeclef.layout import DatasetLayout
-from geolifeclef.maps.render import MapSettings, choose_species
+from geolifeclef.maps.render import choose_species
 from geolifeclef.maps.report import map_region
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]) as log:
     region = snakemake.wildcards.region
-    settings = MapSettings.from_config(snakemake.params.settings)
+    settings = snakemake.params.settings
     species = read_species_table(snakemake.input.species)
     chosen = choose_species(species, region, settings)
     log.info("true maps of %s: species %s at %s degrees", region, chosen, settings.resolution)

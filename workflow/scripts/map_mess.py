@@ -6,13 +6,13 @@ from geolifeclef.atomic import write_text
 from geolifeclef.data.env_table import read_env_table
 from geolifeclef.data.observations import read_table
 from geolifeclef.layout import DatasetLayout
-from geolifeclef.maps.mess import MessSettings, render_mess, train_reference
+from geolifeclef.maps.mess import render_mess, train_reference
 from geolifeclef.maps.render import map_grid
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]) as log:
     region = snakemake.wildcards.region
-    settings = MessSettings.from_config(snakemake.params.settings)
+    settings = snakemake.params.settings
     reference = train_reference(
         read_table(snakemake.input.train), read_env_table(snakemake.input.env), region, settings
     )

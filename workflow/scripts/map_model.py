@@ -1,10 +1,12 @@
 """Snakemake adapter: the species and richness maps of one model over one region."""
 
+from dataclasses import asdict
+
 from geolifeclef.data.class_frequency import read_species_table
 from geolifeclef.data.observations import read_species_names, read_table
 from geolifeclef.layout import DatasetLayout
 from geolifeclef.maps.point_models import read_spec
-from geolifeclef.maps.render import MapSettings, choose_species
+from geolifeclef.maps.render import choose_species
 from geolifeclef.maps.report import map_region, numeric_map_metrics, write_map_metrics
 from geolifeclef.maps.trained_models import load_point_model
 from geolifeclef.rule_logging import logging_to
@@ -14,7 +16,7 @@ from geolifeclef.tracking.runs import start_run
 with logging_to(snakemake.log[0]) as log:
     region = snakemake.wildcards.region
     spec = read_spec(snakemake.input.card)
-    settings = MapSettings.from_config(snakemake.params.settings)
+    settings = snakemake.params.settings
     species = read_species_table(snakemake.input.species)
     chosen = choose_species(species, region, settings)
     log.info(
@@ -52,7 +54,7 @@ with logging_to(snakemake.log[0]) as log:
             "model_kind": spec.kind,
         },
     ) as tracker:
-        tracker.log_params({"maps": snakemake.params.settings, "species": chosen})
+        tracker.log_params({"maps": asdict(settings), "species": chosen})
         tracker.log_metrics(numeric_map_metrics(metrics))
         tracker.log_artifact(snakemake.output.metrics, f"maps/{region}")
         for name in [entry["map"] for entry in metrics["maps"]]:

@@ -7,7 +7,6 @@ from geolifeclef.data.observations import read_species_names
 from geolifeclef.maps.importance import most_important, read_sample
 from geolifeclef.maps.point_models import read_spec
 from geolifeclef.maps.response import (
-    ResponseSettings,
     region_sample,
     response_species,
     write_responses,
@@ -18,7 +17,7 @@ from geolifeclef.rule_logging import logging_to
 with logging_to(snakemake.log[0]) as log:
     region = snakemake.wildcards.region
     spec = read_spec(snakemake.input.card)
-    settings = ResponseSettings.from_config(snakemake.params.settings)
+    settings = snakemake.params.settings
     species = read_species_table(snakemake.input.species)
     chosen = response_species(species, region, settings)
     features = list(settings.variables or ()) or most_important(

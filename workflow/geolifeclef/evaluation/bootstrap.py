@@ -24,24 +24,7 @@ import pyarrow.parquet as pq
 
 from geolifeclef.atomic import atomic_path
 from geolifeclef.errors import InputDataError
-from geolifeclef.settings.validation import check_bootstrap
-
-
-@dataclass(frozen=True)
-class BlockBootstrap:
-    """Settings of the block bootstrap (config section ``evaluation``)."""
-
-    block_degrees: float = 1.0
-    """Side of a block, degrees of latitude and longitude."""
-    draws: int = 1000
-    """Resamplings of the val blocks."""
-    seed: int = 0
-    """Seed of the count matrix: the same seed gives the same intervals."""
-    confidence: float = 0.95
-    """Coverage of the intervals (0.95: the 2.5th to the 97.5th percentile of the draws)."""
-
-    def __post_init__(self) -> None:
-        check_bootstrap(self.block_degrees, self.draws, self.confidence)
+from geolifeclef.settings.evaluation import BlockBootstrap
 
 
 @dataclass(frozen=True)

@@ -25,69 +25,16 @@ from geolifeclef.atomic import atomic_path
 from geolifeclef.data.env_table import read_env_table
 from geolifeclef.data.observations import read_table
 from geolifeclef.errors import InputDataError
-from geolifeclef.layout import BIOCLIMATIC_VARIABLES, ENV_VARIABLES, PEDOLOGIC_VARIABLES
+from geolifeclef.layout import ENV_VARIABLES
 from geolifeclef.maps.point_models import PointModel
 from geolifeclef.plotting import new_figure, save_png
 from geolifeclef.predictions.metrics import KAGGLE_K, top_k, top_k_error
+from geolifeclef.settings.maps import COORDINATES, VARIABLE_GROUPS, ImportanceSettings
 
 log = logging.getLogger(__name__)
 
-COORDINATES = ("latitude", "longitude")
-FEATURES = (*ENV_VARIABLES, *COORDINATES)
-"""What a point model reads: the 27 env variables and the two coordinates."""
-VARIABLE_GROUPS = {
-    "temperature": BIOCLIMATIC_VARIABLES[:11],  # bio_1..bio_11
-    "precipitation": BIOCLIMATIC_VARIABLES[11:],  # bio_12..bio_19
-    "soil": PEDOLOGIC_VARIABLES,
-    "coordinates": COORDINATES,
-}
 CHUNK_BYTES = 128 * 2**20
 """Memory of the probabilities predicted at once (float64, every species)."""
-
-
-def check_names(names, known, setting: str) -> None:
-    """ValueError naming ``setting`` when ``names`` holds a name not in ``known``."""
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise ValueError(
-            f"{setting}: unknown {', '.join(map(repr, unknown))}; choose among {', '.join(known)}"
-        )
-
-
-@dataclass(frozen=True)
-class ImportanceSettings:
-    """Config ``importance``: which features and groups are permuted, how often, on how
-    many val rows."""
-
-    variables: tuple[str, ...] | None = None
-    """Features permuted one at a time; None: the 27 env variables and both coordinates."""
-    groups: tuple[str, ...] = tuple(VARIABLE_GROUPS)
-    """Groups of ``VARIABLE_GROUPS`` permuted as a block."""
-    repeats: int = 3
-    top_k: int = KAGGLE_K
-    """The k of the top-k error (Kaggle's 30; smaller for a dataset of few species)."""
-    rows: int = 5000
-    """Val rows sampled (seeded); 0: all of them."""
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_names(self.variables or (), FEATURES, "importance.variables")
-        check_names(self.groups, tuple(VARIABLE_GROUPS), "importance.groups")
-        for name in ("repeats", "top_k"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"importance.{name} must be >= 1, got {getattr(self, name)}")
-
-    @property
-    def features(self) -> tuple[str, ...]:
-        return FEATURES if self.variables is None else self.variables
-
-    @classmethod
-    def from_config(cls, values: dict) -> "ImportanceSettings":
-        values = dict(values)
-        for key in ("variables", "groups"):
-            if values.get(key) is not None:
-                values[key] = tuple(str(v) for v in values[key])
-        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ conditions are unlike the training data all the same). Variables a cell has no v
 """
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,32 +32,10 @@ from rasterio.windows import Window
 from geolifeclef.atomic import atomic_path
 from geolifeclef.data.env_table import extract_environment
 from geolifeclef.layout import ENV_VARIABLES, DatasetLayout
-from geolifeclef.maps.importance import check_names
 from geolifeclef.maps.render import NODATA, TILE, MapGrid, geotiff_profile
+from geolifeclef.settings.maps import MessSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MessSettings:
-    """Config ``mess``: the variables compared (all 27 by default)."""
-
-    variables: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        check_names(self.variables or (), ENV_VARIABLES, "mess.variables")
-
-    @property
-    def columns(self) -> list[int]:
-        chosen = ENV_VARIABLES if self.variables is None else self.variables
-        return [ENV_VARIABLES.index(v) for v in chosen]
-
-    @classmethod
-    def from_config(cls, values: dict) -> "MessSettings":
-        values = dict(values)
-        if values.get("variables") is not None:
-            values["variables"] = tuple(str(v) for v in values["variables"])
-        return cls(**values)
 
 
 class MessReference:

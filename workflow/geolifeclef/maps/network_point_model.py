@@ -13,7 +13,7 @@ from geolifeclef.experiments.trained import load_trained
 from geolifeclef.experiments.training import pick_device, predict_scores
 from geolifeclef.maps.point_models import PointModel
 from geolifeclef.models.features import ModelBatch
-from geolifeclef.settings.mappable import POINT_FEATURES
+from geolifeclef.settings.families import POINT_FEATURES
 
 
 class ExperimentModel(PointModel):

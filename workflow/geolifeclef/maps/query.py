@@ -35,9 +35,10 @@ from geolifeclef.errors import InputDataError
 from geolifeclef.layout import ENV_VARIABLES, REGIONS, DatasetLayout
 from geolifeclef.maps.mess import mess_at, mess_path
 from geolifeclef.maps.point_models import PointModel, PointModelSpec, read_spec
-from geolifeclef.maps.render import MapSettings, region_bounds
+from geolifeclef.maps.render import region_bounds
 from geolifeclef.maps.trained_models import load_point_model
 from geolifeclef.predictions.metrics import KAGGLE_K, top_k
+from geolifeclef.settings.maps import MapSettings
 
 DEFAULT_MAPS_DIR = Path("results/maps")
 REGION_NAMES = {"fr": "France", "us": "the US"}

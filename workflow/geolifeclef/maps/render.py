@@ -46,6 +46,7 @@ from geolifeclef.data.rasters import open_raster
 from geolifeclef.errors import InputDataError
 from geolifeclef.layout import ENV_VARIABLES, DatasetLayout
 from geolifeclef.maps.point_models import PointModel
+from geolifeclef.settings.maps import MapSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,31 +55,6 @@ NODATA = -9999.0
 TILE = 256
 """Side of the GeoTIFF tiles, and rows of the grid predicted per band."""
 RICHNESS = "richness"
-
-
-@dataclass(frozen=True)
-class MapSettings:
-    """Config ``maps``: the grid resolution, which species are mapped, chunk size."""
-
-    resolution: float = 0.05
-    species: tuple[int, ...] | None = None
-    """Species ids to map in every region; None: ``per_bucket`` species of each frequency
-    bucket among those observed in the region's train data."""
-    per_bucket: int = 2
-    chunk_mb: int = 128
-    """Memory of the probabilities of the cells predicted at once (float64, all species):
-    about 2,000 cells at the archive's 17,037 species, 33,000 at the demo's 500."""
-
-    def chunk_cells(self, n_species: int) -> int:
-        """Cells predicted at once so that their probabilities take ``chunk_mb``."""
-        return max(1, self.chunk_mb * 2**20 // (8 * max(1, n_species)))
-
-    @classmethod
-    def from_config(cls, values: dict) -> "MapSettings":
-        values = dict(values)
-        if values.get("species") is not None:
-            values["species"] = tuple(int(s) for s in values["species"])
-        return cls(**values)
 
 
 def species_file(species_id: int) -> str:

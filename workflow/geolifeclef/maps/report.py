@@ -28,7 +28,6 @@ from geolifeclef.layout import DatasetLayout
 from geolifeclef.maps.point_models import PointModel, PointModelSpec
 from geolifeclef.maps.render import (
     RICHNESS,
-    MapSettings,
     map_correlations,
     map_grid,
     read_map,
@@ -37,6 +36,7 @@ from geolifeclef.maps.render import (
     species_of_file,
 )
 from geolifeclef.plotting import new_figure, save_png
+from geolifeclef.settings.maps import MapSettings
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ region, ``maps.render.choose_species``) or the ones the config names.
 """
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,43 +22,13 @@ import pyarrow.parquet as pq
 
 from geolifeclef.atomic import atomic_path
 from geolifeclef.baselines.fitting import species_columns
-from geolifeclef.maps.importance import FEATURES, PointSample, check_names, predict
+from geolifeclef.maps.importance import PointSample, predict
 from geolifeclef.maps.point_models import PointModel
-from geolifeclef.maps.render import MapSettings, choose_species, species_file
+from geolifeclef.maps.render import choose_species, species_file
 from geolifeclef.plotting import new_figure, save_png
+from geolifeclef.settings.maps import MapSettings, ResponseSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ResponseSettings:
-    """Config ``response``: which species and variables, how fine a curve, how many rows."""
-
-    species: tuple[int, ...] | None = None
-    """Species ids; None: one species of each frequency bucket per region, as the maps
-    choose them."""
-    variables: tuple[str, ...] | None = None
-    """Features to vary; None: the ``top`` most important of the model."""
-    top: int = 3
-    points: int = 25
-    rows: int = 300
-    """Val rows of the region averaged over (a seeded sample)."""
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_names(self.variables or (), FEATURES, "response.variables")
-        for name in ("top", "points", "rows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"response.{name} must be >= 1, got {getattr(self, name)}")
-
-    @classmethod
-    def from_config(cls, values: dict) -> "ResponseSettings":
-        values = dict(values)
-        if values.get("species") is not None:
-            values["species"] = tuple(int(s) for s in values["species"])
-        if values.get("variables") is not None:
-            values["variables"] = tuple(str(v) for v in values["variables"])
-        return cls(**values)
 
 
 def response_species(species: pd.DataFrame, region: str, settings: ResponseSettings) -> list[int]:

@@ -44,6 +44,7 @@ import numpy as np
 
 from geolifeclef.predictions.metrics import KAGGLE_K, hits
 from geolifeclef.predictions.table import Predictions, blend
+from geolifeclef.settings.families import BlendFit
 
 log = logging.getLogger(__name__)
 
@@ -54,27 +55,7 @@ LABEL_FLOOR = 1e-6
 """The probability a member gives a label outside its top K, in the likelihood: small
 (17,037 species share what the top K leave) but not 0, which would rule the member out
 of every row it missed."""
-FIT_METHODS = ("likelihood", "top30")
-
-
-@dataclass(frozen=True)
-class BlendFit:
-    """How a fitted blend's weights are chosen (config ``fitted_blends.<name>``)."""
-
-    method: str = "likelihood"
-    """``likelihood`` or ``top30`` (the module docstring)."""
-    shrink: float = 0.0
-    """Share of the weight spread equally over the members after the fit (0: none)."""
-    fallback: bool = True
-    """Become the best member (by val error) when the cross-fitted blend is worse."""
-
-    def __post_init__(self):
-        if self.method not in FIT_METHODS:
-            raise ValueError(f"blend fit method {self.method!r}: one of {', '.join(FIT_METHODS)}")
-        if not 0.0 <= self.shrink <= 1.0:
-            raise ValueError(f"blend fit shrink {self.shrink}: between 0 and 1")
-
-
+DEFAULT_FIT = BlendFit()
 ROWS_PER_PASS = 256
 """Rows blended at once in a trial: work arrays that stay in the CPU cache (1 MB each at
 500 candidates a row; 256 rows ran 1.8x faster than 1,024), whatever the size of val."""
@@ -220,7 +201,7 @@ class CandidateScores:
         return np.maximum(found, LABEL_FLOOR)
 
 
-def fit_weights(candidates: CandidateScores, fit: BlendFit = BlendFit()) -> np.ndarray:
+def fit_weights(candidates: CandidateScores, fit: BlendFit = DEFAULT_FIT) -> np.ndarray:
     """Weights (summing to 1, one per member) fitted on the rows of ``candidates`` as
     ``fit`` says."""
     n = len(candidates.ks)
@@ -354,7 +335,7 @@ def fit_blend(
     latitude: np.ndarray,
     longitude: np.ndarray,
     k: int,
-    fit: BlendFit = BlendFit(),
+    fit: BlendFit = DEFAULT_FIT,
 ) -> FittedBlend:
     """Fit blend weights on val (rows in the order of ``observation_ids``) as the module
     docstring says."""

@@ -15,13 +15,11 @@ Torch- and scikit-learn-free: the Snakefile reads it when the workflow is parsed
 """
 
 import difflib
-import types
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from geolifeclef.settings.inputs import PATCH_STAT_GROUPS
-from geolifeclef.settings.validation import ConfigError, check_forest, listing
+from geolifeclef.settings.validation import ConfigError, check_forest, listing, typed_settings
 
 POINT_FEATURES = ("env", "coordinates", "country")
 """Features known at any point (the rasters' values, the point, the region whose rasters
@@ -102,6 +100,32 @@ class ForestSettings:
 
 
 # --------------------------------------------------------------------------------------
+# Settings of the fitted blends
+# --------------------------------------------------------------------------------------
+
+
+FIT_METHODS = ("likelihood", "top30")
+
+
+@dataclass(frozen=True)
+class BlendFit:
+    """How a fitted blend's weights are chosen (config ``fitted_blends.<name>``)."""
+
+    method: str = "likelihood"
+    """``likelihood`` or ``top30`` (the module docstring)."""
+    shrink: float = 0.0
+    """Share of the weight spread equally over the members after the fit (0: none)."""
+    fallback: bool = True
+    """Become the best member (by val error) when the cross-fitted blend is worse."""
+
+    def __post_init__(self):
+        if self.method not in FIT_METHODS:
+            raise ValueError(f"blend fit method {self.method!r}: one of {', '.join(FIT_METHODS)}")
+        if not 0.0 <= self.shrink <= 1.0:
+            raise ValueError(f"blend fit shrink {self.shrink}: between 0 and 1")
+
+
+# --------------------------------------------------------------------------------------
 # The records
 # --------------------------------------------------------------------------------------
 
@@ -114,7 +138,9 @@ class Family:
     name: str
     kind: str
     settings: type | None = None
-    """A baseline's settings class (config ``baselines.<name>``, defaults in the class)."""
+    """Its settings class, defaults in the class: a baseline's (config
+    ``baselines.<name>``), a fitted blend's fit (``fitted_blends.<name>`` less ``models``);
+    an experiment's are ``geolifeclef.settings.experiment.ExperimentSettings``."""
     implementation: str = ""
     """The module that fits, predicts, maps and saves it (imported by the jobs only)."""
     served_by: str = ""
@@ -165,7 +191,13 @@ FAMILIES = {
             served_by="geolifeclef.experiments.serving:TopSpeciesModel",
         ),
         Family("blend", "blend", served_by="geolifeclef.serving.models:BlendModel"),
-        Family("fitted_blend", "fitted blend", served_by="geolifeclef.serving.models:BlendModel"),
+        Family(
+            "fitted_blend",
+            "fitted blend",
+            BlendFit,
+            "geolifeclef.predictions.blend_fit",
+            "geolifeclef.serving.models:BlendModel",
+        ),
     )
 }
 """Every family by name; the baselines first, in leaderboard order."""
@@ -180,59 +212,6 @@ def family_of(kind: str, model: str) -> Family:
     return next(family for family in FAMILIES.values() if family.kind == kind)
 
 
-# --------------------------------------------------------------------------------------
-# Typed settings from a config section
-# --------------------------------------------------------------------------------------
-
-
-def typed_settings(cls: type, values: dict[str, Any] | None, where: str):
-    """``cls(**values)`` for a config section at ``where``, lists as tuples; ValueError
-    naming the key for an unknown key (with the closest name) or a value of the wrong
-    type, so that a section without a schema is checked as well as one with."""
-    values = dict(values or {})
-    known = {f.name: f for f in fields(cls)}
-    problems = []
-    for key, value in values.items():
-        if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
-            hint = f"did you mean `{close[0]}`?" if close else f"valid keys: {', '.join(known)}"
-            problems.append(f"{where}.{key}: unknown key; {hint}")
-            continue
-        if isinstance(value, list):
-            value = values[key] = tuple(value)
-        allowed = _types(known[key].type)
-        if allowed and not _is_instance(value, allowed):
-            names = " or ".join(sorted({t.__name__ for t in allowed}))
-            problems.append(f"{where}.{key}: {value!r} is not of type {names}")
-    if problems:
-        raise ValueError("; ".join(problems))
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as error:
-        message = str(error)
-        raise ValueError(message if message.startswith(where) else f"{where}: {message}") from None
-
-
-def _types(annotation) -> tuple[type, ...]:
-    """The runtime types a field's annotation admits (empty: not checked here)."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return tuple(t for part in typing.get_args(annotation) for t in _types(part))
-    if origin is not None:
-        return (origin,)
-    if annotation is type(None):
-        return (type(None),)
-    return (annotation,) if isinstance(annotation, type) else ()
-
-
-def _is_instance(value, allowed: tuple[type, ...]) -> bool:
-    if isinstance(value, bool) and bool not in allowed:
-        return False  # YAML's true is no number
-    if isinstance(value, int) and float in allowed:
-        return True
-    return isinstance(value, allowed)
-
-
 def baseline_settings(section: dict[str, Any]) -> dict[str, Any]:
     """Every baseline's typed settings from the config's ``baselines`` section (a baseline
     it leaves out: its class's defaults); every problem at once (``ConfigError``), each
@@ -240,7 +219,7 @@ def baseline_settings(section: dict[str, Any]) -> dict[str, Any]:
     problems = []
     for name in section:
         if name not in BASELINES:
-            close = difflib.get_close_matches(str(name), list(BASELINES), n=1, cutoff=0.6)
+            close = difflib.get_close_matches(str(name).lower(), list(BASELINES), n=1, cutoff=0.6)
             hint = f"did you mean `{close[0]}`?" if close else f"baselines: {', '.join(BASELINES)}"
             problems.append(f"baselines.{name}: unknown baseline; {hint}")
     settings = {}

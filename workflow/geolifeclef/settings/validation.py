@@ -10,7 +10,11 @@ cannot disagree). Only the settings package is imported: the Snakefile imports t
 """
 
 import difflib
+import types
+import typing
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -71,12 +75,8 @@ def check_settings(config: dict, source_patch_size: int | None) -> None:
     ``source_patch_size``: the side of the patch files (None: not known before the demo is
     generated; its job checks the geometry then)."""
     patches, buckets = config["patches"], config["class_frequency"]
-    bootstrap = config["evaluation"]
     checks = {
         "class_frequency": lambda: check_buckets(buckets["head_above"], buckets["tail_below"]),
-        "evaluation": lambda: check_bootstrap(
-            bootstrap["block_degrees"], bootstrap["draws"], bootstrap["confidence"]
-        ),
     }
     if patches["enabled"] and source_patch_size is not None:
         checks["patches"] = lambda: check_geometry(
@@ -159,3 +159,51 @@ def check_forest(
 def listing(problems: list[str]) -> str:
     lines = "\n".join(f"  {p}" for p in problems)
     return f"the config has {len(problems)} problem(s); fix them in the config file:\n{lines}"
+
+
+def typed_settings(cls: type, values: dict[str, Any] | None, where: str):
+    """``cls(**values)`` for a config section at ``where``, lists as tuples; ValueError
+    naming the key for an unknown key (with the closest name) or a value of the wrong
+    type, so that a section without a schema is checked as well as one with."""
+    values = dict(values or {})
+    known = {f.name: f for f in fields(cls)}
+    problems = []
+    for key, value in values.items():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+            hint = f"did you mean `{close[0]}`?" if close else f"valid keys: {', '.join(known)}"
+            problems.append(f"{where}.{key}: unknown key; {hint}")
+            continue
+        if isinstance(value, list):
+            value = values[key] = tuple(value)
+        allowed = _types(known[key].type)
+        if allowed and not _is_instance(value, allowed):
+            names = " or ".join(sorted({t.__name__ for t in allowed}))
+            problems.append(f"{where}.{key}: {value!r} is not of type {names}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as error:
+        message = str(error)
+        raise ValueError(message if message.startswith(where) else f"{where}: {message}") from None
+
+
+def _types(annotation) -> tuple[type, ...]:
+    """The runtime types a field's annotation admits (empty: not checked here)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return tuple(t for part in typing.get_args(annotation) for t in _types(part))
+    if origin is not None:
+        return (origin,)
+    if annotation is type(None):
+        return (type(None),)
+    return (annotation,) if isinstance(annotation, type) else ()
+
+
+def _is_instance(value, allowed: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in allowed:
+        return False  # YAML's true is no number
+    if isinstance(value, int) and float in allowed:
+        return True
+    return isinstance(value, allowed)
