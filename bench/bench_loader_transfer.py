@@ -33,12 +33,14 @@ import pandas as pd
 import torch
 
 from geolifeclef.data.dataset import GlcDataset, make_loader, to_device
+from geolifeclef.data.patch_batches import RawPatches
 from geolifeclef.experiments.training import augment_patches
 from geolifeclef.layout import DatasetLayout
-from geolifeclef.models.features import ModelBatch, RawPatches, ndvi
+from geolifeclef.models.features import ModelBatch
 from geolifeclef.patches.cache import build_patch_cache
 from geolifeclef.patches.device_decode import EncodedJpegs
 from geolifeclef.patches.files import write_patch
+from geolifeclef.patches.normalize import ndvi
 from geolifeclef.patches.store import CacheSpec
 from geolifeclef.settings.configs import AugmentConfig
 from geolifeclef.settings.inputs import DERIVED_MODALITIES

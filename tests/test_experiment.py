@@ -9,7 +9,8 @@ import torch
 
 from geolifeclef.data.dataset import to_device
 from geolifeclef.experiments.jobs import read_job, write_job
-from geolifeclef.models.features import ModelBatch, ndvi, unit_sphere
+from geolifeclef.models.features import ModelBatch, unit_sphere
+from geolifeclef.patches.normalize import ndvi
 from geolifeclef.settings.experiment import ExperimentSettings, experiment_inputs
 from geolifeclef.settings.inputs import PATCH_STAT_COLUMNS, TABULAR_SIZES, InputsNeeded
 

@@ -9,6 +9,7 @@ import torch
 from geolifeclef.experiments.training import (
     augment_patches,
     block_label_swap,
+    evaluate_top_k,
     learning_rate_factor,
     load_checkpoint,
     make_loss,
@@ -16,6 +17,7 @@ from geolifeclef.experiments.training import (
     train,
 )
 from geolifeclef.models.networks import build_model
+from geolifeclef.predictions.metrics import top_k_error
 from geolifeclef.settings.configs import AugmentConfig, ModelConfig, TrainConfig
 
 N_CLASSES = 12
@@ -185,3 +187,37 @@ def test_steps_per_epoch_trains_on_the_first_batches_only(tmp_path):
         torch.testing.assert_close(capped.state_dict()[key], value)
     uncapped, _ = _run(tmp_path, full, name="uncapped")
     assert any(not torch.equal(uncapped.state_dict()[k], v) for k, v in capped.state_dict().items())
+
+
+class _Logits(torch.nn.Module):
+    """Returns the batch's ``x`` as logits: its scores are chosen by the test."""
+
+    def forward(self, batch):
+        return batch["x"]
+
+
+@pytest.mark.parametrize("classes", [50, 12])
+def test_per_epoch_val_errors_are_the_evaluation_metrics(classes):
+    """Training's per-epoch errors are the metric registry's, computed as the evaluate runs
+    compute them; with fewer classes than k, every class is in the set."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(70, classes, generator=generator)
+    labels = torch.randint(0, classes, (70,), generator=generator)
+    loader = [
+        {
+            "observation_id": torch.arange(i, i + 32),
+            "x": logits[i : i + 32],
+            "label": labels[i : i + 32],
+        }
+        for i in range(0, 70, 32)
+    ]
+    found = evaluate_top_k(_Logits(), loader, torch.device("cpu"))
+    ranked = np.argsort(-logits.numpy(), axis=1, kind="stable")
+    expected = {}
+    for k in (1, 5, 10, 30):
+        chosen = ranked[:, : min(k, classes)]
+        expected[f"val_top{k}_error"] = top_k_error(chosen, labels.numpy())
+    assert found == pytest.approx(expected, abs=1e-12)
+    assert list(found) == ["val_top1_error", "val_top5_error", "val_top10_error", "val_top30_error"]
+    if classes < 30:
+        assert found["val_top30_error"] == 0.0

@@ -54,11 +54,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from geolifeclef.data.env_windows import ENV_PATCH_IDS, ENV_PATCH_VALUES
+from geolifeclef.data.patch_batches import RawPatches
 from geolifeclef.errors import MAX_LISTED
 from geolifeclef.layout import CONTINUOUS_MODALITIES, ENV_VARIABLES, PATCH_MODALITIES
-from geolifeclef.models.features import RawPatches, normalize_patches
 from geolifeclef.patches.cache import open_patch_cache
 from geolifeclef.patches.device_decode import EncodedJpegs, join_encoded
+from geolifeclef.patches.normalize import normalize_patches
 from geolifeclef.patches.stats import read_patch_stats
 from geolifeclef.patches.store import NpyRows, PatchStore
 

@@ -31,14 +31,7 @@ from tqdm import tqdm
 
 from geolifeclef.atomic import atomic_path
 from geolifeclef.data.dataset import to_device
-from geolifeclef.predictions.metrics import (
-    KAGGLE_ERROR,
-    REPORTED_KS,
-    hits,
-    top_k,
-    top_k_name,
-    val_name,
-)
+from geolifeclef.predictions.metrics import EPOCH_METRICS, KAGGLE_ERROR, top_k, val_name
 from geolifeclef.settings.configs import AugmentConfig, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -317,19 +310,22 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 def evaluate_top_k(
-    model: nn.Module, loader: Iterable[dict], device: torch.device, ks=REPORTED_KS
+    model: nn.Module, loader: Iterable[dict], device: torch.device, metrics=EPOCH_METRICS
 ) -> dict[str, float]:
-    """Top-k errors on a labelled loader, without keeping the score matrix, named as the
-    evaluate runs name them (``val_top30_error``...)."""
-    found = dict.fromkeys(ks, 0)
-    total = 0
+    """The registry's top-k ``metrics`` (``geolifeclef.predictions.metrics``: the functions
+    and names of the evaluate runs, ``val_top30_error``...) on a labelled loader, keeping
+    each row's top K ids, not its scores."""
+    k = max(metric.k for metric in metrics)
+    chosen, truth = [], []
     for _, probabilities, labels in predict_scores(model, loader, device):
-        width = probabilities.shape[1]  # with fewer classes than k, every class is in the set
-        best, _ = top_k(probabilities, min(max(ks), width))
-        for k in ks:
-            found[k] += int(hits(best, labels, min(k, width)).sum())
-        total += len(labels)
-    return {val_name(top_k_name(k)): 1.0 - found[k] / max(total, 1) for k in ks}
+        best, _ = top_k(probabilities, min(k, probabilities.shape[1]))
+        chosen.append(best)
+        truth.append(labels)
+    predicted = np.concatenate(chosen) if chosen else np.empty((0, k), dtype=np.int64)
+    # Fewer classes than k: every class is in the set; the padding (-1) is no label.
+    predicted = np.pad(predicted, ((0, 0), (0, k - predicted.shape[1])), constant_values=-1)
+    labels = np.concatenate(truth) if truth else np.empty(0, dtype=np.int64)
+    return {val_name(metric.name): metric.function(predicted, labels) for metric in metrics}
 
 
 def train_step(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from geolifeclef.layout import PATCH_MODALITIES
-from geolifeclef.models.features import normalize_patches
+from geolifeclef.patches.normalize import normalize_patches
 
 
 @dataclass

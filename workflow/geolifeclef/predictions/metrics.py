@@ -368,6 +368,10 @@ SET_METRICS = (
 )
 """The figures of predicted sets, computed by :func:`evaluate_sets` for every model and
 reference predictor."""
+EPOCH_METRICS = tuple(
+    sorted((m for m in SET_METRICS if m.name == top_k_name(m.k)), key=lambda m: m.k)
+)
+"""The top-k errors a training job logs per epoch on val (early stopping goes by top-30)."""
 BUCKET_METRICS = tuple(
     Metric(
         bucket_name(b),
