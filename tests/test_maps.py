@@ -38,7 +38,7 @@ from geolifeclef.maps.render import (
     map_grid,
     render_maps,
 )
-from geolifeclef.maps.report import map_region
+from geolifeclef.maps.report import RegionSpecies, map_region
 from geolifeclef.maps.trained_models import BaselinePointModel
 from geolifeclef.models.networks import build_model
 from geolifeclef.settings.catalog import Catalog
@@ -225,7 +225,7 @@ def test_the_truth_maps_with_correlation_one_and_a_wrong_map_does_not(demo, tmp_
     settings = MapSettings(resolution=COARSE, per_bucket=1)
     chosen = choose_species(species, "fr", settings)
     names = read_species_names(demo["layout"].species_details)
-    common = (demo["layout"], "fr", species, names, chosen, settings)
+    common = (demo["layout"], "fr", RegionSpecies(species, names, chosen), settings)
     map_region(truth, *common, tmp_path / "truth", figures=False, progress=False)
     same = map_region(truth, *common, tmp_path / "same", truth=tmp_path / "truth", progress=False)
     _, south, _, north = map_grid(demo["layout"], "fr", COARSE).bounds

@@ -5,7 +5,7 @@ from geolifeclef.data.observations import read_species_names
 from geolifeclef.demo.true_maps import DemoTruthModel
 from geolifeclef.layout import DatasetLayout
 from geolifeclef.maps.render import choose_species
-from geolifeclef.maps.report import map_region
+from geolifeclef.maps.report import RegionSpecies, map_region
 from geolifeclef.rule_logging import logging_to
 
 with logging_to(snakemake.log[0]) as log:
@@ -18,9 +18,7 @@ with logging_to(snakemake.log[0]) as log:
         DemoTruthModel(snakemake.input.world, species["species_id"].to_numpy()),
         DatasetLayout(snakemake.params.data_root),
         region,
-        species,
-        read_species_names(snakemake.input.species_details),
-        chosen,
+        RegionSpecies(species, read_species_names(snakemake.input.species_details), chosen),
         settings,
         snakemake.output.maps,
         workers=snakemake.threads,

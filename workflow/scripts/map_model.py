@@ -7,7 +7,12 @@ from geolifeclef.data.observations import read_species_names, read_table
 from geolifeclef.layout import DatasetLayout
 from geolifeclef.maps.point_models import read_spec
 from geolifeclef.maps.render import choose_species
-from geolifeclef.maps.report import map_region, numeric_map_metrics, write_map_metrics
+from geolifeclef.maps.report import (
+    RegionSpecies,
+    map_region,
+    numeric_map_metrics,
+    write_map_metrics,
+)
 from geolifeclef.maps.trained_models import load_point_model
 from geolifeclef.rule_logging import logging_to
 from geolifeclef.settings.tracking import Tracking
@@ -26,15 +31,17 @@ with logging_to(snakemake.log[0]) as log:
         load_point_model(spec, snakemake.threads),
         DatasetLayout(snakemake.params.data_root),
         region,
-        species,
-        read_species_names(snakemake.input.species_details),
-        chosen,
+        RegionSpecies(
+            species,
+            read_species_names(snakemake.input.species_details),
+            chosen,
+            read_table(snakemake.input.train),
+        ),
         settings,
         snakemake.output.maps,
-        train=read_table(snakemake.input.train),
         truth=snakemake.input.truth or None,
-        workers=snakemake.threads,
         mess=snakemake.input.mess,
+        workers=snakemake.threads,
     )
     write_map_metrics(metrics, snakemake.output.metrics)
     for entry in metrics["maps"]:

@@ -167,83 +167,17 @@ def run_training(job: TrainingJob) -> dict:
     """Train one experiment; write ``job.model`` (best weights + settings) and
     ``job.history``. Logged to MLflow as a run (see geolifeclef.tracking.runs)."""
     counts = load_species_counts(job.species_table)
-    settings = job.settings.with_classes(len(counts))
-    if settings.model.reads.uses_patches:
-        try:  # before any data is read; the settings could not check it (timm needs torch)
-            check_backbone(settings.model.cnn.backbone)
-        except ValueError as error:
-            raise ValueError(f"experiment {settings.name}: {error}") from None
+    settings = _checked_settings(job, len(counts))
     config = settings.train
-    rank, world = distributed_world()
-    log.info(
-        "experiment %s: %s model, tabular %s, modalities %s, %d classes, rank %d of %d; %s",
-        settings.name,
-        settings.model.kind,
-        settings.tabular,
-        settings.inputs.patch_modalities,
-        len(counts),
-        rank,
-        world,
-        " ".join(f"{k}={os.environ.get(k, '-')}" for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES")),
-    )
-    train_set = experiment_dataset(job.inputs, "train", settings)
-    val_set = experiment_dataset(job.inputs, "val", settings)
-    fit = "train+val" if job.refit_epochs else "train"
     if job.refit_epochs:
-        train_set = JoinedDataset([train_set, val_set])
         config = replace(config, epochs=job.refit_epochs)
-        log.info("refit on train + val (%d rows) for %d epochs", len(train_set), config.epochs)
-    original_labels = train_set.labels.copy()
-    coords = train_set.coords
-
-    def make_train_loader(epoch: int):
-        if config.block_label_swap > 0:
-            rng = np.random.default_rng([config.seed, epoch])
-            train_set.labels = block_label_swap(
-                original_labels,
-                coords[:, 0],
-                coords[:, 1],
-                config.block_label_swap,
-                config.block_size_degrees,
-                rng,
-            )
-        return experiment_loader(
-            train_set, config.batch_size, config.num_workers, True, config.seed * 1000 + epoch
-        )
-
-    val_loader = (
-        None
-        if job.refit_epochs
-        else experiment_loader(val_set, max(config.batch_size, 256), config.num_workers, False, 0)
-    )
+    make_train_loader, val_loader = _training_loaders(job, settings, config)
     seed_everything(config.seed)  # initial weights: the same in every process, as resumes need
     model = build_model(settings.model)
     checkpoint = Path(job.checkpoint_dir) / f"{settings.fingerprint()}.pt"
     best = Path(job.checkpoint_dir) / f"{settings.fingerprint()}-best.pt"
-    tags = {
-        "git_commit": tracking.git_commit(),
-        "mlflow.source.git.commit": tracking.git_commit(),
-        "mlflow.source.name": "workflow/scripts/train_model.py",
-        "data_fingerprint": tracking.fingerprint(list(job.fingerprint_inputs)),
-        "snakemake.rule": job.rule,
-        "wildcards.experiment": settings.name,
-        "settings_fingerprint": settings.fingerprint(),
-        "fitted_on": fit,
-    }
-    run_context = (
-        tracking.start_run(
-            job.tracking.uri,
-            job.tracking.experiment,
-            f"{'refit' if job.refit_epochs else 'train'} {settings.name}",
-            job.local_metrics,
-            tags=tags if job.sweep is None else {**tags, "glc.sweep": job.sweep},
-            parent_run_id=sweep_run(job.sweep),
-            system_metrics=True,
-        )
-        if rank == 0
-        else _offline_tracker()
-    )
-    with run_context as tracker:
+    rank, _ = distributed_world()
+    with _training_run(job, settings, rank) as tracker:
         params = {"experiment": settings.name, **shaping_settings(settings)}
         tracker.log_params(params)
         # The observation tables read: the runs table's Dataset column (digest, rows).
@@ -264,50 +198,152 @@ def run_training(job: TrainingJob) -> dict:
         if rank != 0:
             return {}
         model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True))
-        bundle = {
-            "name": settings.name,
-            "settings": settings.to_config(),
-            "n_classes": settings.model.n_classes,
-            "state_dict": model.state_dict(),
-        }
-        with atomic_path(job.model) as temporary:
-            torch.save(bundle, temporary)
-        summary = {
-            "experiment": settings.name,
-            "fitted_on": fit,
-            "best_epoch": state.best_epoch + 1,
-            "best_val_top30_error": state.best_error,
-            "epochs_run": state.epoch,
-            "history": state.history,
-        }
-        if not job.refit_epochs:
-            # The kept epoch's figures under their own names: a run's row in the runs table
-            # shows the last value of a per-epoch metric, not the kept one.
-            best_metrics = best_epoch_metrics(state.history, state.best_epoch + 1)
-            tracker.log_metrics(best_metrics, step=state.best_epoch + 1)
-        if job.learning_curve:
-            plot_learning_curve(summary, job.learning_curve)
-            tracker.log_artifact(job.learning_curve)
-        config_file = Path(job.history).with_name("settings.json")
-        write_text(config_file, json.dumps(settings.to_config(), indent=2) + "\n")
-        tracker.log_artifact(config_file)
-        for artifact in job.artifacts:
-            tracker.log_artifact(artifact)
-        if job.log_model and job.served_inputs is not None:
-            model_name = settings.name if not job.refit_epochs else f"{settings.name}_refit"
-            summary[MODEL_URI_KEY] = log_trained_model(
-                tracker,
-                model_name,
-                job.model,
-                job.served_inputs,
-                params=flatten(params),
-                step=state.best_epoch + 1,
+        _save_bundle(model, settings, job.model)
+        return _record_results(job, settings, state, tracker, params)
+
+
+def _checked_settings(job: TrainingJob, n_classes: int):
+    """The job's settings for ``n_classes`` species, its backbone checked before any data
+    is read (the settings could not check it: timm needs torch); logs what is trained."""
+    settings = job.settings.with_classes(n_classes)
+    if settings.model.reads.uses_patches:
+        try:
+            check_backbone(settings.model.cnn.backbone)
+        except ValueError as error:
+            raise ValueError(f"experiment {settings.name}: {error}") from None
+    rank, world = distributed_world()
+    log.info(
+        "experiment %s: %s model, tabular %s, modalities %s, %d classes, rank %d of %d; %s",
+        settings.name,
+        settings.model.kind,
+        settings.tabular,
+        settings.inputs.patch_modalities,
+        n_classes,
+        rank,
+        world,
+        " ".join(f"{k}={os.environ.get(k, '-')}" for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES")),
+    )
+    return settings
+
+
+def _training_loaders(job: TrainingJob, settings, config):
+    """A function that gives each epoch's train loader (its labels swapped within spatial
+    blocks when ``block_label_swap`` says so), and the val loader (None for a refit, which
+    fits on train + val)."""
+    train_set = experiment_dataset(job.inputs, "train", settings)
+    val_set = experiment_dataset(job.inputs, "val", settings)
+    if job.refit_epochs:
+        train_set = JoinedDataset([train_set, val_set])
+        log.info("refit on train + val (%d rows) for %d epochs", len(train_set), config.epochs)
+    original_labels = train_set.labels.copy()
+    coords = train_set.coords
+
+    def make_train_loader(epoch: int):
+        if config.block_label_swap > 0:
+            rng = np.random.default_rng([config.seed, epoch])
+            train_set.labels = block_label_swap(
+                original_labels,
+                coords[:, 0],
+                coords[:, 1],
+                config.block_label_swap,
+                config.block_size_degrees,
+                rng,
             )
-        if tracker.online:
-            summary[RUN_ID_KEY] = tracker.run_id
-        summary = {key: value for key, value in summary.items() if value is not None}
-        write_text(job.history, json.dumps(summary, indent=2, allow_nan=True) + "\n")
-        tracker.log_artifact(job.history)
+        return experiment_loader(
+            train_set, config.batch_size, config.num_workers, True, config.seed * 1000 + epoch
+        )
+
+    if job.refit_epochs:
+        return make_train_loader, None
+    val_loader = experiment_loader(
+        val_set, max(config.batch_size, 256), config.num_workers, False, 0
+    )
+    return make_train_loader, val_loader
+
+
+def _training_run(job: TrainingJob, settings, rank: int):
+    """The MLflow run of the fit (rank 0; the other ranks log nowhere), with its tags."""
+    if rank != 0:
+        return _offline_tracker()
+    tags = {
+        "git_commit": tracking.git_commit(),
+        "mlflow.source.git.commit": tracking.git_commit(),
+        "mlflow.source.name": "workflow/scripts/train_model.py",
+        "data_fingerprint": tracking.fingerprint(list(job.fingerprint_inputs)),
+        "snakemake.rule": job.rule,
+        "wildcards.experiment": settings.name,
+        "settings_fingerprint": settings.fingerprint(),
+        "fitted_on": _fitted_on(job),
+    }
+    if job.sweep is not None:
+        tags["glc.sweep"] = job.sweep
+    return tracking.start_run(
+        job.tracking.uri,
+        job.tracking.experiment,
+        f"{'refit' if job.refit_epochs else 'train'} {settings.name}",
+        job.local_metrics,
+        tags=tags,
+        parent_run_id=sweep_run(job.sweep),
+        system_metrics=True,
+    )
+
+
+def _fitted_on(job: TrainingJob) -> str:
+    return "train+val" if job.refit_epochs else "train"
+
+
+def _save_bundle(model, settings, path) -> None:
+    """The trained model as ``load_trained`` reads it: weights, settings, class count."""
+    bundle = {
+        "name": settings.name,
+        "settings": settings.to_config(),
+        "n_classes": settings.model.n_classes,
+        "state_dict": model.state_dict(),
+    }
+    with atomic_path(path) as temporary:
+        torch.save(bundle, temporary)
+
+
+def _record_results(job: TrainingJob, settings, state, tracker, params: dict) -> dict:
+    """Write and log what a fit leaves: the history (with the kept epoch, the run and the
+    logged model), the kept epoch's figures, the learning curve, the settings, the MLflow
+    model; returns the history."""
+    summary = {
+        "experiment": settings.name,
+        "fitted_on": _fitted_on(job),
+        "best_epoch": state.best_epoch + 1,
+        "best_val_top30_error": state.best_error,
+        "epochs_run": state.epoch,
+        "history": state.history,
+    }
+    if not job.refit_epochs:
+        # The kept epoch's figures under their own names: a run's row in the runs table
+        # shows the last value of a per-epoch metric, not the kept one.
+        best_metrics = best_epoch_metrics(state.history, state.best_epoch + 1)
+        tracker.log_metrics(best_metrics, step=state.best_epoch + 1)
+    if job.learning_curve:
+        plot_learning_curve(summary, job.learning_curve)
+        tracker.log_artifact(job.learning_curve)
+    config_file = Path(job.history).with_name("settings.json")
+    write_text(config_file, json.dumps(settings.to_config(), indent=2) + "\n")
+    tracker.log_artifact(config_file)
+    for artifact in job.artifacts:
+        tracker.log_artifact(artifact)
+    if job.log_model and job.served_inputs is not None:
+        model_name = settings.name if not job.refit_epochs else f"{settings.name}_refit"
+        summary[MODEL_URI_KEY] = log_trained_model(
+            tracker,
+            model_name,
+            job.model,
+            job.served_inputs,
+            params=flatten(params),
+            step=state.best_epoch + 1,
+        )
+    if tracker.online:
+        summary[RUN_ID_KEY] = tracker.run_id
+    summary = {key: value for key, value in summary.items() if value is not None}
+    write_text(job.history, json.dumps(summary, indent=2, allow_nan=True) + "\n")
+    tracker.log_artifact(job.history)
     return summary
 
 

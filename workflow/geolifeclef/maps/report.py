@@ -12,7 +12,7 @@ and why.
 import json
 import logging
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -154,83 +154,62 @@ def plot_map(
     save_png(figure, png)
 
 
+@dataclass(frozen=True)
+class RegionSpecies:
+    """The species a region's maps show: the species table, their names, which are mapped
+    (``chosen``) and the train observations drawn on their maps (None: none drawn)."""
+
+    table: pd.DataFrame
+    names: dict[int, str]
+    chosen: list[int]
+    train: pd.DataFrame | None = None
+
+    def title(self, species_id: int, region: str) -> str:
+        row = self.table.set_index("species_id").loc[species_id]
+        return (
+            f"{self.names.get(species_id, species_id)} (species {species_id}, "
+            f"{row['bucket']}: {row[f'train_{region}']} train observations here)"
+        )
+
+    def observed(self, species_id: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.train is None:
+            return None
+        mine = self.train[self.train["species_id"] == species_id]
+        return mine["latitude"].to_numpy(), mine["longitude"].to_numpy()
+
+
 def map_region(
     model: PointModel,
     layout: DatasetLayout,
     region: str,
-    species: pd.DataFrame,
-    species_names: dict[int, str],
-    chosen: list[int],
+    species: RegionSpecies,
     settings: MapSettings,
     folder: str | Path,
-    train: pd.DataFrame | None = None,
     truth: str | Path | None = None,
+    mess: str | Path | None = None,
     workers: int = 1,
     figures: bool = True,
     progress: bool = True,
-    mess: str | Path | None = None,
 ) -> dict:
-    """Maps of ``chosen`` species and the richness of ``model`` over ``region``, written to
-    ``folder`` as a whole (GeoTIFFs, and PNGs when ``figures``, hatched where the region's
-    MESS map ``mess`` is negative); returns the metrics."""
+    """Maps of the chosen species and the richness of ``model`` over ``region``, written to
+    ``folder`` as a whole (GeoTIFFs, and PNGs when ``figures``, compared with the true maps
+    in ``truth`` and hatched where the region's MESS map ``mess`` is negative); returns the
+    metrics."""
     grid = map_grid(layout, region, settings.resolution)
+    chosen = np.asarray(species.chosen)
     columns = dict(
-        zip(map(species_file, chosen), species_columns(species, np.asarray(chosen)), strict=True)
+        zip(map(species_file, chosen), species_columns(species.table, chosen), strict=True)
     )
-    table = species.set_index("species_id")
+    names = [*columns, RICHNESS]
     with atomic_path(folder) as temporary:
         temporary.mkdir()
-        summary = render_maps(
-            model,
-            layout,
-            grid,
-            columns,
-            temporary,
-            settings.chunk_cells(len(species)),
-            workers,
-            progress,
-        )
-        names = [*columns, RICHNESS]
+        cells = settings.chunk_cells(len(species.table))
+        summary = render_maps(model, layout, grid, columns, temporary, cells, workers, progress)
         correlations = map_correlations(temporary, truth, names) if truth is not None else {}
         for name in names if figures else []:
-            species_id = species_of_file(name)
-            observations = None
-            if species_id is None:
-                title = f"{model.name}, {REGION_NAMES.get(region, region)}: species richness"
-                label = RICHNESS_LABEL
-            else:
-                row = table.loc[species_id]
-                title = (
-                    f"{species_names.get(species_id, species_id)} (species {species_id}, "
-                    f"{row['bucket']}: {row[f'train_{region}']} train observations here)"
-                )
-                label = "probability that an observation here is this species"
-                if train is not None:
-                    mine = train[train["species_id"] == species_id]
-                    observations = (mine["latitude"].to_numpy(), mine["longitude"].to_numpy())
-            plot_map(
-                temporary / f"{name}.png",
-                title,
-                temporary / f"{name}.tif",
-                label,
-                model.name,
-                observations,
-                Path(truth) / f"{name}.tif" if truth is not None else None,
-                correlations.get(name),
-                mess,
+            _plot_region_map(
+                temporary, name, model.name, region, species, truth, correlations, mess
             )
-    maps = []
-    for name in names:
-        species_id = species_of_file(name)
-        entry = {"map": name, "species_id": species_id, "correlation": correlations.get(name)}
-        if species_id is not None:
-            row = table.loc[species_id]
-            entry.update(
-                name=species_names.get(species_id, str(species_id)),
-                bucket=row["bucket"],
-                train_observations_in_region=int(row[f"train_{region}"]),
-            )
-        maps.append(entry)
     return {
         "model": model.name,
         "region": region,
@@ -240,8 +219,46 @@ def map_region(
         "seconds": summary.seconds,
         "land_cells_per_second": summary.cells_per_second,
         "richness": "inverse Simpson index 1 / sum_s p_s^2 (effective number of species)",
-        "maps": maps,
+        "maps": [_map_entry(name, region, species, correlations) for name in names],
     }
+
+
+def _plot_region_map(folder: Path, name, model_name, region, species, truth, correlations, mess):
+    """The figure of map ``name`` (a species, or the richness) of ``folder``."""
+    species_id = species_of_file(name)
+    if species_id is None:
+        title = f"{model_name}, {REGION_NAMES.get(region, region)}: species richness"
+        label, observations = RICHNESS_LABEL, None
+    else:
+        title = species.title(species_id, region)
+        label = "probability that an observation here is this species"
+        observations = species.observed(species_id)
+    plot_map(
+        folder / f"{name}.png",
+        title,
+        folder / f"{name}.tif",
+        label,
+        model_name,
+        observations,
+        Path(truth) / f"{name}.tif" if truth is not None else None,
+        correlations.get(name),
+        mess,
+    )
+
+
+def _map_entry(name: str, region: str, species: RegionSpecies, correlations: dict) -> dict:
+    """What the metrics say of one map: its species and their figures here, its correlation
+    with the true map."""
+    species_id = species_of_file(name)
+    entry = {"map": name, "species_id": species_id, "correlation": correlations.get(name)}
+    if species_id is not None:
+        row = species.table.set_index("species_id").loc[species_id]
+        entry.update(
+            name=species.names.get(species_id, str(species_id)),
+            bucket=row["bucket"],
+            train_observations_in_region=int(row[f"train_{region}"]),
+        )
+    return entry
 
 
 def write_map_metrics(metrics: dict, path: str | Path) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 
@@ -314,8 +315,18 @@ def log_blend_model(
         "member_params": {m: p for m, p in member_params.items() if m in weights and p},
         "k": int(k),
     }
+    try:
+        members = {member: mlflow.pyfunc.load_model(member_uris[member]) for member in weights}
+    except MlflowException as error:
+        # E.g. a member logged to another tracking store (a workflow folder copied, or
+        # moved to another server): the evaluation stands, the blend has no model.
+        log.warning(
+            "%s: a member's logged model cannot be loaded (%s): the blend is not logged",
+            name,
+            error,
+        )
+        return None
     example = example_rows(example_observations)
-    members = {member: mlflow.pyfunc.load_model(member_uris[member]) for member in weights}
     output = predict_blend(config, members, example, ".", 30)
     with tempfile.TemporaryDirectory() as folder:
         config_file = Path(folder) / "config.json"
