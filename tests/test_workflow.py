@@ -76,7 +76,7 @@ SECTION_REFUSALS = {
     ),
     "submission": (
         "submission:\n  model: kn\n",
-        "submission.model: 'kn' is not 'best' or one of the models ['constant', 'knn',",
+        "submission.model: 'kn' is not 'best' or one of the models ['constant',",
     ),
 }
 

@@ -2,7 +2,7 @@
 # `refit`), one rule predict_<name> per baseline family (geolifeclef.settings.families).
 # Every model writes predictions(model, split) in the format of geolifeclef.predictions.table.
 
-for family in BASELINES.values():
+for family in (BASELINES[name] for name in BASELINE_MODELS):
 
     rule:
         name:
@@ -48,4 +48,4 @@ for family in BASELINES.values():
 
 rule baselines:
     input:
-        [getattr(rules, f"predict_{name}").output for name in BASELINES],
+        [getattr(rules, f"predict_{name}").output for name in BASELINE_MODELS],

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from geolifeclef.settings.catalog import BASELINE_MODELS, build_catalog
+from geolifeclef.settings.catalog import build_catalog
 from geolifeclef.settings.families import BASELINES, family_of
 from geolifeclef.settings.workflow import WorkflowSettings
 from geolifeclef.settings.experiment import (
@@ -116,7 +116,7 @@ def archive_fingerprint(part):
 
 
 PREDICTED_SPLITS = ("val", "test")
-BASELINE_MODELS = list(BASELINE_MODELS)
+BASELINE_MODELS = list(CATALOG.baselines)
 BLEND_MODELS = list(CATALOG.blends)
 FITTED_BLENDS = list(CATALOG.fitted_blends)
 EXPERIMENTS = list(CATALOG.experiments)
@@ -142,7 +142,7 @@ def refitted(model):
     """Whether a model's test predictions come from a fit on train + val."""
     if model in EXPERIMENTS:
         return config["experiments"][model]["refit"]
-    return BASELINE_SETTINGS[model].refit if model in BASELINES else False
+    return BASELINE_SETTINGS[model].refit if model in BASELINE_MODELS else False
 
 
 def test_fit(model):

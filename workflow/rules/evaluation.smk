@@ -24,7 +24,7 @@ def served_model_inputs(wildcards):
     logged model (its refit's when it refits: the one that predicted test); a blend's
     members' evaluations (their models' URIs) and test tables (their K)."""
     model = wildcards.model
-    if model in BASELINES:
+    if model in BASELINE_MODELS:
         reads = BASELINE_SETTINGS[model].reads
         return {
             "model_file": getattr(rules, f"predict_{model}").output.model,

@@ -8,9 +8,9 @@ from typing import Any
 from geolifeclef.settings.families import BASELINES
 from geolifeclef.settings.sweeps import Sweep, expand_sweeps, parse_selector
 
-BASELINE_MODELS = tuple(BASELINES)
-"""The baselines (one model per baseline family), each predicted by ``predict_<name>``."""
-RESERVED_NAMES = frozenset({*BASELINE_MODELS, "final", "leaderboard"})
+DEFAULT_BASELINES = tuple(name for name, family in BASELINES.items() if family.default)
+"""The baselines of a config that names no other (one model per baseline family)."""
+RESERVED_NAMES = frozenset({*BASELINES, "final", "leaderboard"})
 KINDS = ("baseline", "experiment", "blend", "fitted blend")
 
 
@@ -24,13 +24,16 @@ class Catalog:
     blends: dict[str, dict[str, float]]
     """Blend name -> {model or ``<sweep>:top<n>``: weight}."""
     fitted_blends: dict[str, list[str]]
+    baselines: tuple[str, ...] = DEFAULT_BASELINES
+    """The baselines that run, each predicted by the rule ``predict_<name>``: the default
+    ones and those the config's ``baselines`` section names."""
 
     @property
     def models(self) -> list[str]:
-        return [*BASELINE_MODELS, *self.blends, *self.fitted_blends, *self.experiments]
+        return [*self.baselines, *self.blends, *self.fitted_blends, *self.experiments]
 
     def kind(self, model: str) -> str:
-        if model in BASELINE_MODELS:
+        if model in self.baselines:
             return "baseline"
         if model in self.blends:
             return "blend"
@@ -69,6 +72,7 @@ def build_catalog(config: dict[str, Any], experiment_schema: dict) -> Catalog:
         sweeps,
         dict(config["blends"]),
         {name: list(entry["models"]) for name, entry in config["fitted_blends"].items()},
+        tuple(n for n, f in BASELINES.items() if f.default or n in config.get("baselines", {})),
     )
     models = catalog.models
     for name in [*catalog.blends, *catalog.fitted_blends, *experiments]:
@@ -77,7 +81,7 @@ def build_catalog(config: dict[str, Any], experiment_schema: dict) -> Catalog:
                 f"config: model name {name!r} is used twice or reserved "
                 f"({sorted(RESERVED_NAMES)}); rename the blend or experiment"
             )
-    blendable = [*BASELINE_MODELS, *experiments]
+    blendable = [*catalog.baselines, *experiments]
     for key, blends in (("blends", catalog.blends), ("fitted_blends", catalog.fitted_blends)):
         for blend, parts in blends.items():
             for part in parts:
@@ -89,7 +93,7 @@ def build_catalog(config: dict[str, Any], experiment_schema: dict) -> Catalog:
                 if not selector and part not in blendable:
                     raise ValueError(
                         f"config {key}.{blend}: unknown model {part!r}; blend baselines "
-                        f"{list(BASELINE_MODELS)}, experiments {sorted(experiments)} or "
+                        f"{list(catalog.baselines)}, experiments {sorted(experiments)} or "
                         "<sweep>:top<n>"
                     )
     submitted = config["submission"]["model"]

@@ -146,6 +146,9 @@ class Family:
     served_by: str = ""
     """The ``mlflow.pyfunc`` model class that serves it (``module:Class``)."""
     threads: int = 1
+    default: bool = True
+    """A baseline that runs without a config section (else: when ``baselines.<name>`` is
+    in the config, e.g. ``region_prior: {}``)."""
     mem_mb: dict[str, int] = field(default_factory=lambda: {"demo": 2_000, "archive": 4_000})
     """Memory of its predict job on the demo and on the archive (the SLURM profile's
     figures override the archive's: profiles/slurm/config.yaml)."""
