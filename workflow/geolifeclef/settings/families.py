@@ -66,6 +66,28 @@ class KnnSettings:
 
 
 @dataclass(frozen=True)
+class RegionPriorSettings:
+    """The species most observed in the observation's region (France or the US), smoothed
+    towards the global train prior by ``prior_weight`` pseudo-observations."""
+
+    prior_weight: float = 1.0
+    refit: bool = False
+    """Test predictions from the counts of train + val (val ones: train only)."""
+
+    def __post_init__(self) -> None:
+        if not self.prior_weight > 0:
+            raise ValueError(f"prior_weight {self.prior_weight}: more than 0")
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return ()
+
+    @property
+    def unmappable_reason(self) -> str | None:
+        return None
+
+
+@dataclass(frozen=True)
 class ForestSettings:
     n_estimators: int = 16
     max_depth: int = 10
@@ -168,6 +190,14 @@ FAMILIES = {
             ConstantSettings,
             "geolifeclef.baselines.constant",
             BASELINE_SERVED_BY,
+        ),
+        Family(
+            "region_prior",
+            "baseline",
+            RegionPriorSettings,
+            "geolifeclef.baselines.region_prior",
+            BASELINE_SERVED_BY,
+            default=False,
         ),
         Family(
             "knn",
