@@ -37,7 +37,7 @@ def _logged_model(uri, tmp_path, name, species):
             python_model=FirstSpecies(species),
             pip_requirements=[],
         )
-    return _metrics(tmp_path, name, 0.8 if species == 7 else 0.7, model_uri)
+    return _metrics(tmp_path, name, 0.8 if species == 7 else 0.20499999999999996, model_uri)
 
 
 def _metrics(tmp_path, name, error, model_uri=None):
@@ -56,15 +56,21 @@ def test_the_champion_is_the_submitted_model_and_moves_with_the_next_submission(
     version = register_champion(uri, "env_mlp", first, "parent1")
     mlflow.set_tracking_uri(uri)
     assert mlflow.pyfunc.load_model(CHAMPION_URI).predict(rows)["species_id"].tolist() == [7, 7]
-    tags = mlflow.MlflowClient().get_model_version(CHAMPION_MODEL, version).tags
-    assert tags == {
+    client = mlflow.MlflowClient()
+    registered = client.get_model_version(CHAMPION_MODEL, version)
+    assert registered.tags == {
         "glc.model": "env_mlp",
         "val_top30_error": "0.8",
         "glc.invocation_run_id": "parent1",
     }
+    # The registry page says what the model is and how to load it.
+    assert registered.description.startswith("env_mlp (model): val top-30 error 0.8;")
+    assert CHAMPION_URI in client.get_registered_model(CHAMPION_MODEL).description
 
     assert register_champion(uri, "stats_mlp", second, None) == "2"
     mlflow.set_tracking_uri(uri)
+    second_version = mlflow.MlflowClient().get_model_version(CHAMPION_MODEL, "2")
+    assert second_version.tags["val_top30_error"] == "0.205"  # 0.20499999999999996, cleaned
     assert mlflow.pyfunc.load_model(CHAMPION_URI).predict(rows)["species_id"].tolist() == [9, 9]
 
 

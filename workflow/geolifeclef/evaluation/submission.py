@@ -31,7 +31,7 @@ from geolifeclef.evaluation.scores import best_model
 from geolifeclef.predictions.metrics import KAGGLE_K
 from geolifeclef.predictions.table import Predictions
 from geolifeclef.tracking.records import MODEL_URI_KEY
-from geolifeclef.tracking.runs import register_version
+from geolifeclef.tracking.runs import clean_metric, register_version
 
 log = logging.getLogger(__name__)
 
@@ -221,9 +221,21 @@ def register_champion(
         )
         return None
     error = found.get("top30_error")
+    if error is not None:
+        error = clean_metric(error)
     tags = {"glc.model": model, "val_top30_error": error, "glc.invocation_run_id": invocation or ""}
+    descriptions = (
+        "The model behind results/submission/final.csv, a version per submission; "
+        f"`mlflow.pyfunc.load_model('{CHAMPION_URI}')` loads the latest. It takes rows of "
+        "the observation tables (observation_id, latitude, longitude) and returns their "
+        "top 30 species (params: workdir, the folder where the workflow ran; top_k).",
+        f"{model} ({found.get('kind', 'model')}): val top-30 error {error}; its test "
+        "predictions are final.csv.",
+    )
     try:
-        version = register_version(tracking_uri, model_uri, CHAMPION_MODEL, CHAMPION_ALIAS, tags)
+        version = register_version(
+            tracking_uri, model_uri, CHAMPION_MODEL, CHAMPION_ALIAS, tags, descriptions
+        )
     except Exception as error:  # a tracking failure must not fail the submission
         log.warning(
             "%s: registering %s failed (%s): %s not updated", model, model_uri, error, CHAMPION_URI

@@ -443,16 +443,28 @@ def _experiment_id(mlflow, name: str, artifact_root: str | Path) -> str:
 
 
 def register_version(
-    tracking_uri: str, model_uri: str, name: str, alias: str, tags: Mapping[str, Any]
+    tracking_uri: str,
+    model_uri: str,
+    name: str,
+    alias: str,
+    tags: Mapping[str, Any],
+    descriptions: tuple[str, str] = ("", ""),
 ) -> str:
     """Register a logged model (``models:/m-...``) as a new version of the registered model
-    ``name``, tagged with ``tags`` and given ``alias`` (moved from an older version);
-    return the version."""
+    ``name``, tagged with ``tags`` and given ``alias`` (moved from an older version), with
+    ``descriptions`` (of the registered model, of the version: the registry page shows
+    them); return the version."""
     mlflow.set_tracking_uri(tracking_uri)
     version = mlflow.register_model(
         model_uri, name, tags={k: str(redact(v)) for k, v in tags.items()}
     )
-    mlflow.MlflowClient().set_registered_model_alias(name, alias, version.version)
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(name, alias, version.version)
+    model_text, version_text = descriptions
+    if model_text:
+        client.update_registered_model(name, description=model_text)
+    if version_text:
+        client.update_model_version(name, version.version, description=version_text)
     return str(version.version)
 
 
