@@ -234,6 +234,22 @@ def _readme_snippet(marker: str = RELOAD_MARKER) -> str:
     return after.split("```python\n", 1)[1].split("```", 1)[0]
 
 
+def _run_snippet(marker: str, check: str, workdir: Path, tracking_uri: str) -> str:
+    """Run a docs snippet and ``check`` (more Python) in ``workdir``, as a user would, with
+    the workflow's tracking server; its standard output."""
+    result = subprocess.run(
+        [sys.executable, "-c", _readme_snippet(marker) + check],
+        cwd=workdir,
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
 @pytest.mark.slow
 def test_the_readme_reloads_a_model_and_predicts_the_top_30(trained, mlflow_server):
     check = (
@@ -242,18 +258,9 @@ def test_the_readme_reloads_a_model_and_predicts_the_top_30(trained, mlflow_serv
         "assert len(top30) == 5 and all(len(ids) == 30 for ids in top30['species_ids'])\n"
         "print('package from', sys.modules['geolifeclef'].__file__)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", _readme_snippet() + check],
-        cwd=trained,
-        env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    shown = _run_snippet(RELOAD_MARKER, check, trained, mlflow_server)
     # The model brought its own copy of the package: no install of this repository needed.
-    source = result.stdout.split("package from ")[1].strip()
+    source = shown.split("package from ")[1].strip()
     assert not source.startswith(str(REPO)) and "/code/geolifeclef/" in source
 
 
@@ -264,29 +271,17 @@ def test_the_champion_loads_from_the_registry_and_predicts_what_was_submitted(
     """The submitted model is a blend (of an MLP and a fusion CNN): the docs' snippet loads
     it from the Model Registry, and its top 30 of the first test rows are final.csv's."""
     check = (
-        "\nprint('ROWS', [' '.join(map(str, ids)) for ids in top30['species_ids']])\n"
-        "print('IDS', top30['observation_id'].tolist())\n"
+        "\nimport json\n"
+        "ids = top30['observation_id'].tolist()\n"
+        "sets = [' '.join(map(str, species)) for species in top30['species_ids']]\n"
+        "print('ANSWER', json.dumps([ids, sets]))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", _readme_snippet(CHAMPION_MARKER) + check],
-        cwd=trained,
-        env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    printed = {
-        line.split(" ", 1)[0]: line.split(" ", 1)[1]
-        for line in result.stdout.splitlines()
-        if line.startswith(("ROWS ", "IDS "))
-    }
+    shown = _run_snippet(CHAMPION_MARKER, check, trained, mlflow_server)
+    ids, sets = json.loads(shown.split("ANSWER ", 1)[1])
     final = pd.read_csv(trained / "results" / "submission" / "final.csv")
     test = pd.read_parquet(trained / "results" / "observations" / "test.parquet").head(5)
-    expected = final.set_index("Id").loc[test["observation_id"], "Predicted"].tolist()
-    assert eval(printed["IDS"]) == test["observation_id"].tolist()  # noqa: S307
-    assert eval(printed["ROWS"]) == expected  # noqa: S307
+    assert ids == test["observation_id"].tolist()
+    assert sets == final.set_index("Id").loc[ids, "Predicted"].tolist()
     client = mlflow.MlflowClient(mlflow_server)
     version = client.get_model_version_by_alias("geolifeclef-submission", "champion")
     assert version.tags["glc.model"] == "blend_mlp_fusion"

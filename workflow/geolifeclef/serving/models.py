@@ -118,13 +118,19 @@ def log_served_model(
     output: pd.DataFrame,
     default_params: dict[str, Any],
     source: str,
+    config: dict | None = None,
     **kwargs,
 ) -> str | None:
     """Log ``model_class`` (a ``PythonModel`` of this package, built from code) named
-    ``name`` into the tracker's run with its ``artifacts``, the package, and a signature
-    and input example from ``example`` rows and the ``output`` they give; returns the
-    ``models:/`` URI (None when offline)."""
+    ``name`` into the tracker's run with its ``artifacts`` (and ``config`` as the artifact
+    ``config``, a JSON file), the package, and a signature and input example from
+    ``example`` rows and the ``output`` they give; returns the ``models:/`` URI (None when
+    offline)."""
     with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        if config is not None:
+            config_file = Path(folder) / "config.json"
+            config_file.write_text(json.dumps(config, indent=1))
+            artifacts = {"config": str(config_file), **artifacts}
         # MLflow's hint that integer columns cannot hold NaN: observation ids never do.
         warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer")
         model_code = Path(folder) / "served_model.py"
@@ -224,19 +230,17 @@ def log_baseline_model(
     example = example_rows(example_observations)
     species = read_species_table(species_table)
     output = predict_baseline(config, model_path, species, example, Path("."), 30)
-    with tempfile.TemporaryDirectory() as folder:
-        config_file = Path(folder) / "config.json"
-        config_file.write_text(json.dumps(config, indent=1))
-        uri = log_served_model(
-            tracker,
-            name,
-            BaselineModel,
-            {"config": str(config_file), "model": model_path, "species": species_table},
-            example,
-            output,
-            DEFAULT_PARAMS,
-            "workflow/scripts/evaluate_model.py",
-        )
+    uri = log_served_model(
+        tracker,
+        name,
+        BaselineModel,
+        {"model": model_path, "species": species_table},
+        example,
+        output,
+        DEFAULT_PARAMS,
+        "workflow/scripts/evaluate_model.py",
+        config,
+    )
     log.info("logged model %s as %s in %.1f s", name, uri, time.perf_counter() - started)
     return uri
 
@@ -328,20 +332,16 @@ def log_blend_model(
         return None
     example = example_rows(example_observations)
     output = predict_blend(config, members, example, ".", 30)
-    with tempfile.TemporaryDirectory() as folder:
-        config_file = Path(folder) / "config.json"
-        config_file.write_text(json.dumps(config, indent=1))
-        artifacts = {"config": str(config_file)}
-        artifacts.update({f"member-{member}": member_uris[member] for member in weights})
-        uri = log_served_model(
-            tracker,
-            name,
-            BlendModel,
-            artifacts,
-            example,
-            output,
-            DEFAULT_PARAMS,
-            "workflow/scripts/evaluate_model.py",
-        )
+    uri = log_served_model(
+        tracker,
+        name,
+        BlendModel,
+        {f"member-{member}": member_uris[member] for member in weights},
+        example,
+        output,
+        DEFAULT_PARAMS,
+        "workflow/scripts/evaluate_model.py",
+        config,
+    )
     log.info("logged model %s as %s in %.1f s", name, uri, time.perf_counter() - started)
     return uri

@@ -31,30 +31,13 @@ it is read from): a model reading only these can be mapped."""
 # --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ConstantSettings:
-    """The constant has nothing to set: the train counts are in the species table."""
+class BaselineSettings:
+    """What a baseline's settings say to the workflow (a family's settings subclass it):
+    ``refit``, what the predict job reads besides the observation and species tables
+    (``env``: the env table; ``patch_stats``: the patch statistics tables), and why the
+    model cannot be mapped (None: it can)."""
 
-    refit: ClassVar[bool] = False
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return ()
-
-    @property
-    def unmappable_reason(self) -> str | None:
-        return "predicts the same species everywhere: its map would be flat"
-
-
-@dataclass(frozen=True)
-class KnnSettings:
-    """``n_neighbors`` train observations vote; ``prior_weight`` pseudo-observations drawn
-    from the train prior fill the rest of the K ids and keep scores probabilities."""
-
-    n_neighbors: int = 100
-    prior_weight: float = 1.0
-    refit: bool = False
-    """Test predictions from the neighbours among train + val (val ones: train only)."""
+    refit: bool
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -66,7 +49,29 @@ class KnnSettings:
 
 
 @dataclass(frozen=True)
-class RegionPriorSettings:
+class ConstantSettings(BaselineSettings):
+    """The constant has nothing to set: the train counts are in the species table."""
+
+    refit: ClassVar[bool] = False
+
+    @property
+    def unmappable_reason(self) -> str | None:
+        return "predicts the same species everywhere: its map would be flat"
+
+
+@dataclass(frozen=True)
+class KnnSettings(BaselineSettings):
+    """``n_neighbors`` train observations vote; ``prior_weight`` pseudo-observations drawn
+    from the train prior fill the rest of the K ids and keep scores probabilities."""
+
+    n_neighbors: int = 100
+    prior_weight: float = 1.0
+    refit: bool = False
+    """Test predictions from the neighbours among train + val (val ones: train only)."""
+
+
+@dataclass(frozen=True)
+class RegionPriorSettings(BaselineSettings):
     """The species most observed in the observation's region (France or the US), smoothed
     towards the global train prior by ``prior_weight`` pseudo-observations."""
 
@@ -78,17 +83,9 @@ class RegionPriorSettings:
         if not self.prior_weight > 0:
             raise ValueError(f"prior_weight {self.prior_weight}: more than 0")
 
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return ()
-
-    @property
-    def unmappable_reason(self) -> str | None:
-        return None
-
 
 @dataclass(frozen=True)
-class ForestSettings:
+class ForestSettings(BaselineSettings):
     n_estimators: int = 16
     max_depth: int = 10
     features: tuple[str, ...] = ("env", "coordinates")
