@@ -133,9 +133,11 @@ def _rule_blocks() -> dict[str, str]:
     """Rule name -> the text of its block, from every rule file of the workflow."""
     blocks = {}
     for path in [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
-        parts = re.split(r"^rule (\w+):\n", path.read_text(), flags=re.M)
-        for name, body in zip(parts[1::2], parts[2::2], strict=True):
-            blocks[name] = body.split("\n\n\n")[0]
+        # `rule name:`, or a rule built in a loop: `rule:` then `name:` and its expression.
+        pattern = r"^rule (\w+):\n|^ +rule:\n +name:\n +(.+)\n"
+        parts = re.split(pattern, path.read_text(), flags=re.M)
+        for plain, built, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):
+            blocks[plain or built] = body.split("\n\n\n")[0]
     return blocks
 
 
@@ -143,6 +145,7 @@ def test_every_rule_that_runs_a_step_logs_and_benchmarks():
     blocks = _rule_blocks()
     steps = {name: body for name, body in blocks.items() if "    script:" in body}
     assert len(steps) >= 15 and {"train_model", "evaluate_model"} <= set(steps)
+    assert 'f"predict_{family.name}"' in steps  # the baselines' rule, built from the records
     for name, body in steps.items():
         assert "    log:" in body, f"rule {name} has no log"
         assert "    benchmark:" in body, f"rule {name} has no benchmark"
