@@ -24,7 +24,6 @@ docs/experiments.md ("Reloading a model") is run by ``tests/test_workflow_traini
 
 import json
 import logging
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -125,7 +124,7 @@ class TopSpeciesModel(PythonModel):
     def load_context(self, context) -> None:
         self.settings, self.model = load_trained(context.artifacts["model"])
         self.stats = json.loads(Path(context.artifacts["stats"]).read_text())
-        self.inputs = ExperimentInputs(**json.loads(Path(context.artifacts["inputs"]).read_text()))
+        self.inputs = ExperimentInputs(**json.loads(Path(context.artifacts["config"]).read_text()))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
         params = {**DEFAULT_PARAMS, **(params or {})}
@@ -167,24 +166,17 @@ def log_trained_model(
     if not tracker.online:
         return tracker.log_model(None, name)
     started = time.perf_counter()
-    settings, model = load_trained(bundle)
-    stats = json.loads(Path(served_inputs.stats).read_text())
-    example = example_rows(served_inputs.observations[example_split])
-    output = predict_rows(settings, model, example, served_inputs, stats)
-    with tempfile.TemporaryDirectory() as folder:
-        inputs_file = Path(folder) / "inputs.json"
-        inputs_file.write_text(json.dumps(asdict(served_inputs), indent=1))
-        uri = log_served_model(
-            tracker,
-            name,
-            TopSpeciesModel,
-            {"model": str(bundle), "stats": served_inputs.stats, "inputs": str(inputs_file)},
-            example,
-            output,
-            DEFAULT_PARAMS,
-            "workflow/scripts/train_model.py",
-            params=params,
-            step=step,
-        )
+    uri = log_served_model(
+        tracker,
+        name,
+        TopSpeciesModel,
+        {"model": str(bundle), "stats": served_inputs.stats},
+        example_rows(served_inputs.observations[example_split]),
+        DEFAULT_PARAMS,
+        "workflow/scripts/train_model.py",
+        asdict(served_inputs),
+        params=params,
+        step=step,
+    )
     log.info("logged model %s as %s in %.1f s", name, uri, time.perf_counter() - started)
     return uri

@@ -98,6 +98,18 @@ def predictions_of(frame: pd.DataFrame) -> Predictions:
     )
 
 
+def answer_example(rows: pd.DataFrame) -> pd.DataFrame:
+    """An answer of the served models' form for ``rows`` (its values mean nothing): what
+    the signature's output schema is inferred from."""
+    n = len(rows)
+    placeholder = Predictions(
+        rows["observation_id"].to_numpy(np.int64),
+        np.broadcast_to(np.arange(30, dtype=np.int64), (n, 30)),
+        np.zeros((n, 30), dtype=np.float32),
+    )
+    return output_frame(placeholder, 30)
+
+
 def serving_requirements() -> list[str]:
     """Pinned versions of what the package needs to predict, as installed here."""
     pins = []
@@ -115,7 +127,6 @@ def log_served_model(
     model_class: type,
     artifacts: dict[str, str],
     example: pd.DataFrame,
-    output: pd.DataFrame,
     default_params: dict[str, Any],
     source: str,
     config: dict | None = None,
@@ -123,9 +134,10 @@ def log_served_model(
 ) -> str | None:
     """Log ``model_class`` (a ``PythonModel`` of this package, built from code) named
     ``name`` into the tracker's run with its ``artifacts`` (and ``config`` as the artifact
-    ``config``, a JSON file), the package, and a signature and input example from
-    ``example`` rows and the ``output`` they give; returns the ``models:/`` URI (None when
-    offline)."""
+    ``config``, a JSON file), the package, ``example`` rows as its input example and the
+    signature of every served model's answer; returns the ``models:/`` URI (None when
+    offline). MLflow checks the model as it logs it: it reloads it and predicts the
+    example (a model that does not load or predict is logged with a warning)."""
     with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
         if config is not None:
             config_file = Path(folder) / "config.json"
@@ -147,7 +159,7 @@ def log_served_model(
             python_model=str(model_code),
             artifacts=artifacts,
             code_paths=[str(package)],
-            signature=infer_signature(example, output, params=default_params),
+            signature=infer_signature(example, answer_example(example), params=default_params),
             input_example=example,
             pip_requirements=serving_requirements(),
             tags={"mlflow.source.name": source},
@@ -228,15 +240,12 @@ def log_baseline_model(
         "chunk_rows": chunk_rows,
     }
     example = example_rows(example_observations)
-    species = read_species_table(species_table)
-    output = predict_baseline(config, model_path, species, example, Path("."), 30)
     uri = log_served_model(
         tracker,
         name,
         BaselineModel,
         {"model": model_path, "species": species_table},
         example,
-        output,
         DEFAULT_PARAMS,
         "workflow/scripts/evaluate_model.py",
         config,
@@ -320,7 +329,8 @@ def log_blend_model(
         "k": int(k),
     }
     try:
-        members = {member: mlflow.pyfunc.load_model(member_uris[member]) for member in weights}
+        for member in weights:
+            mlflow.MlflowClient().get_logged_model(member_uris[member].removeprefix("models:/"))
     except MlflowException as error:
         # E.g. a member logged to another tracking store (a workflow folder copied, or
         # moved to another server): the evaluation stands, the blend has no model.
@@ -331,14 +341,12 @@ def log_blend_model(
         )
         return None
     example = example_rows(example_observations)
-    output = predict_blend(config, members, example, ".", 30)
     uri = log_served_model(
         tracker,
         name,
         BlendModel,
         {f"member-{member}": member_uris[member] for member in weights},
         example,
-        output,
         DEFAULT_PARAMS,
         "workflow/scripts/evaluate_model.py",
         config,
