@@ -8,6 +8,7 @@ from conftest import run_snakemake
 
 from geolifeclef.baselines.region_prior import fit, load
 from geolifeclef.data.rasters import point_ids
+from geolifeclef.settings.catalog import DEFAULT_BASELINES
 from geolifeclef.settings.families import RegionPriorSettings
 
 FR, US = 10_000_000, 20_000_000
@@ -59,12 +60,10 @@ def test_a_prior_weight_of_zero_is_refused():
 def test_a_config_that_names_it_plans_its_prediction_evaluation_and_submission(tmp_path):
     """An opt-in baseline: its rule, evaluation and submission are planned once the config
     names it (``baselines: {region_prior: {}}``), and only then."""
-    (tmp_path / "config.yaml").write_text("demo:\n  scale: tiny\n")
-    without = run_snakemake(tmp_path, "all", "--dry-run", timeout=300)
+    assert "region_prior" not in DEFAULT_BASELINES
     (tmp_path / "config.yaml").write_text("demo:\n  scale: tiny\nbaselines:\n  region_prior: {}\n")
     named = run_snakemake(tmp_path, "all", "--dry-run", timeout=300)
-    assert without.returncode == 0 and named.returncode == 0, named.stderr[-3000:]
-    assert "region_prior" not in without.stdout
+    assert named.returncode == 0, named.stderr[-3000:]
     for planned in (
         "predictions/region_prior/test.parquet",
         "evaluation/region_prior/metrics.json",

@@ -130,14 +130,16 @@ def log_served_model(
     default_params: dict[str, Any],
     source: str,
     config: dict | None = None,
+    checked: bool = True,
     **kwargs,
 ) -> str | None:
     """Log ``model_class`` (a ``PythonModel`` of this package, built from code) named
     ``name`` into the tracker's run with its ``artifacts`` (and ``config`` as the artifact
-    ``config``, a JSON file), the package, ``example`` rows as its input example and the
-    signature of every served model's answer; returns the ``models:/`` URI (None when
-    offline). MLflow checks the model as it logs it: it reloads it and predicts the
-    example (a model that does not load or predict is logged with a warning)."""
+    ``config``, a JSON file), the package, and the signature of every served model's
+    answer to ``example`` rows; returns the ``models:/`` URI (None when offline).
+    ``checked``: the rows are also its input example, and MLflow checks the model as it
+    logs it: it reloads it and predicts them (a model that does not load or predict is
+    logged with a warning)."""
     with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
         if config is not None:
             config_file = Path(folder) / "config.json"
@@ -160,7 +162,7 @@ def log_served_model(
             artifacts=artifacts,
             code_paths=[str(package)],
             signature=infer_signature(example, answer_example(example), params=default_params),
-            input_example=example,
+            input_example=example if checked else None,
             pip_requirements=serving_requirements(),
             tags={"mlflow.source.name": source},
             **kwargs,
@@ -350,6 +352,9 @@ def log_blend_model(
         DEFAULT_PARAMS,
         "workflow/scripts/evaluate_model.py",
         config,
+        # Not reloaded here: that would load every member (torch, for a network) in
+        # each blend's evaluate job; its members were checked as they were logged.
+        checked=False,
     )
     log.info("logged model %s as %s in %.1f s", name, uri, time.perf_counter() - started)
     return uri
