@@ -210,3 +210,15 @@ def test_every_baseline_family_saves_the_fit_behind_test_and_reloads_it(
         np.testing.assert_array_equal(val.species_ids, expected.species_ids)
         # Refitted on train + val: the test predictions differ from the train-only fit's.
         assert not np.array_equal(written.scores, train_only.predict(test, 40, 1000).scores)
+
+
+def test_a_baseline_refuses_a_file_saved_by_another(with_species, tmp_path):
+    """Each fit's file names its format (``save_fit``): the constant's loader refuses the
+    kNN's file by name instead of reading its arrays as priors."""
+    species = read_species_table(with_species["species"])
+    train = pd.read_parquet(with_species["tables"]["train"])
+    fitted = import_module(BASELINES["knn"].implementation).fit(train, species, KnnSettings())
+    fitted.save(tmp_path / "knn.npz")
+    constant = import_module(BASELINES["constant"].implementation)
+    with pytest.raises(InputDataError, match="not a saved constant"):
+        constant.load(tmp_path / "knn.npz", species)

@@ -1,14 +1,12 @@
 """The constant baseline: the K species most observed in train, for every observation."""
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from geolifeclef.atomic import atomic_path
-from geolifeclef.errors import InputDataError
+from geolifeclef.baselines.fitting import load_fit, save_fit
 from geolifeclef.predictions.table import Predictions
 from geolifeclef.settings.families import ConstantSettings
 
@@ -44,11 +42,8 @@ class ConstantModel:
         return np.broadcast_to(self.species["prior"].to_numpy(), (len(latitude), len(self.species)))
 
     def save(self, path: str | Path) -> None:
-        """The priors and ranks: one ``.npz`` of plain arrays."""
-        header = np.array(json.dumps({"format": FORMAT}))
-        with atomic_path(path) as part, open(part, "wb") as out:
-            arrays = {c: self.species[c].to_numpy(t) for c, t in _COLUMNS.items()}
-            np.savez(out, header=header, **arrays)
+        """The priors and ranks (``save_fit``)."""
+        save_fit(path, FORMAT, {c: self.species[c].to_numpy(t) for c, t in _COLUMNS.items()})
 
 
 def fit(rows, species: pd.DataFrame, settings: ConstantSettings, sources=None, n_jobs: int = 1):
@@ -58,8 +53,5 @@ def fit(rows, species: pd.DataFrame, settings: ConstantSettings, sources=None, n
 
 def load(path: str | Path, species=None, sources=None, n_jobs: int = 1) -> ConstantModel:
     """The constant that ``ConstantModel.save`` wrote."""
-    with np.load(path, allow_pickle=False) as saved:
-        header = json.loads(str(saved["header"])) if "header" in saved else {}
-        if header.get("format") != FORMAT:
-            raise InputDataError(path, f"not a saved constant ({FORMAT})", "rerun predict_constant")
-        return ConstantModel(pd.DataFrame({c: saved[c] for c in _COLUMNS}))
+    _, arrays = load_fit(path, FORMAT, "constant", "rerun predict_constant")
+    return ConstantModel(pd.DataFrame({c: arrays[c] for c in _COLUMNS}))

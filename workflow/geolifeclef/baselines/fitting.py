@@ -1,15 +1,18 @@
-"""What every baseline shares: which rows fit the model of each split, and writing
-its predictions.
+"""What every baseline shares: which rows fit the model of each split, writing its
+predictions, and the file of a fit (``save_fit``, ``load_fit``).
 """
 
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from geolifeclef.atomic import atomic_path
 from geolifeclef.data.class_frequency import read_species_table
 from geolifeclef.data.observations import read_table
+from geolifeclef.errors import InputDataError
 from geolifeclef.predictions.table import Predictions, table_k, write_split_predictions
 
 log = logging.getLogger(__name__)
@@ -73,3 +76,24 @@ def run_baseline(
         {split: frame["observation_id"].to_numpy() for split, frame in queries.items()},
         species["species_id"].to_numpy(),
     )
+
+
+def save_fit(path: str | Path, format: str, arrays: dict[str, np.ndarray], **header) -> None:
+    """A baseline's fit as one ``.npz`` of plain ``arrays`` and a JSON header naming its
+    ``format`` (with the ``header`` entries), written atomically. The forest has a file of
+    its own (``geolifeclef.baselines.forest_file``)."""
+    text = np.array(json.dumps({"format": format, **header}))
+    with atomic_path(path) as part, open(part, "wb") as out:
+        np.savez(out, header=text, **arrays)
+
+
+def load_fit(
+    path: str | Path, format: str, what: str, fix: str
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """The header and arrays that ``save_fit`` wrote in ``format`` (loading runs no code: no
+    pickle); ``InputDataError`` ("not a saved ``what``", ``fix``) for any other file."""
+    with np.load(path, allow_pickle=False) as saved:
+        header = json.loads(str(saved["header"])) if "header" in saved else {}
+        if header.get("format") != format:
+            raise InputDataError(path, f"not a saved {what} ({format})", fix)
+        return header, {name: saved[name] for name in saved.files if name != "header"}

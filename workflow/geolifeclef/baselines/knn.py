@@ -1,16 +1,14 @@
 """The kNN baseline: the species of the nearest train observations (great-circle distance)."""
 
-import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from geolifeclef.atomic import atomic_path
-from geolifeclef.baselines.fitting import species_columns
-from geolifeclef.errors import InputDataError
+from geolifeclef.baselines.fitting import load_fit, save_fit, species_columns
 from geolifeclef.predictions.metrics import SCORE_CHUNK_ROWS, top_k
 from geolifeclef.predictions.table import Predictions
 from geolifeclef.settings.families import KnnSettings
@@ -82,23 +80,9 @@ class KnnModel:
         )
 
     def save(self, path: str | Path) -> None:
-        """The train points, their species and the settings: one ``.npz`` of plain arrays."""
-        header = json.dumps(
-            {
-                "format": FORMAT,
-                "settings": {
-                    "n_neighbors": self.settings.n_neighbors,
-                    "prior_weight": self.settings.prior_weight,
-                    "refit": self.settings.refit,
-                },
-            }
-        )
-        with atomic_path(path) as part, open(part, "wb") as out:
-            np.savez(
-                out,
-                header=np.array(header),
-                **{c: self.train[c].to_numpy(t) for c, t in _COLUMNS.items()},
-            )
+        """The train points, their species and the settings (``save_fit``)."""
+        arrays = {c: self.train[c].to_numpy(t) for c, t in _COLUMNS.items()}
+        save_fit(path, FORMAT, arrays, settings=asdict(self.settings))
 
 
 def fit(
@@ -110,11 +94,8 @@ def fit(
 
 def load(path: str | Path, species: pd.DataFrame, sources=None, n_jobs: int = 1) -> KnnModel:
     """The kNN that ``KnnModel.save`` wrote (its ball tree rebuilt: seconds)."""
-    with np.load(path, allow_pickle=False) as saved:
-        header = json.loads(str(saved["header"])) if "header" in saved else {}
-        if header.get("format") != FORMAT:
-            raise InputDataError(path, f"not a saved kNN ({FORMAT})", "rerun predict_knn")
-        train = pd.DataFrame({column: saved[column] for column in _COLUMNS})
+    header, arrays = load_fit(path, FORMAT, "kNN", "rerun predict_knn")
+    train = pd.DataFrame({column: arrays[column] for column in _COLUMNS})
     return KnnModel(train, species, KnnSettings(**header["settings"]))
 
 

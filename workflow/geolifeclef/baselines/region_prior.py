@@ -9,14 +9,12 @@ of an observation is its id's first digit; at a map point, the region whose rast
 point is read from (``geolifeclef.data.rasters.point_ids``): the same rule.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from geolifeclef.atomic import atomic_path
-from geolifeclef.baselines.fitting import species_columns
+from geolifeclef.baselines.fitting import load_fit, save_fit, species_columns
 from geolifeclef.errors import InputDataError
 from geolifeclef.layout import REGION_DIGIT, region_digits
 from geolifeclef.predictions.metrics import top_k
@@ -54,10 +52,8 @@ class RegionPriorModel:
         return self.probabilities[np.searchsorted(DIGITS, region_digits(point_ids(longitude)))]
 
     def save(self, path: str | Path) -> None:
-        """The probability table: one ``.npz`` of plain arrays."""
-        header = np.array(json.dumps({"format": FORMAT}))
-        with atomic_path(path) as part, open(part, "wb") as out:
-            np.savez(out, header=header, probabilities=self.probabilities)
+        """The probability table (``save_fit``)."""
+        save_fit(path, FORMAT, {"probabilities": self.probabilities})
 
 
 def fit(rows, species: pd.DataFrame, settings: RegionPriorSettings, sources=None, n_jobs=1):
@@ -73,9 +69,9 @@ def fit(rows, species: pd.DataFrame, settings: RegionPriorSettings, sources=None
 
 def load(path: str | Path, species: pd.DataFrame, sources=None, n_jobs=1) -> RegionPriorModel:
     """The region prior that ``RegionPriorModel.save`` wrote."""
-    with np.load(path, allow_pickle=False) as saved:
-        header = json.loads(str(saved["header"])) if "header" in saved else {}
-        table = saved["probabilities"] if header.get("format") == FORMAT else None
+    fix = "rerun its predict job"
+    _, arrays = load_fit(path, FORMAT, "region prior", fix)
+    table = arrays.get("probabilities")
     if table is None or table.shape != (len(DIGITS), len(species)):
-        raise InputDataError(path, f"not a saved region prior ({FORMAT})", "rerun its predict job")
+        raise InputDataError(path, f"not a saved region prior ({FORMAT})", fix)
     return RegionPriorModel(table, species)
