@@ -22,7 +22,7 @@ def served_model_inputs(wildcards):
     """What the evaluate job logs as the model's MLflow model (geolifeclef.serving.models):
     a baseline's saved fit and the tables it reads; the history naming an experiment's
     logged model (its refit's when it refits: the one that predicted test); a blend's
-    members' evaluations (their models' URIs) and test tables (their K)."""
+    members' evaluations (their models' URIs and K)."""
     model = wildcards.model
     if model in BASELINE_MODELS:
         reads = BASELINE_SETTINGS[model].reads
@@ -36,8 +36,7 @@ def served_model_inputs(wildcards):
         return {"served_history": expand(fit.output.history, experiment=model)}
     members = CATALOG.blend_members(model)
     return {
-        "member_metrics": expand(rules.evaluate_model.output.metrics, model=members),
-        "member_tests": [predictions(member, "test") for member in members],
+        "member_metrics": expand(rules.evaluate_model.output.metrics, model=members)
     }
 
 
@@ -104,9 +103,6 @@ rule evaluate_model:
         family=lambda wildcards: family_of(
             MODEL_KIND[wildcards.model], wildcards.model
         ).name,
-        member_names=lambda wildcards: (
-            CATALOG.blend_members(wildcards.model) if is_blend(wildcards.model) else []
-        ),
         member_params=lambda wildcards: (
             served_model_params(wildcards.model) if is_blend(wildcards.model) else {}
         ),

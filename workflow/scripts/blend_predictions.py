@@ -3,24 +3,20 @@ with the weights of the config (blends, <sweep>:top<n> resolved on val metrics) 
 fitted on val (fitted_blends)."""
 
 from geolifeclef.evaluation.scores import read_metrics
-from geolifeclef.predictions.blend_fit import read_weights
-from geolifeclef.predictions.table import blend, read_predictions, write_predictions
+from geolifeclef.predictions.blend_fit import blend_weights
+from geolifeclef.predictions.table import blend, blend_k, read_predictions, write_predictions
 from geolifeclef.rule_logging import logging_to
-from geolifeclef.settings.sweeps import resolve_selectors
 
 with logging_to(snakemake.log[0]) as log:
-    val_errors = {
-        metrics["model"]: metrics["top30_error"]
-        for metrics in map(read_metrics, snakemake.input.member_metrics)
-    }
-    weights = resolve_selectors(
-        snakemake.params.weights or read_weights(snakemake.input.weights[0]),
+    weights = blend_weights(
+        snakemake.params.weights,
+        snakemake.input.weights[0] if snakemake.input.weights else None,
         snakemake.params.sweep_members,
-        val_errors,
+        [read_metrics(path) for path in snakemake.input.member_metrics],
     )
     models = dict(zip(snakemake.params.members, snakemake.input.members, strict=True))
     used = {name: read_predictions(models[name]) for name, w in weights.items() if w > 0}
-    k = min(snakemake.params.top_k, max(m.k for m in used.values()))
+    k = blend_k(snakemake.params.top_k, (m.k for m in used.values()))
     log.info("blending %s into %d ids per observation", weights, k)
     write_predictions(
         snakemake.output.blend,

@@ -18,13 +18,12 @@ from geolifeclef.evaluation.scores import (
     write_metrics,
 )
 from geolifeclef.evaluation.species_results import species_results, write_species_results
-from geolifeclef.predictions.blend_fit import read_report, read_weights
+from geolifeclef.predictions.blend_fit import blend_weights, read_report
 from geolifeclef.predictions.metrics import INTERVAL_HIGH, INTERVAL_LOW, KAGGLE_ERROR
-from geolifeclef.predictions.table import read_predictions
+from geolifeclef.predictions.table import blend_k, read_predictions
 from geolifeclef.rule_logging import logging_to
 from geolifeclef.serving.models import log_baseline_model, log_blend_model
 from geolifeclef.settings.families import BASELINES as BASELINE_FAMILIES
-from geolifeclef.settings.sweeps import resolve_selectors
 from geolifeclef.settings.tracking import Tracking
 from geolifeclef.tracking.records import (
     DESCRIPTION_TAG,
@@ -57,15 +56,14 @@ def served_model(tracker) -> str | None:
     if params.family == "experiment":
         return json.loads(Path(inputs.served_history[0]).read_text()).get(MODEL_URI_KEY)
     members = [read_metrics(path) for path in inputs.member_metrics]
-    blended = resolve_selectors(
-        params.members or read_weights(inputs.blend_weights[0]),
+    blended = blend_weights(
+        params.members,
+        inputs.blend_weights[0] if inputs.blend_weights else None,
         params.sweep_members,
-        {found["model"]: found[KAGGLE_ERROR] for found in members},
+        members,
     )
-    member_k = {
-        name: read_predictions(path).k
-        for name, path in zip(params.member_names, inputs.member_tests, strict=True)
-    }
+    # A model's val and test tables keep the same K: its metrics.json says it.
+    member_k = {found["model"]: found["k"] for found in members}
     return log_blend_model(
         tracker,
         snakemake.wildcards.model,
@@ -73,7 +71,7 @@ def served_model(tracker) -> str | None:
         {found["model"]: found.get(MODEL_URI_KEY) for found in members},
         member_k,
         params.member_params,
-        min(params.top_k, max(member_k[name] for name, w in blended.items() if w > 0)),
+        blend_k(params.top_k, (member_k[name] for name, w in blended.items() if w > 0)),
         inputs.val,
     )
 

@@ -42,9 +42,10 @@ from pathlib import Path
 
 import numpy as np
 
-from geolifeclef.predictions.metrics import KAGGLE_K, hits
+from geolifeclef.predictions.metrics import KAGGLE_ERROR, KAGGLE_K, hits
 from geolifeclef.predictions.table import Predictions, blend
 from geolifeclef.settings.families import BlendFit
+from geolifeclef.settings.sweeps import resolve_selectors
 
 log = logging.getLogger(__name__)
 
@@ -404,3 +405,17 @@ def read_report(path) -> dict:
 def read_weights(path) -> dict[str, float]:
     """The weights for test that ``fit_blend``'s report (weights.json) holds, by member."""
     return read_report(path)["weights"]
+
+
+def blend_weights(
+    weights: dict[str, float],
+    report: str | Path | None,
+    sweep_members: dict[str, list[str]],
+    member_metrics: list[dict],
+) -> dict[str, float]:
+    """A blend's weights by member, as its predictions and its MLflow model use them: the
+    config's ``weights``, each ``<sweep>:top<n>`` resolved by the members' val top-30
+    errors (``member_metrics``: their metrics.json), or, for a fitted blend (no config
+    weights), those its ``report`` (weights.json) holds."""
+    val_errors = {metrics["model"]: metrics[KAGGLE_ERROR] for metrics in member_metrics}
+    return resolve_selectors(weights or read_weights(report), sweep_members, val_errors)

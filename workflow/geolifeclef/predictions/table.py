@@ -35,7 +35,7 @@ that breaks the format is refused with the row and the fix, and nothing is left 
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -382,6 +382,11 @@ class PredictionWriter:
 # --------------------------------------------------------------------------------------
 # Blending
 # --------------------------------------------------------------------------------------
+
+
+def blend_k(top_k: int, member_ks: Iterable[int]) -> int:
+    """The K of a blend: ``top_k``, at most the largest K of its (weighted) members."""
+    return min(top_k, max(member_ks))
 
 
 def blend(models: Sequence[Predictions], weights: Sequence[float], k: int) -> Predictions:
