@@ -14,12 +14,11 @@ are built from the record: adding a baseline is its module, its record and its t
 Torch- and scikit-learn-free: the Snakefile reads it when the workflow is parsed.
 """
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from geolifeclef.settings.inputs import PATCH_STAT_GROUPS
-from geolifeclef.settings.validation import ConfigError, check_forest, listing, typed_settings
+from geolifeclef.settings.validation import check_forest, typed_settings, unknown_hint
 
 POINT_FEATURES = ("env", "coordinates", "country")
 """Features known at any point (the rasters' values, the point, the region whose rasters
@@ -242,15 +241,14 @@ def family_of(kind: str, model: str) -> Family:
     return next(family for family in FAMILIES.values() if family.kind == kind)
 
 
-def baseline_settings(section: dict[str, Any]) -> dict[str, Any]:
+def baseline_settings(section: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Every baseline's typed settings from the config's ``baselines`` section (a baseline
-    it leaves out: its class's defaults); every problem at once (``ConfigError``), each
-    naming its key."""
+    it leaves out: its class's defaults), and every problem found, one line each naming
+    its key (``geolifeclef.settings.workflow`` lists them with the other sections')."""
     problems = []
     for name in section:
         if name not in BASELINES:
-            close = difflib.get_close_matches(str(name).lower(), list(BASELINES), n=1, cutoff=0.6)
-            hint = f"did you mean `{close[0]}`?" if close else f"baselines: {', '.join(BASELINES)}"
+            hint = unknown_hint(str(name).lower(), BASELINES, "baselines")
             problems.append(f"baselines.{name}: unknown baseline; {hint}")
     settings = {}
     for name, family in BASELINES.items():
@@ -258,6 +256,4 @@ def baseline_settings(section: dict[str, Any]) -> dict[str, Any]:
             settings[name] = family.settings_from(section.get(name), f"baselines.{name}")
         except ValueError as error:
             problems.append(str(error))
-    if problems:
-        raise ConfigError(listing(problems))
-    return settings
+    return settings, problems

@@ -34,6 +34,12 @@ def schema_problems(config: dict, schema: dict) -> list[str]:
     return [line for error in errors for line in _describe(error)]
 
 
+def unknown_hint(name: str, known, listed_as: str = "valid keys") -> str:
+    """What to say of an unknown ``name``: the closest of ``known``, or all of them."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else f"{listed_as}: {', '.join(known)}"
+
+
 def _where(error: ValidationError) -> str:
     return ".".join(str(part) for part in error.absolute_path)
 
@@ -46,9 +52,7 @@ def _describe(error: ValidationError) -> list[str]:
         unknown = [key for key in error.instance if key not in allowed]
         lines = []
         for key in unknown:
-            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-            hint = f"did you mean `{close[0]}`?" if close else f"valid keys: {', '.join(allowed)}"
-            lines.append(f"{prefix}{key}: unknown key; {hint}")
+            lines.append(f"{prefix}{key}: unknown key; {unknown_hint(str(key), allowed)}")
         return lines
     if error.validator in ("anyOf", "oneOf") and error.context:
         # The alternative that went furthest says the most (e.g. a wrong type in a number).
@@ -170,9 +174,7 @@ def typed_settings(cls: type, values: dict[str, Any] | None, where: str):
     problems = []
     for key, value in values.items():
         if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
-            hint = f"did you mean `{close[0]}`?" if close else f"valid keys: {', '.join(known)}"
-            problems.append(f"{where}.{key}: unknown key; {hint}")
+            problems.append(f"{where}.{key}: unknown key; {unknown_hint(str(key), known)}")
             continue
         if isinstance(value, list):
             value = values[key] = tuple(value)

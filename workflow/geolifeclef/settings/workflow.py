@@ -47,11 +47,8 @@ class WorkflowSettings:
     def from_config(cls, config: dict[str, Any]) -> "WorkflowSettings":
         """The settings of a validated ``config`` (defaults filled in); ``ConfigError``
         listing every problem, each naming its key and what it may be."""
-        problems, sections = [], {}
-        try:
-            sections["baselines"] = baseline_settings(config.get("baselines", {}))
-        except ConfigError as error:
-            problems += [line.strip() for line in str(error).splitlines()[1:]]
+        sections = {}
+        sections["baselines"], problems = baseline_settings(config.get("baselines", {}))
         for section, settings_class in SECTIONS.items():
             try:
                 sections[section] = typed_settings(settings_class, config.get(section), section)
