@@ -187,24 +187,24 @@ class BaselineModel(PythonModel):
         self.config = json.loads(Path(context.artifacts["config"]).read_text())
         self.species = read_species_table(context.artifacts["species"])
         self.model_path = context.artifacts["model"]
+        # Workflow folder -> the fit reloaded with its tables: once, not at every call.
+        self.loaded = {}
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
         params = {**DEFAULT_PARAMS, **(params or {})}
-        return predict_baseline(
-            self.config,
-            self.model_path,
-            self.species,
-            check_rows(pd.DataFrame(model_input)),
-            Path(params["workdir"]),
-            int(params["top_k"]),
-        )
+        workdir = Path(params["workdir"])
+        if workdir not in self.loaded:
+            self.loaded[workdir] = load_baseline(
+                self.config, self.model_path, self.species, workdir
+            )
+        k = int(params["top_k"])
+        rows = check_rows(pd.DataFrame(model_input))
+        return output_frame(self.loaded[workdir].predict(rows, k, self.config["chunk_rows"]), k)
 
 
-def predict_baseline(
-    config: dict, model_path, species: pd.DataFrame, rows: pd.DataFrame, workdir: Path, k: int
-) -> pd.DataFrame:
-    """Top ``k`` of ``rows`` by the baseline saved at ``model_path``: its family's ``load``
-    and ``predict``, reading the tables ``config`` names under ``workdir``."""
+def load_baseline(config: dict, model_path, species: pd.DataFrame, workdir: Path):
+    """The baseline saved at ``model_path``, by its family's ``load``, reading the tables
+    ``config`` names under ``workdir`` (the forest's env table and patch statistics)."""
     # deferred: the forest's module (scipy), for a baseline's model only
     from geolifeclef.baselines.forest import TabularSources
 
@@ -214,8 +214,7 @@ def predict_baseline(
         sources = TabularSources.read(
             workdir / config["env"], [workdir / path for path in config["patch_stats"]]
         )
-    model = module.load(model_path, species, sources)
-    return output_frame(model.predict(rows, k, config["chunk_rows"]), k)
+    return module.load(model_path, species, sources)
 
 
 def log_baseline_model(
