@@ -216,3 +216,20 @@ class SurveyLayout:
 
     def values_files(self, split: str) -> list[Path]:
         return [self.values(family, split) for family in VALUE_FAMILIES]
+
+    # -- what the workflow reads, by part ------------------------------------------------
+    def archive_parts(self) -> dict[str, list[Path]]:
+        """What the workflow may read, by part (as ``settings.archive.archive_inputs`` for
+        GLC 2022), each path as an unpacked copy spells it: the PA metadata
+        (``observations``: every target starts from it), the values CSVs (``values``), the
+        cube folders (``cubes``) and the Sentinel-2 folders (``patches``). The presence-only
+        file is optional (:attr:`po_metadata`): the ingest reads it when it is there."""
+        parts = {
+            "observations": self.metadata_files(),
+            "values": [path for split in SURVEY_SPLITS for path in self.values_files(split)],
+            "cubes": [
+                self.cube_folder(kind, split) for split in SURVEY_SPLITS for kind in CUBE_SHAPES
+            ],
+            "patches": [folder for split in SURVEY_SPLITS for folder in self.patch_folders(split)],
+        }
+        return {part: [resolve(path) for path in paths] for part, paths in parts.items()}

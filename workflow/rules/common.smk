@@ -26,16 +26,22 @@ from geolifeclef.settings.tracking import Tracking, default_tracking_uri
 from geolifeclef.settings.validation import check_settings, validate_config
 
 # -- where files go ---------------------------------------------------------------------
-DEMO_ROOT = Path("resources/demo/glc22")
-DEMO_TRUTH = Path("resources/demo/truth")
+# The edition (geolifeclef.editions, decided in the Snakefile) gives the layout and the task.
+TASK = EDITION.task
+DEMO_ROOT = EDITION.demo_root
+DEMO_TRUTH = EDITION.demo_truth
 USING_DEMO = not config["data"]["root"]
 DATA_ROOT = DEMO_ROOT if USING_DEMO else Path(config["data"]["root"]).expanduser()
-LAYOUT = DatasetLayout(DATA_ROOT)
+LAYOUT = EDITION.layout(DATA_ROOT)
 # The rules across fields that jobs check, checked before any job. The archive's patches
 # are 256 px; the demo's have the side its config gives (a preset's is checked by the job).
 check_settings(
     config,
-    source_patch_size=config["demo"]["patch_size"] if USING_DEMO else PATCH_SIZE,
+    source_patch_size=(
+        LAYOUT.names.patch_size
+        if EDITION.surveys
+        else config["demo"]["patch_size"] if USING_DEMO else PATCH_SIZE
+    ),
 )
 
 # Every rule runs in the one environment that `make setup` installs with pip, or conda from
@@ -93,7 +99,7 @@ BASELINE_SETTINGS = SETTINGS.baselines
 # input is gone). And each part's fingerprint is a param of the step that reads it: a
 # changed, replaced or moved file reruns that step and what it feeds, where Snakemake
 # alone compares times and keeps results built from another archive.
-ARCHIVE_INPUTS = archive_inputs(LAYOUT)
+ARCHIVE_INPUTS = LAYOUT.archive_parts() if EDITION.surveys else archive_inputs(LAYOUT)
 if not USING_DEMO:
     check_archive(LAYOUT, {"observations": ARCHIVE_INPUTS["observations"]})
 
