@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from geolifeclef.atomic import atomic_path
 from geolifeclef.data.class_frequency import read_species_table
@@ -26,6 +27,25 @@ def species_columns(species: pd.DataFrame, labels: np.ndarray) -> np.ndarray:
     if (listed[position] != labels).any():
         raise ValueError(f"species {labels[listed[position] != labels][0]} is not listed")
     return position
+
+
+def label_columns(rows: pd.DataFrame, species: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets (n + 1,), columns): row i's labels are the species-table columns
+    ``columns[offsets[i]:offsets[i + 1]]`` -- its one ``species_id`` (GLC 2022), or the
+    species present in a survey (``species_ids``, a survey edition)."""
+    if "species_ids" not in rows:
+        return np.arange(len(rows) + 1), species_columns(species, rows["species_id"].to_numpy())
+    sizes = rows["species_ids"].map(len).to_numpy(dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in rows["species_ids"]] or [[]])
+    return offsets, species_columns(species, flat.astype(np.int64))
+
+
+def label_matrix(rows: pd.DataFrame, species: pd.DataFrame):
+    """(rows, species) sparse 0/1 matrix of each row's labels (``label_columns``), float64."""
+    offsets, columns = label_columns(rows, species)
+    values = np.ones(len(columns), dtype=np.float64)
+    return sparse.csr_array((values, columns, offsets), shape=(len(rows), len(species)))
 
 
 def fitting_rows(

@@ -24,24 +24,42 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TabularSources:
     """Where tabular features come from: the env table and, when a feature group needs it,
-    the patch statistics of every observation (any split), each with its file for errors."""
+    the patch statistics of every observation (any split), each with its file for errors.
+    ``env_variables``: the env table's columns the ``env`` group reads (GLC 2022's 27,
+    checked; a survey edition's: whatever its values tables hold, None)."""
 
     env: pd.DataFrame
     env_source: str | Path
     patch_stats: pd.DataFrame | None = None
+    env_variables: tuple[str, ...] | None = ENV_VARIABLES
 
     @classmethod
-    def read(cls, env: str | Path, patch_stats: list[str | Path] = ()) -> "TabularSources":
+    def read(
+        cls,
+        env: str | Path,
+        patch_stats: list[str | Path] = (),
+        env_variables: tuple[str, ...] | None = ENV_VARIABLES,
+    ) -> "TabularSources":
         """The env table and the patch statistics tables of every split (when given)."""
         stats = [pd.read_parquet(path) for path in patch_stats]
         return cls(
-            pd.read_parquet(env), env, pd.concat(stats, ignore_index=True) if stats else None
+            pd.read_parquet(env),
+            env,
+            pd.concat(stats, ignore_index=True) if stats else None,
+            None if env_variables is None else tuple(env_variables),
         )
 
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The env columns read, in order."""
+        if self.env_variables is not None:
+            return self.env_variables
+        return tuple(c for c in self.env.columns if c != "observation_id")
 
-def feature_names(groups: tuple[str, ...]) -> list[str]:
+
+def feature_names(groups: tuple[str, ...], env_variables=ENV_VARIABLES) -> list[str]:
     names = {
-        "env": list(ENV_VARIABLES),
+        "env": list(env_variables),
         "coordinates": ["latitude", "longitude"],
         "country": ["country_us"],
         **{group: list(columns) for group, columns in PATCH_STAT_GROUPS.items()},
@@ -49,9 +67,11 @@ def feature_names(groups: tuple[str, ...]) -> list[str]:
     return [name for group in FOREST_FEATURE_GROUPS if group in groups for name in names[group]]
 
 
-def check_env_table(env: pd.DataFrame, source: str | Path) -> None:
-    """The extraction contract: observation_id + the 27 variables, one row per id."""
-    missing = [c for c in ("observation_id", *ENV_VARIABLES) if c not in env.columns]
+def check_env_table(
+    env: pd.DataFrame, source: str | Path, variables: tuple[str, ...] = ENV_VARIABLES
+) -> None:
+    """The extraction contract: observation_id + the variables, one row per id."""
+    missing = [c for c in ("observation_id", *variables) if c not in env.columns]
     if missing:
         raise InputDataError(source, f"missing column(s) {missing}", "rerun extract_env")
     if env["observation_id"].duplicated().any():
@@ -72,11 +92,14 @@ def _rows_of(table: pd.DataFrame, ids: np.ndarray, columns, source, rule: str) -
 
 
 def feature_matrix(
-    observations: pd.DataFrame, groups: tuple[str, ...], sources: TabularSources
+    observations: pd.DataFrame,
+    groups: tuple[str, ...],
+    sources: TabularSources,
+    env_variables: tuple[str, ...] | None = None,
 ) -> np.ndarray:
     """(n, features) float32 features of ``observations`` in their row order, groups in
     FOREST_FEATURE_GROUPS order; NaN stays NaN (the forest routes missing values itself,
-    e.g. points over the sea)."""
+    e.g. points over the sea). ``env_variables``: the env columns (default: the sources')."""
     ids = observations["observation_id"].to_numpy()
     parts = []
     for group in FOREST_FEATURE_GROUPS:
@@ -84,7 +107,13 @@ def feature_matrix(
             continue
         if group == "env":
             parts.append(
-                _rows_of(sources.env, ids, ENV_VARIABLES, sources.env_source, "extract_env")
+                _rows_of(
+                    sources.env,
+                    ids,
+                    env_variables or sources.variables,
+                    sources.env_source,
+                    "extract_env",
+                )
             )
         elif group == "coordinates":
             parts.append(observations[["latitude", "longitude"]].to_numpy(dtype=np.float32))
@@ -266,18 +295,27 @@ class ForestModel:
     """A fitted forest (``CompactForest``) on feature ``groups``, reading the features of
     observations from ``sources`` (None: points only, ``probabilities_at``)."""
 
-    def __init__(self, forest: CompactForest, groups, species, sources=None, n_jobs: int = 1):
+    def __init__(
+        self,
+        forest: CompactForest,
+        groups,
+        species,
+        sources=None,
+        n_jobs: int = 1,
+        env_variables: tuple[str, ...] = ENV_VARIABLES,
+    ):
         self.forest = forest
         self.groups = tuple(groups)
         self.species = species
         self.sources = sources
         self.n_jobs = n_jobs
+        self.env_variables = tuple(env_variables)
 
     def predict(self, rows: pd.DataFrame, k: int, chunk_rows: int = SCORE_CHUNK_ROWS):
         """The top ``k`` species of observation ``rows``, their features read from the sources."""
         return forest_predictions(
             self.forest,
-            feature_matrix(rows, self.groups, self.sources),
+            feature_matrix(rows, self.groups, self.sources, self.env_variables),
             rows["observation_id"].to_numpy(),
             self.species,
             k,
@@ -304,30 +342,45 @@ class ForestModel:
         return forest_probabilities(self.forest, features, self.species, self.n_jobs)
 
     def save(self, path: str | Path) -> None:
-        save_forest(self.forest, path, feature_names(self.groups))
+        save_forest(self.forest, path, feature_names(self.groups, self.env_variables))
 
 
 def fit(rows, species, settings: ForestSettings, sources: TabularSources, n_jobs: int = 1):
-    """The forest of ``settings`` fitted on train ``rows``, features from ``sources``."""
-    check_env_table(sources.env, sources.env_source)
-    forest = fit_random_forest(
-        feature_matrix(rows, settings.features, sources),
-        rows["species_id"].to_numpy(dtype=np.int64),
-        settings,
-        n_jobs,
-    )
-    return ForestModel(forest, settings.features, species, sources, n_jobs)
+    """The forest of ``settings`` fitted on train ``rows``, features from ``sources``: a
+    classifier of each observation's species (GLC 2022), or, for surveys with their sets of
+    species (``species_ids``), a multi-label forest whose leaves hold each species'
+    presence rate (``geolifeclef.baselines.forest_sets``)."""
+    variables = sources.variables
+    check_env_table(sources.env, sources.env_source, variables)
+    features = feature_matrix(rows, settings.features, sources)
+    if "species_ids" in rows:
+        # deferred: a module of its own for the multi-label forest
+        from geolifeclef.baselines.forest_sets import fit_multilabel_forest
+
+        forest = fit_multilabel_forest(features, rows, species, settings, n_jobs)
+    else:
+        forest = fit_random_forest(
+            features, rows["species_id"].to_numpy(dtype=np.int64), settings, n_jobs
+        )
+    return ForestModel(forest, settings.features, species, sources, n_jobs, variables)
+
+
+def _env_variables_of(names: list[str]) -> tuple[str, ...]:
+    """The env variables among a saved forest's feature names: what no other group names."""
+    others = {n for g in FOREST_FEATURE_GROUPS if g != "env" for n in feature_names((g,))}
+    return tuple(n for n in names if n not in others)
 
 
 def load(path, species, sources: TabularSources | None = None, n_jobs: int = 1) -> ForestModel:
     """The forest that ``ForestModel.save`` wrote, its feature groups read from its names."""
     forest, names = load_forest(path)
-    groups = [g for g in FOREST_FEATURE_GROUPS if set(feature_names((g,))) <= set(names)]
-    if feature_names(tuple(groups)) != names:
+    variables = _env_variables_of(names) or ENV_VARIABLES
+    groups = [g for g in FOREST_FEATURE_GROUPS if set(feature_names((g,), variables)) <= set(names)]
+    if feature_names(tuple(groups), variables) != names:
         raise InputDataError(
             path, f"features {names} are no feature groups", "rerun predict_random_forest"
         )
-    return ForestModel(forest, groups, species, sources, n_jobs)
+    return ForestModel(forest, groups, species, sources, n_jobs, variables)
 
 
 def random_forest_predictions(

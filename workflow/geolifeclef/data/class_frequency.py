@@ -213,7 +213,7 @@ def plot_rank_frequency(table: pd.DataFrame, thresholds: BucketThresholds, path:
     left, right = figure.subplots(1, 2, width_ratios=(3, 2))
     for column, label, style in (
         ("train_count", "train, both regions", "-"),
-        *((f"train_{r}", f"train, {r}", "--") for r in REGIONS),
+        *((f"train_{r}", f"train, {r}", "--") for r in REGIONS if f"train_{r}" in table),
         ("val_count", "val", ":"),
     ):
         counts = np.sort(table[column].to_numpy())[::-1]
@@ -250,11 +250,17 @@ def write_species_table(table: pd.DataFrame, path: Path) -> None:
         pq.write_table(arrow, temporary)
 
 
+SPECIES_COLUMNS = ("species_id", "train_count", "val_count", "prior", "rank", "bucket")
+"""The columns every edition's species table has (GLC 2022's adds the regions' counts; a
+survey edition's, ``geolifeclef.data.survey_species``, the presence-only counts)."""
+
+
 def read_species_table(path: str | Path) -> pd.DataFrame:
-    """Read the per-species table written by :func:`analyze_class_frequency`."""
+    """Read the per-species table written by :func:`analyze_class_frequency` (or, for a
+    survey edition, ``geolifeclef.data.survey_species``)."""
     path = Path(path)
     frame = pq.read_table(path).to_pandas()
-    missing = [c for c in SPECIES_TABLE_SCHEMA.names if c not in frame.columns]
+    missing = [c for c in SPECIES_COLUMNS if c not in frame.columns]
     if missing:
         raise InputDataError(path, f"missing column(s) {missing}", "rerun analyze_class_frequency")
     return frame
