@@ -26,6 +26,8 @@ EDITION = edition_of(config)
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/tracking.smk"
+
+
 # How an archive is read depends on what it holds (the edition's layout): observations,
 # rasters and patches (GLC 2022), or presence-absence surveys with their values, cubes and
 # Sentinel-2 patches (GLC 2024 on). Both end in the same tables; the rest is shared.
@@ -44,6 +46,14 @@ else:
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/blends.smk"
+
+
+# A survey edition's models answer with species sets, cut from their ranked predictions.
+if EDITION.task.multi_label:
+
+    include: "workflow/rules/sets.smk"
+
+
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/submission.smk"
 include: "workflow/rules/sweeps.smk"

@@ -15,6 +15,10 @@ COMMANDS = {
         "geolifeclef.evaluation.submission",
         "check a Kaggle submission file before uploading it",
     ),
+    "score": (
+        "geolifeclef.evaluation.set_submission",
+        "samples F1 of a GLC 2024/2025 submission against a solution file",
+    ),
     "fetch-weights": (
         "geolifeclef.models.weights",
         "download a timm backbone's ImageNet weights (on a machine with internet)",
@@ -36,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     listing = "\n".join(f"  {name:<18}{help_}" for name, (_, help_) in COMMANDS.items())
     parser = argparse.ArgumentParser(
         prog="geolifeclef",
-        description="GeoLifeCLEF 2022 workflow commands (the workflow itself runs with "
+        description="GeoLifeCLEF workflow commands (the workflow itself runs with "
         "snakemake). `geolifeclef COMMAND --help` describes each.",
         epilog=f"commands:\n{listing}",
         formatter_class=argparse.RawDescriptionHelpFormatter,

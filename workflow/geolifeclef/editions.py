@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from geolifeclef.layout import DatasetLayout
+from geolifeclef.layout import ENV_VARIABLES, DatasetLayout
 from geolifeclef.survey_layout import SURVEY_ARCHIVES, SurveyArchiveNames, SurveyLayout
 
 DEFAULT_EDITION = "glc2022"
@@ -83,6 +83,9 @@ class Edition:
     """Folder of the generated demo under ``resources/demo/``."""
     truth_folder: str
     """Folder of the demo's hidden truth under ``resources/demo/``."""
+    env_variables: tuple[str, ...] | None
+    """The env table's columns: GLC 2022's 27 raster variables; None: a survey edition's
+    values tables decide (GLC 2024 and 2025 name them differently)."""
 
     @property
     def surveys(self) -> bool:
@@ -113,9 +116,9 @@ EDITIONS = {
     edition.name: edition
     for edition in (
         # 2022's demo paths are those it always had.
-        Edition("glc2022", 2022, TOP30, None, "glc22", "truth"),
-        Edition("glc2024", 2024, SPECIES_SETS, SURVEY_ARCHIVES[2024], "glc24", "glc24-truth"),
-        Edition("glc2025", 2025, SPECIES_SETS, SURVEY_ARCHIVES[2025], "glc25", "glc25-truth"),
+        Edition("glc2022", 2022, TOP30, None, "glc22", "truth", ENV_VARIABLES),
+        Edition("glc2024", 2024, SPECIES_SETS, SURVEY_ARCHIVES[2024], "glc24", "glc24-truth", None),
+        Edition("glc2025", 2025, SPECIES_SETS, SURVEY_ARCHIVES[2025], "glc25", "glc25-truth", None),
     )
 }
 

@@ -42,6 +42,10 @@ for family in (BASELINES[name] for name in BASELINE_MODELS):
             settings_key=rerun_key(BASELINE_SETTINGS[family.name]),
             top_k=config["predictions"]["top_k"],
             chunk_rows=config["predictions"]["chunk_rows"],
+            # A survey edition's scores are presence probabilities, its env table's
+            # columns its values tables' (geolifeclef.editions).
+            marginal=TASK.multi_label,
+            env_variables=EDITION.env_variables,
         script:
             "../scripts/predict_baseline.py"
 

@@ -100,6 +100,9 @@ BASELINE_SETTINGS = SETTINGS.baselines
 # changed, replaced or moved file reruns that step and what it feeds, where Snakemake
 # alone compares times and keeps results built from another archive.
 ARCHIVE_INPUTS = LAYOUT.archive_parts() if EDITION.surveys else archive_inputs(LAYOUT)
+# The species a submission may name: GLC 2022's listed species; a survey edition's label ids
+# are checked by number (geolifeclef.evaluation.set_submission).
+SPECIES_LIST = [] if EDITION.surveys else str(LAYOUT.species_details)
 if not USING_DEMO:
     check_archive(LAYOUT, {"observations": ARCHIVE_INPUTS["observations"]})
 

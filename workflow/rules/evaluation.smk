@@ -57,6 +57,9 @@ rule evaluate_model:
     input:
         unpack(served_model_inputs),
         predictions=predictions("{model}", "val"),
+        # A survey edition scores the model's val sets, made by its set rule.
+        sets=results("sets/{model}/val.parquet") if TASK.multi_label else [],
+        set_rule=results("sets/{model}/rule.json") if TASK.multi_label else [],
         val=rules.ingest_observations.output.val,
         species=rules.analyze_class_frequency.output.table,
         # The demo's true species probabilities give the Bayes limit.
@@ -111,6 +114,7 @@ rule evaluate_model:
         ),
         top_k=config["predictions"]["top_k"],
         chunk_rows=config["predictions"]["chunk_rows"],
+        task=TASK,
     script:
         "../scripts/evaluate_model.py"
 
@@ -145,6 +149,7 @@ rule build_leaderboard:
         sweeps=[sweep_description(sweep) for sweep in SWEEPS],
         bootstrap=BOOTSTRAP,
         bootstrap_key=rerun_key(BOOTSTRAP),
+        task=TASK,
     script:
         "../scripts/build_leaderboard.py"
 

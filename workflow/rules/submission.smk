@@ -4,8 +4,10 @@
 rule write_submission:
     input:
         predictions=predictions("{model}", "test"),
+        # A survey edition submits the model's test sets (its set rule's).
+        sets=results("sets/{model}/test.parquet") if TASK.multi_label else [],
         test=rules.ingest_observations.output.test,
-        species=str(LAYOUT.species_details),
+        species=SPECIES_LIST,
     output:
         csv=results("submission/{model}.csv"),
     log:
@@ -16,6 +18,8 @@ rule write_submission:
         model=one_of(MODELS),
     conda:
         ENVIRONMENT
+    params:
+        task=TASK,
     script:
         "../scripts/write_submission.py"
 
@@ -30,7 +34,7 @@ rule select_submission:
             rules.write_submission.output.csv, model=SUBMISSION_CANDIDATES
         ),
         test=rules.ingest_observations.output.test,
-        species=str(LAYOUT.species_details),
+        species=SPECIES_LIST,
         # What registers the submitted model in MLflow (geolifeclef.evaluation.submission.
         # register_champion): each candidate's val score and logged model.
         metrics=expand(rules.evaluate_model.output.metrics, model=SUBMISSION_CANDIDATES),
@@ -45,6 +49,7 @@ rule select_submission:
     params:
         model=SUBMITTED,
         candidates=SUBMISSION_CANDIDATES,
+        task=TASK,
     script:
         "../scripts/select_submission.py"
 

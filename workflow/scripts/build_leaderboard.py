@@ -6,6 +6,7 @@ invocation's MLflow parent run, once."""
 import os
 
 from geolifeclef.evaluation.scores import read_metrics, write_leaderboard
+from geolifeclef.evaluation.set_scores import write_set_leaderboard
 from geolifeclef.rule_logging import logging_to
 from geolifeclef.settings.tracking import PARENT_RUN_ENV, Tracking
 from geolifeclef.tracking.records import reference_metrics
@@ -14,17 +15,29 @@ from geolifeclef.tracking.runs import attach_run
 with logging_to(snakemake.log[0]) as log:
     all_metrics = [read_metrics(path) for path in snakemake.input.metrics]
     models = [metrics["model"] for metrics in all_metrics]
-    write_leaderboard(
-        all_metrics,
-        parquet=snakemake.output.parquet,
-        markdown=snakemake.output.markdown,
-        html_path=snakemake.output.html,
-        png=snakemake.output.plot,
-        sweeps=list(snakemake.params.sweeps),
-        block_files=dict(zip(models, snakemake.input.blocks, strict=True)),
-        species_files=dict(zip(models, snakemake.input.species, strict=True)),
-        bootstrap=snakemake.params.bootstrap,
-    )
+    block_files = dict(zip(models, snakemake.input.blocks, strict=True))
+    if snakemake.params.task.multi_label:  # a survey edition: species sets, F1
+        write_set_leaderboard(
+            all_metrics,
+            parquet=snakemake.output.parquet,
+            markdown=snakemake.output.markdown,
+            html_path=snakemake.output.html,
+            png=snakemake.output.plot,
+            block_files=block_files,
+            bootstrap=snakemake.params.bootstrap,
+        )
+    else:
+        write_leaderboard(
+            all_metrics,
+            parquet=snakemake.output.parquet,
+            markdown=snakemake.output.markdown,
+            html_path=snakemake.output.html,
+            png=snakemake.output.plot,
+            sweeps=list(snakemake.params.sweeps),
+            block_files=block_files,
+            species_files=dict(zip(models, snakemake.input.species, strict=True)),
+            bootstrap=snakemake.params.bootstrap,
+        )
     parent = os.environ.get(PARENT_RUN_ENV)
     with attach_run(Tracking.of_invocation().uri, parent, os.devnull) as tracker:
         if tracker.online:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from geolifeclef.data.class_frequency import read_species_table
 from geolifeclef.data.observations import read_table
-from geolifeclef.evaluation.bootstrap import write_block_errors
+from geolifeclef.evaluation.bootstrap import spatial_blocks, write_block_errors
 from geolifeclef.evaluation.scores import (
     evaluate_model,
     plot_buckets,
@@ -17,9 +17,17 @@ from geolifeclef.evaluation.scores import (
     val_misses,
     write_metrics,
 )
+from geolifeclef.evaluation.set_scores import (
+    evaluate_set_model,
+    plot_set_figures,
+    species_set_results,
+    write_species_set_results,
+)
 from geolifeclef.evaluation.species_results import species_results, write_species_results
 from geolifeclef.predictions.blend_fit import blend_weights, read_report
 from geolifeclef.predictions.metrics import INTERVAL_HIGH, INTERVAL_LOW, KAGGLE_ERROR
+from geolifeclef.predictions.set_selection import read_report as read_set_report
+from geolifeclef.predictions.set_table import read_sets
 from geolifeclef.predictions.table import blend_k, read_predictions
 from geolifeclef.rule_logging import logging_to
 from geolifeclef.serving.models import log_baseline_model, log_blend_model
@@ -76,18 +84,14 @@ def served_model(tracker) -> str | None:
     )
 
 
-with logging_to(snakemake.log[0]) as log:
-    model = snakemake.wildcards.model
-    kind = snakemake.params.kind
-    species = read_species_table(snakemake.input.species)
-    val = read_table(snakemake.input.val)
+def evaluate_top30(model, kind, val, species, bootstrap) -> dict:
+    """GLC 2022: the model's top 30 of every val observation."""
     predictions = read_predictions(
         snakemake.input.predictions,
         known_species=species["species_id"].to_numpy(),
         expected_ids=val["observation_id"].to_numpy(),
     )
     predictions = predictions.aligned_to(val["observation_id"].to_numpy())
-    bootstrap = snakemake.params.bootstrap
     metrics = evaluate_model(
         model, kind, predictions, val, species, snakemake.input.truth or None, bootstrap
     )
@@ -97,6 +101,39 @@ with logging_to(snakemake.log[0]) as log:
         species_results(predictions.species_ids, predictions.scores, labels, species),
         snakemake.output.species,
     )
+    return metrics
+
+
+def evaluate_species_sets(model, kind, val, species, bootstrap) -> dict:
+    """A survey edition: the model's val sets, made by its set rule."""
+    sets = read_sets(snakemake.input.sets, val["observation_id"].to_numpy())
+    metrics, f1 = evaluate_set_model(
+        model,
+        kind,
+        sets,
+        val,
+        species,
+        snakemake.params.task.set_size,
+        read_set_report(snakemake.input.set_rule),
+        snakemake.input.truth or None,
+        bootstrap,
+    )
+    metrics["k"] = read_predictions(snakemake.input.predictions, marginal=True).k
+    blocks = spatial_blocks(val["latitude"], val["longitude"], bootstrap.block_degrees)
+    write_block_errors(blocks, 1.0 - f1, snakemake.output.blocks)
+    write_species_set_results(species_set_results(sets, val), snakemake.output.species)
+    return metrics
+
+
+with logging_to(snakemake.log[0]) as log:
+    model = snakemake.wildcards.model
+    kind = snakemake.params.kind
+    species = read_species_table(snakemake.input.species)
+    val = read_table(snakemake.input.val)
+    bootstrap = snakemake.params.bootstrap
+    multi_label = snakemake.params.task.multi_label
+    evaluate = evaluate_species_sets if multi_label else evaluate_top30
+    metrics = evaluate(model, kind, val, species, bootstrap)
     metrics["test_fit"] = snakemake.params.test_fit
     # A fitted blend's weights and fit as its weights.json says (the defaults filled in).
     fitted = read_report(snakemake.input.blend_weights[0]) if snakemake.input.blend_weights else {}
@@ -104,7 +141,7 @@ with logging_to(snakemake.log[0]) as log:
     settings = fitted.get("fit", snakemake.params.settings)
     if weights:
         metrics["members"] = weights
-    plot_buckets(metrics, snakemake.output.plot)
+    (plot_set_figures if multi_label else plot_buckets)(metrics, snakemake.output.plot)
     history = (
         json.loads(Path(snakemake.input.history[0]).read_text())
         if snakemake.input.history
@@ -140,12 +177,18 @@ with logging_to(snakemake.log[0]) as log:
         tracker.log_artifact(snakemake.output.metrics)
         tracker.log_artifact(snakemake.output.plot)
         tracker.log_artifact(snakemake.output.species)
+    key, low, high = (
+        ("f1", "f1_low", "f1_high")
+        if multi_label
+        else (KAGGLE_ERROR, INTERVAL_LOW.name, INTERVAL_HIGH.name)
+    )
     log.info(
-        "%s: val top-30 error %.4f (%.0f%% interval %.4f-%.4f; constant %.4f)",
+        "%s: val %s %.4f (%.0f%% interval %.4f-%.4f; constant %.4f)",
         model,
-        metrics[KAGGLE_ERROR],
+        key,
+        metrics[key],
         100 * bootstrap.confidence,
-        metrics[INTERVAL_LOW.name],
-        metrics[INTERVAL_HIGH.name],
-        metrics["constant"][KAGGLE_ERROR],
+        metrics[low],
+        metrics[high],
+        metrics["constant"][key],
     )

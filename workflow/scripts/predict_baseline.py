@@ -20,8 +20,11 @@ with logging_to(snakemake.log[0]):
         snakemake.output.model,
         snakemake.params.top_k,
         snakemake.params.chunk_rows,
-        TabularSources.read(snakemake.input.env, snakemake.input.patch_stats)
+        TabularSources.read(
+            snakemake.input.env, snakemake.input.patch_stats, snakemake.params.env_variables
+        )
         if "env" in reads
         else None,
         snakemake.threads,
+        snakemake.params.marginal,
     )

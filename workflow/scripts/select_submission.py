@@ -16,12 +16,19 @@ with logging_to(snakemake.log[0]) as log:
         dict(zip(snakemake.params.candidates, snakemake.input.candidates, strict=True)),
         snakemake.input.leaderboard or None,
         read_table(snakemake.input.test)["observation_id"].to_numpy(),
-        read_species_ids(snakemake.input.species),
+        read_species_ids(snakemake.input.species) if snakemake.input.species else None,
         snakemake.output.final,
+        snakemake.params.task,
     )
     metrics = dict(zip(snakemake.params.candidates, snakemake.input.metrics, strict=True))
     tracking = Tracking.of_invocation()
     if _server_reachable(tracking.uri, 5.0):
-        register_champion(tracking.uri, chosen, metrics[chosen], os.environ.get(PARENT_RUN_ENV))
+        register_champion(
+            tracking.uri,
+            chosen,
+            metrics[chosen],
+            os.environ.get(PARENT_RUN_ENV),
+            snakemake.params.task,
+        )
     else:
         log.warning("MLflow unreachable: the submitted model %s is not registered", chosen)

@@ -69,12 +69,14 @@ def run_baseline(
     chunk_rows: int,
     sources=None,
     n_jobs: int = 1,
+    marginal: bool = False,
 ) -> None:
     """What every baseline's rule does: read the observation tables (``train`` and each
     predicted split) and the species table, fit the family's ``module`` on the rows
     ``fitting_rows`` gives each split (once per distinct rows), save the fit that predicts
     test to ``model_path`` (what the maps, the point queries and its MLflow model reload),
-    and write each split's top-``top_k`` predictions."""
+    and write each split's top-``top_k`` predictions (``marginal``: presence probabilities
+    of a survey edition, ``check_predictions``)."""
     species = read_species_table(species_table)
     queries = {split: read_table(tables[split]) for split in outputs}
     fitting = fitting_rows(
@@ -95,6 +97,7 @@ def run_baseline(
         predicted,
         {split: frame["observation_id"].to_numpy() for split, frame in queries.items()},
         species["species_id"].to_numpy(),
+        marginal,
     )
 
 

@@ -252,14 +252,21 @@ def build_leaderboard(
     return frame[LEADERBOARD_COLUMNS]
 
 
-def best_model(leaderboard: pd.DataFrame, candidates: list[str] | None = None) -> str:
-    """The model with the lowest val top-30 error (among ``candidates`` when given)."""
+def best_model(
+    leaderboard: pd.DataFrame,
+    candidates: list[str] | None = None,
+    metric: str = KAGGLE_ERROR,
+    higher_is_better: bool = False,
+) -> str:
+    """The model with the best val ``metric`` (the lowest top-30 error; a survey edition's
+    highest F1), among ``candidates`` when given; ties: the first model name."""
     models = leaderboard[leaderboard["kind"] != "bound"]
     if candidates is not None:
         models = models[models["model"].isin(candidates)]
     if models.empty:
         raise ValueError("no model on the leaderboard to choose from")
-    return str(models.sort_values([KAGGLE_ERROR, "model"]).iloc[0]["model"])
+    ordered = models.sort_values([metric, "model"], ascending=[not higher_is_better, True])
+    return str(ordered.iloc[0]["model"])
 
 
 def _format(value) -> str:

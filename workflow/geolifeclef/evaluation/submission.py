@@ -26,8 +26,10 @@ import pandas as pd
 
 from geolifeclef.atomic import write_text
 from geolifeclef.data.observations import read_species_ids
+from geolifeclef.editions import TOP30, Task
 from geolifeclef.errors import InputDataError, listed
 from geolifeclef.evaluation.scores import best_model
+from geolifeclef.evaluation.set_submission import check_set_submission
 from geolifeclef.predictions.metrics import KAGGLE_K
 from geolifeclef.predictions.table import Predictions
 from geolifeclef.tracking.records import MODEL_URI_KEY
@@ -174,19 +176,24 @@ def select_submission(
     test_ids: np.ndarray,
     known_species: np.ndarray,
     output: str | Path,
+    task: Task = TOP30,
 ) -> str:
     """Copy the chosen model's submission to ``output`` after checking it again; ``model``
-    is a model name or ``best`` (lowest val top-30 error among ``candidates`` on the
-    leaderboard). Returns the chosen model."""
+    is a model name or ``best`` (the best val figure of the ``task``, the lowest top-30
+    error or a survey edition's highest F1, among ``candidates`` on the leaderboard).
+    Returns the chosen model."""
     if model == "best":
         if leaderboard_path is None:
             raise ValueError("choosing the best model needs the leaderboard")
         leaderboard = pd.read_parquet(leaderboard_path)
-        model = best_model(leaderboard, candidates)
-        error = leaderboard.set_index("model").loc[model, "top30_error"]
-        log.info("best of %s by val top-30 error: %s (%.4f)", candidates, model, error)
+        model = best_model(leaderboard, candidates, task.metric, task.higher_is_better)
+        value = leaderboard.set_index("model").loc[model, task.metric]
+        log.info("best of %s by val %s: %s (%.4f)", candidates, task.metric, model, value)
     path = Path(submission_of[model])
-    check_submission_file(path, test_ids, known_species)
+    if task.multi_label:
+        check_set_submission(path.read_bytes().decode("utf-8"), path, test_ids)
+    else:
+        check_submission_file(path, test_ids, known_species)
     write_text(output, path.read_text())
     log.info("final submission: %s -> %s", path, output)
     return model
@@ -199,7 +206,11 @@ CHAMPION_URI = f"models:/{CHAMPION_MODEL}@{CHAMPION_ALIAS}"
 
 
 def register_champion(
-    tracking_uri: str, model: str, metrics: str | Path, invocation: str | None
+    tracking_uri: str,
+    model: str,
+    metrics: str | Path,
+    invocation: str | None,
+    task: Task = TOP30,
 ) -> str | None:
     """Register the MLflow model behind the final submission as a new version of
     ``CHAMPION_MODEL`` with the alias ``CHAMPION_ALIAS``, tagged with the submitted model's
@@ -220,16 +231,26 @@ def register_champion(
             CHAMPION_URI,
         )
         return None
-    error = found.get("top30_error")
+    error = found.get(task.metric)
     if error is not None:
         error = clean_metric(error)
-    tags = {"glc.model": model, "val_top30_error": error, "glc.invocation_run_id": invocation or ""}
+    tags = {
+        "glc.model": model,
+        f"val_{task.metric}": error,
+        "glc.invocation_run_id": invocation or "",
+    }
+    answer = (
+        "the species of their sets (a survey edition: params workdir, the folder where the "
+        "workflow ran)"
+        if task.multi_label
+        else "their top 30 species (params: workdir, the folder where the workflow ran; top_k)"
+    )
+    figure = "val F1" if task.multi_label else "val top-30 error"
     descriptions = (
         "The model behind results/submission/final.csv, a version per submission; "
         f"`mlflow.pyfunc.load_model('{CHAMPION_URI}')` loads the latest. It takes rows of "
-        "the observation tables (observation_id, latitude, longitude) and returns their "
-        "top 30 species (params: workdir, the folder where the workflow ran; top_k).",
-        f"{model} ({found.get('kind', 'model')}): val top-30 error {error}; its test "
+        f"the observation tables (observation_id, latitude, longitude) and returns {answer}.",
+        f"{model} ({found.get('kind', 'model')}): {figure} {error}; its test "
         "predictions are final.csv.",
     )
     try:

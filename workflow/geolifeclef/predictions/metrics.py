@@ -447,6 +447,66 @@ METRICS = (
 """Every reported figure, in the leaderboard's order of columns."""
 
 
+# --------------------------------------------------------------------------------------
+# The survey editions (GLC 2024 on): species sets scored by samples-averaged F1
+# (geolifeclef.predictions.f1, geolifeclef.evaluation.set_scores)
+# --------------------------------------------------------------------------------------
+
+
+def _expected_f1(record: Mapping[str, Any]) -> float | None:
+    return record.get("expected_f1", {}).get("model")
+
+
+SET_TASK_METRICS = (
+    Metric("f1", "F1", HIGHER, "samples-averaged F1 of the val sets: the Kaggle metric"),
+    Metric("f1_low", "CI low", HIGHER, "lower end of the F1's interval (block bootstrap)"),
+    Metric("f1_high", "CI high", HIGHER, "upper end of the F1's interval"),
+    Metric(
+        "difference_to_best",
+        "Δ best",
+        HIGHER,
+        "F1 minus the best model's, on the same val surveys",
+    ),
+    Metric(
+        "difference_to_best_low",
+        "Δ CI low",
+        HIGHER,
+        "lower end of the difference's interval (the same resampled blocks)",
+    ),
+    Metric(
+        "difference_to_best_high",
+        "Δ CI high",
+        HIGHER,
+        "upper end of the difference's interval: below 0, the best model is better beyond "
+        "the noise",
+    ),
+    Metric("precision", "precision", HIGHER, "mean share of a predicted set that is present"),
+    Metric("recall", "recall", HIGHER, "mean share of a survey's species that are predicted"),
+    Metric("predicted_size", "set size", HIGHER, "mean number of species predicted"),
+    Metric("true_size", "true size", HIGHER, "mean number of species present"),
+    Metric(
+        "improvement_over_constant",
+        "gain over constant",
+        HIGHER,
+        "F1 minus the constant's",
+    ),
+    Metric(
+        "gap_closed",
+        "gap closed",
+        HIGHER,
+        "share of the constant-to-Bayes gap in expected F1 closed (demo only)",
+    ),
+    Metric(
+        "expected_f1",
+        "expected F1",
+        HIGHER,
+        "F1 expected under the demo's true presence probabilities (demo only)",
+        read=_expected_f1,
+    ),
+)
+"""The figures of the survey editions' leaderboard, in its order of columns."""
+
+
 def figures(record: Mapping[str, Any]) -> dict[str, Any]:
     """Every figure of :data:`METRICS` in one model's metrics.json (None where absent)."""
     return {metric.name: metric.value_in(record) for metric in METRICS}

@@ -148,10 +148,13 @@ def check_predictions(
     min_k: int = MIN_K,
     known_species: np.ndarray | None = None,
     expected_ids: np.ndarray | None = None,
+    marginal: bool = False,
 ) -> None:
     """Raise InputDataError (naming ``source``, the row and the fix) unless ``predictions``
     follows the format: K >= ``min_k``, distinct known species per row, probabilities best
-    first, unique observation ids (exactly ``expected_ids`` when given)."""
+    first, unique observation ids (exactly ``expected_ids`` when given). ``marginal``: the
+    scores are each species' own presence probability (a survey edition's sets), which
+    need not sum to 1 over species."""
     p = predictions
     if p.k < min_k:
         _fail(source, f"{p.k} species per row, at least {min_k} are needed")
@@ -190,7 +193,7 @@ def check_predictions(
         row = _first_row((np.diff(scores, axis=1) > 0).any(axis=1))
         _fail(source, f"row {row} (observation_id {ids[row]}) is not sorted best first")
     too_much = scores.astype(np.float64).sum(axis=1) > 1 + PROBABILITY_TOLERANCE
-    if too_much.any():
+    if not marginal and too_much.any():
         row = _first_row(too_much)
         _fail(
             source,
@@ -248,6 +251,7 @@ def write_split_predictions(
     predictions: dict[str, Predictions],
     observations: dict[str, np.ndarray],
     known_species: np.ndarray,
+    marginal: bool = False,
 ) -> None:
     """Write each split's predictions to its output, checked to cover exactly the split's
     observation ids with listed species (what every model's rule does)."""
@@ -257,6 +261,7 @@ def write_split_predictions(
             predictions[split],
             known_species=known_species,
             expected_ids=observations[split],
+            marginal=marginal,
         )
 
 

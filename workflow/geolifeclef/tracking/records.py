@@ -36,6 +36,7 @@ from geolifeclef.predictions.metrics import (
     EXPECTED_TOP30,
     KAGGLE_ERROR,
     SET_METRICS,
+    SET_TASK_METRICS,
     figures,
     val_name,
 )
@@ -233,6 +234,8 @@ def evaluation_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     left to the parent run (``reference_metrics``)."""
     named = {val_name(name): value for name, value in figures(metrics).items()}
     named["val_gap_closed_expected"] = metrics.get("gap_closed_expected")
+    # A survey edition's figures (F1, its interval, set sizes...), where its metrics hold them
+    named.update({val_name(m.name): m.value_in(metrics) for m in SET_TASK_METRICS})
     return _finite(named)
 
 
