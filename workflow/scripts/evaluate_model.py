@@ -30,12 +30,13 @@ from geolifeclef.predictions.set_selection import read_report as read_set_report
 from geolifeclef.predictions.set_table import read_sets
 from geolifeclef.predictions.table import blend_k, read_predictions
 from geolifeclef.rule_logging import logging_to
-from geolifeclef.serving.models import log_baseline_model, log_blend_model
+from geolifeclef.serving.models import log_baseline_model, log_blend_model, log_set_model
 from geolifeclef.settings.families import BASELINES as BASELINE_FAMILIES
 from geolifeclef.settings.tracking import Tracking
 from geolifeclef.tracking.records import (
     DESCRIPTION_TAG,
     MODEL_URI_KEY,
+    SETS_MODEL_URI_KEY,
     evaluated_model_id,
     evaluation_description,
     evaluation_links,
@@ -173,6 +174,16 @@ with logging_to(snakemake.log[0]) as log:
             model_id=evaluated_model_id(links),
         )
         metrics[MODEL_URI_KEY] = served_model(tracker)
+        if multi_label:  # what the champion serves: the sets, not the ranking
+            metrics[SETS_MODEL_URI_KEY] = log_set_model(
+                tracker,
+                model,
+                metrics[MODEL_URI_KEY],
+                metrics["set_rule"],
+                metrics["k"],
+                {},
+                snakemake.input.val,
+            )
         write_metrics(metrics, snakemake.output.metrics)
         tracker.log_artifact(snakemake.output.metrics)
         tracker.log_artifact(snakemake.output.plot)

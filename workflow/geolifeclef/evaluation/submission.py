@@ -32,7 +32,7 @@ from geolifeclef.evaluation.scores import best_model
 from geolifeclef.evaluation.set_submission import check_set_submission
 from geolifeclef.predictions.metrics import KAGGLE_K
 from geolifeclef.predictions.table import Predictions
-from geolifeclef.tracking.records import MODEL_URI_KEY
+from geolifeclef.tracking.records import MODEL_URI_KEY, SETS_MODEL_URI_KEY
 from geolifeclef.tracking.runs import clean_metric, register_version
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ def register_champion(
     champion is then left as it was, and the log says why (None).
     """
     found = json.loads(Path(metrics).read_text())
-    model_uri = found.get(MODEL_URI_KEY)
+    model_uri = found.get(SETS_MODEL_URI_KEY if task.multi_label else MODEL_URI_KEY)
     if model_uri is None:
         log.warning(
             "%s: %s has no logged model (MLflow was offline): %s not updated",

@@ -357,3 +357,77 @@ def log_blend_model(
     )
     log.info("logged model %s as %s in %.1f s", name, uri, time.perf_counter() - started)
     return uri
+
+
+# --------------------------------------------------------------------------------------
+# Species sets (a survey edition)
+# --------------------------------------------------------------------------------------
+
+
+class SetModel(PythonModel):
+    """A survey edition's answer as an ``mlflow.pyfunc`` model: a ranked model's logged
+    model (artifact ``ranked``) asked for its table's K, cut by the set rule chosen on val
+    (``geolifeclef.predictions.set_rules``). Output per row: ``observation_id``,
+    ``species_ids`` (its set, ascending, as in ``final.csv``) and ``scores`` (their
+    presence probabilities)."""
+
+    def load_context(self, context) -> None:
+        self.config = json.loads(Path(context.artifacts["config"]).read_text())
+        self.ranked = mlflow.pyfunc.load_model(context.artifacts["ranked"])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
+        params = {**DEFAULT_PARAMS, **(params or {})}
+        rows = check_rows(pd.DataFrame(model_input))
+        return predict_sets(self.config, self.ranked, rows, params["workdir"])
+
+
+def predict_sets(config: dict, ranked, rows: pd.DataFrame, workdir) -> pd.DataFrame:
+    """The sets of ``rows``: the ranked model's K best, cut by the configured rule."""
+    # deferred: the set rules (scipy), for a survey edition's model only
+    from geolifeclef.predictions.set_rules import SetRule
+
+    answer = predictions_of(
+        ranked.predict(
+            rows, params={"workdir": str(workdir), "top_k": config["k"], **config["params"]}
+        )
+    )
+    sizes = SetRule(**config["rule"]).sizes(answer.scores.astype(np.float64))
+    species, scores = [], []
+    for ids, values, size in zip(answer.species_ids, answer.scores, sizes, strict=True):
+        order = np.argsort(ids[:size], kind="stable")
+        species.append(ids[:size][order].astype(np.int64))
+        scores.append(values[:size][order].astype(np.float64))
+    return pd.DataFrame(
+        {"observation_id": answer.observation_id, "species_ids": species, "scores": scores}
+    )
+
+
+def log_set_model(
+    tracker,
+    name: str,
+    ranked_uri: str | None,
+    rule: dict,
+    k: int,
+    params: dict,
+    example_observations: str,
+) -> str | None:
+    """Log the sets of the ranked model at ``ranked_uri`` (its table's ``k`` best, its
+    serving ``params``) under set ``rule`` (``SetRule.as_dict``) as a :class:`SetModel`:
+    what a survey edition's champion serves. None when offline or without a ranked model."""
+    if not tracker.online or ranked_uri is None:
+        return tracker.log_model(None, name) if not tracker.online else None
+    config = {"rule": rule, "k": int(k), "params": params}
+    uri = log_served_model(
+        tracker,
+        f"{name}-sets",
+        SetModel,
+        {"ranked": ranked_uri},
+        example_rows(example_observations),
+        DEFAULT_PARAMS,
+        "workflow/scripts/evaluate_model.py",
+        config,
+        # Not reloaded here: the ranked model was checked as it was logged.
+        checked=False,
+    )
+    log.info("logged the sets of %s as %s", name, uri)
+    return uri

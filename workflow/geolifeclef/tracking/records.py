@@ -64,6 +64,9 @@ RUN_ID_KEY = "mlflow_run_id"
 """Key of ``history.json`` holding the train run's id (absent when MLflow was offline)."""
 MODEL_URI_KEY = "mlflow_model_uri"
 """Key of ``history.json`` holding the logged model's ``models:/`` URI."""
+SETS_MODEL_URI_KEY = "mlflow_sets_model_uri"
+"""Key of a survey edition's ``metrics.json`` holding the URI of the model of its sets (its
+ranked model cut by its set rule: ``geolifeclef.serving.models.SetModel``)."""
 EVALUATED_RUN_TAG = "evaluated_run_id"
 EVALUATED_MODEL_TAG = "evaluated_model_uri"
 REFERENCES = {"constant": "constant", "bayes": "bayes"}
