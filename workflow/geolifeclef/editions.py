@@ -104,6 +104,16 @@ class Edition:
         return "config/config.yaml" if self.name == DEFAULT_EDITION else f"config/{self.name}.yaml"
 
     @property
+    def champion_model(self) -> str:
+        """The registered MLflow model of the edition's submitted models (its alias
+        ``champion``: the one behind ``final.csv``); one per edition, as their tasks differ."""
+        return (
+            "geolifeclef-submission"
+            if self.name == DEFAULT_EDITION
+            else (f"geolifeclef-{self.name}-submission")
+        )
+
+    @property
     def demo_root(self) -> Path:
         return Path("resources/demo") / self.demo_folder
 

@@ -50,6 +50,7 @@ rule select_submission:
         model=SUBMITTED,
         candidates=SUBMISSION_CANDIDATES,
         task=TASK,
+        champion=EDITION.champion_model,
     script:
         "../scripts/select_submission.py"
 

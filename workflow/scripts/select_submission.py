@@ -29,6 +29,7 @@ with logging_to(snakemake.log[0]) as log:
             metrics[chosen],
             os.environ.get(PARENT_RUN_ENV),
             snakemake.params.task,
+            snakemake.params.champion,
         )
     else:
         log.warning("MLflow unreachable: the submitted model %s is not registered", chosen)

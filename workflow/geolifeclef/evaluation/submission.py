@@ -211,16 +211,20 @@ def register_champion(
     metrics: str | Path,
     invocation: str | None,
     task: Task = TOP30,
+    registered: str = CHAMPION_MODEL,
 ) -> str | None:
     """Register the MLflow model behind the final submission as a new version of
     ``CHAMPION_MODEL`` with the alias ``CHAMPION_ALIAS``, tagged with the submitted model's
     name, its val top-30 error and the invocation's parent run; returns the version.
+
+    ``registered``: the edition's registered model (``Edition.champion_model``).
 
     Every ranked model has a logged model, named in its evaluation's ``metrics`` (the one
     that predicted test: an experiment's refit, a baseline's fit on train + val with
     ``refit``, a blend of those). One logged while MLflow was offline has none: the
     champion is then left as it was, and the log says why (None).
     """
+    uri = f"models:/{registered}@{CHAMPION_ALIAS}"
     found = json.loads(Path(metrics).read_text())
     model_uri = found.get(SETS_MODEL_URI_KEY if task.multi_label else MODEL_URI_KEY)
     if model_uri is None:
@@ -228,7 +232,7 @@ def register_champion(
             "%s: %s has no logged model (MLflow was offline): %s not updated",
             metrics,
             model,
-            CHAMPION_URI,
+            uri,
         )
         return None
     error = found.get(task.metric)
@@ -248,21 +252,19 @@ def register_champion(
     figure = "val F1" if task.multi_label else "val top-30 error"
     descriptions = (
         "The model behind results/submission/final.csv, a version per submission; "
-        f"`mlflow.pyfunc.load_model('{CHAMPION_URI}')` loads the latest. It takes rows of "
+        f"`mlflow.pyfunc.load_model('{uri}')` loads the latest. It takes rows of "
         f"the observation tables (observation_id, latitude, longitude) and returns {answer}.",
         f"{model} ({found.get('kind', 'model')}): {figure} {error}; its test "
         "predictions are final.csv.",
     )
     try:
         version = register_version(
-            tracking_uri, model_uri, CHAMPION_MODEL, CHAMPION_ALIAS, tags, descriptions
+            tracking_uri, model_uri, registered, CHAMPION_ALIAS, tags, descriptions
         )
     except Exception as error:  # a tracking failure must not fail the submission
-        log.warning(
-            "%s: registering %s failed (%s): %s not updated", model, model_uri, error, CHAMPION_URI
-        )
+        log.warning("%s: registering %s failed (%s): %s not updated", model, model_uri, error, uri)
         return None
-    log.info("%s (%s) registered: %s is version %s", model, model_uri, CHAMPION_URI, version)
+    log.info("%s (%s) registered: %s is version %s", model, model_uri, uri, version)
     return version
 
 

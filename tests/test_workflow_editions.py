@@ -1,0 +1,102 @@
+"""End to end, the survey editions (GLC 2024, 2025) on their tiny demo worlds: the same
+command as GLC 2022 ends in a valid surveyId,predictions submission, scored by
+`geolifeclef score` against the demo's hidden answer, on a leaderboard by F1 whose Bayes
+row bounds every model's expected F1; the champion predicts final.csv's sets."""
+
+import subprocess
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import GEOLIFECLEF, run_snakemake, tracking_uri_kept
+
+from geolifeclef.editions import EDITIONS
+from geolifeclef.evaluation.set_submission import (
+    check_set_submission,
+    read_set_file,
+    score_files,
+)
+
+TINY = {
+    "demo": {"scale": "tiny", "seed": 7},
+    "predictions": {"top_k": 40},
+    "baselines": {
+        "region_prior": {},
+        "knn": {"n_neighbors": 20},
+        "random_forest": {"n_estimators": 4, "max_depth": 6},
+    },
+    "blends": {"knn_forest": {"knn": 0.5, "random_forest": 0.5}},
+    "evaluation": {"draws": 200},
+}
+
+
+def edition_config(edition: str) -> dict:
+    return {"edition": edition, **TINY}
+
+
+@pytest.fixture(scope="module", params=["glc2024", "glc2025"])
+def submitted(request, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp(request.param)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(edition_config(request.param)))
+    result = run_snakemake(workdir, "submission", timeout=1800)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return request.param, workdir
+
+
+@pytest.mark.slow
+def test_the_submission_is_valid_and_scored_as_kaggle_scores_it(submitted):
+    edition, workdir = submitted
+    final = workdir / "results" / "submission" / "final.csv"
+    test = pd.read_parquet(workdir / "results" / "observations" / "test.parquet")
+    check_set_submission(final.read_text(), final, test["observation_id"].to_numpy())
+    solution = workdir / EDITIONS[edition].demo_truth / "test_solution.csv"
+    printed = subprocess.run(
+        [str(GEOLIFECLEF), "score", str(final), str(solution)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    f1 = score_files(final, solution)["f1"]
+    assert printed.startswith(f"samples F1 {f1:.5f} over {len(test)} surveys")
+    # the constant's own submission scores lower than the best model's
+    constant = score_files(workdir / "results" / "submission" / "constant.csv", solution)
+    assert f1 > constant["f1"]
+    sizes = [len(s) for s in read_set_file(final).values()]
+    assert min(sizes) >= 1
+
+
+@pytest.mark.slow
+def test_the_leaderboard_ranks_by_f1_under_the_bayes_bound(submitted):
+    _, workdir = submitted
+    leaderboard = pd.read_parquet(workdir / "results" / "evaluation" / "leaderboard.parquet")
+    models = leaderboard[leaderboard["kind"] != "bound"]
+    assert {"constant", "knn", "random_forest", "region_prior", "knn_forest"} <= set(
+        models["model"]
+    )
+    assert models["f1"].is_monotonic_decreasing
+    assert models["set_rule"].str.len().gt(0).all()
+    bound = leaderboard[leaderboard["model"] == "bayes_optimal"]
+    assert len(bound) == 1 and bound.index[0] == leaderboard.index[-1]
+    assert (models["expected_f1"] <= bound["expected_f1"].iloc[0] + 1e-9).all()
+    assert (models["f1_low"] <= models["f1"]).all() and (models["f1"] <= models["f1_high"]).all()
+    best = models["model"].iloc[0]
+    final = (workdir / "results" / "submission" / "final.csv").read_text()
+    assert final == (workdir / "results" / "submission" / f"{best}.csv").read_text()
+
+
+@pytest.mark.slow
+def test_the_champion_predicts_the_sets_of_final_csv(submitted):
+    edition, workdir = submitted
+    test = pd.read_parquet(workdir / "results" / "observations" / "test.parquet")
+    final = read_set_file(workdir / "results" / "submission" / "final.csv")
+    with tracking_uri_kept():
+        mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+        champion = mlflow.pyfunc.load_model(f"models:/{EDITIONS[edition].champion_model}@champion")
+        answer = champion.predict(
+            test[["observation_id", "latitude", "longitude"]].head(8),
+            params={"workdir": str(workdir)},
+        )
+    for survey, species in zip(answer["observation_id"], answer["species_ids"], strict=True):
+        np.testing.assert_array_equal(np.asarray(species), final[int(survey)])
