@@ -52,6 +52,7 @@ include: "workflow/rules/blends.smk"
 if EDITION.task.multi_label:
 
     include: "workflow/rules/sets.smk"
+    include: "workflow/rules/richness.smk"
 
 
 include: "workflow/rules/evaluation.smk"
