@@ -31,10 +31,16 @@ from geolifeclef.layout import CSV_SEPARATOR, ENV_VARIABLES, DatasetLayout
 
 log = logging.getLogger(__name__)
 
-ENV_SCHEMA = pa.schema(
-    [("observation_id", pa.int64())] + [(name, pa.float32()) for name in ENV_VARIABLES]
-)
-"""Schema of ``results/environment/env_values.parquet``."""
+
+def env_schema(variables: Sequence[str]) -> pa.Schema:
+    """Schema of an env table: ``observation_id`` + one float32 column per variable."""
+    return pa.schema(
+        [("observation_id", pa.int64())] + [(name, pa.float32()) for name in variables]
+    )
+
+
+ENV_SCHEMA = env_schema(ENV_VARIABLES)
+"""Schema of ``results/environment/env_values.parquet`` (GLC 2022)."""
 
 
 def extract_environment(
@@ -134,18 +140,26 @@ def read_pre_extracted(path: Path, observation_ids: np.ndarray) -> np.ndarray:
     return frame.loc[observation_ids, list(ENV_VARIABLES)].to_numpy(dtype=np.float32)
 
 
-def write_env_table(observation_ids: np.ndarray, values: np.ndarray, path: Path) -> None:
-    """Write the env table (observation_id + the 27 float32 columns) atomically."""
+def write_env_table(
+    observation_ids: np.ndarray,
+    values: np.ndarray,
+    path: Path,
+    variables: Sequence[str] = ENV_VARIABLES,
+) -> None:
+    """Write the env table (observation_id + one float32 column per variable: GLC 2022's 27,
+    or the columns of a survey archive's values CSVs) atomically."""
+    if values.shape[1] != len(variables):
+        raise ValueError(f"{values.shape[1]} value columns for {len(variables)} variables")
     columns = {"observation_id": pa.array(np.asarray(observation_ids, dtype=np.int64))}
-    for i, name in enumerate(ENV_VARIABLES):
+    for i, name in enumerate(variables):
         columns[name] = pa.array(np.ascontiguousarray(values[:, i], dtype=np.float32))
-    table = pa.table(columns, schema=ENV_SCHEMA)
+    table = pa.table(columns, schema=env_schema(variables))
     with atomic_path(path) as temporary:
         pq.write_table(table, temporary)
 
 
 def read_env_table(path: Path) -> pd.DataFrame:
-    """The env table as a DataFrame (observation_id + 27 float32 columns)."""
+    """The env table as a DataFrame (observation_id + its float32 columns)."""
     return pq.read_table(path).to_pandas()
 
 
