@@ -290,8 +290,7 @@ def test_a_test_survey_that_is_also_in_train_is_refused(tmp_path):
     test = [*TEST, "9.67188,56.18192,2020,10.0,79.0,CONTINENTAL,Denmark,1167600"]  # line 5
     message = _refusal(_archive(tmp_path, test=test), tmp_path)
     assert "GLC25_PA_metadata_test.csv, line 5: surveyId 1167600 is also a survey of " in message
-    assert "GLC25_PA_metadata_train.csv" in message
-    assert "Fix: a test survey must not be in train" in message
+    assert "GLC25_PA_metadata_train.csv. Fix: a test survey must not be in train" in message
 
 
 def test_a_test_survey_on_two_rows_is_refused(tmp_path):

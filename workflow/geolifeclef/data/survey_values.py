@@ -216,7 +216,7 @@ def _check_same_columns(train: ValuesFile, other: ValuesFile) -> None:
         parts += [f"has {', '.join(extra)} besides"] if extra else []
         raise InputDataError(
             other.path,
-            f"its columns differ from those of {train.path}: it {' and '.join(parts)}",
+            f"its columns differ from those of {train.path.name}: it {' and '.join(parts)}",
             "use the train and test files of the same archive (same columns, any order)",
             line=1,
         )

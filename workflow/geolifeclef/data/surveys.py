@@ -610,7 +610,7 @@ def read_pa_test(path: Path, train_ids: np.ndarray, train_path: Path) -> pd.Data
         _fail_rows(
             path,
             rows[leaked],
-            f"surveyId {ids[leaked[0]]} is also a survey of {Path(train_path).name} "
+            f"surveyId {ids[leaked[0]]} is also a survey of {Path(train_path).name}"
             f"{also(len(leaked), 'shared surveys')}",
             "a test survey must not be in train; use the two files of one archive",
         )
