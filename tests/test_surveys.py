@@ -108,7 +108,8 @@ def test_the_archive_formats_become_one_row_per_survey(tmp_path):
     assert np.isnan(_survey(train, 594792)["area_m2"])  # empty
     assert np.isnan(_survey(train, 3242671)["geo_uncertainty_m"])  # empty
     assert list(_survey(train, 212)["species_ids"]) == [2, 11254]  # a 3-digit id, the last slot
-    assert list(test["observation_id"]) == [642, 1621686, 5000108]
+    # in the file's order: the submission's rows follow the test metadata
+    assert list(test["observation_id"]) == [1621686, 642, 5000108]
     assert all(len(species) == 0 for species in test["species_ids"])
     assert set(train["subset"]) == {"train"} and set(test["subset"]) == {"test"}
 

@@ -590,8 +590,8 @@ def read_pa_train(path: Path) -> PaTrain:
 
 
 def read_pa_test(path: Path, train_ids: np.ndarray, train_path: Path) -> pd.DataFrame:
-    """``GLC2x_PA_metadata_test.csv`` (one row per survey, no species) as survey rows
-    sorted by observation_id; a survey repeated, or one of ``train_ids`` (the surveys of
+    """``GLC2x_PA_metadata_test.csv`` (one row per survey, no species) as survey rows in
+    the file's order (a submission's row order); a survey repeated, or one of ``train_ids`` (the surveys of
     ``train_path``: its answer would leak), is refused naming its line."""
     path = Path(path)
     header = read_header(path, "the PA test metadata")
@@ -626,7 +626,7 @@ def read_pa_test(path: Path, train_ids: np.ndarray, train_path: Path) -> pd.Data
         )
     _check_coordinates(path, frame)
     years = _check_years(path, frame)
-    surveys = pd.DataFrame(_survey_rows(frame, ids, years, order))
+    surveys = pd.DataFrame(_survey_rows(frame, ids, years, np.arange(len(ids))))
     surveys["species_ids"] = _species_lists(np.arange(len(surveys)), np.zeros(0, np.int32))
     return surveys
 
