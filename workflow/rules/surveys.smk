@@ -149,8 +149,6 @@ rule pack_cubes:
     params:
         data_root=str(DATA_ROOT),
         year=EDITION.year,
-        # val is carved from the archive's train: its cubes are there
-        archive_split=lambda wildcards: "test" if wildcards.split == "test" else "train",
         archive=archive_fingerprint("cubes"),
     script:
         "../scripts/pack_cubes.py"

@@ -12,7 +12,7 @@ with logging_to(snakemake.log[0]) as log:
     surveys = pd.read_parquet(snakemake.input.observations, columns=["observation_id"])
     report = pack_cubes(
         SurveyLayout(params.data_root, SURVEY_ARCHIVES[params.year]),
-        params.archive_split,
+        snakemake.wildcards.split,
         surveys["observation_id"].to_numpy(),
         snakemake.output.cubes,
         workers=snakemake.threads,

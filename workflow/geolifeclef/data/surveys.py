@@ -591,8 +591,9 @@ def read_pa_train(path: Path) -> PaTrain:
 
 def read_pa_test(path: Path, train_ids: np.ndarray, train_path: Path) -> pd.DataFrame:
     """``GLC2x_PA_metadata_test.csv`` (one row per survey, no species) as survey rows in
-    the file's order (a submission's row order); a survey repeated, or one of ``train_ids`` (the surveys of
-    ``train_path``: its answer would leak), is refused naming its line."""
+    the file's order (a submission's row order); a survey repeated, or one of
+    ``train_ids`` (the surveys of ``train_path``: its answer would leak), is refused
+    naming its line."""
     path = Path(path)
     header = read_header(path, "the PA test metadata")
     frame = read_columns(
