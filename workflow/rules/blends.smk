@@ -46,6 +46,7 @@ rule blend_predictions:
         weights=lambda wildcards: config["blends"].get(wildcards.blend, {}),
         sweep_members=lambda wildcards: selected_sweeps(wildcards.blend),
         top_k=config["predictions"]["top_k"],
+        marginal=TASK.multi_label,
     script:
         "../scripts/blend_predictions.py"
 

@@ -23,7 +23,7 @@ from geolifeclef.settings.inputs import PATCH_STAT_GROUPS
 from geolifeclef.settings.sweeps import parse_selector
 from geolifeclef.settings.archive import archive_inputs, check_archive, fingerprint
 from geolifeclef.settings.tracking import Tracking, default_tracking_uri
-from geolifeclef.settings.validation import check_settings, validate_config
+from geolifeclef.settings.validation import ConfigError, check_settings, validate_config
 
 # -- where files go ---------------------------------------------------------------------
 # The edition (geolifeclef.editions, decided in the Snakefile) gives the layout and the task.
@@ -133,6 +133,13 @@ SWEEPS = CATALOG.sweeps
 MODELS = CATALOG.models
 MODEL_KIND = {model: CATALOG.kind(model) for model in MODELS}
 SUBMITTED = SETTINGS.submission.model
+if TASK.multi_label and FITTED_BLENDS:
+    # Their fits (likelihood of one species, top-30 error) are GLC 2022's.
+    raise ConfigError(
+        f"fitted_blends: {', '.join(FITTED_BLENDS)}: fitted blends fit GLC 2022's "
+        f"single-species probabilities; edition {EDITION.name} blends with fixed weights "
+        "(blends:)"
+    )
 SUBMISSION_CANDIDATES = MODELS if SUBMITTED == "best" else [SUBMITTED]
 
 

@@ -15,11 +15,18 @@ with logging_to(snakemake.log[0]) as log:
         [read_metrics(path) for path in snakemake.input.member_metrics],
     )
     models = dict(zip(snakemake.params.members, snakemake.input.members, strict=True))
-    used = {name: read_predictions(models[name]) for name, w in weights.items() if w > 0}
+    # A survey edition's scores are presence probabilities (need not sum to 1).
+    marginal = snakemake.params.marginal
+    used = {
+        name: read_predictions(models[name], marginal=marginal)
+        for name, w in weights.items()
+        if w > 0
+    }
     k = blend_k(snakemake.params.top_k, (m.k for m in used.values()))
     log.info("blending %s into %d ids per observation", weights, k)
     write_predictions(
         snakemake.output.blend,
         blend(list(used.values()), [weights[name] for name in used], k),
         expected_ids=next(iter(used.values())).observation_id,
+        marginal=marginal,
     )

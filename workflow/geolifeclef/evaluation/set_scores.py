@@ -242,7 +242,7 @@ def build_set_leaderboard(
         for i, name in enumerate(("difference_to_best", "_low", "_high")):
             column = name if i == 0 else f"difference_to_best{name}"
             # F1 difference = minus the loss difference (the interval's ends swap)
-            frame[column] = [-differences[m][(0, 2, 1)[i]] for m in frame["model"]]
+            frame[column] = [0.0 - differences[m][(0, 2, 1)[i]] for m in frame["model"]]
     with_truth = [m for m in all_metrics if "bayes" in m]
     if with_truth:
         reference = with_truth[0]

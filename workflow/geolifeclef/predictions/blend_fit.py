@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geolifeclef.predictions.metrics import KAGGLE_ERROR, KAGGLE_K, hits
+from geolifeclef.predictions.metrics import KAGGLE_K, hits, ranking_error
 from geolifeclef.predictions.table import Predictions, blend
 from geolifeclef.settings.families import BlendFit
 from geolifeclef.settings.sweeps import resolve_selectors
@@ -415,7 +415,7 @@ def blend_weights(
 ) -> dict[str, float]:
     """A blend's weights by member, as its predictions and its MLflow model use them: the
     config's ``weights``, each ``<sweep>:top<n>`` resolved by the members' val top-30
-    errors (``member_metrics``: their metrics.json), or, for a fitted blend (no config
-    weights), those its ``report`` (weights.json) holds."""
-    val_errors = {metrics["model"]: metrics[KAGGLE_ERROR] for metrics in member_metrics}
+    errors (a survey edition's: 1 - F1; ``member_metrics``: their metrics.json), or, for a
+    fitted blend (no config weights), those its ``report`` (weights.json) holds."""
+    val_errors = {metrics["model"]: ranking_error(metrics) for metrics in member_metrics}
     return resolve_selectors(weights or read_weights(report), sweep_members, val_errors)

@@ -510,3 +510,11 @@ SET_TASK_METRICS = (
 def figures(record: Mapping[str, Any]) -> dict[str, Any]:
     """Every figure of :data:`METRICS` in one model's metrics.json (None where absent)."""
     return {metric.name: metric.value_in(record) for metric in METRICS}
+
+
+def ranking_error(record: Mapping[str, Any]) -> float:
+    """What ranks a model in its metrics.json, lower is better, whatever the edition: its
+    val top-30 error (GLC 2022), or 1 - its val F1 (a survey edition)."""
+    if KAGGLE_ERROR in record:
+        return float(record[KAGGLE_ERROR])
+    return 1.0 - float(record["f1"])
