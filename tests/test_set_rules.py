@@ -52,6 +52,17 @@ def test_sizes_of_each_rule():
     np.testing.assert_array_equal(SetRule("expected_f1").sizes(sure), [3, 1])
 
 
+def test_scores_rounded_past_one_count_as_one():
+    """The predictions table lets a blend's float32 sums exceed 1 by up to 1e-3."""
+    rounded = np.array([[1.0004, 1.0004, 0.02], [0.6, 0.1, 0.0]], dtype=np.float32)
+    np.testing.assert_array_equal(
+        SetRule("expected_f1").sizes(rounded),
+        SetRule("expected_f1").sizes(np.clip(rounded, 0, 1)),
+    )
+    with pytest.raises(ValueError, match="row 0: a score is not a probability"):
+        SetRule("expected_f1").sizes(rounded + 0.01)
+
+
 def test_expected_f1_rule_takes_the_exact_best_prefix():
     rng = np.random.default_rng(1)
     _, scores, _ = candidates(rng, 30, 15)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from geolifeclef.predictions.f1 import Sets, expected_f1_of_prefixes, f1_of_prefixes
+from geolifeclef.predictions.table import PROBABILITY_TOLERANCE
 
 RULE_NAMES = ("top_k", "threshold", "expected_f1")
 """The rules, simplest first: the order ties are broken in."""
@@ -44,7 +45,8 @@ def _check_candidates(scores: np.ndarray, ids: np.ndarray | None = None) -> np.n
         raise ValueError(f"scores must be 2-d (rows x K candidates, K >= 1), got {scores.shape}")
     if ids is not None and np.shape(ids) != scores.shape:
         raise ValueError(f"candidate ids of shape {np.shape(ids)} for scores of {scores.shape}")
-    bad = ~np.isfinite(scores) | (scores < 0) | (scores > 1)
+    slack = PROBABILITY_TOLERANCE  # what the predictions table lets through
+    bad = ~np.isfinite(scores) | (scores < -slack) | (scores > 1 + slack)
     if bad.any():
         row = int(np.argmax(bad.any(axis=1)))
         raise ValueError(f"row {row}: a score is not a probability in [0, 1]")
@@ -54,7 +56,7 @@ def _check_candidates(scores: np.ndarray, ids: np.ndarray | None = None) -> np.n
             f"row {int(np.argmax(rising))}: scores are not sorted best first (non-increasing), "
             "as the predictions table holds them"
         )
-    return scores.astype(np.float64, copy=False)
+    return np.clip(scores.astype(np.float64), 0.0, 1.0)
 
 
 @dataclass(frozen=True)
