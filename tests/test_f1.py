@@ -176,6 +176,18 @@ def test_every_prefix_equals_the_exact_distributions():
         np.testing.assert_allclose(prefixes[:, size], exact, rtol=0, atol=TOLERANCE)
 
 
+def test_wide_prefixes_of_rich_rows_get_enough_nodes():
+    """Sets of up to 600 species at a richness of 400-500: the integrand is about x^1,100,
+    where a fixed 64 nodes were off by 3e-7."""
+    rng = np.random.default_rng(12)
+    p = realistic_probabilities(rng, 3, 600, 400, 500)
+    order = np.argsort(-p, axis=1)
+    prefixes = f1.expected_f1_of_prefixes(np.take_along_axis(p, order, axis=1))
+    for size in (128, 450, 600):
+        exact = f1.exact_expected_f1(p, list(order[:, :size]))
+        np.testing.assert_allclose(prefixes[:, size], exact, rtol=0, atol=TOLERANCE)
+
+
 def test_a_model_side_prefix_ignores_species_outside_its_candidates():
     rng = np.random.default_rng(8)
     p = rng.random((6, 10)) * 0.6

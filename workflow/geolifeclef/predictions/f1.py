@@ -300,8 +300,8 @@ def quadrature_nodes(width: int, richness: float) -> int:
     """Gauss-Legendre nodes for sets of up to ``width`` species where at most ``richness``
     species are expected present: the integrand is then about x^N with N = width +
     richness, steep near x = 1, and ceil(sqrt(8 N)) nodes (at least 32, a multiple of 8) kept
-    the error below 1e-11 wherever it was measured (N from 6 to 1,250: tests/test_f1.py,
-    bench/README.md); 32 nodes at N = 1,040 were off by 5e-3."""
+    the error below 1e-12 wherever it was measured (N up to 1,224: bench/README.md,
+    tests/test_f1.py); 32 nodes at N = 1,040 were off by 5e-3."""
     needed = int(np.ceil(np.sqrt(8.0 * (width + richness))))
     return max(MIN_QUADRATURE_NODES, -(-needed // 8) * 8)
 
