@@ -84,6 +84,9 @@ def test_csr_pair_and_list_are_the_same_sets():
     truth = [np.array([3]), np.array([1]), np.array([0, 5])]
     pair = (np.array([0, 3, 3, 5]), np.array([7, 3, 3, 11254, 0]))
     np.testing.assert_array_equal(f1.score_sets(pair, truth).f1, f1.score_sets(sets, truth).f1)
+    # an empty row spelt np.array([]) or [] (float64 to numpy) is an empty set
+    plain = f1.score_sets([[3], np.array([]), []], [np.array([3]), [], np.array([])])
+    np.testing.assert_array_equal(plain.f1, [1.0, 0.0, 0.0])
 
 
 @pytest.mark.parametrize(

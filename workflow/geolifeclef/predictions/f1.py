@@ -114,7 +114,8 @@ def ragged(sets: Sets) -> tuple[np.ndarray, np.ndarray]:
         rows = [np.asarray(s).reshape(-1) for s in sets]
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum([len(r) for r in rows], out=indptr[1:])
-        indices = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+        filled = [r for r in rows if len(r)]  # an empty np.array([]) is float: not its dtype
+        indices = np.concatenate(filled) if filled else np.empty(0, dtype=np.int64)
     if len(indices) and not np.issubdtype(indices.dtype, np.integer):
         raise ValueError(f"species ids must be integers, got {indices.dtype}")
     indices = indices.astype(np.int64, copy=False)
