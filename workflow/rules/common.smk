@@ -82,10 +82,11 @@ CATALOG = build_catalog(
 )
 config["experiments"] = CATALOG.experiments
 validate_config(config, CONFIG_SCHEMA)  # every sweep member, as any experiment
-# Each experiment's typed settings, built once from its validated entry: the rules hand
-# them to the jobs, and a bad setting stops the workflow before any job runs.
+# Each experiment's typed settings, built once from its validated entry and the edition's
+# task (one species per row, or the set present: multi-label): the rules hand them to the
+# jobs, and a bad setting stops the workflow before any job runs.
 EXPERIMENT_SETTINGS = {
-    name: ExperimentSettings.from_config(name, entry)
+    name: ExperimentSettings.from_config(name, entry, multi_label=TASK.multi_label)
     for name, entry in CATALOG.experiments.items()
 }
 # Every other stage's typed settings (geolifeclef.settings.workflow), the same way: the

@@ -88,6 +88,8 @@ class ModelConfig:
 
 
 LOSSES = ("cross_entropy", "logit_adjusted", "balanced_softmax", "class_weighted")
+"""``cross_entropy`` is a softmax over species for a single-label task, a binary
+cross-entropy per species for a multi-label one; the others are single-label only."""
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
 
@@ -122,6 +124,9 @@ class TrainConfig:
     loss: str = "cross_entropy"
     logit_adjust_tau: float = 1.0
     class_weight_power: float = 0.5
+    pos_weight: float = 1.0
+    """Weight of a present species in a multi-label task's binary cross-entropy (the
+    organizers used 1 and 10: a survey lists a few species of thousands)."""
     block_label_swap: float = 0.0
     """Probability that a training label is swapped with another from its spatial block."""
     block_size_degrees: float = 0.1
@@ -143,3 +148,5 @@ class TrainConfig:
             raise ValueError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")
+        if not self.pos_weight > 0:
+            raise ValueError(f"pos_weight must be positive, not {self.pos_weight!r}")

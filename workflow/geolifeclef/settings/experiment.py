@@ -6,8 +6,11 @@ decisions: the rules, the jobs (``geolifeclef.experiments.jobs``) and the runs a
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+
+import numpy as np
 
 from geolifeclef.settings.configs import (
     SMALL,
@@ -17,7 +20,13 @@ from geolifeclef.settings.configs import (
     ModelConfig,
     TrainConfig,
 )
-from geolifeclef.settings.inputs import TABULAR_SIZES, InputsNeeded, inputs_needed, model_kind
+from geolifeclef.settings.inputs import (
+    TABULAR_SIZES,
+    InputsNeeded,
+    inputs_needed,
+    model_kind,
+    tabular_width,
+)
 
 DEFAULT_TABULAR = ("env", "coordinates")
 """Tabular feature groups of an experiment that names none."""
@@ -63,20 +72,41 @@ class ExperimentSettings:
     """The weight settings of one entry of ``experiments`` in the config, as typed objects
     (prediction settings, ``PREDICTION_SETTINGS``, travel in the ``PredictionJob``).
 
-    The Snakefile builds them once per experiment, without ``model.n_classes`` (0): the
-    species table gives it when the job runs (``with_classes``). Outside Python they take
+    The Snakefile builds them once per experiment, with its edition's task
+    (``multi_label``) and without what the data gives when the job runs
+    (``with_data``): ``model.n_classes`` (0 until then) and, for a survey edition, the
+    env table's width and the species of the output columns. Outside Python they take
     one form, ``to_config``, that ``from_config`` reads back."""
 
     name: str
     model: ModelConfig
     tabular: tuple[str, ...]
     train: TrainConfig
+    multi_label: bool = False
+    """The edition's task (``geolifeclef.editions.Task.multi_label``): each row holds the
+    set of species present (sigmoid outputs, a binary cross-entropy per species, marginal
+    probabilities), instead of one observed species (a softmax over species)."""
+    env_width: int = TABULAR_SIZES["env"]
+    """Variables of the ``env`` group: GLC 2022's 27, or the env table's (its statistics,
+    ``stats.json``, name them), set by ``with_data`` when the job runs."""
+    species_ids: tuple[int, ...] | None = None
+    """The species id of each output column, ascending (a survey edition's species table,
+    whose ids are not contiguous); None: column j is species j (GLC 2022)."""
+
+    def __post_init__(self) -> None:
+        problems = _task_problems(self.train, self.multi_label)
+        if problems:
+            raise ValueError(f"experiment {self.name}: " + "; ".join(problems))
 
     @classmethod
-    def from_config(cls, name: str, entry: dict[str, Any]) -> "ExperimentSettings":
-        """The settings of config entry ``entry``, defaults filled in. Raises ValueError for
-        an unknown setting, kind, modality or tabular feature (a timm backbone's name is
-        checked where the backbone is built: that needs torch)."""
+    def from_config(
+        cls, name: str, entry: dict[str, Any], *, multi_label: bool = False
+    ) -> "ExperimentSettings":
+        """The settings of config entry ``entry``, defaults filled in; ``multi_label``: the
+        edition's task (an entry written by ``to_config`` says it itself). Raises
+        ValueError for an unknown setting, kind, modality or tabular feature, or a setting
+        the task cannot use (a timm backbone's name is checked where the backbone is built:
+        that needs torch)."""
         model = dict(entry["model"])
         tabular = tuple(model.pop("tabular", DEFAULT_TABULAR))
         unknown = set(tabular) - set(TABULAR_SIZES)
@@ -84,28 +114,75 @@ class ExperimentSettings:
             raise ValueError(f"experiment {name}: unknown tabular features {sorted(unknown)}")
         if not model_kind(model["kind"]).uses_tabular:
             tabular = ()  # a CNN reads no tabular features, whatever the defaults say
-        n_tabular = sum(TABULAR_SIZES[t] for t in tabular)
         model_config = _dataclass_from(
             ModelConfig,
-            {**model, "n_tabular": n_tabular},
+            {**model, "n_tabular": tabular_width(tabular)},
             mlp=MlpConfig,
             cnn=CnnConfig,
         )
         train = _dataclass_from(TrainConfig, entry.get("train"), augment=AugmentConfig)
-        return cls(name, model_config, tabular, train)
+        return cls(name, model_config, tabular, train, bool(entry.get(MULTI_LABEL, multi_label)))
 
     def with_classes(self, n_classes: int) -> "ExperimentSettings":
         """These settings for a classifier of ``n_classes`` species."""
         return replace(self, model=replace(self.model, n_classes=n_classes))
 
+    def with_data(
+        self,
+        n_classes: int,
+        env_width: int = TABULAR_SIZES["env"],
+        species_ids: Sequence[int] | None = None,
+    ) -> "ExperimentSettings":
+        """These settings for the data of the job: ``n_classes`` output columns, the env
+        table's ``env_width`` variables, ``species_ids`` (ascending) the species of the
+        columns (None: column j is species j)."""
+        if species_ids is not None:
+            species_ids = tuple(int(s) for s in species_ids)
+            if len(species_ids) != n_classes:
+                raise ValueError(f"{len(species_ids)} species ids for {n_classes} classes")
+        n_tabular = tabular_width(self.tabular, env_width)
+        model = replace(self.model, n_classes=n_classes, n_tabular=n_tabular)
+        return replace(self, model=model, env_width=env_width, species_ids=species_ids)
+
+    def data(self) -> dict[str, Any]:
+        """What ``with_data`` was given, as a trained model's bundle keeps it beside the
+        settings: ``n_classes``, and ``env_width`` and ``species_ids`` where they are not
+        GLC 2022's (so that a GLC 2022 bundle holds what it always held)."""
+        found: dict[str, Any] = {"n_classes": self.model.n_classes}
+        if self.env_width != TABULAR_SIZES["env"]:
+            found["env_width"] = self.env_width
+        if self.species_ids is not None:
+            found["species_ids"] = list(self.species_ids)
+        return found
+
+    @property
+    def column_species(self) -> np.ndarray:
+        """The species id of each output column (int64)."""
+        if self.species_ids is None:
+            return np.arange(self.model.n_classes, dtype=np.int64)
+        return np.asarray(self.species_ids, dtype=np.int64)
+
     def to_config(self) -> dict[str, Any]:
         """The settings as a config entry: every value written out (defaults included), lists
-        for tuples, without what the job derives (``n_classes``, ``n_tabular``). What a
-        trained model's bundle, its ``settings.json``, a job's JSON file and the rule's
-        params record hold; ``from_config`` reads it back."""
+        for tuples, without what the job derives (``n_classes``, ``n_tabular``, see
+        ``data``), with ``multi_label: true`` for a multi-label task. What a trained
+        model's bundle, its ``settings.json``, a job's JSON file and the rule's params
+        record hold; ``from_config`` reads it back."""
         model = {**asdict(self.model), "tabular": self.tabular}
         del model["n_classes"], model["n_tabular"]
-        return _json_lists({"model": model, "train": asdict(self.train)})
+        entry: dict[str, Any] = {"model": model, "train": self._train_values()}
+        if self.multi_label:
+            entry[MULTI_LABEL] = True
+        return _json_lists(entry)
+
+    def _train_values(self) -> dict[str, Any]:
+        """The training settings the task reads: a single-label task has no
+        ``pos_weight``, so a GLC 2022 experiment's settings, files and fingerprint read as
+        they did before there was one."""
+        values = asdict(self.train)
+        if not self.multi_label:
+            del values["pos_weight"]
+        return values
 
     @property
     def inputs(self) -> InputsNeeded:
@@ -119,12 +196,52 @@ class ExperimentSettings:
     def fingerprint(self) -> str:
         """Hash of everything that shapes the weights: a checkpoint of other settings is
         never resumed."""
-        text = json.dumps(
-            {"model": asdict(self.model), "tabular": self.tabular, "train": asdict(self.train)},
-            sort_keys=True,
-            default=str,
-        )
+        shaping: dict[str, Any] = {
+            "model": asdict(self.model),
+            "tabular": self.tabular,
+            "train": self._train_values(),
+        }
+        if self.multi_label:  # absent for GLC 2022: its checkpoints keep their names
+            shaping[MULTI_LABEL] = True
+        if self.species_ids is not None:
+            shaping["species_ids"] = self.species_ids
+        text = json.dumps(shaping, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+MULTI_LABEL = "multi_label"
+"""The key of ``to_config`` that says an experiment's task is multi-label."""
+_SINGLE_LABEL_LOSSES = ("logit_adjusted", "balanced_softmax", "class_weighted")
+
+
+def _task_problems(train: TrainConfig, multi_label: bool) -> list[str]:
+    """The training settings that the task cannot use, one sentence each."""
+    if not multi_label:
+        if train.pos_weight != 1.0:
+            return [
+                f"train.pos_weight {train.pos_weight} weights the species present in a "
+                "multi-label edition's binary cross-entropy; this edition predicts one "
+                "species per observation (softmax): remove it"
+            ]
+        return []
+    problems = []
+    if train.loss in _SINGLE_LABEL_LOSSES:
+        problems.append(
+            f"train.loss {train.loss} is a softmax loss over one species per row; a "
+            "multi-label edition trains with cross_entropy (a binary cross-entropy per "
+            "species, train.pos_weight weighting the species present)"
+        )
+    if train.label_smoothing:
+        problems.append(
+            "train.label_smoothing is not applied to a multi-label edition's binary "
+            "cross-entropy: set it to 0"
+        )
+    if train.block_label_swap:
+        problems.append(
+            "train.block_label_swap swaps one species per observation and has no "
+            "multi-label version yet: set it to 0"
+        )
+    return problems
 
 
 def _json_lists(value: Any) -> Any:
@@ -154,6 +271,8 @@ def shaping_settings(settings: ExperimentSettings) -> dict[str, Any]:
         unread["train"] += ["augment"]
     if not reads.uses_tabular:
         unread["model"] += ["mlp", "tabular"]
+    if settings.multi_label:  # refused unless 0 (_task_problems): nothing to log
+        unread["train"] += ["label_smoothing", "block_label_swap"]
     if "landcover" not in settings.model.modalities:
         unread["model.cnn"] += ["landcover", "landcover_embedding_dim"]
     elif typed_cnn.landcover == "onehot":

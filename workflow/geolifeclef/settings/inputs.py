@@ -30,7 +30,16 @@ TABULAR_SIZES = {
     "country": 1,
     **{group: len(columns) for group, columns in PATCH_STAT_GROUPS.items()},
 }
-"""Width of each tabular feature group, in the order ``ModelBatch`` concatenates them."""
+"""Width of each tabular feature group, in the order ``ModelBatch`` concatenates them.
+``env`` is GLC 2022's 27 variables; a survey edition's env table has its own columns,
+whose number the job reads from the statistics computed on it (``tabular_width``)."""
+
+
+def tabular_width(groups: Sequence[str], env_width: int = TABULAR_SIZES["env"]) -> int:
+    """Features of the tabular groups ``groups`` when the env table has ``env_width``
+    variables (default: GLC 2022's 27)."""
+    return sum(env_width if group == "env" else TABULAR_SIZES[group] for group in groups)
+
 
 DERIVED_MODALITIES = {
     "ndvi": ("rgb", "near_ir"),
