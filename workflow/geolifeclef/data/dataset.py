@@ -4,7 +4,7 @@ What the extraction stage leaves for training (see docs/extraction.md)::
 
     results/patches/{train,val,test}/        patch caches, decoded or encoded store
                                              (geolifeclef.patches.cache)
-    results/environment/env_values.parquet   27 env values per observation
+    results/environment/env_values.parquet   env values per observation (GLC 2022: 27)
     results/environment/env_patches/         k x k env windows (optional)
     results/normalization/stats.json         train mean/std per channel and variable
 
@@ -22,9 +22,16 @@ Typical use::
     for batch in loader:
         batch["rgb"]      # (B, 3, S, S) float32, normalised with the train mean/std
         batch["near_ir"]  # (B, 1, S, S) float32
-        batch["env"]      # (B, 27) float32, standardised, NaN replaced by env_fill
+        batch["env"]      # (B, V) float32, standardised, NaN replaced by env_fill
         batch["coords"]   # (B, 2) float32, latitude and longitude in degrees
         batch["label"]    # (B,) int64 species_id (absent for the test split)
+
+A survey table (GLC 2024 on: ``species_ids``, the set of species present, instead of
+``species_id``) gives ``label`` as a multi-hot (B, S) bool over ``species_columns`` (the
+sorted species ids of the species table: column j is the j-th id); the loss makes it float
+on the training device. Bool is a quarter of the bytes of float32 through the workers'
+shared memory and to the GPU (2.6 MB a batch of 256 at 10,000 species), and it joins
+and shuffles like any other tensor of the batch.
 
 Reading is by memory mapping, a whole batch at a time (``__getitems__``: one sorted
 read per modality and shard). From a decoded store a batch costs a few page reads; from an
@@ -55,8 +62,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from geolifeclef.data.env_windows import ENV_PATCH_IDS, ENV_PATCH_VALUES
 from geolifeclef.data.patch_batches import RawPatches
-from geolifeclef.errors import MAX_LISTED
-from geolifeclef.layout import CONTINUOUS_MODALITIES, ENV_VARIABLES, PATCH_MODALITIES
+from geolifeclef.errors import MAX_LISTED, InputDataError
+from geolifeclef.layout import CONTINUOUS_MODALITIES, PATCH_MODALITIES
 from geolifeclef.patches.cache import open_patch_cache
 from geolifeclef.patches.device_decode import EncodedJpegs, join_encoded
 from geolifeclef.patches.normalize import normalize_patches
@@ -64,6 +71,81 @@ from geolifeclef.patches.stats import read_patch_stats
 from geolifeclef.patches.store import NpyRows, PatchStore
 
 Batch = dict[str, torch.Tensor]
+SPECIES_SETS_COLUMN = "species_ids"
+"""The column of a survey table that holds each row's set of species present."""
+
+
+class SpeciesSets:
+    """Each row's set of species present, as output columns (``species_columns``: column j
+    is the j-th of the sorted species ids), stored compressed (offsets into one array of
+    columns): what a dataset keeps of a survey table's ``species_ids`` lists."""
+
+    def __init__(self, offsets: np.ndarray, columns: np.ndarray, n_columns: int) -> None:
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.columns = np.asarray(columns, dtype=np.int64)
+        self.n_columns = int(n_columns)
+
+    @classmethod
+    def from_lists(
+        cls,
+        lists: pd.Series,
+        observation_ids: np.ndarray,
+        species_columns: np.ndarray,
+        source: str | Path,
+    ) -> "SpeciesSets":
+        """The sets of a table's ``species_ids`` lists; InputDataError naming ``source``
+        and the row for a missing list or a species that is not a column."""
+        missing = lists.isna().to_numpy()
+        if missing.any():
+            row = int(np.flatnonzero(missing)[0])
+            raise InputDataError(
+                source,
+                f"row {row} (observation_id {observation_ids[row]}) has no "
+                f"{SPECIES_SETS_COLUMN} list",
+                "write an empty list for a survey without species (the test surveys)",
+            )
+        lengths = np.fromiter((len(v) for v in lists), dtype=np.int64, count=len(lists))
+        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        values = (
+            np.concatenate([np.asarray(v, dtype=np.int64) for v in lists])
+            if offsets[-1]
+            else np.zeros(0, dtype=np.int64)
+        )
+        known = np.asarray(species_columns, dtype=np.int64)
+        columns = np.searchsorted(known, values).clip(0, max(len(known) - 1, 0))
+        unknown = (known[columns] != values) if len(known) else np.ones(len(values), bool)
+        if unknown.any():
+            first = int(np.flatnonzero(unknown)[0])
+            row = int(np.searchsorted(offsets, first, side="right") - 1)
+            raise InputDataError(
+                source,
+                f"row {row} (observation_id {observation_ids[row]}) lists species "
+                f"{values[first]}, which is not in the species table ({unknown.sum()} "
+                "such entries)",
+                "build the species table from the same survey tables (rerun the rule that "
+                "writes it)",
+            )
+        return cls(offsets, columns, len(known))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def columns_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position in ``rows``, column) of every species present in ``rows``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, lengths = self.offsets[rows], self.offsets[rows + 1] - self.offsets[rows]
+        firsts = np.cumsum(lengths) - lengths
+        within = np.arange(int(lengths.sum())) - np.repeat(firsts, lengths)
+        positions = np.repeat(np.arange(len(rows)), lengths)
+        return positions, self.columns[np.repeat(starts, lengths) + within]
+
+    def multi_hot(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), n_columns) bool: True where the species is present."""
+        positions, columns = self.columns_of(rows)
+        out = np.zeros((len(rows), self.n_columns), dtype=bool)
+        out[positions, columns] = True
+        return out
 
 
 class GlcDataset(Dataset):
@@ -78,8 +160,9 @@ class GlcDataset(Dataset):
         Patch modalities to return, a subset of the cache's (``rgb``, ``near_ir``,
         ``altitude``, ``landcover``); ``None``: all that the cache holds; ``()``: none.
     env_table:
-        ``results/environment/env_values.parquet``: adds ``env`` (27 values) and
-        ``env_missing`` (True where the raster had no value) to every sample.
+        ``results/environment/env_values.parquet``: adds ``env`` (its variables: those
+        ``stats`` names, else the table's columns; GLC 2022's 27) and ``env_missing``
+        (True where the raster had no value) to every sample.
     stats:
         ``results/normalization/stats.json`` (train statistics); required when
         ``normalize`` is True and continuous patches or env values are returned.
@@ -115,11 +198,16 @@ class GlcDataset(Dataset):
         stay uint8) even when ``normalize`` (env values and patch statistics are still
         standardised), for a ``transform`` that normalises them on the device
         (``ModelBatch`` with ``stats``).
+    species_columns:
+        For a survey table (``species_ids`` lists): the sorted species ids of the
+        species table, the columns of the multi-hot ``label``.
 
     Samples and batches are dicts of tensors: ``observation_id`` int64, one entry per
     modality ((C, S, S); ``landcover`` always stays uint8 codes, 0 = missing, for an
     embedding or one-hot), ``coords`` (latitude, longitude) float32, ``label`` int64 when
-    every observation of the split has a species_id, and the env entries above.
+    every observation of the split has a species_id (a survey table: bool (S,) over
+    ``species_columns`` when a row of the split lists a species: not the test split),
+    and the env entries above.
     """
 
     def __init__(
@@ -138,6 +226,7 @@ class GlcDataset(Dataset):
         patch_stats: str | Path | None = None,
         jpeg_device: str | None = None,
         raw_patches: bool = False,
+        species_columns: Sequence[int] | np.ndarray | None = None,
     ) -> None:
         self.jpeg_device = None
         self.raw_patches = raw_patches
@@ -170,6 +259,9 @@ class GlcDataset(Dataset):
             species.to_numpy(np.int64)
             if species is not None and len(species) and species.notna().all()
             else None
+        )
+        self.label_sets = self._species_sets(
+            index, species_columns, cache_dir if cache_dir is not None else observations
         )
         self.normalize = normalize
         self.env_fill = float(env_fill)
@@ -206,6 +298,23 @@ class GlcDataset(Dataset):
             )
         return stats
 
+    def _species_sets(
+        self, index: pd.DataFrame, species_columns, source: str | Path
+    ) -> SpeciesSets | None:
+        """A survey table's sets of species present, or None: a table of one species per
+        observation, or whose rows list none (the test split)."""
+        if SPECIES_SETS_COLUMN not in index.columns:
+            return None
+        lists = index[SPECIES_SETS_COLUMN]
+        if not any(len(v) for v in lists.dropna()):
+            return None
+        if species_columns is None:
+            raise ValueError(
+                f"{source} lists the species of each survey ({SPECIES_SETS_COLUMN}): give "
+                "species_columns (the sorted ids of the species table) to read them"
+            )
+        return SpeciesSets.from_lists(lists, self.observation_ids, species_columns, source)
+
     def _load_env(self, env_table: str | Path) -> np.ndarray:
         env = pd.read_parquet(env_table).set_index("observation_id")
         missing = np.setdiff1d(self.observation_ids, env.index.to_numpy())
@@ -215,7 +324,16 @@ class GlcDataset(Dataset):
                 f"(first: {missing[:MAX_LISTED]}); "
                 "rebuild it with: snakemake results/environment/env_values.parquet"
             )
-        return env.loc[self.observation_ids, list(ENV_VARIABLES)].to_numpy(np.float32)
+        variables = env_variables(env, self.stats)
+        absent = [v for v in variables if v not in env.columns]
+        if absent:
+            raise InputDataError(
+                env_table,
+                f"no column {absent[:MAX_LISTED]} of the variables that the normalisation "
+                "statistics were computed on",
+                "recompute them on this table: snakemake results/normalization/stats.json",
+            )
+        return env.loc[self.observation_ids, variables].to_numpy(np.float32)
 
     def _env_patch_rows(self) -> np.ndarray:
         ids = np.load(self.env_patch_dir / ENV_PATCH_IDS)
@@ -261,6 +379,8 @@ class GlcDataset(Dataset):
         }
         if self.labels is not None:
             batch["label"] = torch.from_numpy(self.labels[positions])
+        elif self.label_sets is not None:
+            batch["label"] = torch.from_numpy(self.label_sets.multi_hot(positions))
         for modality in self.modalities:
             rows = self.rows[positions]
             if self.jpeg_device is not None and PATCH_MODALITIES[modality].codec == "jpeg":
@@ -304,12 +424,21 @@ class GlcDataset(Dataset):
         )
 
     def _normalize_env(self, values: torch.Tensor) -> torch.Tensor:
-        """Standardise env values (B, 27) or windows (B, 27, k, k); NaN -> env_fill."""
+        """Standardise env values (B, V) or windows (B, V, k, k); NaN -> env_fill."""
         return self._standardize(values, "environment")
 
     def _standardize(self, values: torch.Tensor, section: str) -> torch.Tensor:
         """``(x - mean) / std`` per column (axis 1) with a stats section; NaN -> env_fill."""
         return standardize_columns(values, self.stats[section], self.env_fill)
+
+
+def env_variables(env: pd.DataFrame, stats: dict | None = None) -> list[str]:
+    """The env variables a model reads, in order: those the normalisation statistics were
+    computed on (``stats["environment"]["variables"]``), else the env table's value
+    columns (GLC 2022's 27, a survey edition's own)."""
+    if stats and "environment" in stats:
+        return list(stats["environment"]["variables"])
+    return [column for column in env.columns if column != "observation_id"]
 
 
 def standardize_columns(values: torch.Tensor, entry: dict, fill: float = 0.0) -> torch.Tensor:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from geolifeclef.atomic import atomic_path
 from geolifeclef.errors import InputDataError, listed
-from geolifeclef.layout import CONTINUOUS_MODALITIES, ENV_VARIABLES, PATCH_MODALITIES
+from geolifeclef.layout import CONTINUOUS_MODALITIES, PATCH_MODALITIES
 from geolifeclef.patches.cache import open_patch_cache
 from geolifeclef.patches.decoded import CHUNK_BYTES
 from geolifeclef.patches.store import PatchStore, patch_shape
@@ -102,11 +102,11 @@ def column_statistics(table: pd.DataFrame, observation_ids: np.ndarray, columns)
 
 
 def env_statistics(env: pd.DataFrame, observation_ids: np.ndarray) -> dict:
-    """Mean, std and NaN count of each env variable over the given observations."""
-    return {
-        "variables": list(ENV_VARIABLES),
-        **column_statistics(env, observation_ids, ENV_VARIABLES),
-    }
+    """Mean, std and NaN count of each env variable (each column of the env table but
+    ``observation_id``, in its order: GLC 2022's 27, a survey edition's own) over the given
+    observations; ``variables`` names them, and the models read those columns."""
+    variables = [column for column in env.columns if column != "observation_id"]
+    return {"variables": variables, **column_statistics(env, observation_ids, variables)}
 
 
 def write_normalization_stats(
