@@ -19,9 +19,14 @@ function, header, direction, tooltip): evaluation computes it, run records log i
 ``val_<name>``, both leaderboard views show it with its header and direction, and training
 names its per-epoch errors with the same names. Adding a metric of predicted sets is one
 entry here.
+
+A multi-label task (GLC 2024 on: the set of species present in each survey) is scored by
+the samples-averaged F1 of predicted sets (:func:`top_k_f1`); a training job of such a task
+logs, per epoch on val, the F1 of the top-25 sets and the binary cross-entropy of the
+probabilities (:data:`MULTI_LABEL_EPOCH_METRICS`), and keeps the epoch of the best F1.
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -30,11 +35,14 @@ import numpy as np
 from tqdm import tqdm
 
 from geolifeclef.data.class_frequency import BUCKETS
+from geolifeclef.editions import SPECIES_SETS
 
 KAGGLE_K = 30
 """Size of the predicted sets that GLC 2022 scores."""
 REPORTED_KS = (1, 5, 10, 30)
 """The top-k errors every evaluation reports."""
+SET_K = SPECIES_SETS.set_size
+"""Size of the fixed-size sets of a multi-label task: the organizers' top 25."""
 
 
 # --------------------------------------------------------------------------------------
@@ -267,6 +275,36 @@ def evaluate_sets(
     return metrics
 
 
+def top_k_f1(predicted: np.ndarray, truth: Sequence[np.ndarray], k: int | None = None) -> float:
+    """Samples-averaged F1 of sets: per row, ``2 |P & T| / (|P| + |T|)`` with P the first
+    ``k`` ids of its row of ``predicted`` (n, K) (default all; -1 pads a row of fewer) and
+    T its true set ``truth[i]`` (the ids present), averaged over rows; a row with neither
+    predicted nor true species scores 1. NaN when there are no rows.
+
+    Ids are any non-negative integers (species ids, or the output columns they are
+    mapped to, the same in both). The minimal F1 that training logs per epoch; the
+    evaluation's F1 and expected F1 are ``geolifeclef.predictions.f1``'s."""
+    predicted = np.asarray(predicted, dtype=np.int64)
+    n = len(predicted)
+    if predicted.ndim != 2 or len(truth) != n:
+        raise ValueError(f"predicted {predicted.shape} and {len(truth)} true sets do not match")
+    if n == 0:
+        return float("nan")
+    predicted = predicted[:, : predicted.shape[1] if k is None else k]
+    true_sizes = np.fromiter((len(t) for t in truth), dtype=np.int64, count=n)
+    true_ids = np.concatenate([np.asarray(t, dtype=np.int64) for t in truth])
+    width = int(max(predicted.max(initial=0), true_ids.max(initial=0))) + 1
+    rows = np.repeat(np.arange(n), predicted.shape[1])
+    chosen = predicted.ravel() >= 0
+    predicted_keys = rows[chosen] * width + predicted.ravel()[chosen]
+    true_keys = np.repeat(np.arange(n), true_sizes) * width + true_ids
+    hit = np.isin(predicted_keys, true_keys)
+    true_positives = np.bincount(rows[chosen][hit], minlength=n)
+    sizes = np.bincount(rows[chosen], minlength=n) + true_sizes
+    f1 = np.divide(2.0 * true_positives, sizes, out=np.ones(n, dtype=np.float64), where=sizes > 0)
+    return float(f1.mean())
+
+
 def gap_closed(model_error: float, constant_error: float, bayes_error: float) -> float:
     """Share of the gap between the constant predictor and the Bayes limit that a model
     closes: 0 = no better than constant, 1 = Bayes-optimal (NaN without a gap)."""
@@ -293,6 +331,12 @@ def macro_top_k_name(k: int) -> str:
 def bucket_name(bucket: str) -> str:
     """``tail_top30_error``: the top-30 error on the observations of a bucket's species."""
     return f"{bucket}_{KAGGLE_ERROR}"
+
+
+def top_k_f1_name(k: int) -> str:
+    """``top25_f1``: the F1 of the top-k sets of a multi-label task (apart from the top-k
+    errors' names: a run of either task never shows the other's figure)."""
+    return f"top{k}_f1"
 
 
 def val_name(name: str) -> str:
@@ -372,6 +416,26 @@ EPOCH_METRICS = tuple(
     sorted((m for m in SET_METRICS if m.name == top_k_name(m.k)), key=lambda m: m.k)
 )
 """The top-k errors a training job logs per epoch on val (early stopping goes by top-30)."""
+TOP25_F1 = Metric(
+    top_k_f1_name(SET_K),
+    "top-25 F1",
+    HIGHER,
+    "samples-averaged F1 of the 25 most probable species of each val survey (the "
+    "organizers' fixed-size sets)",
+    partial(top_k_f1, k=SET_K),
+    SET_K,
+)
+BCE = Metric(
+    "bce",
+    "BCE",
+    LOWER,
+    "binary cross-entropy of the predicted presence probabilities, averaged over the val "
+    "surveys and the species (unweighted)",
+)
+MULTI_LABEL_EPOCH_METRICS = (TOP25_F1, BCE)
+"""The figures a training job of a multi-label task logs per epoch on val (early stopping
+goes by the top-25 F1: the first); BCE, of probabilities and not of sets, is computed by
+the training loop."""
 BUCKET_METRICS = tuple(
     Metric(
         bucket_name(b),

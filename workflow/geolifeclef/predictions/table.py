@@ -10,13 +10,20 @@ column             Arrow type       meaning
 ``species_ids``    ``list<int32>``  the K best species, best first, K distinct ids; the same
                                     K on every row, K >= 30 (config ``predictions.top_k``)
 ``scores``         ``list<float32>`` the model's probability of each of these species, same
-                                    order: non-increasing, in [0, 1], summing to <= 1
+                                    order: non-increasing, in [0, 1], summing to <= 1 (a
+                                    multi-label task's: marginal, no bound on the sum)
 =================  ===============  ==========================================================
 
 Row order is free (readers sort by ``observation_id``). The first 30 ids of a row are its
 Kaggle submission; ``scores`` must be probabilities (e.g. a softmax), because blends average
 them across models, counting an id outside a model's K as probability 0. Ties between equal
 scores are ordered by the smaller species id (see :func:`geolifeclef.predictions.metrics.top_k`).
+
+In a multi-label task (GLC 2024 on: the set of species present in each survey) ``scores``
+are each candidate's MARGINAL presence probability (e.g. a sigmoid per species): each in
+[0, 1] and non-increasing, but a row may sum to more than 1 (its sum is the expected number
+of species present). Writers and readers of such tables pass ``marginal=True`` to the
+checks (:func:`check_predictions`).
 
 How to write it, from what a model has:
 
@@ -153,8 +160,8 @@ def check_predictions(
     """Raise InputDataError (naming ``source``, the row and the fix) unless ``predictions``
     follows the format: K >= ``min_k``, distinct known species per row, probabilities best
     first, unique observation ids (exactly ``expected_ids`` when given). ``marginal``: the
-    scores are each species' own presence probability (a survey edition's sets), which
-    need not sum to 1 over species."""
+    scores are a multi-label task's marginal presence probabilities, each in [0, 1] but
+    with no bound on a row's sum."""
     p = predictions
     if p.k < min_k:
         _fail(source, f"{p.k} species per row, at least {min_k} are needed")
@@ -187,13 +194,15 @@ def check_predictions(
             source,
             f"row {row} (observation_id {ids[row]}) has a score outside [0, 1] "
             f"({scores[row][bad[row]][0]})",
-            "scores are probabilities: apply a softmax (or normalise) before writing",
+            "scores are presence probabilities: apply a sigmoid before writing"
+            if marginal
+            else "scores are probabilities: apply a softmax (or normalise) before writing",
         )
     if p.k > 1 and (np.diff(scores, axis=1) > 0).any():
         row = _first_row((np.diff(scores, axis=1) > 0).any(axis=1))
         _fail(source, f"row {row} (observation_id {ids[row]}) is not sorted best first")
     too_much = scores.astype(np.float64).sum(axis=1) > 1 + PROBABILITY_TOLERANCE
-    if not marginal and too_much.any():
+    if too_much.any() and not marginal:  # marginal: the sum is the expected richness
         row = _first_row(too_much)
         _fail(
             source,
@@ -336,8 +345,9 @@ def predictions_from_scores(
 
 
 class PredictionWriter:
-    """Stream predictions to ``path`` batch by batch; validated and renamed into place on
-    a clean exit of the ``with`` block, discarded on an exception."""
+    """Stream predictions to ``path`` batch by batch; validated (``checks`` as
+    :func:`check_predictions`, e.g. ``marginal=True``) and renamed into place on a clean
+    exit of the ``with`` block, discarded on an exception."""
 
     def __init__(
         self, path: str | Path, k: int, species_ids: np.ndarray | None = None, **checks
