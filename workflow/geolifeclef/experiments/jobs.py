@@ -24,6 +24,7 @@ import torch
 from geolifeclef.atomic import atomic_path, write_text
 from geolifeclef.data.class_frequency import read_species_table
 from geolifeclef.data.dataset import JoinedDataset
+from geolifeclef.errors import InputDataError
 from geolifeclef.experiments.learning_curve import plot_learning_curve
 from geolifeclef.experiments.serving import log_trained_model
 from geolifeclef.experiments.trained import (
@@ -38,13 +39,16 @@ from geolifeclef.experiments.training import (
     pick_device,
     predict_scores,
     seed_everything,
+    selection_metric,
     train,
 )
 from geolifeclef.models.backbones import check_backbone
 from geolifeclef.models.networks import build_model
+from geolifeclef.predictions.metrics import val_name
 from geolifeclef.predictions.table import PredictionWriter, table_k
 from geolifeclef.rule_logging import logging_to
 from geolifeclef.settings.experiment import ExperimentSettings, shaping_settings
+from geolifeclef.settings.inputs import TABULAR_SIZES
 from geolifeclef.settings.tracking import Tracking
 from geolifeclef.tracking import runs as tracking
 from geolifeclef.tracking.invocation import sweep_run
@@ -63,8 +67,9 @@ class TrainingJob:
     """Everything ``run_training`` needs: one experiment's settings, inputs and outputs."""
 
     settings: ExperimentSettings
-    """As the Snakefile built them from the config (``model.n_classes`` comes from
-    ``species_table`` when the job runs)."""
+    """As the Snakefile built them from the config and the edition's task (the data they
+    need comes when the job runs: ``model.n_classes`` and a multi-label task's species
+    from ``species_table``, the env width from ``inputs.stats``)."""
     inputs: ExperimentInputs
     """Of the splits train and val."""
     species_table: str
@@ -163,11 +168,38 @@ def load_species_counts(species_table: str | Path) -> np.ndarray:
     return counts
 
 
+def output_species(
+    species_table: str | Path, multi_label: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The classes of a model: (train count of each output column, the species id of
+    each column or None). Single-label (GLC 2022): column = species id, as
+    ``load_species_counts``. Multi-label: one column per species of the table, in
+    ascending id (a survey edition's ids are not contiguous: 0..11,254 in the archive,
+    a random subset of them in a demo)."""
+    if not multi_label:
+        return load_species_counts(species_table), None
+    table = read_species_table(species_table).sort_values("species_id", kind="stable")
+    return table["train_count"].to_numpy(np.int64), table["species_id"].to_numpy(np.int64)
+
+
+def env_width(stats: str | Path) -> int:
+    """Variables of the env table, as its normalisation statistics name them (GLC 2022's
+    27, a survey edition's own)."""
+    environment = json.loads(Path(stats).read_text()).get("environment")
+    if not environment:
+        raise InputDataError(
+            stats,
+            "no statistics of the env table (section environment)",
+            "compute them with the env table: snakemake results/normalization/stats.json",
+        )
+    return len(environment["variables"])
+
+
 def run_training(job: TrainingJob) -> dict:
     """Train one experiment; write ``job.model`` (best weights + settings) and
     ``job.history``. Logged to MLflow as a run (see geolifeclef.tracking.runs)."""
-    counts = load_species_counts(job.species_table)
-    settings = _checked_settings(job, len(counts))
+    counts, species_ids = output_species(job.species_table, job.settings.multi_label)
+    settings = _checked_settings(job, len(counts), species_ids)
     config = settings.train
     if job.refit_epochs:
         config = replace(config, epochs=job.refit_epochs)
@@ -194,6 +226,7 @@ def run_training(job: TrainingJob) -> dict:
             checkpoint,
             best,
             on_epoch=lambda epoch, metrics: tracker.log_metrics(metrics, step=epoch),
+            multi_label=settings.multi_label,
         )
         if rank != 0:
             return {}
@@ -202,10 +235,12 @@ def run_training(job: TrainingJob) -> dict:
         return _record_results(job, settings, state, tracker, params)
 
 
-def _checked_settings(job: TrainingJob, n_classes: int):
-    """The job's settings for ``n_classes`` species, its backbone checked before any data
-    is read (the settings could not check it: timm needs torch); logs what is trained."""
-    settings = job.settings.with_classes(n_classes)
+def _checked_settings(job: TrainingJob, n_classes: int, species_ids: np.ndarray | None):
+    """The job's settings for ``n_classes`` species (of ``species_ids``, a multi-label
+    task's) and the env table's width, its backbone checked before any data is read (the
+    settings could not check it: timm needs torch); logs what is trained."""
+    width = env_width(job.inputs.stats) if job.settings.inputs.env else TABULAR_SIZES["env"]
+    settings = job.settings.with_data(n_classes, width, species_ids)
     if settings.model.reads.uses_patches:
         try:
             check_backbone(settings.model.cnn.backbone)
@@ -213,12 +248,15 @@ def _checked_settings(job: TrainingJob, n_classes: int):
             raise ValueError(f"experiment {settings.name}: {error}") from None
     rank, world = distributed_world()
     log.info(
-        "experiment %s: %s model, tabular %s, modalities %s, %d classes, rank %d of %d; %s",
+        "experiment %s: %s model, tabular %s (%d features), modalities %s, %d classes%s, "
+        "rank %d of %d; %s",
         settings.name,
         settings.model.kind,
         settings.tabular,
+        settings.model.n_tabular,
         settings.inputs.patch_modalities,
         n_classes,
+        " (multi-label)" if settings.multi_label else "",
         rank,
         world,
         " ".join(f"{k}={os.environ.get(k, '-')}" for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES")),
@@ -232,10 +270,13 @@ def _training_loaders(job: TrainingJob, settings, config):
     fits on train + val)."""
     train_set = experiment_dataset(job.inputs, "train", settings)
     val_set = experiment_dataset(job.inputs, "val", settings)
+    for split, dataset in (("train", train_set), ("val", val_set)):
+        _check_labels(settings, dataset, job.inputs.observations[split])
     if job.refit_epochs:
         train_set = JoinedDataset([train_set, val_set])
         log.info("refit on train + val (%d rows) for %d epochs", len(train_set), config.epochs)
-    original_labels = train_set.labels.copy()
+    # The settings refuse a block label swap for a multi-label task (no labels array).
+    original_labels = train_set.labels.copy() if config.block_label_swap > 0 else None
     coords = train_set.coords
 
     def make_train_loader(epoch: int):
@@ -259,6 +300,22 @@ def _training_loaders(job: TrainingJob, settings, config):
         val_set, max(config.batch_size, 256), config.num_workers, False, 0
     )
     return make_train_loader, val_loader
+
+
+def _check_labels(settings: ExperimentSettings, dataset, table: str) -> None:
+    """A split to fit on must have the labels of the experiment's task: a species per
+    row, or a multi-label task's sets of species present."""
+    if settings.multi_label and dataset.label_sets is None:
+        wanted = "multi-label: it needs species_ids lists, the species of each survey"
+    elif not settings.multi_label and dataset.labels is None:
+        wanted = "single-label: it needs a species_id on every row"
+    else:
+        return
+    raise InputDataError(
+        table,
+        f"experiment {settings.name} is {wanted}",
+        "train on the observation tables of the config's edition (rerun the rule that writes them)",
+    )
 
 
 def _training_run(job: TrainingJob, settings, rank: int):
@@ -293,11 +350,12 @@ def _fitted_on(job: TrainingJob) -> str:
 
 
 def _save_bundle(model, settings, path) -> None:
-    """The trained model as ``load_trained`` reads it: weights, settings, class count."""
+    """The trained model as ``load_trained`` reads it: weights, settings, class count (and
+    a survey edition's env width and output species, ``ExperimentSettings.data``)."""
     bundle = {
         "name": settings.name,
         "settings": settings.to_config(),
-        "n_classes": settings.model.n_classes,
+        **settings.data(),
         "state_dict": model.state_dict(),
     }
     with atomic_path(path) as temporary:
@@ -312,7 +370,8 @@ def _record_results(job: TrainingJob, settings, state, tracker, params: dict) ->
         "experiment": settings.name,
         "fitted_on": _fitted_on(job),
         "best_epoch": state.best_epoch + 1,
-        "best_val_top30_error": state.best_error,
+        # best_val_top30_error (a multi-label task: best_val_top25_f1)
+        f"best_{val_name(selection_metric(settings.multi_label).name)}": state.best_value,
         "epochs_run": state.epoch,
         "history": state.history,
     }
@@ -366,17 +425,20 @@ def run_prediction(job: PredictionJob) -> None:
         settings, model = load_trained(job.models[split])
         model.to(device)
         log.info("%s: predicted by %s", split, job.models[split])
-        species = np.arange(settings.model.n_classes)
+        species = settings.column_species
         k = table_k(job.top_k, len(species))
         dataset = experiment_dataset(job.inputs, split, settings)
         loader = experiment_loader(dataset, 512, settings.train.num_workers, False, 0)
-        with PredictionWriter(output, k=k, species_ids=species) as writer:
+        # A multi-label task's scores are marginal probabilities: a row need not sum to 1.
+        marginal = settings.multi_label
+        with PredictionWriter(output, k=k, species_ids=species, marginal=marginal) as writer:
             scores = predict_scores(
                 model,
                 loader,
                 device,
                 tta=job.tta,
                 progress=f"predict {split}",
+                multi_label=settings.multi_label,
             )
             for observation_ids, probabilities, _ in scores:
                 writer.add_scores(observation_ids, probabilities)

@@ -1,4 +1,5 @@
-"""A trained experiment as an MLflow model: observation rows in, top-30 species out.
+"""A trained experiment as an MLflow model: observation rows in, top-30 species out (the
+top K by marginal presence probability for a multi-label task's experiment).
 
 A ``SpeciesModel`` reads a dict of tensors (``tabular`` features and patch modalities)
 that ``geolifeclef.models.features.ModelBatch`` builds from ``GlcDataset`` batches, normalised
@@ -12,7 +13,9 @@ each train run logs, under the experiment's name, an ``mlflow.pyfunc`` model
 * params: ``workdir`` (the folder where the workflow ran, default the current one),
   ``top_k`` (default 30), ``tta`` (test-time augmentation, default false);
 * output: per row, ``observation_id``, ``species_ids`` (the top_k species, best first)
-  and ``scores`` (their probabilities).
+  and ``scores`` (their probabilities: of a multi-label task's experiment, each species'
+  marginal presence probability, which need not sum to 1; the workflow's set selection
+  decides how many of them a survey gets).
 
 It carries its weights (``model.pt``), the train normalisation statistics, where the
 workflow keeps the env table, patch caches and patch statistics of each split, and the
@@ -57,7 +60,8 @@ def predict_rows(
 ) -> pd.DataFrame:
     """Top-``top_k`` species of observation ``rows`` by a trained experiment, reading their
     env values, patches and patch statistics where ``inputs`` (an ``ExperimentInputs``
-    over every split) says, exactly as ``run_prediction`` reads them."""
+    over every split) says, exactly as ``run_prediction`` reads them (a multi-label
+    task's: ranked by marginal presence probability)."""
     rows = check_rows(rows)
     ids = rows["observation_id"].to_numpy(np.int64)
     split_of = _splits_of(ids, inputs)
@@ -74,8 +78,11 @@ def predict_rows(
         batches = (dataset.__getitems__(chunk) for chunk in chunks)
         start = 0
         with torch.no_grad():
-            for _, probabilities, _ in predict_scores(model, batches, device, tta=tta):
-                chosen, chosen_scores = best_of(probabilities, top_k)
+            scores_of = predict_scores(
+                model, batches, device, tta=tta, multi_label=settings.multi_label
+            )
+            for _, probabilities, _ in scores_of:
+                chosen, chosen_scores = best_of(probabilities, top_k, settings.column_species)
                 rows_here = wanted[start : start + len(chosen)]
                 best[rows_here], scores[rows_here] = chosen, chosen_scores
                 start += len(chosen)

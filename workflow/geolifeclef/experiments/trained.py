@@ -15,6 +15,7 @@ from geolifeclef.experiments.training import distributed_world, pick_device
 from geolifeclef.models.features import ModelBatch
 from geolifeclef.models.networks import build_model
 from geolifeclef.settings.experiment import ExperimentSettings
+from geolifeclef.settings.inputs import TABULAR_SIZES
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ def experiment_dataset(
 ):
     """The GlcDataset of ``split`` with the transform to model batches; ``stats``: the
     normalisation statistics (default: read from ``inputs.stats``). Its patches leave the
-    workers raw and are made into the model's inputs on the device (``ModelBatch``)."""
+    workers raw and are made into the model's inputs on the device (``ModelBatch``); a
+    multi-label task's labels are multi-hot over the settings' output species."""
     needed = settings.inputs
     stats = json.loads(Path(inputs.stats).read_text()) if stats is None else stats
     common = {
@@ -51,6 +53,7 @@ def experiment_dataset(
         "patch_stats": inputs.patch_stats[split] if needed.patch_stats else None,
         "stats": stats,
         "transform": ModelBatch(settings.tabular, settings.cnn_modalities, stats),
+        "species_columns": settings.column_species if settings.multi_label else None,
     }
     if needed.patch_modalities:
         return GlcDataset(
@@ -93,10 +96,16 @@ def experiment_loader(dataset, batch_size: int, num_workers: int, shuffle: bool,
 
 
 def load_trained(path: str | Path) -> tuple[ExperimentSettings, torch.nn.Module]:
-    """A trained model bundle written by ``run_training`` (safe loading only)."""
+    """A trained model bundle written by ``run_training`` (safe loading only): its
+    settings with the data they were trained on (``ExperimentSettings.data``), and the
+    model."""
     bundle = torch.load(path, map_location="cpu", weights_only=True)
     settings = ExperimentSettings.from_config(bundle["name"], bundle["settings"])
-    settings = settings.with_classes(bundle["n_classes"])
+    settings = settings.with_data(
+        bundle["n_classes"],
+        bundle.get("env_width", TABULAR_SIZES["env"]),
+        bundle.get("species_ids"),
+    )
     model = build_model(settings.model, load_weights=False)
     model.load_state_dict(bundle["state_dict"])
     return settings, model

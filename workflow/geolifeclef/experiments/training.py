@@ -11,6 +11,12 @@ Batches are dicts: ``tabular`` (B, F) float, ``patches`` {modality: tensor},
 come on the device from the loader (``geolifeclef.data.dataset.make_loader``), or are
 moved there first (``to_device``: raw patches are then normalised and derived there);
 augmentation runs on the device too.
+
+A multi-label task (``multi_label``: the set of species present in each survey, GLC 2024
+on) runs the same loop with its own head: ``label`` is a multi-hot (B, S) bool, the loss
+a binary cross-entropy per species (``pos_weight`` on the species present), the outputs
+sigmoid marginals, and the epoch kept (and early stopping) goes by the val F1 of the
+top-25 sets (``val_top25_f1``), logged with the val BCE.
 """
 
 import itertools
@@ -31,12 +37,20 @@ from tqdm import tqdm
 
 from geolifeclef.atomic import atomic_path
 from geolifeclef.data.dataset import to_device
-from geolifeclef.predictions.metrics import EPOCH_METRICS, KAGGLE_ERROR, top_k, val_name
+from geolifeclef.predictions.metrics import (
+    BCE,
+    EPOCH_METRICS,
+    LOWER,
+    MULTI_LABEL_EPOCH_METRICS,
+    TOP25_F1,
+    TOP30,
+    Metric,
+    top_k,
+    val_name,
+)
 from geolifeclef.settings.configs import AugmentConfig, TrainConfig
 
 log = logging.getLogger(__name__)
-VAL_KAGGLE_ERROR = val_name(KAGGLE_ERROR)
-"""What early stopping and the kept checkpoint go by: ``val_top30_error``."""
 
 # --------------------------------------------------------------------------------------
 # Reproducibility and devices
@@ -79,13 +93,28 @@ def init_distributed() -> bool:
 
 
 def make_loss(
-    config: TrainConfig, class_counts: np.ndarray, device: torch.device
+    config: TrainConfig, class_counts: np.ndarray, device: torch.device, multi_label: bool = False
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The training loss; ``class_counts`` are train observations per species id.
 
     Logit adjustment and balanced softmax add ``tau * log(prior)`` to the logits during
     training only, which shifts predictions towards rare species at test time.
+
+    ``multi_label``: a binary cross-entropy per species (mean over rows and species) of
+    the logits against the multi-hot labels (bool, made float here, on the device), each
+    present species weighted by ``config.pos_weight``; the settings refuse the other
+    losses and label smoothing for such a task.
     """
+    if multi_label:
+        pos_weight = None
+        if config.pos_weight != 1.0:
+            pos_weight = torch.tensor(config.pos_weight, dtype=torch.float32, device=device)
+        binary = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+        def multi_label_loss(logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+            return binary(logits.float(), present.float())
+
+        return multi_label_loss
     counts = torch.as_tensor(np.asarray(class_counts, dtype=np.float64), device=device)
     prior = (counts + 1.0) / (counts + 1.0).sum()
     weight = None
@@ -204,7 +233,10 @@ class TrainState:
 
     epoch: int = 0
     """Epochs completed."""
-    best_error: float = float("inf")
+    best_value: float | None = None
+    """The kept epoch's val figure that chose it (``selection_metric``): its val top-30
+    error, or top-25 F1 for a multi-label task; None before an epoch is kept, NaN after
+    a refit (no val)."""
     best_epoch: int = -1
     history: list[dict] = field(default_factory=list)
 
@@ -229,7 +261,10 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer=None) -> TrainState:
     if optimizer is not None:
         optimizer.load_state_dict(payload["optimizer"])
     torch.set_rng_state(payload["torch_rng"])
-    return TrainState(**payload["state"])
+    state = dict(payload["state"])
+    if "best_error" in state:  # a checkpoint written before multi-label tasks
+        state["best_value"] = state.pop("best_error")
+    return TrainState(**state)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -266,11 +301,13 @@ def predict_scores(
     device: torch.device,
     tta: bool = False,
     progress: str | None = None,
+    multi_label: bool = False,
 ) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """Yield (observation_ids, probabilities (B, S) float32, labels or None) per batch.
 
-    With ``tta`` the probabilities are averaged over the 8 flips and rotations of the
-    patches.
+    The probabilities are a softmax over species (one per row), or with ``multi_label``
+    each species' marginal presence probability (a sigmoid: a row need not sum to 1).
+    With ``tta`` they are averaged over the 8 flips and rotations of the patches.
     """
     model.eval()
     for batch in tqdm(loader, desc=progress, disable=progress is None, mininterval=5):
@@ -280,7 +317,8 @@ def predict_scores(
         for view in views:
             inputs = batch if view is None else {**batch, "patches": view}
             with _autocast(device, enabled=True):
-                p = torch.softmax(model(inputs).float(), dim=1)
+                logits = model(inputs).float()
+                p = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=1)
             probabilities = p if probabilities is None else probabilities + p
         probabilities = (probabilities / len(views)).cpu().numpy()
         labels = batch.get("label")
@@ -328,6 +366,58 @@ def evaluate_top_k(
     return {val_name(metric.name): metric.function(predicted, labels) for metric in metrics}
 
 
+PROBABILITY_FLOOR = 1e-7
+"""Probabilities are clipped to [floor, 1 - floor] for the val BCE: a float32 sigmoid
+rounds to exactly 0 or 1 beyond |logit| ~ 17."""
+
+
+def evaluate_species_sets(
+    model: nn.Module,
+    loader: Iterable[dict],
+    device: torch.device,
+    metrics: tuple[Metric, ...] = MULTI_LABEL_EPOCH_METRICS,
+) -> dict[str, float]:
+    """A multi-label task's figures per epoch on a labelled loader (multi-hot labels):
+    the registry's set ``metrics`` (``val_top25_f1``: the F1 of each row's most probable
+    species) and the mean binary cross-entropy of the probabilities (``val_bce``,
+    unweighted). Sets and truth are output columns, keeping each row's top K, not its
+    scores."""
+    k = max(metric.k for metric in metrics)
+    chosen, truth, cross_entropy, cells = [], [], 0.0, 0
+    for _, probabilities, labels in predict_scores(model, loader, device, multi_label=True):
+        present = labels.astype(bool)
+        best, _ = top_k(probabilities, min(k, probabilities.shape[1]))
+        chosen.append(best)
+        truth.extend(np.split(np.nonzero(present)[1], np.cumsum(present.sum(axis=1))[:-1]))
+        p = np.clip(probabilities.astype(np.float64), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+        cross_entropy -= np.log(p[present]).sum() + np.log1p(-p[~present]).sum()
+        cells += present.size
+    predicted = np.concatenate(chosen) if chosen else np.empty((0, k), dtype=np.int64)
+    # Fewer species than k: every species is in the set; the padding (-1) is none.
+    predicted = np.pad(predicted, ((0, 0), (0, k - predicted.shape[1])), constant_values=-1)
+    found = {}
+    for metric in metrics:
+        if metric is BCE:
+            found[val_name(metric.name)] = cross_entropy / cells if cells else float("nan")
+        else:
+            found[val_name(metric.name)] = metric.function(predicted, truth)
+    return found
+
+
+def selection_metric(multi_label: bool) -> Metric:
+    """The val figure that keeps an epoch and stops early: the top-30 error, or the top-25
+    F1 of a multi-label task."""
+    return TOP25_F1 if multi_label else TOP30
+
+
+def _improves(metric: Metric, value: float, best: float | None) -> bool:
+    """Whether ``value`` beats ``best`` (None: nothing yet) in ``metric``'s direction; a
+    NaN never does."""
+    if metric.direction == LOWER:
+        return value < (float("inf") if best is None else best)
+    return value > (float("-inf") if best is None else best)
+
+
 def train_step(
     model: nn.Module,
     batch: dict,
@@ -366,15 +456,16 @@ def train(
     checkpoint_path: Path,
     best_path: Path,
     on_epoch: Callable[[int, dict], None] | None = None,
+    multi_label: bool = False,
 ) -> TrainState:
     """Train ``model``; resume from ``checkpoint_path`` when it exists.
 
     ``make_train_loader(epoch)`` returns the loader of one epoch (so that a resumed run
     draws the same shuffles and label swaps as an uninterrupted one). The best weights
-    by val top-30 error are saved to ``best_path``; without ``val_loader`` (a refit on
-    train + val for a number of epochs chosen before) every epoch runs and the last
-    weights are saved there. ``on_epoch(epoch, metrics)`` is called after each epoch
-    (MLflow logging).
+    by val top-30 error (``multi_label``: top-25 F1, see ``selection_metric``) are saved
+    to ``best_path``; without ``val_loader`` (a refit on train + val for a number of
+    epochs chosen before) every epoch runs and the last weights are saved there.
+    ``on_epoch(epoch, metrics)`` is called after each epoch (MLflow logging).
     """
     seed_everything(config.seed)
     device = pick_device()
@@ -393,7 +484,9 @@ def train(
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    loss_fn = make_loss(config, class_counts, device)
+    loss_fn = make_loss(config, class_counts, device, multi_label)
+    selection = selection_metric(multi_label)
+    selected = val_name(selection.name)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp)
     generator = torch.Generator().manual_seed(config.seed)
     epochs_without_gain = state.epoch - 1 - state.best_epoch if state.best_epoch >= 0 else 0
@@ -431,12 +524,13 @@ def train(
         }
         # Every rank evaluates the whole val set, so that all take the same early stop.
         if val_loader is not None:
-            metrics.update(evaluate_top_k(_unwrap(model), val_loader, device))
+            evaluate = evaluate_species_sets if multi_label else evaluate_top_k
+            metrics.update(evaluate(_unwrap(model), val_loader, device))
         state.epoch = epoch + 1
         state.history.append({"epoch": epoch + 1, **metrics})
         # Without val (a refit) the last epoch is the one kept.
-        if val_loader is None or metrics[VAL_KAGGLE_ERROR] < state.best_error:
-            state.best_error = metrics.get(VAL_KAGGLE_ERROR, float("nan"))
+        if val_loader is None or _improves(selection, metrics[selected], state.best_value):
+            state.best_value = metrics.get(selected, float("nan"))
             state.best_epoch = epoch
             epochs_without_gain = 0
             if rank == 0:
@@ -450,7 +544,7 @@ def train(
             if on_epoch is not None:
                 on_epoch(epoch + 1, metrics)
         if epochs_without_gain >= config.early_stopping_patience:
-            log.info("early stop: no gain in val top-30 for %d epochs", epochs_without_gain)
+            log.info("early stop: no gain in %s for %d epochs", selected, epochs_without_gain)
             break
     if distributed:
         torch.distributed.barrier()
