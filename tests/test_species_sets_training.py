@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import tracking_uri_kept
 
 from geolifeclef.data.class_frequency import SPECIES_TABLE_SCHEMA
 from geolifeclef.data.dataset import GlcDataset
@@ -22,6 +23,7 @@ from geolifeclef.predictions.metrics import top_k_f1
 from geolifeclef.predictions.table import Predictions, check_predictions, read_predictions
 from geolifeclef.settings.configs import TrainConfig
 from geolifeclef.settings.experiment import ExperimentSettings, shaping_settings
+from geolifeclef.tracking.records import MODEL_URI_KEY
 
 SPECIES = np.sort(np.random.default_rng(7).choice(11_255, 40, replace=False))
 """Species ids as an edition's: a random subset of the archive's 0..11,254."""
@@ -290,9 +292,8 @@ def _training_job(surveys, folder: Path, settings, **more):
         checkpoint_dir=str(folder / "checkpoints"),
         local_metrics=str(folder / "metrics.jsonl"),
         tracking=Tracking(f"sqlite:///{folder / 'mlflow.db'}", "tests"),
-        log_model=False,
         learning_curve=str(folder / "learning_curve.png"),
-        **more,
+        **{"log_model": False, **more},
     )
 
 
@@ -303,8 +304,14 @@ def trained(surveys, tmp_path_factory) -> dict:
     from geolifeclef.experiments.trained import ExperimentInputs
 
     folder = tmp_path_factory.mktemp("trained")
-    job = _training_job(surveys, folder, _settings())
-    summary = run_training(job)
+    served = ExperimentInputs(  # every split: where the logged MLflow model reads its rows
+        observations={s: str(p) for s, p in surveys["tables"].items()},
+        env_table=str(surveys["env"]),
+        stats=str(surveys["stats"]),
+    )
+    job = _training_job(surveys, folder, _settings(), log_model=True, served_inputs=served)
+    with tracking_uri_kept():
+        summary = run_training(job)
     inputs = ExperimentInputs(
         observations={split: str(surveys["tables"][split]) for split in ("val", "test")},
         env_table=str(surveys["env"]),
@@ -347,19 +354,15 @@ def test_the_bundle_reloads_with_its_species_and_env_width(trained):
 
 
 def test_the_served_model_answers_the_predictions_top_k(trained, surveys):
-    """The MLflow model's function: the top K by marginal probability, as the table."""
-    from geolifeclef.experiments.serving import predict_rows
-    from geolifeclef.experiments.trained import ExperimentInputs, load_trained
+    """The logged MLflow model (TopSpeciesModel) answers survey rows with the top K by
+    marginal probability: the predictions table's."""
+    import mlflow
 
-    settings, model = load_trained(trained["job"].model)
-    inputs = ExperimentInputs(
-        observations={s: str(p) for s, p in surveys["tables"].items()},
-        env_table=str(surveys["env"]),
-        stats=str(surveys["stats"]),
-    )
     rows = pd.concat([pd.read_parquet(surveys["tables"][s]).head(4) for s in ("val", "test")])
-    stats = json.loads(surveys["stats"].read_text())
-    answer = predict_rows(settings, model, rows, inputs, stats, top_k=5)
+    with tracking_uri_kept():
+        mlflow.set_tracking_uri(trained["job"].tracking.uri)
+        served = mlflow.pyfunc.load_model(trained["summary"][MODEL_URI_KEY])
+        answer = served.predict(rows, params={"top_k": 5})
     table = {
         split: read_predictions(trained["outputs"][split], marginal=True).aligned_to(
             rows["observation_id"].to_numpy()[i * 4 : i * 4 + 4]
