@@ -122,7 +122,7 @@ class SpeciesSets:
                 source,
                 f"row {row} (observation_id {observation_ids[row]}) lists species "
                 f"{values[first]}, which is not in the species table ({unknown.sum()} "
-                "such entries)",
+                "unknown id(s) in all)",
                 "build the species table from the same survey tables (rerun the rule that "
                 "writes it)",
             )
