@@ -313,3 +313,55 @@ def test_even_windows_match_the_organizers_slices(tmp_path):
     whole = np.where(values == nodata, np.nan, values.astype(np.float32))
     for i, (row, col) in enumerate(zip(rows, cols, strict=True)):
         np.testing.assert_array_equal(windows[i, 0], whole[row - 4 : row + 4, col - 4 : col + 4])
+
+
+# --------------------------------------------------------------------------------------
+# A raster that declares no nodata value (issue 38, case 4)
+# --------------------------------------------------------------------------------------
+
+UNDECLARED_FILLS = {
+    # case: (variable, its fill value as the re-saved file holds it, as the message says it)
+    "int16 -32768 (SoilGrids)": ("bdticm", np.int16(-32768), "-32768"),
+    "float32 minimum": ("bio_1", np.float32(-3.4028234663852886e38), "-3.4028235e+38"),
+    "WorldClim's -3.4e38": ("bio_1", np.float32(-3.4e38), "-3.4e+38"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNDECLARED_FILLS))
+def test_a_raster_without_nodata_value_reads_its_fill_value_as_missing(
+    tiny_demo, tables, tmp_path, caplog, case
+):
+    """A copy re-saved without its nodata tag: its fill value is no value, and the log
+    names the raster and the fix (before: bdticm = -32768 in the env table)."""
+    from faults_helpers import link_tree, own_copy, rewrite_raster
+
+    variable, fill, said = UNDECLARED_FILLS[case]
+    layout, _, _ = tiny_demo
+    copy = DatasetLayout(tmp_path / "glc22")
+    link_tree(layout.root / "rasters", copy.root / "rasters")
+    path = own_copy(copy.raster(variable, "fr"))
+    points = env_table.observation_points(list(tables.values()))
+    fr = points[points["observation_id"] < 20_000_000].head(3)  # their pixels get the fill
+    with rasterio.open(path) as dataset:
+        filled = [dataset.index(x, y) for x, y in zip(fr["longitude"], fr["latitude"], strict=True)]
+
+    def undeclare(profile, data):
+        data = np.where(data == profile["nodata"], fill, data).astype(data.dtype)
+        for row, col in filled:
+            data[0, row, col] = fill
+        return {**profile, "nodata": None}, data
+
+    rewrite_raster(path, undeclare)
+    with caplog.at_level("WARNING"):
+        env_table.build_env_table(copy, list(tables.values()), tmp_path / "undeclared.parquet")
+    env_table.build_env_table(layout, list(tables.values()), tmp_path / "clean.parquet")
+    got = env_table.read_env_table(tmp_path / "undeclared.parquet").set_index("observation_id")
+    expected = env_table.read_env_table(tmp_path / "clean.parquet").set_index("observation_id")
+    expected.loc[fr["observation_id"], variable] = np.nan
+    pd.testing.assert_frame_equal(got, expected)
+    assert f"{path} declares no nodata value" in caplog.text
+    assert f"rio edit-info --nodata {said} {path}" in caplog.text
+    # The env windows read the same rasters the same way.
+    env_windows.build_env_patches(copy, list(tables.values()), tmp_path / "windows", size=3)
+    windows = np.load(tmp_path / "windows" / env_windows.ENV_PATCH_VALUES)
+    assert not (windows == np.float32(fill)).any()

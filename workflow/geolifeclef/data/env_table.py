@@ -63,7 +63,7 @@ def extract_environment(
     # Variable-major: each raster fills one contiguous row (the caller gets the transpose).
     by_variable = np.full((len(variables), len(longitude)), np.nan, dtype=np.float32)
 
-    def run(task: RasterTask) -> tuple[RasterTask, np.ndarray]:
+    def run(task: RasterTask) -> tuple[RasterTask, tuple[np.ndarray, str | None]]:
         return task, sample_plan(task.path, task.plan)
 
     with (
@@ -71,8 +71,10 @@ def extract_environment(
         ThreadPoolExecutor(max(1, workers)) as pool,
         tqdm(total=len(tasks), desc="rasters", unit="raster", disable=not progress) as bar,
     ):
-        for task, sampled in pool.map(run, tasks):
+        for task, (sampled, fill_warning) in pool.map(run, tasks):
             by_variable[task.column, task.plan.points] = sampled
+            if fill_warning:
+                report.fill_warnings[task.path.name] = fill_warning
             region_points = len(task.plan.points) + len(task.plan.outside)
             missed = np.isnan(sampled).sum() + len(task.plan.outside)
             report.nan_shares[task.path.name] = missed / region_points if region_points else 0.0

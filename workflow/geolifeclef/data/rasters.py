@@ -9,7 +9,10 @@ Reference semantics (the organizers' extractor, see GLC22-FORMAT.md):
   as the reference reads them (``read(1, masked=True, out_dtype=float32)``).
 
 Where we differ, on purpose: a point outside its raster gets NaN and is counted in the
-log (the reference crashes, or silently wraps a negative index to the other edge).
+log (the reference crashes, or silently wraps a negative index to the other edge); and a
+pixel holding its dtype's fill value (``fill_limit``: int16's -32768, a float's -3.4e38)
+is NaN even where the raster declares no nodata value (a re-saved copy may lose it), where
+the reference would return the fill value as a value; the log names such a raster.
 
 How it stays fast and small at full scale: the points are converted to pixel indices in
 one vectorised call per raster grid, grouped by block-aligned windows of at most
@@ -47,6 +50,9 @@ log = logging.getLogger(__name__)
 
 WINDOW_BYTES = 64 * 2**20
 """Default memory budget of one raster window (per worker thread)."""
+FLOAT_FILL_LIMIT = -1e38
+"""A float pixel at or below this is a fill value (WorldClim's -3.4e38, float32's minimum
+-3.4028e38), never a climate or soil value."""
 
 # --------------------------------------------------------------------------------------
 # Points and pixels
@@ -186,16 +192,58 @@ def plan_windows(
 # --------------------------------------------------------------------------------------
 
 
-def read_window(dataset: rasterio.io.DatasetReader, window: Window) -> np.ndarray:
-    """One window of band 1 as float32 with NaN where the raster masks the pixel.
+def fill_limit(dtype: str | np.dtype) -> float | None:
+    """The fill value of a raster of ``dtype``, as a limit: a pixel at or below it has no
+    data, whether or not the raster declares a nodata value. A signed integer's minimum
+    (SoilGrids' int16 -32768) or FLOAT_FILL_LIMIT; None for unsigned integers, whose every
+    value may be data (0 and 255 are land-cover codes)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "i":
+        return float(np.iinfo(dtype).min)
+    return FLOAT_FILL_LIMIT if dtype.kind == "f" else None
 
-    Same values as the reference's ``read(1, masked=True, out_dtype=float32)``: GDAL's
+
+def declares_no_nodata(dataset: rasterio.io.DatasetReader) -> bool:
+    """Whether GDAL masks no pixel of the raster: no nodata value, mask band or alpha."""
+    return set(dataset.mask_flag_enums[0]) == {MaskFlags.all_valid}
+
+
+def read_window(dataset: rasterio.io.DatasetReader, window: Window) -> np.ndarray:
+    """One window of band 1 as float32 with NaN where the raster masks the pixel or holds
+    its dtype's fill value (``fill_limit``).
+
+    Otherwise the reference's ``read(1, masked=True, out_dtype=float32)``: GDAL's
     conversion to float32 and GDAL's own mask (nodata value, mask band or alpha).
     """
     data = dataset.read(1, window=window, out_dtype=np.float32)
-    if set(dataset.mask_flag_enums[0]) != {MaskFlags.all_valid}:
+    if not declares_no_nodata(dataset):
         data[dataset.read_masks(1, window=window) == 0] = np.nan
+    limit = fill_limit(dataset.dtypes[0])
+    if limit is not None:
+        data[data <= limit] = np.nan  # NaN compares False: masked pixels stay NaN
     return data
+
+
+def undeclared_fill_warning(
+    path: Path, dataset: rasterio.io.DatasetReader, values: np.ndarray
+) -> str | None:
+    """What to tell of a raster that declares no nodata value when some of the points
+    ``values`` read there have none (its fill value, read as NaN); None otherwise."""
+    missing = int(np.isnan(values).sum())
+    limit = fill_limit(dataset.dtypes[0])
+    if not missing or limit is None or not declares_no_nodata(dataset):
+        return None
+    # The value to declare, as the file holds it (-3.4e38 and float32's minimum differ).
+    side = (min(dataset.height, 256), min(dataset.width, 256))
+    overview = dataset.read(1, out_shape=side)
+    fills = overview[overview <= limit]
+    fill = fills.min() if len(fills) else overview.dtype.type(limit)
+    return (
+        f"{path} declares no nodata value: {missing:,} of its {len(values):,} points read "
+        f"its {fill.dtype} fill value {fill!s}, taken as missing (NaN), not as a value. "
+        f"Fix: restore the archive's file, or declare the value: "
+        f"rio edit-info --nodata {fill!s} {path}"
+    )
 
 
 def gdal_block_cache(workers: int, window_bytes: int) -> rasterio.Env:
@@ -277,9 +325,10 @@ def open_raster(path: Path) -> rasterio.io.DatasetReader:
     return dataset
 
 
-def sample_plan(path: Path, plan: WindowPlan) -> np.ndarray:
+def sample_plan(path: Path, plan: WindowPlan) -> tuple[np.ndarray, str | None]:
     """Values of the raster at the planned points, in the order of ``plan.points``: float32,
-    NaN where the raster masks the pixel."""
+    NaN where the raster masks the pixel or holds its fill value; and the warning to log
+    when it declares no nodata value but points read its fill value (else None)."""
     values = np.empty(len(plan.points), dtype=np.float32)
     with open_raster(path) as dataset:
         if RasterGrid.of(dataset) != plan.grid:
@@ -291,7 +340,8 @@ def sample_plan(path: Path, plan: WindowPlan) -> np.ndarray:
             ]
         if len(values) and np.isnan(values).all():
             check_not_all_nodata(path, dataset)
-    return values
+        warning = undeclared_fill_warning(path, dataset, values)
+    return values, warning
 
 
 def sample_raster(
@@ -305,7 +355,9 @@ def sample_raster(
     plan = plan_windows(grid, longitude, latitude, np.arange(len(longitude)), window_bytes)
     values = np.full(len(longitude), np.nan, dtype=np.float32)
     with gdal_block_cache(1, window_bytes):
-        values[plan.points] = sample_plan(path, plan)
+        values[plan.points], warning = sample_plan(path, plan)
+    if warning:
+        log.warning("%s", warning)
     return values, len(plan.outside)
 
 
@@ -329,6 +381,9 @@ class ExtractionReport:
     """Raster file name -> its path, for errors."""
     regions: dict[str, str] = field(default_factory=dict)
     """Raster file name -> the region whose points it is read at."""
+    fill_warnings: dict[str, str] = field(default_factory=dict)
+    """Raster file name -> the warning of a raster that declares no nodata value but whose
+    fill value points read (``undeclared_fill_warning``)."""
 
     def check_nan_shares(self, limit: float = 1.0) -> None:
         """Refuse a raster that leaves ``limit`` or more of its region's points NaN (1: all
@@ -368,6 +423,8 @@ class ExtractionReport:
             "NaN values per variable: %s",
             ", ".join(f"{name}={n}" for name, n in self.nan_counts.items()),
         )
+        for _, warning in sorted(self.fill_warnings.items()):
+            log.warning("%s", warning)
 
 
 def group_rasters_by_grid(
