@@ -1,6 +1,7 @@
 # Shared names and paths: where the input data lives, where every output goes, which
 # models exist. Every rule file reads these; none depends on another for a name.
 
+import functools
 import json
 import os
 import re
@@ -122,7 +123,14 @@ def archive_files(part):
 
 def archive_fingerprint(part):
     """The param of a step that reads the archive's ``part``: its files' fingerprint."""
-    return lambda wildcards: "demo" if USING_DEMO else fingerprint(ARCHIVE_INPUTS[part])
+    return lambda wildcards: "demo" if USING_DEMO else part_fingerprint(part)
+
+
+@functools.cache
+def part_fingerprint(part):
+    """Once per invocation, not once per job: Snakemake calls a param's function for every
+    job of the rule, and again when it schedules the job."""
+    return fingerprint(ARCHIVE_INPUTS[part])
 
 
 PREDICTED_SPLITS = ("val", "test")
