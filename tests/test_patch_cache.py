@@ -279,7 +279,7 @@ def test_kill_during_build_then_rerun_gives_a_correct_cache(tiny_demo, tables, t
     out = tmp_path / "patches" / "train"
     # 4 modalities per chunk: the 11th write is the 3rd modality of the 3rd chunk.
     kill_build(layout, tables["train"], out, 11, store)
-    journal = (out.parent / "shards" / "train" / ".1-of-1.partial" / "journal.txt").read_text()
+    journal = (out.parent / "shards" / "train" / ".1-of-1.build" / "journal.txt").read_text()
     assert [line.split()[0] for line in journal.splitlines()] == ["0", "1"]
     spec = CacheSpec(size=32, mode="resize", store=store)
     report = build_patch_cache(layout, observations, out, spec, workers=2, chunk_rows=16)

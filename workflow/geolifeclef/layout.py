@@ -104,6 +104,13 @@ def region_digits(observation_ids: np.ndarray) -> np.ndarray:
     return np.asarray(observation_ids, dtype=np.int64) // 10 ** (OBSERVATION_ID_DIGITS - 1)
 
 
+def _patch_file(folder: str, observation_id: str, modality: str) -> str:
+    """``<folder>/44/14/10171444_rgb.jpg``: the archive's patch files, by the id's last four
+    digits."""
+    text, suffix = observation_id, PATCH_MODALITIES[modality].suffix
+    return f"{folder}/{text[-2:]}/{text[-4:-2]}/{text}_{suffix}"
+
+
 @dataclass(frozen=True)
 class DatasetLayout:
     """Paths of every file of an unpacked GLC 2022 archive under ``root``."""
@@ -153,6 +160,18 @@ class DatasetLayout:
 
     def patch(self, observation_id: int, modality: str) -> Path:
         """Patch file of one observation: ``patches-fr/44/14/10171444_rgb.jpg``."""
-        text = str(int(observation_id))
-        folder = self.patch_folder(region_of_id(observation_id))
-        return folder / text[-2:] / text[-4:-2] / f"{text}_{PATCH_MODALITIES[modality].suffix}"
+        folder = str(self.patch_folder(region_of_id(observation_id)))
+        return Path(_patch_file(folder, str(int(observation_id)), modality))
+
+    def patch_paths(self, observation_ids, modality: str) -> list[str]:
+        """``patch`` of many observations, as strings: a million in about a second, where
+        a Path each takes several (the change check stats every patch file the caches
+        read, settings.archive.patch_file_states)."""
+        ids = np.asarray(observation_ids, dtype=np.int64)
+        folders = {REGION_DIGIT[r]: str(self.patch_folder(r)) for r in REGIONS}
+        paths = []
+        for digit, text in zip(region_digits(ids).tolist(), ids.astype(str).tolist(), strict=True):
+            if digit not in folders:
+                region_of_id(int(text))  # raises, naming the id
+            paths.append(_patch_file(folders[digit], text, modality))
+        return paths

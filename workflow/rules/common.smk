@@ -22,7 +22,12 @@ from geolifeclef.settings.experiment import (
 from geolifeclef.layout import PATCH_SIZE, REGIONS, SPLITS, DatasetLayout
 from geolifeclef.settings.inputs import PATCH_STAT_GROUPS
 from geolifeclef.settings.sweeps import parse_selector
-from geolifeclef.settings.archive import archive_inputs, check_archive, fingerprint
+from geolifeclef.settings.archive import (
+    archive_inputs,
+    check_archive,
+    fingerprint,
+    patch_files_fingerprint,
+)
 from geolifeclef.settings.tracking import Tracking, default_tracking_uri
 from geolifeclef.settings.validation import ConfigError, check_settings, validate_config
 
@@ -131,6 +136,38 @@ def part_fingerprint(part):
     """Once per invocation, not once per job: Snakemake calls a param's function for every
     job of the rule, and again when it schedules the job."""
     return fingerprint(ARCHIVE_INPUTS[part])
+
+
+def split_patch_files(table, modalities):
+    """The param of a step that reads the patch files of a split (``table``: its
+    observations) for ``modalities``: their fingerprint, so that a changed, replaced or
+    restored file reruns the caches of its split only.
+
+    A function of the wildcards alone: Snakemake neither records nor compares a param
+    computed from ``input``. Planned before ingest wrote the table, the value is a
+    placeholder that nothing records: Snakemake asks again, for the value it records,
+    when the job's inputs are written and it schedules the job. A job that a cluster runs
+    parses the workflow again, but records nothing: it skips the scan, which every shard
+    job of the split would repeat at once on the shared file system."""
+    if USING_DEMO:
+        return "demo"
+    if not IS_MAIN_INVOCATION:
+        return "checked by the invocation that planned the job"
+    try:
+        status = os.stat(table)
+    except FileNotFoundError:
+        return f"{table} not written yet"
+    return split_patch_fingerprint(
+        table, status.st_size, status.st_mtime_ns, tuple(modalities)
+    )
+
+
+@functools.cache
+def split_patch_fingerprint(table, size, mtime_ns, modalities):
+    """Once per table (its path, size and time) and invocation: it stats every patch file
+    of the split (seconds for a million, bench/bench_change_check.py), and every shard job
+    of the split asks for it twice."""
+    return patch_files_fingerprint(LAYOUT, table, modalities)
 
 
 PREDICTED_SPLITS = ("val", "test")

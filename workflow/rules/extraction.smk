@@ -82,7 +82,11 @@ rule cache_patch_shard:
         store=PATCHES["store"],
         modalities=PATCHES["modalities"],
         on_bad_file=PATCHES["on_bad_file"],
-        archive=archive_fingerprint("patches"),
+        # The size and time of every patch file the split reads: one changed reruns the
+        # split's shards, and each rebuilds only the chunks whose files changed.
+        patch_files=lambda wildcards: split_patch_files(
+            rules.ingest_observations.output[wildcards.split], PATCHES["modalities"]
+        ),
         # The encoded store keeps the files' bytes: its shards do not depend on the size
         # and mode (applied when read), so changing them only reruns the gather.
         geometry=(

@@ -20,11 +20,19 @@ file               content
 =================  ==============================================================
 
 A build runs per shard (``build_shard``: one Snakemake job each, ``patches.shards``),
-in worker processes a chunk of rows at a time (bounded memory), into a scratch folder
-``.<shard>.partial`` beside the shard with a journal of the chunks done: a killed build
-resumes where it stopped, and the shard folder appears (by a rename) only once
-complete. ``gather_shards`` then writes the index and links the shards' files into the
-cache folder (hard links: no copy, no extra disk), which also appears by a rename.
+in worker processes a chunk of rows at a time (bounded memory), into a build folder
+``.<shard>.build`` beside the shard with a journal of the chunks done and the size and
+time of each file a chunk was built from (``sources.npy``): a killed build resumes where
+it stopped, and the shard folder appears (by a rename) only once complete, with hard
+links to the build's files. The build folder stays: when patch files change after a
+build (a file that ``on_bad_file: fill`` zero-filled, restored; a file replaced in
+place), the next build of the shard, which Snakemake runs because the split's
+fingerprint changed (settings.archive.patch_files_fingerprint), rebuilds only the
+chunks whose files changed (in the encoded store, which appends in row order, from the
+first of them on), into copies of the files it rewrites: the cache built before, which
+links the same files, is never changed under its readers. ``gather_shards`` then writes
+the index and links the shards' files into the cache folder (hard links: no copy, no
+extra disk), which also appears by a rename.
 """
 
 import json
@@ -64,6 +72,7 @@ from geolifeclef.patches.store import (
     shard_name,
     shard_rows,
 )
+from geolifeclef.settings.archive import patch_file_states
 from geolifeclef.settings.validation import check_geometry
 
 __all__ = [
@@ -87,6 +96,14 @@ PROBE_OBSERVATIONS = 50
 """Observations tried to find the side length of the source patches."""
 BAD_FILES_LISTED = 20
 """Bad files an error message names (the log lists them all)."""
+MANIFEST_FILE = "manifest.json"
+JOURNAL_FILE = "journal.txt"
+"""A line per chunk done, after its rows are written; it starts with the chunk's index."""
+SOURCES_FILE = "sources.npy"
+"""(rows, modalities, 2) int64: the size and modification time of the file each journaled
+chunk was built from (settings.archive.patch_file_states)."""
+BUILD_ONLY_FILES = (MANIFEST_FILE, JOURNAL_FILE, SOURCES_FILE)
+"""Files of a build folder that its shard folder does not link."""
 
 
 def probe_source_size(layout: DatasetLayout, observation_ids: np.ndarray, spec: CacheSpec) -> int:
@@ -113,32 +130,84 @@ def probe_source_size(layout: DatasetLayout, observation_ids: np.ndarray, spec: 
 # --------------------------------------------------------------------------------------
 
 
-def _prepare_scratch(work: Path, manifest: dict, writer: ShardWriter) -> set[int]:
-    """Reuse the scratch folder if it was started for the same build; else start afresh.
+def _prepare_build(
+    work: Path, manifest: dict, writer: ShardWriter, sources: np.ndarray
+) -> tuple[set[int], np.ndarray]:
+    """Reuse the build folder if it was started for the same build; else start afresh.
 
-    Returns the indices of the chunks already done (from the journal).
+    Returns the chunks done (``_resume``) and the (row, modality) of each file changed
+    since a journaled chunk read it (``sources``: the files' states now).
     """
-    manifest_path, journal = work / "manifest.json", work / "journal.txt"
+    manifest_path = work / MANIFEST_FILE
     if manifest_path.exists():
         try:
             previous = json.loads(manifest_path.read_text())
         except ValueError:
             previous = None
         if previous == manifest:
-            # A line is only complete with its newline (a kill can cut the last one).
-            text = journal.read_text() if journal.exists() else ""
-            return writer.resume(text.split("\n")[:-1])
+            return _resume(work, writer, sources)
     if work.exists():
-        log.info("discarding the scratch folder %s (started for another build)", work)
+        log.info("discarding the build folder %s (started for another build)", work)
         shutil.rmtree(work)
     work.mkdir(parents=True)
     writer.create()
     create_npy(work / FILLED_FILE, np.dtype(bool), (writer.n, len(writer.spec.modalities)))
-    journal.touch()
+    create_npy(work / SOURCES_FILE, np.dtype(np.int64), sources.shape)
+    (work / JOURNAL_FILE).touch()
     # Written last: a folder without it is never resumed.
     with atomic_path(manifest_path) as temporary:
         temporary.write_text(json.dumps(manifest, indent=1))
-    return set()
+    return set(), np.zeros((0, 2), dtype=np.int64)
+
+
+def _resume(work: Path, writer: ShardWriter, sources: np.ndarray) -> tuple[set[int], np.ndarray]:
+    """The chunks of a build folder done from the files as they are now: those of the
+    journal whose files kept their size and time (``sources``), as the writer resumes
+    them; and the (row, modality) of the files that changed. The files that the chunks
+    still to build rewrite are first copied where another folder links them."""
+    journal = work / JOURNAL_FILE
+    # A line is only complete with its newline (a kill can cut the last one).
+    lines = journal.read_text().split("\n")[:-1] if journal.exists() else []
+    built = np.load(work / SOURCES_FILE, mmap_mode="r")
+    kept, changed = [], []
+    for line in lines:
+        index = line.split(" ", 1)[0]
+        if not index.isdigit():
+            continue
+        rows = slice(int(index) * writer.chunk_rows, (int(index) + 1) * writer.chunk_rows)
+        same = (built[rows] == sources[rows]).all(axis=2)
+        if same.all():
+            kept.append(line)
+        else:
+            changed.extend(np.argwhere(~same) + [rows.start, 0])
+    changed = np.array(changed, dtype=np.int64).reshape(-1, 2)
+    if len(kept) == len(lines) and (work / SHARD_FILE).exists():
+        return set(range(len(range(0, writer.n, writer.chunk_rows)))), changed
+    if len(kept) < len(lines):
+        _own_files(work)  # before the writer truncates or rewrites any of them
+        (work / SHARD_FILE).unlink(missing_ok=True)
+    done = writer.resume(kept)
+    kept = [line for line in kept if int(line.split(" ", 1)[0]) in done]
+    if len(kept) < len(lines):
+        with atomic_path(journal) as temporary:
+            temporary.write_text("".join(line + "\n" for line in kept))
+    return done, changed
+
+
+def _own_files(folder: Path) -> None:
+    """Give each file of ``folder`` that another folder links (hard links) a copy of its
+    own, so that rewriting it leaves the other folder's file as it was."""
+    for path in folder.iterdir():
+        if path.is_file() and path.stat().st_nlink > 1:
+            with atomic_path(path) as temporary:
+                shutil.copyfile(path, temporary)
+
+
+def _link_shard(work: Path, shard_dir: Path) -> None:
+    """The shard folder: hard links to the finished build's files (not its manifest,
+    journal and sources), appearing by a rename."""
+    with atomic_path(shard_dir) as temporary:
+        _link_tree(work, temporary, leave_out=BUILD_ONLY_FILES)
 
 
 def build_shard(
@@ -159,7 +228,9 @@ def build_shard(
     raises a PatchFileError listing them after every other chunk is read (a rerun after
     mending the files redoes only their chunks in the decoded store, from the first of
     them on in the encoded store, which appends in row order); ``fill`` leaves zeros
-    (an empty blob) and flags them.
+    (an empty blob) and flags them. A file whose size or time changed since its chunk was
+    built (one filled, restored) has its chunk rebuilt the same way; a shard whose files
+    are all as they were is kept, or linked again from its build folder.
     """
     shard_dir = Path(shard_dir)
     all_ids = observations["observation_id"].to_numpy(np.int64)
@@ -173,7 +244,7 @@ def build_shard(
     report = CacheReport(n=n, source_size=source_size)
     writer_class = WRITERS[spec.store]
     chunk_rows = chunk_rows or writer_class.default_chunk_rows(spec)
-    work = shard_dir.parent / f".{shard_dir.name}.partial"
+    work = shard_dir.parent / f".{shard_dir.name}.build"
     writer = writer_class(work, spec, n, source_size, chunk_rows)
     manifest = {
         "version": CACHE_VERSION,
@@ -184,13 +255,20 @@ def build_shard(
         "source_size": source_size,
         "chunk_rows": chunk_rows,
     }
-    if _is_built(shard_dir, manifest):
-        log.info("shard %s is built already", shard_name(*shard))
-        report.resumed_chunks = len(range(0, n, chunk_rows))
-        return report
-    done = _prepare_scratch(work, manifest, writer)
-    flags = np.lib.format.open_memmap(work / FILLED_FILE, mode="r+")
+    # Stated before any is read: a file changed while it is read is rebuilt next time.
+    sources = patch_file_states(layout, ids, spec.modalities)
+    done, changed = _prepare_build(work, manifest, writer, sources)
     starts = range(0, n, chunk_rows)
+    if len(changed):
+        _log_changed_files(layout, ids, spec.modalities, changed, len(starts) - len(done))
+    if len(done) == len(starts) and (work / SHARD_FILE).exists():
+        if _shard_file(shard_dir) != _shard_file(work):
+            _link_shard(work, shard_dir)
+        log.info("shard %s is built already, from the same files", shard_name(*shard))
+        report.resumed_chunks = len(starts)
+        return report
+    flags = np.lib.format.open_memmap(work / FILLED_FILE, mode="r+")
+    built_from = np.lib.format.open_memmap(work / SOURCES_FILE, mode="r+")
     tasks = [
         writer.task(layout.root, k, ids[s : s + chunk_rows])
         for k, s in enumerate(starts)
@@ -211,7 +289,7 @@ def build_shard(
         workers,
     )
     with (
-        open(work / "journal.txt", "a") as journal,
+        open(work / JOURNAL_FILE, "a") as journal,
         tqdm(
             total=n,
             initial=n - sum(len(t.observation_ids) for t in tasks),
@@ -222,12 +300,14 @@ def build_shard(
         ) as bar,
     ):
         for result in _run_chunks(tasks, workers, writer.worker, writer.ordered):
-            row = result.index * chunk_rows
-            flags[row : row + len(result.flags)] = result.flags
+            rows = slice(result.index * chunk_rows, result.index * chunk_rows + len(result.flags))
+            flags[rows] = result.flags
             flags.flush()
             report.bad_files.extend(result.bad)
             line = writer.commit(result, keep=not (result.bad and spec.on_bad_file == "fail"))
             if line is not None:
+                built_from[rows] = sources[rows]
+                built_from.flush()
                 journal.write(line + "\n")  # after its rows are written: never a lie
                 journal.flush()
             report.built_chunks += 1
@@ -236,7 +316,7 @@ def build_shard(
     if report.bad_files and spec.on_bad_file == "fail":
         raise BadFilesError(report.bad_files)
     files = writer.finish()
-    del flags
+    del flags, built_from
     shard_meta = {
         **manifest,
         "store": spec.store,
@@ -246,21 +326,27 @@ def build_shard(
         "files": files,
     }
     (work / SHARD_FILE).write_text(json.dumps(shard_meta, indent=1) + "\n")
-    for name in ("manifest.json", "journal.txt"):
-        (work / name).unlink()
-    if shard_dir.exists():
-        shutil.rmtree(shard_dir)
-    os.replace(work, shard_dir)
+    _link_shard(work, shard_dir)
     return report
 
 
-def _is_built(shard_dir: Path, manifest: dict) -> bool:
-    """Whether ``shard_dir`` is a finished shard of the very build ``manifest`` describes."""
-    path = shard_dir / SHARD_FILE
-    if not path.exists():
-        return False
-    built = json.loads(path.read_text())
-    return all(built.get(key) == value for key, value in manifest.items())
+def _shard_file(folder: Path) -> str | None:
+    """The text of a folder's ``shard.json``, None without one."""
+    path = folder / SHARD_FILE
+    return path.read_text() if path.exists() else None
+
+
+def _log_changed_files(layout, ids, modalities, changed: np.ndarray, chunks: int) -> None:
+    """Name the patch files that changed since the build read them (``changed``: their
+    (row, modality)), and the chunks rebuilt for them."""
+    paths = [layout.patch(int(ids[row]), modalities[j]) for row, j in changed.tolist()]
+    log.warning(
+        "%d patch files changed since the shard was built from them: %s; "
+        "rebuilding their chunks (%d chunks to build)",
+        len(paths),
+        listed(paths, BAD_FILES_LISTED),
+        chunks,
+    )
 
 
 def _run_chunks(tasks: list, workers: int, worker, ordered: bool):
@@ -307,11 +393,13 @@ class BadFilesError(PatchFileError):
 # --------------------------------------------------------------------------------------
 
 
-def _link_tree(source: Path, target: Path) -> None:
-    """``target`` with hard links to the files of ``source`` (copies where the file
-    system has no hard links)."""
+def _link_tree(source: Path, target: Path, leave_out: tuple[str, ...] = ()) -> None:
+    """``target`` with hard links to the files of ``source`` but those named in
+    ``leave_out`` (copies where the file system has no hard links)."""
     target.mkdir(parents=True)
     for path in source.iterdir():
+        if path.name in leave_out:
+            continue
         try:
             os.link(path, target / path.name)
         except OSError:
