@@ -165,7 +165,7 @@ def split_patch_files(table, modalities):
 @functools.cache
 def split_patch_fingerprint(table, size, mtime_ns, modalities):
     """Once per table (its path, size and time) and invocation: it stats every patch file
-    of the split (seconds for a million, bench/bench_change_check.py), and every shard job
+    of the split (7-25 s a million, bench/bench_change_check.py), and every shard job
     of the split asks for it twice."""
     return patch_files_fingerprint(LAYOUT, table, modalities)
 
