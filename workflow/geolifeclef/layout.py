@@ -120,6 +120,9 @@ class DatasetLayout:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
+    root_hint = "the one holding observations/, metadata/ and rasters/"
+    """How a user recognises the archive's folder (in messages)."""
+
     def observations(self, region: str, split: str) -> Path:
         """``observations/observations_{fr,us}_{train,test}.csv`` (train holds val too)."""
         kind = "test" if split == "test" else "train"

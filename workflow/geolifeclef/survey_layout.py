@@ -164,6 +164,11 @@ class SurveyLayout:
     def _path(self, relative: str) -> Path:
         return self.root / relative
 
+    @property
+    def root_hint(self) -> str:
+        """How a user recognises the archive's folder (in messages)."""
+        return f"the one holding {self.pa_metadata('train').name}"
+
     # -- metadata ------------------------------------------------------------------------
     def pa_metadata(self, split: str) -> Path:
         """``GLC2x_PA_metadata_{train,test}.csv``: one row per (survey, species) in train,

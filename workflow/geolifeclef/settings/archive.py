@@ -49,7 +49,7 @@ def check_archive(layout: DatasetLayout, inputs: dict[str, list[Path]]) -> None:
     ``inputs`` (parts of ``archive_inputs``)."""
     fix = (
         "set data.root in the config to the folder where the Kaggle archive is unpacked "
-        "(the one holding observations/, metadata/ and rasters/), or to null for the demo"
+        f"({layout.root_hint}), or to null for the demo"
     )
     if not layout.root.is_dir():
         raise InputDataError(layout.root, "data.root: no such folder", fix)
