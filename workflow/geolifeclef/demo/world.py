@@ -33,7 +33,7 @@ class RegionGrid:
     """Hidden fields on the grid: elevation, temperature, precipitation, ..."""
 
 
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
     """Gaussian random field with unit standard deviation and correlation length ``sigma`` px."""
     field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="reflect")
     return (field - field.mean()) / (field.std() + 1e-12)
@@ -52,23 +52,23 @@ def make_region_grid(region: str, spec: DemoSpec, rng: np.random.Generator) -> R
     u = (cols + 0.5) / width - 0.5
     v = (rows + 0.5) / height - 0.5
     scale = 1.0 / res  # pixels per degree
-    coast = 0.35 * _smooth_noise(rng, (height, width), 0.8 * scale)
+    coast = 0.35 * smooth_noise(rng, (height, width), 0.8 * scale)
     land = (u / 0.47) ** 2 + (v / 0.45) ** 2 + coast < 1.0
     land &= (u / 0.47) ** 2 + (v / 0.45) ** 2 < 1.15
     # Mountains: a few smooth ridges plus broad relief.
-    relief = np.clip(_smooth_noise(rng, (height, width), 1.5 * scale), 0, None)
-    ridges = np.clip(_smooth_noise(rng, (height, width), 0.6 * scale) - 0.8, 0, None)
+    relief = np.clip(smooth_noise(rng, (height, width), 1.5 * scale), 0, None)
+    ridges = np.clip(smooth_noise(rng, (height, width), 0.6 * scale) - 0.8, 0, None)
     elevation = 150 + 500 * relief + 1800 * ridges
     latitude_term = -0.8 * (lat - (south + north) / 2)
     temperature = (
-        12.0 + latitude_term - 0.0065 * elevation + 1.5 * _smooth_noise(rng, lat.shape, 2 * scale)
+        12.0 + latitude_term - 0.0065 * elevation + 1.5 * smooth_noise(rng, lat.shape, 2 * scale)
     )
     continentality = np.clip(
-        (lon - west) / (east - west) * 1.2 + 0.3 * _smooth_noise(rng, lat.shape, 3 * scale), 0, 1.5
+        (lon - west) / (east - west) * 1.2 + 0.3 * smooth_noise(rng, lat.shape, 3 * scale), 0, 1.5
     )
     precipitation = np.clip(
         800
-        + 300 * _smooth_noise(rng, lat.shape, 1.5 * scale)
+        + 300 * smooth_noise(rng, lat.shape, 1.5 * scale)
         - 250 * continentality
         + 0.4 * elevation,
         150,
@@ -79,13 +79,13 @@ def make_region_grid(region: str, spec: DemoSpec, rng: np.random.Generator) -> R
         "temperature": temperature,
         "precipitation": precipitation,
         "continentality": continentality,
-        "seasonality_p": np.clip(0.5 + 0.3 * _smooth_noise(rng, lat.shape, 2 * scale), 0, 1),
-        "soil_clay": np.clip(25 + 10 * _smooth_noise(rng, lat.shape, 0.7 * scale), 2, 60),
+        "seasonality_p": np.clip(0.5 + 0.3 * smooth_noise(rng, lat.shape, 2 * scale), 0, 1),
+        "soil_clay": np.clip(25 + 10 * smooth_noise(rng, lat.shape, 0.7 * scale), 2, 60),
         "soil_ph": np.clip(
-            65 + 10 * _smooth_noise(rng, lat.shape, 1.0 * scale) - 0.01 * precipitation, 40, 85
+            65 + 10 * smooth_noise(rng, lat.shape, 1.0 * scale) - 0.01 * precipitation, 40, 85
         ),
         "soil_organic": np.clip(
-            20 + 15 * _smooth_noise(rng, lat.shape, 0.5 * scale) + 0.01 * elevation, 0, 200
+            20 + 15 * smooth_noise(rng, lat.shape, 0.5 * scale) + 0.01 * elevation, 0, 200
         ),
     }
     return RegionGrid(region=region, transform=transform, land=land, fields=fields)
@@ -97,7 +97,7 @@ def raster_values(grid: RegionGrid, rng: np.random.Generator) -> dict[str, np.nd
     shape = grid.land.shape
 
     def jitter(scale: float) -> np.ndarray:
-        return scale * _smooth_noise(rng, shape, 3.0)
+        return scale * smooth_noise(rng, shape, 3.0)
 
     t, p, c, s = f["temperature"], f["precipitation"], f["continentality"], f["seasonality_p"]
     bio7 = 18 + 14 * c + jitter(0.5)
@@ -146,7 +146,7 @@ def write_rasters(
     SoilGrids gives no value.
     """
     rng = np.random.default_rng(REGIONS.index(grid.region))  # soil holes only
-    soil_holes = ~grid.land | (_smooth_noise(rng, grid.land.shape, 1.0) > 2.2)
+    soil_holes = ~grid.land | (smooth_noise(rng, grid.land.shape, 1.0) > 2.2)
     written = {}
     for variable in ENV_VARIABLES:
         is_soil = not variable.startswith("bio_")
