@@ -403,6 +403,7 @@ def test_same_spec_gives_the_same_bytes_whatever_the_workers(demos, tmp_path):
 def test_the_world_gives_the_truth_at_the_surveys(demos):
     layout, truth, _ = demos[2024]
     world = read_world(truth / WORLD_FILE)
+    assert world.region_names == BIOGEOGRAPHIC_REGIONS and "Ukraine" in world.country_names
     test = _metadata(layout)["test"]
     p = true_presence_probabilities(world, test["lat"].to_numpy(), test["lon"].to_numpy())
     with np.load(truth / TRUTH_FILE) as data:

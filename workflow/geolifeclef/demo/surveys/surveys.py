@@ -26,7 +26,7 @@ _AREA_WEIGHTS = (0.04, 0.08, 0.08, 0.1, 0.16, 0.08, 0.14, 0.12, 0.07, 0.06, 0.05
 GEO_UNCERTAINTIES_M = (0.0, 1.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0)
 _UNCERTAINTY_WEIGHTS = (0.05, 0.2, 0.2, 0.3, 0.1, 0.08, 0.05, 0.02)
 MISSING_AREA_SHARE = 0.03
-"""Share of surveys whose area is written empty; as many again ``-inf`` / 3."""
+"""Share of surveys whose area is written empty; a third as many get ``-inf``."""
 
 PA_TRAIN_ID_RANGE = (212, 3_919_656)
 PA_TEST_ID_RANGE = (1_000, 3_919_235)
