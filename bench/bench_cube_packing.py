@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from geolifeclef.data.cubes import open_cubes
 from geolifeclef.survey_layout import CUBE_SHAPES, SURVEY_ARCHIVES, SurveyLayout
 
 ARCHIVE_SURVEYS = 93_703
@@ -183,9 +184,7 @@ def pack(root: Path, order: Path, output: Path, workers: int) -> dict:
     }
 
 
-def check_rows(root: Path, output: Path, order: np.ndarray, rows: int = 100) -> None:
-    from geolifeclef.data.cubes import open_cubes
-
+def check_rows(output: Path, order: np.ndarray, rows: int = 100) -> None:
     packed = open_cubes(output)
     assert packed.index["observation_id"].to_numpy().tolist() == order.tolist()
     for row in np.random.default_rng(1).choice(len(order), size=min(rows, len(order))):
@@ -220,11 +219,10 @@ def main() -> None:
                 run |= {"workers": workers, "cache": cache, "how": how, "load_before": load}
                 run["files_per_s"] = round(2 * args.surveys / run["seconds"])
                 run["files_per_cpu_s"] = round(2 * args.surveys / run["cpu_seconds"])
-                check_rows(root, output, order)
-                shutil.rmtree(output)
-                runs.append(run)
                 print(run, flush=True)
-        results["runs"] = runs
+                results["runs"] = runs = [*runs, run]
+                check_rows(output, order)
+                shutil.rmtree(output)
         results["load_after"] = os.getloadavg()[0]
     finally:
         (args.work / "results.json").write_text(json.dumps(results, indent=1) + "\n")
