@@ -50,21 +50,26 @@ ENV_VARIABLES = BIOCLIMATIC_VARIABLES + PEDOLOGIC_VARIABLES
 
 @dataclass(frozen=True)
 class Modality:
-    """One patch modality of the archive: the one record that the file reader and writer,
-    the decoders, the stores, the normalisation, the schema test and the demo read."""
+    """One patch modality of an archive: the one record that the file reader and writer,
+    the decoders, the stores, the normalisation, the schema test and the demo read (the
+    GLC 2022 patches here, and the Sentinel-2 patches of the survey editions)."""
 
     name: str
     suffix: str
-    """File-name suffix after ``<id>_``."""
+    """File-name suffix after ``<id>_`` (2022); the survey editions' extension after
+    ``<id>.`` (their paths are ``geolifeclef.survey_layout``'s)."""
     file_dtype: np.dtype
     """Dtype (with byte order) of the real files' pixels."""
     channels: int
     codec: str
-    """``jpeg`` (baseline JPEG, quality 75) or ``tiff`` (deflate)."""
+    """``jpeg`` (baseline JPEG) or ``tiff`` (2022: deflate; 2025: LZW, bands interleaved)."""
     continuous: bool
     """A quantity (normalised by mean and std) rather than categories (land cover)."""
     jpeg_colorspace: tuple[str, str] | None = None
     """(simplejpeg colour space, PIL mode) of a JPEG modality."""
+    nodata: int | None = None
+    """The files' value for a pixel without data, kept as it is in the stores (bit-exact
+    with the files); averaged out of a resized block (``patches.geometry``)."""
 
     @property
     def array_dtype(self) -> np.dtype:
@@ -84,6 +89,21 @@ PATCH_MODALITIES = {
 """Patch modalities, in the order of the archive: rgb, near_ir, altitude, landcover."""
 MODALITIES = tuple(PATCH_MODALITIES)
 CONTINUOUS_MODALITIES = tuple(m.name for m in PATCH_MODALITIES.values() if m.continuous)
+SURVEY_PATCH_MODALITIES = {
+    modality.name: modality
+    for modality in (
+        # GLC 2024: two JPEGs per survey, 128 px
+        Modality("s2_rgb", "jpeg", np.dtype(np.uint8), 3, "jpeg", True, ("RGB", "RGB")),
+        Modality("s2_nir", "jpeg", np.dtype(np.uint8), 1, "jpeg", True, ("GRAY", "L")),
+        # GLC 2025: one GeoTIFF per survey, 64 px, red, green, blue, nir; reflectance x 10^4
+        Modality("s2", "tiff", np.dtype("<i2"), 4, "tiff", True, nodata=-1),
+    )
+}
+"""The Sentinel-2 patches of the GLC 2024 and 2025 surveys (``GLC24-25-FORMAT.md`` §5);
+where each archive keeps them is ``geolifeclef.survey_layout``'s."""
+ALL_PATCH_MODALITIES = {**PATCH_MODALITIES, **SURVEY_PATCH_MODALITIES}
+"""Every edition's patch modalities by name: what the stores, decoders and file reader
+look up (``PATCH_MODALITIES`` and ``MODALITIES`` stay 2022's)."""
 PATCH_SIZE = 256
 LANDCOVER_CODES = {"fr": tuple(range(1, 18)), "us": tuple(range(20, 33))}
 """Land-cover codes used in each region's patches; 0 means missing."""

@@ -26,6 +26,9 @@ from pathlib import Path
 SURVEY_SPLITS = ("train", "test")
 """The PA splits of the archives (val is carved from train by the workflow)."""
 
+ARCHIVE_SPLITS = {"train": "train", "val": "train", "test": "test"}
+"""The archive's split whose files hold each workflow split's surveys."""
+
 N_LABEL_SLOTS = 11_255
 """Species ids of GLC 2024 and 2025 run from 0 to 11,254 (PO and PA together)."""
 
@@ -53,6 +56,8 @@ class SurveyArchiveNames:
     patch_size: int
     patch_folders: dict[str, str]
     """Folder of each split's patches, by band group (``rgb``/``nir``, or ``rgbn``)."""
+    patch_modalities: dict[str, str]
+    """The band group of each patch modality (``layout.SURVEY_PATCH_MODALITIES``)."""
     cube_folders: dict[str, str]
     """Folder of each cube kind, with ``{split}`` and ``{Split}`` (capitalised)."""
     cube_files: dict[str, str]
@@ -77,6 +82,7 @@ GLC2024 = SurveyArchiveNames(
         "rgb": "PA_{Split}_SatellitePatches_RGB/pa_{split}_patches_rgb",
         "nir": "PA_{Split}_SatellitePatches_NIR/pa_{split}_patches_nir",
     },
+    patch_modalities={"s2_rgb": "rgb", "s2_nir": "nir"},
     cube_folders={
         "landsat": "TimeSeries-Cubes/TimeSeries-Cubes/GLC24-PA-{split}-landsat_time_series",
         "bioclim": "TimeSeries-Cubes/TimeSeries-Cubes/GLC24-PA-{split}-bioclimatic_monthly",
@@ -100,6 +106,7 @@ GLC2025 = SurveyArchiveNames(
     satellite="tiff",
     patch_size=64,
     patch_folders={"rgbn": "SatelitePatches/PA-{split}"},
+    patch_modalities={"s2": "rgbn"},
     cube_folders={
         "landsat": "SateliteTimeSeries-Landsat/cubes/PA-{split}",
         "bioclim": "BioclimTimeSeries/cubes/PA-{split}",
@@ -141,6 +148,14 @@ def resolve(path: Path) -> Path:
             if candidate.exists():
                 return candidate
     return path
+
+
+def archive_split(split: str) -> str:
+    """The archive's split (train or test) whose folders hold ``split``'s surveys: val is
+    carved from the archive's train."""
+    if split not in ARCHIVE_SPLITS:
+        raise ValueError(f"split {split!r}: choose from {sorted(ARCHIVE_SPLITS)}")
+    return ARCHIVE_SPLITS[split]
 
 
 def patch_subpath(survey_id: int, extension: str) -> Path:
@@ -202,6 +217,16 @@ class SurveyLayout:
         """One survey's patch file: ``.../01/23/1322301.jpeg`` or ``.../98/79/1027998.tiff``."""
         return self.patch_folder(split, bands) / patch_subpath(survey_id, self.names.satellite)
 
+    def patch_files(self, split: str) -> "SurveyPatchFiles":
+        """The patch files of workflow split ``split`` (train, val or test) by modality,
+        in the folders of this copy (``resolve``): what the patch stores read."""
+        source = archive_split(split)
+        folders = {
+            modality: resolve(self.patch_folder(source, bands))
+            for modality, bands in self.names.patch_modalities.items()
+        }
+        return SurveyPatchFiles(self.root, folders, self.names.satellite)
+
     # -- time-series cubes ---------------------------------------------------------------
     def cube_folder(self, kind: str, split: str) -> Path:
         """The flat folder of one split's ``landsat`` or ``bioclim`` cubes."""
@@ -238,3 +263,25 @@ class SurveyLayout:
             "patches": [folder for split in SURVEY_SPLITS for folder in self.patch_folders(split)],
         }
         return {part: [resolve(path) for path in paths] for part, paths in parts.items()}
+
+
+@dataclass(frozen=True)
+class SurveyPatchFiles:
+    """The Sentinel-2 patch files of one split, by modality name: ``patch(observation_id,
+    modality)`` as ``layout.DatasetLayout`` has it for 2022, so that the patch stores
+    (``geolifeclef.patches.cache``) build either edition's cache."""
+
+    root: Path
+    folders: dict[str, Path]
+    """Modality -> the folder of its files (as found in this copy)."""
+    extension: str
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.folders)
+
+    def patch(self, observation_id: int, modality: str) -> Path:
+        """``<folder>/<last two digits>/<the two before>/<id>.<extension>``."""
+        if modality not in self.folders:
+            raise ValueError(f"patch modality {modality!r}: this archive has {list(self.folders)}")
+        return self.folders[modality] / patch_subpath(observation_id, self.extension)

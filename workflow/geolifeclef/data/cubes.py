@@ -37,7 +37,13 @@ from tqdm import tqdm
 from geolifeclef.atomic import atomic_path
 from geolifeclef.errors import InputDataError, listed
 from geolifeclef.patches.store import create_npy, fsync_file
-from geolifeclef.survey_layout import CUBE_FILE, CUBE_SHAPES, SurveyLayout, resolve
+from geolifeclef.survey_layout import (
+    CUBE_FILE,
+    CUBE_SHAPES,
+    SurveyLayout,
+    archive_split,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +51,6 @@ CUBE_KINDS = tuple(CUBE_SHAPES)
 """``landsat`` and ``bioclim``: one array file each, ``<kind>.npy``."""
 INDEX_FILE = "index.parquet"
 ON_MISSING = ("fail", "fill")
-ARCHIVE_SPLITS = {"train": "train", "val": "train", "test": "test"}
-"""The archive's folder of each split's cubes: val is carved from the archive's train."""
 CHUNK_ROWS = 1024
 """Surveys per work unit (2,048 files: ~1 s of ``torch.load`` on one core)."""
 BAD_FILES_LISTED = 10
@@ -104,13 +108,6 @@ class _ChunkResult:
     nan_values: dict[str, int]
     nan_cubes: dict[str, int]
     bad: list[tuple[str, str]]
-
-
-def archive_split(split: str) -> str:
-    """The archive's split whose folders hold the cubes of ``split`` (val: train's)."""
-    if split not in ARCHIVE_SPLITS:
-        raise ValueError(f"split {split!r}: choose from {sorted(ARCHIVE_SPLITS)}")
-    return ARCHIVE_SPLITS[split]
 
 
 def read_cube(path: str | Path, kind: str) -> np.ndarray:

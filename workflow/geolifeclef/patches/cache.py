@@ -74,6 +74,7 @@ from geolifeclef.patches.store import (
 )
 from geolifeclef.settings.archive import patch_file_states
 from geolifeclef.settings.validation import check_geometry
+from geolifeclef.survey_layout import SurveyPatchFiles
 
 __all__ = [
     "BAD_FILE_POLICIES",
@@ -106,7 +107,12 @@ BUILD_ONLY_FILES = (MANIFEST_FILE, JOURNAL_FILE, SOURCES_FILE)
 """Files of a build folder that its shard folder does not link."""
 
 
-def probe_source_size(layout: DatasetLayout, observation_ids: np.ndarray, spec: CacheSpec) -> int:
+PatchFiles = DatasetLayout | SurveyPatchFiles
+"""Where a cache's files are: ``patch(observation_id, modality)`` and ``root`` (the GLC
+2022 archive, or one split of a survey edition's Sentinel-2 patches)."""
+
+
+def probe_source_size(layout: PatchFiles, observation_ids: np.ndarray, spec: CacheSpec) -> int:
     """Side length of the source patches, from the first readable file."""
     tried = []
     for observation_id in observation_ids[:PROBE_OBSERVATIONS]:
@@ -121,7 +127,10 @@ def probe_source_size(layout: DatasetLayout, observation_ids: np.ndarray, spec: 
         first.path if first else layout.root,
         f"none of the patch files of the first {PROBE_OBSERVATIONS} observations can be read"
         + (f" (first: {first.problem})" if first else ""),
-        "check data.root: it must hold patches-fr/ and patches-us/ as in the archive",
+        "check data.root: it must hold patches-fr/ and patches-us/ as in the archive"
+        if isinstance(layout, DatasetLayout)
+        else "check data.root: it must hold the archive's patch folders "
+        + ", ".join(str(folder) for folder in layout.folders.values()),
     )
 
 
@@ -211,7 +220,7 @@ def _link_shard(work: Path, shard_dir: Path) -> None:
 
 
 def build_shard(
-    layout: DatasetLayout,
+    layout: PatchFiles,
     observations: pd.DataFrame,
     shard_dir: Path,
     spec: CacheSpec,
@@ -270,7 +279,7 @@ def build_shard(
     flags = np.lib.format.open_memmap(work / FILLED_FILE, mode="r+")
     built_from = np.lib.format.open_memmap(work / SOURCES_FILE, mode="r+")
     tasks = [
-        writer.task(layout.root, k, ids[s : s + chunk_rows])
+        writer.task(layout, k, ids[s : s + chunk_rows])
         for k, s in enumerate(starts)
         if k not in done
     ]
@@ -503,7 +512,7 @@ def shard_folders(output_dir: Path, shards: int) -> list[Path]:
 
 
 def build_patch_cache(
-    layout: DatasetLayout,
+    layout: PatchFiles,
     observations: pd.DataFrame,
     output_dir: Path,
     spec: CacheSpec,

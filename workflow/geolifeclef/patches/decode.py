@@ -4,12 +4,13 @@ cache-building and statistics jobs use it, and importing torch would cost each j
 The encoded store keeps each patch file's bytes as in the archive. The decoders, chosen
 by measurement on the real and the demo files (bench/README.md, "Encoded store"):
 
-- JPEG (``rgb``, ``near_ir``): simplejpeg (libjpeg-turbo), about 2x PIL, bit-exact with
-  ``patches.files.read_patch`` (PIL) with its default settings (accurate integer IDCT,
-  fancy upsampling; never ``fastdct``/``fastupsample``, which change pixels).
-- TIFF (``altitude``, ``landcover``): imagecodecs' libtiff decoder, about 5x
-  ``tifffile.imread`` on these small files (whose headers cost more than their pixels),
-  bit-exact with it.
+- JPEG (``rgb``, ``near_ir``; the 2024 Sentinel-2 ``s2_rgb``, ``s2_nir``): simplejpeg
+  (libjpeg-turbo), about 2x PIL, bit-exact with ``patches.files.read_patch`` (PIL) with
+  its default settings (accurate integer IDCT, fancy upsampling; never
+  ``fastdct``/``fastupsample``, which change pixels).
+- TIFF (``altitude``, ``landcover``; the 2025 Sentinel-2 ``s2``, four bands): imagecodecs'
+  libtiff decoder, about 5x ``tifffile.imread`` on these small files (whose headers cost
+  more than their pixels), bit-exact with it.
 
 A build checks every file with the same decoders (``check_patch_bytes``), so a file the
 loader could not decode is found when the store is built, never mid-epoch. JPEGs are
@@ -26,7 +27,7 @@ import imagecodecs
 import numpy as np
 import simplejpeg
 
-from geolifeclef.layout import PATCH_MODALITIES
+from geolifeclef.layout import ALL_PATCH_MODALITIES
 from geolifeclef.patches.files import PatchFileError
 from geolifeclef.patches.geometry import transform_batch
 
@@ -39,9 +40,10 @@ CHECK_SCALE = {"min_height": 1, "min_width": 1, "min_factor": 8}
 def check_patch_bytes(path: Path, data: bytes, modality: str, size: int) -> None:
     """Raise PatchFileError naming ``path`` unless ``data`` decodes with the loader's
     decoder to a ``size`` x ``size`` patch of the modality's colour mode and dtype."""
+    record = ALL_PATCH_MODALITIES[modality]
     try:
-        if PATCH_MODALITIES[modality].codec == "jpeg":
-            colorspace, expected_mode = PATCH_MODALITIES[modality].jpeg_colorspace
+        if record.codec == "jpeg":
+            colorspace, expected_mode = record.jpeg_colorspace
             height, width, found, _ = simplejpeg.decode_jpeg_header(data)
             mode = PIL_MODES.get(found, found)
             if mode != expected_mode:
@@ -50,12 +52,14 @@ def check_patch_bytes(path: Path, data: bytes, modality: str, size: int) -> None
             simplejpeg.decode_jpeg(data, colorspace=colorspace, **CHECK_SCALE)
         else:
             array = imagecodecs.tiff_decode(data)
-            expected = PATCH_MODALITIES[modality].file_dtype
+            expected = record.file_dtype
             if array.dtype.newbyteorder("=") != expected.newbyteorder("="):
                 raise PatchFileError(path, f"dtype {array.dtype}, expected {expected}")
-            if array.ndim != 2:
-                raise PatchFileError(path, f"shape {array.shape}, expected 2 dimensions")
-            shape = array.shape
+            # one band: H x W; several (the 2025 Sentinel-2 patches): H x W x bands
+            ndim = 2 if record.channels == 1 else 3
+            if array.ndim != ndim or (ndim == 3 and array.shape[2] != record.channels):
+                raise PatchFileError(path, f"shape {array.shape}, expected {ndim} dimensions")
+            shape = array.shape[:2]
     except PatchFileError:
         raise
     except Exception as error:  # the decoders raise many kinds on corrupt data
@@ -67,13 +71,20 @@ def check_patch_bytes(path: Path, data: bytes, modality: str, size: int) -> None
 def decode_batch(blobs: Sequence, modality: str, source_size: int) -> np.ndarray:
     """Decode the checked ``blobs`` (bytes-like) of one modality into (B, C, S, S) source
     pixels in the modality's array dtype; an empty blob (a filled bad file) gives zeros."""
-    channels, dtype = PATCH_MODALITIES[modality].channels, PATCH_MODALITIES[modality].array_dtype
-    if PATCH_MODALITIES[modality].codec == "jpeg":
-        colorspace = PATCH_MODALITIES[modality].jpeg_colorspace[0]
+    record = ALL_PATCH_MODALITIES[modality]
+    channels, dtype = record.channels, record.array_dtype
+    if record.codec == "jpeg":
+        colorspace = record.jpeg_colorspace[0]
         hwc = np.zeros((len(blobs), source_size, source_size, channels), dtype=dtype)
         for i, blob in enumerate(blobs):
             if len(blob):
                 simplejpeg.decode_jpeg(blob, colorspace=colorspace, buffer=hwc[i])
+        return hwc.transpose(0, 3, 1, 2)
+    if channels > 1:  # bands interleaved in the file: decoded H x W x bands
+        hwc = np.zeros((len(blobs), source_size, source_size, channels), dtype=dtype)
+        for i, blob in enumerate(blobs):
+            if len(blob):
+                imagecodecs.tiff_decode(blob, out=hwc[i])
         return hwc.transpose(0, 3, 1, 2)
     out = np.zeros((len(blobs), 1, source_size, source_size), dtype=dtype)
     for i, blob in enumerate(blobs):

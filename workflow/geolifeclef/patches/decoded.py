@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geolifeclef.layout import PATCH_MODALITIES, DatasetLayout
+from geolifeclef.layout import ALL_PATCH_MODALITIES
 from geolifeclef.patches.files import PatchFileError, read_patch
 from geolifeclef.patches.geometry import transform_patch
 from geolifeclef.patches.store import (
@@ -36,7 +36,8 @@ CHUNK_BYTES = 32 * 2**20
 
 @dataclass(frozen=True)
 class _ChunkTask:
-    root: Path
+    layout: object
+    """Where the files are: ``patch(observation_id, modality)`` (ShardWriter.task)."""
     work: Path
     index: int
     start: int
@@ -64,7 +65,9 @@ class DecodedWriter(ShardWriter):
     @staticmethod
     def default_chunk_rows(spec: CacheSpec) -> int:
         row_bytes = sum(
-            PATCH_MODALITIES[m].array_dtype.itemsize * PATCH_MODALITIES[m].channels * spec.size**2
+            ALL_PATCH_MODALITIES[m].array_dtype.itemsize
+            * ALL_PATCH_MODALITIES[m].channels
+            * spec.size**2
             for m in spec.modalities
         )
         return int(np.clip(CHUNK_BYTES // row_bytes, 1, 512))
@@ -73,19 +76,19 @@ class DecodedWriter(ShardWriter):
         for modality in self.spec.modalities:
             create_npy(
                 self.work / f"{modality}.npy",
-                PATCH_MODALITIES[modality].array_dtype,
+                ALL_PATCH_MODALITIES[modality].array_dtype,
                 patch_shape(self.n, modality, self.spec.size),
             )
 
     def resume(self, lines: list[str]) -> set[int]:
         return {int(line) for line in lines if line.strip().isdigit()}
 
-    def task(self, root: Path, index: int, observation_ids: np.ndarray) -> _ChunkTask:
+    def task(self, layout, index: int, observation_ids: np.ndarray) -> _ChunkTask:
         if not hasattr(self, "_offsets"):
             self._offsets = {m: _data_offset(self.work / f"{m}.npy") for m in self.spec.modalities}
         start = index * self.chunk_rows
         return _ChunkTask(
-            root,
+            layout,
             self.work,
             index,
             start,
@@ -98,13 +101,13 @@ class DecodedWriter(ShardWriter):
     @staticmethod
     def worker(task: _ChunkTask) -> ChunkResult:
         """Decode one chunk of observations and write its rows into the scratch arrays."""
-        layout, spec = DatasetLayout(task.root), task.spec
+        layout, spec = task.layout, task.spec
         n = len(task.observation_ids)
         flags = np.zeros((n, len(spec.modalities)), dtype=bool)
         bad: list[BadFile] = []
         for j, modality in enumerate(spec.modalities):
             block = np.zeros(
-                patch_shape(n, modality, spec.size), PATCH_MODALITIES[modality].array_dtype
+                patch_shape(n, modality, spec.size), ALL_PATCH_MODALITIES[modality].array_dtype
             )
             for i, observation_id in enumerate(task.observation_ids):
                 path = layout.patch(int(observation_id), modality)
@@ -136,7 +139,7 @@ class DecodedWriter(ShardWriter):
             fsync_file(self.work / f"{modality}.npy")
             files[modality] = {
                 "file": f"{modality}.npy",
-                "dtype": PATCH_MODALITIES[modality].array_dtype.str,
+                "dtype": ALL_PATCH_MODALITIES[modality].array_dtype.str,
                 "shape": patch_shape(self.n, modality, self.spec.size),
             }
         return files
@@ -152,7 +155,7 @@ class DecodedStore(PatchStore):
 
     def _read(self, modality: str, rows: np.ndarray) -> np.ndarray:
         out = np.empty(
-            patch_shape(len(rows), modality, self.size), PATCH_MODALITIES[modality].array_dtype
+            patch_shape(len(rows), modality, self.size), ALL_PATCH_MODALITIES[modality].array_dtype
         )
         shards = self.shards()
         for shard, positions, local in self.by_shard(rows):

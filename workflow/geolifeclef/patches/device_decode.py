@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from geolifeclef.layout import PATCH_MODALITIES
+from geolifeclef.layout import ALL_PATCH_MODALITIES
 from geolifeclef.patches.normalize import normalize_patches
 
 
@@ -40,7 +40,7 @@ class EncodedJpegs:
     def decode(self, device: torch.device | str) -> torch.Tensor:
         """(B, C, size, size) on ``device``: uint8, or float32 when normalised."""
         device = torch.device(device)
-        channels = PATCH_MODALITIES[self.modality].channels
+        channels = ALL_PATCH_MODALITIES[self.modality].channels
         bounds = self.offsets.tolist()
         present = [i for i in range(len(self)) if bounds[i + 1] > bounds[i]]
         out = torch.zeros(

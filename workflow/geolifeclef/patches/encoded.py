@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from geolifeclef.layout import DatasetLayout
 from geolifeclef.patches.decode import check_patch_bytes, decode_rows
 from geolifeclef.patches.files import PatchFileError
 from geolifeclef.patches.store import (
@@ -52,7 +51,8 @@ def npy_header(length: int) -> bytes:
 
 @dataclass(frozen=True)
 class _ChunkTask:
-    root: Path
+    layout: object
+    """Where the files are: ``patch(observation_id, modality)`` (ShardWriter.task)."""
     index: int
     observation_ids: np.ndarray
     modalities: tuple[str, ...]
@@ -94,13 +94,13 @@ class EncodedWriter(ShardWriter):
         self.ends, self.halted = ends, False
         return set(range(done))
 
-    def task(self, root: Path, index: int, observation_ids: np.ndarray) -> _ChunkTask:
-        return _ChunkTask(root, index, observation_ids, self.spec.modalities, self.source_size)
+    def task(self, layout, index: int, observation_ids: np.ndarray) -> _ChunkTask:
+        return _ChunkTask(layout, index, observation_ids, self.spec.modalities, self.source_size)
 
     @staticmethod
     def worker(task: _ChunkTask) -> ChunkResult:
         """Read and check one chunk's files; their bytes (empty for a bad file)."""
-        layout = DatasetLayout(task.root)
+        layout = task.layout
         flags = np.zeros((len(task.observation_ids), len(task.modalities)), dtype=bool)
         bad: list[BadFile] = []
         blobs: dict[str, list[bytes]] = {}

@@ -12,7 +12,7 @@ import tifffile
 from PIL import Image
 
 from geolifeclef.errors import InputDataError
-from geolifeclef.layout import PATCH_MODALITIES
+from geolifeclef.layout import ALL_PATCH_MODALITIES
 
 JPEG_QUALITY = 75
 TIFF_DEFLATE = 32946  # the old "Deflate (PKZIP)" code of the real files, not Adobe's 8
@@ -33,7 +33,7 @@ class PatchFileError(InputDataError):
 def write_patch(path: Path, modality: str, array: np.ndarray) -> None:
     """Write one patch file in the archive's format (``array`` is HxW or HxWx3)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = PATCH_MODALITIES.get(modality)
+    record = ALL_PATCH_MODALITIES.get(modality)
     if record is None:
         raise ValueError(f"unknown patch modality {modality!r}")
     if record.codec == "jpeg":
@@ -64,7 +64,7 @@ def read_patch(path: Path, modality: str, size: int | None = None) -> np.ndarray
     wrong shape or dtype (``size`` = expected side length, if given).
     """
     path = Path(path)
-    record = PATCH_MODALITIES.get(modality)
+    record = ALL_PATCH_MODALITIES.get(modality)
     if record is None:
         raise ValueError(f"unknown patch modality {modality!r}")
     try:
@@ -82,10 +82,10 @@ def read_patch(path: Path, modality: str, size: int | None = None) -> np.ndarray
         raise
     except Exception as error:  # PIL and tifffile raise many kinds on corrupt data
         raise PatchFileError(path, f"unreadable ({type(error).__name__}: {error})") from None
-    expected_dtype = PATCH_MODALITIES[modality].file_dtype
+    expected_dtype = record.file_dtype
     if array.dtype.newbyteorder("=") != expected_dtype.newbyteorder("="):
         raise PatchFileError(path, f"dtype {array.dtype}, expected {expected_dtype}")
-    channels = PATCH_MODALITIES[modality].channels
+    channels = record.channels
     expected_ndim = 3 if channels > 1 else 2
     if array.ndim != expected_ndim or (channels > 1 and array.shape[2] != channels):
         raise PatchFileError(path, f"shape {array.shape}, expected {expected_ndim} dimensions")

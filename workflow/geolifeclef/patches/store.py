@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from geolifeclef.layout import MODALITIES, PATCH_MODALITIES
+from geolifeclef.layout import ALL_PATCH_MODALITIES, MODALITIES
 from geolifeclef.patches.geometry import MODES
 
 STORES = ("decoded", "encoded")
@@ -50,10 +50,11 @@ class CacheSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modalities", tuple(self.modalities))
-        unknown = [m for m in self.modalities if m not in MODALITIES]
+        unknown = [m for m in self.modalities if m not in ALL_PATCH_MODALITIES]
         if unknown or not self.modalities:
             raise ValueError(
-                f"patches.modalities {list(self.modalities)}: choose from {MODALITIES}"
+                f"patches.modalities {list(self.modalities)}: "
+                f"choose from {tuple(ALL_PATCH_MODALITIES)}"
             )
         if self.mode not in MODES:
             raise ValueError(f"patches.mode {self.mode!r}: choose from {MODES}")
@@ -323,7 +324,7 @@ class PatchStore:
 
 def patch_shape(n: int, modality: str, size: int) -> tuple[int, int, int, int]:
     """Shape of ``n`` patches of a modality: (n, channels, size, size)."""
-    return (n, PATCH_MODALITIES[modality].channels, size, size)
+    return (n, ALL_PATCH_MODALITIES[modality].channels, size, size)
 
 
 # --------------------------------------------------------------------------------------
@@ -382,8 +383,9 @@ class ShardWriter:
         """The chunks done, from the journal's complete lines (cutting what is not)."""
         raise NotImplementedError
 
-    def task(self, root: Path, index: int, observation_ids: np.ndarray):
-        """A picklable work unit for ``worker``."""
+    def task(self, layout, index: int, observation_ids: np.ndarray):
+        """A picklable work unit for ``worker`` (``layout.patch(id, modality)`` gives the
+        files: a ``DatasetLayout`` or a ``SurveyPatchFiles``)."""
         raise NotImplementedError
 
     @staticmethod
