@@ -120,3 +120,14 @@ def files_containing(folder: Path, needle: str) -> list[Path]:
     """Files under ``folder`` whose bytes contain ``needle``."""
     data = needle.encode()
     return [p for p in folder.rglob("*") if p.is_file() and data in p.read_bytes()]
+
+
+def wait_for_file(pattern: Path, process: subprocess.Popen, output: Path, limit_s: float = 300):
+    """The first file matching ``pattern`` (a glob in its folder) once it exists, while
+    ``process`` (whose output goes to ``output``) runs; fails the test if it ends first."""
+    deadline = time.monotonic() + limit_s
+    while not (found := sorted(pattern.parent.glob(pattern.name))):
+        assert process.poll() is None, output.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"no {pattern} after {limit_s} s"
+        time.sleep(0.05)
+    return found[0]

@@ -1,5 +1,6 @@
-# Around the whole invocation: the leftovers of a killed invocation are cleared first, and
-# one MLflow parent run groups every train and evaluate job of this invocation.
+# Around the whole invocation: what dead processes left is cleared first (not what an
+# invocation running beside this one writes), and one MLflow parent run groups every
+# train and evaluate job of this invocation.
 
 from geolifeclef.settings.tracking import PARENT_RUN_ENV, SWEEP_RUNS_ENV
 
@@ -15,17 +16,10 @@ onstart:
         )
         from snakemake.logging import logger
 
-        removed = remove_stale_temporaries(["results", "resources"])
-        if removed:
-            shown = ", ".join(str(p) for p in removed[:5])
-            logger.warning(
-                f"removed {len(removed)} temporaries of a killed run: {shown}"
-            )
-        closed = close_stale_runs(TRACKING.uri, TRACKING.experiment, Path.cwd())
-        if closed:
-            logger.warning(
-                f"marked {len(closed)} MLflow runs of a killed run KILLED"
-            )
+        temporaries = remove_stale_temporaries(["results", "resources"])
+        runs = close_stale_runs(TRACKING.uri, TRACKING.experiment, Path.cwd())
+        for line in [*temporaries.messages(), *runs.messages()]:
+            logger.warning(line)
         if tracked_jobs_to_run() and PARENT_RUN_ENV not in os.environ:
             from geolifeclef.tracking.records import (
                 describe_invocation,

@@ -4,19 +4,33 @@
   ``onsuccess``/``onerror``; its id reaches the jobs through ``PARENT_RUN_ENV``.
 * One run per sweep, under the parent, that the sweep's train runs nest under
   (``SWEEP_RUNS_ENV``); deleted at the end when nothing of the sweep ran.
-* Runs that a killed invocation left RUNNING are marked KILLED when the next one starts.
+* Runs that a dead process left RUNNING (a killed invocation's, or a killed job's under a
+  parent ended FAILED) are marked KILLED when the next invocation starts; those of live
+  processes (an invocation running beside it) are left alone (``close_stale_runs``).
 """
 
+import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
 
+from geolifeclef.owners import (
+    UNCHECKABLE_AGE_TEXT,
+    Liveness,
+    Owner,
+    OwnerCheck,
+    clearable,
+    this_process,
+)
 from geolifeclef.settings.tracking import SWEEP_RUNS_ENV
 from geolifeclef.tracking.runs import (
+    OWNER_TAG,
     _experiment_id,
     _server_reachable,
     artifacts_beside,
@@ -47,7 +61,12 @@ def start_parent_run(
     try:
         mlflow.set_tracking_uri(tracking_uri)
         experiment_id = _experiment_id(mlflow, experiment, artifacts_beside(tracking_uri))
-        all_tags = {**WORKFLOW_KIND, WORKDIR_TAG: str(Path(workdir).resolve()), **(tags or {})}
+        all_tags = {
+            **WORKFLOW_KIND,
+            WORKDIR_TAG: str(Path(workdir).resolve()),
+            OWNER_TAG: this_process().token,
+            **(tags or {}),
+        }
         if parent:
             all_tags["mlflow.parentRunId"] = parent
         run = mlflow.MlflowClient().create_run(experiment_id, run_name=name, tags=all_tags)
@@ -57,43 +76,90 @@ def start_parent_run(
         return None
 
 
-def close_stale_runs(tracking_uri: str, experiment: str, workdir: str | Path) -> list[str]:
-    """Mark KILLED the runs that a killed invocation in ``workdir`` left RUNNING (its parent
-    run and the children still running under it); return their ids.
+@dataclass
+class StaleRuns:
+    """What ``close_stale_runs`` found: the runs it marked KILLED, and the runs it left
+    RUNNING because their process runs on a host it cannot check (names by run id)."""
 
-    Called when an invocation starts: Snakemake's lock keeps a second one out of the same
-    working directory, so a parent run of this directory still RUNNING is a dead one.
+    closed: dict[str, str] = field(default_factory=dict)
+    unchecked: dict[str, str] = field(default_factory=dict)
+
+    def messages(self, shown: int = 5) -> list[str]:
+        """What a user is told (nothing about the runs of live processes)."""
+        lines = []
+        if self.closed:
+            names = ", ".join(list(self.closed.values())[:shown])
+            lines.append(
+                f"marked {len(self.closed)} MLflow runs of a killed run KILLED "
+                f"(their process is gone): {names}"
+            )
+        if self.unchecked:
+            names = ", ".join(list(self.unchecked.values())[:shown])
+            lines.append(
+                f"left {len(self.unchecked)} MLflow runs RUNNING whose process runs on "
+                f"another host, which this one cannot check: {names}. They are marked "
+                f"KILLED once {UNCHECKABLE_AGE_TEXT} old"
+            )
+        return lines
+
+
+def close_stale_runs(tracking_uri: str, experiment: str, workdir: str | Path) -> StaleRuns:
+    """Mark KILLED the runs of ``workdir`` still RUNNING whose process is gone (the
+    ``OWNER_TAG`` of each run: an invocation's parent and sweep runs, a job's run),
+    whatever the status of the run above them; runs without one (written before owners
+    were recorded) are taken as dead.
+
+    Called when an invocation starts. Snakemake locks files, not the folder: another
+    invocation may run beside this one, and its runs, whose processes live, are left as
+    they are. A run belongs to ``workdir`` by its own tag or its parent's (a job's run).
     Nothing happens when MLflow is unreachable or the experiment does not exist yet.
     """
+    found = StaleRuns()
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[10:]).exists():
-        return []  # no runs at all yet: do not pay for importing MLflow
+        return found  # no runs at all yet: do not pay for importing MLflow
     if not _server_reachable(tracking_uri, 3.0):
-        return []
-    closed: list[str] = []
+        return found
     try:
         mlflow.set_tracking_uri(tracking_uri)
         client = mlflow.MlflowClient()
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            return []
-        running = "attributes.status = 'RUNNING'"
-        where = str(Path(workdir).resolve()).replace("'", "\\'")
-        parents = client.search_runs(
-            [found.experiment_id],
-            f"{running} and tags.`glc.kind` = 'workflow' and tags.`{WORKDIR_TAG}` = '{where}'",
+        experiment_found = client.get_experiment_by_name(experiment)
+        if experiment_found is None:
+            return found
+        where = str(Path(workdir).resolve())
+        owners = OwnerCheck()
+        folders: dict[str, str | None] = {}
+        now_ms = time.time() * 1000
+        running = client.search_runs(
+            [experiment_found.experiment_id], "attributes.status = 'RUNNING'", max_results=5000
         )
-        stack = list(parents)
-        while stack:  # a parent, its sweep runs, their train runs
-            run = stack.pop()
-            stack += client.search_runs(
-                [found.experiment_id],
-                f"{running} and tags.`mlflow.parentRunId` = '{run.info.run_id}'",
-            )
-            client.set_terminated(run.info.run_id, "KILLED")
-            closed.append(run.info.run_id)
+        for run in running:
+            if _folder_of(client, run, folders) != where:
+                continue
+            owner = Owner.parse(run.data.tags.get(OWNER_TAG))
+            liveness = owners.liveness(owner)
+            name = f"{run.info.run_name} ({owner or 'no owner recorded'})"
+            if clearable(liveness, (now_ms - run.info.start_time) / 1000):
+                client.set_terminated(run.info.run_id, "KILLED")
+                found.closed[run.info.run_id] = name
+            elif liveness is Liveness.UNKNOWN:
+                found.unchecked[run.info.run_id] = name
     except Exception as error:
         log.warning("could not close stale MLflow runs (%s)", redact(str(error)))
-    return closed
+    return found
+
+
+def _folder_of(client, run, known: dict[str, str | None]) -> str | None:
+    """The workflow folder of ``run``: its own ``WORKDIR_TAG`` (an invocation's runs), else
+    its parent's (a job's run), looked up once per parent in ``known``."""
+    folder = run.data.tags.get(WORKDIR_TAG)
+    parent = run.data.tags.get("mlflow.parentRunId")
+    if folder is not None or parent is None:
+        return folder
+    if parent not in known:
+        known[parent] = None  # a parent deleted, or a loop: no folder
+        with contextlib.suppress(Exception):  # a parent run deleted meanwhile
+            known[parent] = _folder_of(client, client.get_run(parent), known)
+    return known[parent]
 
 
 def sweep_run(sweep: str | None) -> str | None:

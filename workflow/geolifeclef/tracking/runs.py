@@ -6,7 +6,8 @@
   parent run per workflow invocation (``GLC_MLFLOW_PARENT_RUN_ID``, set by the Snakefile;
   the invocation's own runs are ``geolifeclef.tracking.invocation``).
 * Params are the flattened config; tags carry the git commit, a fingerprint of the input
-  data, the Snakemake rule and wildcards.
+  data, the Snakemake rule and wildcards, and the process that runs the run
+  (``OWNER_TAG``: a run left RUNNING by a dead process is marked KILLED later).
 * If the tracking server cannot be reached, the job goes on: metrics are kept in a local
   JSON-lines file beside the job's outputs, and the log says how to sync them later
   (``geolifeclef sync-runs <file>``).
@@ -35,6 +36,7 @@ import pandas as pd
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
+from geolifeclef.owners import this_process
 from geolifeclef.settings.tracking import DEFAULT_EXPERIMENT, PARENT_RUN_ENV, default_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,9 @@ MODEL_TRAINING_KIND = "custom_model_development"
 model training runs; with it, the experiment opens on its runs table."""
 SYSTEM_METRICS_SECONDS = 10
 """Sampling interval of a train run's system metrics (MLflow's default)."""
+OWNER_TAG = "glc.owner"
+"""The process that runs a run and ends it (``geolifeclef.owners.Owner.token``): a run
+still RUNNING whose process is gone is marked KILLED by the next invocation's start."""
 _SECRET_KEY = re.compile(r"(token|secret|password|passwd|api[_-]?key|credential)", re.I)
 _URI_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 
@@ -331,6 +336,7 @@ def start_run(
                 mlflow, experiment, artifact_root or artifacts_beside(tracking_uri)
             )
             all_tags = {k: str(redact(v)) for k, v in (tags or {}).items()}
+            all_tags[OWNER_TAG] = this_process().token
             parent = parent_run_id or os.environ.get(PARENT_RUN_ENV)
             if parent:
                 all_tags["mlflow.parentRunId"] = parent
