@@ -1,8 +1,12 @@
-"""Invocations beside each other (issue 38, item 1).
+"""Invocations beside each other and stopped by a signal (issue 38, items 1 and 2).
 
 * A second invocation (a plot asked for while a training runs) clears at its start only
   what dead processes left: temporaries of ``atomic_path`` and MLflow runs record their
   process, and those of live ones are kept.
+* SIGTERM (what SLURM sends at preemption and time limit) to Snakemake lets its running
+  jobs finish and says so; to the whole process group, it stops a training at a safe point
+  with a checkpoint that a rerun resumes to the weights of an uninterrupted run, and every
+  run of the stopped jobs ends KILLED.
 """
 
 import os
@@ -16,16 +20,24 @@ from dataclasses import replace
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
+import torch
 from conftest import copy_workdir, run_snakemake, snakemake_command
 from faults_helpers import start_mlflow_server, stop, wait_for_file
 
 from geolifeclef.atomic import atomic_path, remove_stale_temporaries, temporary_owner
+from geolifeclef.data.dataset import keep_batch, make_loader
+from geolifeclef.errors import StoppedBySignal
+from geolifeclef.experiments.training import StopRequest, train
+from geolifeclef.models.networks import build_model
 from geolifeclef.owners import UNCHECKABLE_AGE_S, Owner, this_process
+from geolifeclef.settings.configs import ModelConfig, TrainConfig
 from geolifeclef.tracking.invocation import (
     WORKDIR_TAG,
     close_stale_runs,
     start_parent_run,
+    stopped_invocation,
 )
 from geolifeclef.tracking.runs import OWNER_TAG
 
@@ -176,17 +188,120 @@ def test_start_up_closes_the_runs_of_dead_processes_whatever_their_parent(tmp_pa
 
 
 # --------------------------------------------------------------------------------------
+# SIGTERM: a training stops at a safe point, and the invocation says what happened
+# --------------------------------------------------------------------------------------
+
+N_CLASSES, N_FEATURES = 12, 5
+CONFIG = TrainConfig(epochs=3, batch_size=32, learning_rate=3e-3, warmup_epochs=0.5, seed=5)
+
+
+class _Rows(torch.utils.data.Dataset):
+    """Rows of features that a DataLoader reads a batch at a time (as ``GlcDataset``),
+    sending SIGTERM to this process when it reads its ``signal_at``-th batch."""
+
+    def __init__(self, signal_at: int | None = None, n: int = 240) -> None:
+        rng = np.random.default_rng(0)
+        self.x = rng.standard_normal((n, N_FEATURES)).astype(np.float32)
+        self.labels = (np.abs(self.x[:, 0] * 3 + self.x[:, 1]).astype(int) % N_CLASSES).astype(
+            np.int64
+        )
+        self.signal_at, self.read = signal_at, 0
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitems__(self, indices):
+        self.read += 1
+        if self.read == self.signal_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        rows = np.asarray(indices)
+        return {
+            "tabular": torch.from_numpy(self.x[rows]),
+            "patches": {},
+            "label": torch.from_numpy(self.labels[rows]),
+            "observation_id": torch.from_numpy(rows.astype(np.int64)),
+        }
+
+
+def _train(folder: Path, rows: _Rows, stop: StopRequest | None = None):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="mlp", n_classes=N_CLASSES, n_tabular=N_FEATURES))
+    val = _Rows(n=80)
+    val_loader = torch.utils.data.DataLoader(val, batch_size=64, collate_fn=keep_batch)
+    state = train(
+        model,
+        lambda epoch: make_loader(rows, CONFIG.batch_size, shuffle=True, seed=epoch),
+        list(val_loader),
+        CONFIG,
+        np.bincount(rows.labels, minlength=N_CLASSES),
+        folder / "checkpoint.pt",
+        folder / "best.pt",
+        stop=stop,
+    )
+    return model, state
+
+
+def test_sigterm_stops_training_after_its_step_and_a_rerun_resumes_it_exactly(tmp_path, caplog):
+    reference, expected = _train(tmp_path / "reference", _Rows())
+    # 8 batches an epoch: the signal comes while the 3rd batch of epoch 2 is read.
+    rows = _Rows(signal_at=8 + 3)
+    with StopRequest().watching() as stop, pytest.raises(StoppedBySignal) as stopped:
+        _train(tmp_path / "stopped", rows, stop)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # given back
+    checkpoint = tmp_path / "stopped" / "checkpoint.pt"
+    assert str(stopped.value) == (
+        f"training stopped by SIGTERM in epoch 2, after step 3 of 8: checkpoint {checkpoint} "
+        "saved; run the workflow again to resume from it"
+    )
+    assert stopped.value.exit_status == 143
+    resumed_rows = _Rows()
+    with caplog.at_level("INFO", logger="geolifeclef"):
+        resumed, state = _train(tmp_path / "stopped", resumed_rows)
+    assert f"resuming from {checkpoint} after epoch 1, at step 3 of epoch 2" in caplog.text
+    assert resumed_rows.read == (8 - 3) + 8  # the 3 batches trained before were not read
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
+    for got, want in zip(state.history, expected.history, strict=True):
+        got.pop("samples_per_second"), want.pop("samples_per_second")
+        assert got == want
+
+
+def test_an_invocation_stopped_by_sigterm_says_what_its_jobs_did():
+    assert stopped_invocation(signal.SIGTERM, finished=3, unfinished=0, not_started=0) == (
+        "FINISHED",
+        "SIGTERM came while the last jobs ran: they finished, nothing is left to do",
+        0,
+    )
+    status, message, exit_status = stopped_invocation(
+        signal.SIGTERM, finished=2, unfinished=1, not_started=4
+    )
+    assert (status, exit_status) == ("KILLED", 143)
+    assert message == (
+        "stopped by SIGTERM: 2 jobs finished (their outputs are kept), 1 job ended unfinished "
+        "(stopped by SIGTERM too, or failed: their logs say which; a training stopped by "
+        "it resumes from its checkpoint), 4 jobs did not start. Run the same command again "
+        "to go on"
+    )
+    assert stopped_invocation(signal.SIGTERM, 0, 0, 1)[1] == (
+        "stopped by SIGTERM: 1 job did not start. Run the same command again to go on"
+    )
+
+
+# --------------------------------------------------------------------------------------
 # The workflow: the faults as a user meets them
 # --------------------------------------------------------------------------------------
 
 EXPERIMENT = {
     "env_mlp": {
         "model": {"kind": "mlp"},
+        # A loader worker: SIGTERM to the process group reaches it too.
         "train": {"epochs": 3, "batch_size": 16, "early_stopping_patience": 10, "num_workers": 1},
     }
 }
 MODEL = "results/models/env_mlp/model.pt"
+PREDICTIONS = "results/predictions/env_mlp/val.parquet"
 CHECKPOINTS = "results/models/env_mlp/checkpoints"
+TRAIN_LOG = "logs/train_model/env_mlp.log"
 
 
 def _start(workdir: Path, output: Path, *targets: str) -> subprocess.Popen:
@@ -260,3 +375,71 @@ def test_a_second_invocation_leaves_alone_what_a_live_one_writes(demo_workdir, t
     assert beside == {MODEL: "RUNNING", "train env_mlp": "RUNNING"}
     assert set(_runs(uri, workdir).values()) == {"FINISHED"}
     assert (workdir / MODEL).exists()
+
+
+@pytest.fixture(scope="module")
+def sigterm_to_snakemake(demo_workdir, tmp_path_factory) -> tuple[Path, int, str]:
+    """A short training and its val predictions asked for, and SIGTERM sent to Snakemake
+    alone while it trains: (its folder, its exit status, its output)."""
+    workdir = copy_workdir(
+        demo_workdir, tmp_path_factory.mktemp("sigterm-snakemake"), {"experiments": EXPERIMENT}
+    )
+    output = workdir / "snakemake.out"
+    process = _start(workdir, output, PREDICTIONS)
+    try:
+        _first_checkpoint(workdir, process, output)
+        os.kill(process.pid, signal.SIGTERM)
+        status = process.wait(timeout=600)
+    finally:
+        stop(process)
+    return workdir, status, output.read_text()
+
+
+@pytest.mark.slow
+def test_sigterm_to_snakemake_lets_its_job_finish_and_reports_it_finished(sigterm_to_snakemake):
+    workdir, status, output = sigterm_to_snakemake
+    assert "Will exit after finishing currently running jobs" in output  # it came in time
+    assert status == 143, output[-3000:]
+    said = "stopped by SIGTERM: 1 job finished (their outputs are kept), 1 job did not start. "
+    assert said in output
+    assert "did not complete successfully" not in output and "Error in rule" not in output
+    assert (workdir / MODEL).exists() and not (workdir / PREDICTIONS).exists()
+    runs = _runs(f"sqlite:///{workdir / 'mlflow.db'}", workdir)
+    assert runs == {PREDICTIONS: "KILLED", "train env_mlp": "FINISHED"}
+
+
+@pytest.mark.slow
+def test_sigterm_to_all_stops_training_with_a_checkpoint_and_every_run_ends_killed(
+    demo_workdir, sigterm_to_snakemake, tmp_path
+):
+    """As SLURM stops a job at preemption or time limit: SIGTERM to every process."""
+    workdir = copy_workdir(demo_workdir, tmp_path / "workflow", {"experiments": EXPERIMENT})
+    output = tmp_path / "stopped.out"
+    process = _start(workdir, output, PREDICTIONS)
+    try:
+        _first_checkpoint(workdir, process, output)
+        os.killpg(process.pid, signal.SIGTERM)
+        status = process.wait(timeout=120)  # promptly: after the step it is in
+    finally:
+        stop(process)
+    text = output.read_text()
+    assert status == 143, text[-3000:]
+    stopped = re.search(
+        r"training stopped by SIGTERM (in|after) epoch .*: checkpoint \S+ saved", text
+    )
+    assert stopped, text[-3000:]
+    assert "stopped by SIGTERM: 1 job ended unfinished (stopped by SIGTERM too, or failed" in text
+    assert "Traceback" not in (workdir / TRAIN_LOG).read_text()
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    assert _runs(uri, workdir) == {PREDICTIONS: "KILLED", "train env_mlp": "KILLED"}
+    rerun = run_snakemake(workdir, PREDICTIONS)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "killed run" not in rerun.stderr  # the stopped invocation left nothing to clear
+    assert re.search(r"resuming from \S+ after epoch \d", (workdir / TRAIN_LOG).read_text())
+    reference = sigterm_to_snakemake[0]
+    got, expected = (
+        torch.load(folder / MODEL, map_location="cpu", weights_only=True)["state_dict"]
+        for folder in (workdir, reference)
+    )
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, rtol=0, atol=0)

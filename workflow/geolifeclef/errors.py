@@ -70,3 +70,18 @@ def _existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+class StoppedBySignal(Exception):
+    """A job stopped on request (SIGTERM: what SLURM sends at preemption and at its time
+    limit) at a safe point, its work so far saved: not a failure. Its MLflow run ends
+    KILLED and the process exits with 128 + the signal's number, as a killed one would;
+    the message says what was saved and that a rerun goes on from it."""
+
+    def __init__(self, signal_number: int, message: str) -> None:
+        self.signal_number = signal_number
+        super().__init__(message)
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signal_number

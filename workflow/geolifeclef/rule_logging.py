@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from geolifeclef.errors import StoppedBySignal
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _PEAK_LINE = (
     "peak memory at exit: {own:.0f} MB this process, {child:.0f} MB its largest child; "
@@ -107,7 +109,9 @@ def logging_to(log_file: str | Path | None) -> Iterator[logging.Logger]:
     (``exit_peak``). An exception ends the job (exit status 1) with its message printed
     once on the console, and with its traceback in the log, next to what the step did
     before it failed: the console is where a user reads what to fix, the log where a
-    developer reads where it happened.
+    developer reads where it happened. A job stopped by a signal at a safe point
+    (``StoppedBySignal``) says what it saved, without a traceback, and exits with
+    128 + the signal, as a killed process does.
     """
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(_WithoutTraceback(FORMAT))
@@ -122,6 +126,9 @@ def logging_to(log_file: str | Path | None) -> Iterator[logging.Logger]:
     logger = logging.getLogger("geolifeclef")
     try:
         yield logger
+    except StoppedBySignal as stopped:
+        logger.warning("%s", stopped)
+        raise SystemExit(stopped.exit_status) from None
     except Exception as error:
         where = f" (traceback in {log_file})" if log_file else ""
         logger.error("%s: %s%s", type(error).__name__, error, where, exc_info=True)

@@ -4,6 +4,9 @@
 
 from geolifeclef.settings.tracking import PARENT_RUN_ENV, SWEEP_RUNS_ENV
 
+STOP_SIGNAL = None
+"""geolifeclef.tracking.invocation.StopSignal of the invocation the user started."""
+
 
 onstart:
     # Only the invocation the user started: its jobs (local or on SLURM) run the Snakefile
@@ -11,11 +14,15 @@ onstart:
     if IS_MAIN_INVOCATION:
         from geolifeclef.atomic import remove_stale_temporaries
         from geolifeclef.tracking.invocation import (
+            StopSignal,
             close_stale_runs,
             start_parent_run,
         )
         from snakemake.logging import logger
 
+        global STOP_SIGNAL
+        # Here, after Snakemake's scheduler set its own handler, which it calls.
+        STOP_SIGNAL = StopSignal()
         temporaries = remove_stale_temporaries(["results", "resources"])
         runs = close_stale_runs(TRACKING.uri, TRACKING.experiment, Path.cwd())
         for line in [*temporaries.messages(), *runs.messages()]:
@@ -87,4 +94,26 @@ onsuccess:
 
 
 onerror:
+    if STOP_SIGNAL is not None and STOP_SIGNAL.received is not None:
+        finish_stopped_invocation(STOP_SIGNAL.received)
     finish_parent_run("FAILED")
+
+
+def finish_stopped_invocation(number):
+    """After a SIGTERM, Snakemake let the running jobs end and calls onerror: end the parent
+    run and the process as what happened says (geolifeclef.tracking.invocation), not as a
+    failure. Leaving by SystemExit keeps Snakemake from saying that a job failed."""
+    from geolifeclef.tracking.invocation import stopped_invocation
+    from snakemake.logging import logger
+
+    failed = set(workflow.scheduler.failed)
+    left = list(workflow.dag.needrun_jobs())
+    status, message, exit_status = stopped_invocation(
+        number,
+        finished=sum(1 for _ in workflow.dag.finished_jobs),
+        unfinished=len(failed),
+        not_started=len([job for job in left if job not in failed]),
+    )
+    finish_parent_run(status)
+    (logger.info if exit_status == 0 else logger.warning)(message)
+    raise SystemExit(exit_status)

@@ -49,8 +49,10 @@ normalised, derived and augmented on the training device, after ``make_loader``'
 transfer (``to_device``).
 """
 
+import itertools
 import json
 import os
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -494,6 +496,46 @@ def on_device(loader: DataLoader, device: torch.device | str | None = None) -> D
     return DeviceLoader(loader, device)
 
 
+def without_first_batches(loader: DeviceLoader, first: int) -> DeviceLoader:
+    """``loader`` from its ``first``-th batch on (the rest of an epoch that a stopped
+    training resumes): the same batches as ``loader`` gives from there, in the same order
+    (its sampler and generator are used as they are), those before never read."""
+    inner = loader.loader
+    skipping = DataLoader(
+        inner.dataset,
+        batch_sampler=_SkipFirst(inner.batch_sampler, first),
+        num_workers=inner.num_workers,
+        collate_fn=inner.collate_fn,
+        pin_memory=inner.pin_memory,
+        generator=inner.generator,
+        persistent_workers=inner.persistent_workers,
+        prefetch_factor=inner.prefetch_factor,
+        worker_init_fn=inner.worker_init_fn,
+    )
+    return DeviceLoader(skipping, loader.device)
+
+
+class _SkipFirst:
+    """A batch sampler without its first ``count`` batches."""
+
+    def __init__(self, batches, count: int) -> None:
+        self.batches, self.count = batches, count
+
+    def __iter__(self):
+        return itertools.islice(iter(self.batches), self.count, None)
+
+    def __len__(self) -> int:
+        return max(len(self.batches) - self.count, 0)
+
+
+def leave_stopping_to_the_main_process(_worker_id: int) -> None:
+    """A loader worker ignores SIGTERM: the signal that stops a SLURM job reaches every
+    process, and a worker that died of it would fail the training before it can stop at
+    a safe point; the training's process stops its workers (a worker left alone exits when
+    it sees that process gone)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def keep_batch(batch: Batch) -> Batch:
     """Collate function for batches that ``GlcDataset.__getitems__`` already assembled."""
     return batch
@@ -532,6 +574,7 @@ def make_loader(
         generator=generator,
         persistent_workers=num_workers > 0,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
+        worker_init_fn=leave_stopping_to_the_main_process,
     )
     return on_device(loader, device)
 

@@ -34,6 +34,7 @@ from geolifeclef.experiments.trained import (
     load_trained,
 )
 from geolifeclef.experiments.training import (
+    StopRequest,
     block_label_swap,
     distributed_world,
     pick_device,
@@ -197,7 +198,14 @@ def env_width(stats: str | Path) -> int:
 
 def run_training(job: TrainingJob) -> dict:
     """Train one experiment; write ``job.model`` (best weights + settings) and
-    ``job.history``. Logged to MLflow as a run (see geolifeclef.tracking.runs)."""
+    ``job.history``. Logged to MLflow as a run (see geolifeclef.tracking.runs). On SIGTERM
+    it stops at the next safe point with a checkpoint, its run ended KILLED
+    (``StoppedBySignal``)."""
+    with StopRequest().watching() as stop:
+        return _run_training(job, stop)
+
+
+def _run_training(job: TrainingJob, stop: StopRequest) -> dict:
     counts, species_ids = output_species(job.species_table, job.settings.multi_label)
     settings = _checked_settings(job, len(counts), species_ids)
     config = settings.train
@@ -227,6 +235,7 @@ def run_training(job: TrainingJob) -> dict:
             best,
             on_epoch=lambda epoch, metrics: tracker.log_metrics(metrics, step=epoch),
             multi_label=settings.multi_label,
+            stop=stop,
         )
         if rank != 0:
             return {}

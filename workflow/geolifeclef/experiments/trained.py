@@ -10,7 +10,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from geolifeclef.data.dataset import GlcDataset, keep_batch, make_loader, on_device
+from geolifeclef.data.dataset import (
+    GlcDataset,
+    keep_batch,
+    leave_stopping_to_the_main_process,
+    make_loader,
+    on_device,
+)
 from geolifeclef.experiments.training import distributed_world, pick_device
 from geolifeclef.models.features import ModelBatch
 from geolifeclef.models.networks import build_model
@@ -82,6 +88,7 @@ def experiment_loader(dataset, batch_size: int, num_workers: int, shuffle: bool,
             num_workers=num_workers,
             collate_fn=keep_batch,
             pin_memory=device.type == "cuda",
+            worker_init_fn=leave_stopping_to_the_main_process,
         )
         return on_device(loader, device)
     return make_loader(

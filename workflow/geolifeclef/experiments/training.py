@@ -4,7 +4,9 @@ The loop is plain PyTorch: AdamW or SGD, cosine or step schedule with linear war
 AMP and channels_last on CUDA, gradient clipping, label smoothing, long-tail options
 (logit adjustment, balanced softmax, class weights), spatial block label swap, early
 stopping on val top-30, a checkpoint after every epoch (a killed job resumes from its last
-epoch), seeded and deterministic on CPU, DistributedDataParallel under torchrun.
+epoch), seeded and deterministic on CPU, DistributedDataParallel under torchrun. On
+SIGTERM (``StopRequest``: SLURM's signal at preemption and time limit) it stops after the
+step it is in, with a checkpoint of the epoch so far that a rerun resumes exactly.
 
 Batches are dicts: ``tabular`` (B, F) float, ``patches`` {modality: tensor},
 ``label`` (B,) int64 species id (absent for test), ``observation_id`` (B,) int64. They
@@ -19,15 +21,17 @@ sigmoid marginals, and the epoch kept (and early stopping) goes by the val F1 of
 top-25 sets (``val_top25_f1``), logged with the val BCE.
 """
 
+import contextlib
 import itertools
 import logging
 import math
 import os
 import random
+import signal
 import sys
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +40,12 @@ from torch import nn
 from tqdm import tqdm
 
 from geolifeclef.atomic import atomic_path
-from geolifeclef.data.dataset import to_device
+from geolifeclef.data.dataset import DeviceLoader, to_device, without_first_batches
+from geolifeclef.errors import StoppedBySignal
 from geolifeclef.predictions.metrics import (
     BCE,
     EPOCH_METRICS,
+    KAGGLE_ERROR,
     LOWER,
     MULTI_LABEL_EPOCH_METRICS,
     TOP25_F1,
@@ -239,9 +245,15 @@ class TrainState:
     a refit (no val)."""
     best_epoch: int = -1
     history: list[dict] = field(default_factory=list)
+    partial: dict | None = None
+    """The epoch in progress when training was stopped (``StopRequest``): its ``steps``
+    done and the sums its metrics are made of (``seen``, ``loss``, ``seconds``); None
+    between epochs."""
 
 
-def save_checkpoint(path: Path, model: nn.Module, optimizer, state: TrainState) -> None:
+def save_checkpoint(
+    path: Path, model: nn.Module, optimizer, state: TrainState, augment: torch.Generator
+) -> None:
     """Write the checkpoint atomically: a kill mid-write leaves the previous one intact."""
     payload = {
         "model": _unwrap(model).state_dict(),
@@ -249,22 +261,61 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer, state: TrainState) 
         "state": asdict(state),
         "torch_rng": torch.get_rng_state(),
         "numpy_rng": np.random.get_state()[1].tolist(),
+        "augment_rng": augment.get_state(),
     }
     with atomic_path(path) as temporary:
         torch.save(payload, temporary)
 
 
-def load_checkpoint(path: Path, model: nn.Module, optimizer=None) -> TrainState:
-    """Restore weights (and optimizer state) from ``path``; safe loading only."""
+def load_checkpoint(
+    path: Path, model: nn.Module, optimizer=None, augment: torch.Generator | None = None
+) -> TrainState:
+    """Restore weights (and optimizer state, and the augmentation's generator) from
+    ``path``; safe loading only."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     _unwrap(model).load_state_dict(payload["model"])
     if optimizer is not None:
         optimizer.load_state_dict(payload["optimizer"])
     torch.set_rng_state(payload["torch_rng"])
+    if augment is not None and "augment_rng" in payload:
+        augment.set_state(payload["augment_rng"])
     state = dict(payload["state"])
     if "best_error" in state:  # a checkpoint written before multi-label tasks
         state["best_value"] = state.pop("best_error")
     return TrainState(**state)
+
+
+class StopRequest:
+    """A request to stop training at its next safe point (after a step, or after an
+    epoch's checkpoint), made by a signal: SIGTERM is what SLURM sends at preemption and
+    at its time limit, some seconds before it kills. ``watching`` installs the handler."""
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+
+    def _note(self, number: int, _frame) -> None:
+        self.signal_number = number  # no more in a handler: the loop acts on it
+
+    def requested(self, distributed: bool, device: torch.device) -> bool:
+        """Whether to stop now; under torchrun, whether any rank was asked (all stop at
+        the same step, or the others would wait for it for ever)."""
+        asked = self.signal_number is not None
+        if not distributed:
+            return asked
+        flag = torch.tensor([self.signal_number or 0], device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        self.signal_number = int(flag.item()) or None
+        return self.signal_number is not None
+
+    @contextlib.contextmanager
+    def watching(self, numbers=(signal.SIGTERM,)) -> Iterator["StopRequest"]:
+        """Note ``numbers`` as requests while inside; the previous handlers after."""
+        previous = {number: signal.signal(number, self._note) for number in numbers}
+        try:
+            yield self
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -457,6 +508,7 @@ def train(
     best_path: Path,
     on_epoch: Callable[[int, dict], None] | None = None,
     multi_label: bool = False,
+    stop: StopRequest | None = None,
 ) -> TrainState:
     """Train ``model``; resume from ``checkpoint_path`` when it exists.
 
@@ -465,7 +517,10 @@ def train(
     by val top-30 error (``multi_label``: top-25 F1, see ``selection_metric``) are saved
     to ``best_path``; without ``val_loader`` (a refit on train + val for a number of
     epochs chosen before) every epoch runs and the last weights are saved there.
-    ``on_epoch(epoch, metrics)`` is called after each epoch (MLflow logging).
+    ``on_epoch(epoch, metrics)`` is called after each epoch (MLflow logging). When
+    ``stop`` is requested, a checkpoint of the epoch so far is saved after the current
+    step (or the epoch's own, between epochs) and ``StoppedBySignal`` raised; resuming
+    from it gives the weights of a run that was never stopped.
     """
     seed_everything(config.seed)
     device = pick_device()
@@ -477,9 +532,11 @@ def train(
     optimizer = make_optimizer(model, config)
     state = TrainState()
     checkpoint_path = Path(checkpoint_path)
+    generator = torch.Generator().manual_seed(config.seed)
     if checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, model, optimizer)
-        log.info("resuming from %s after epoch %d", checkpoint_path, state.epoch)
+        state = load_checkpoint(checkpoint_path, model, optimizer, generator)
+        within = state.partial and f", at step {state.partial['steps']} of epoch {state.epoch + 1}"
+        log.info("resuming from %s after epoch %d%s", checkpoint_path, state.epoch, within or "")
     if distributed:
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
@@ -488,24 +545,30 @@ def train(
     selection = selection_metric(multi_label)
     selected = val_name(selection.name)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp)
-    generator = torch.Generator().manual_seed(config.seed)
     epochs_without_gain = state.epoch - 1 - state.best_epoch if state.best_epoch >= 0 else 0
+    stop = stop or StopRequest()
     for epoch in range(state.epoch, config.epochs):
-        generator.manual_seed(config.seed * 1000 + epoch)
+        partial, state.partial = state.partial or {}, None
+        if not partial:  # else the generator is where the stopped run left it
+            generator.manual_seed(config.seed * 1000 + epoch)
         loader = make_train_loader(epoch)
         model.train()
-        started, seen, total_loss, batches = time.perf_counter(), 0, 0.0, 0
         n_batches = len(loader) if hasattr(loader, "__len__") else None
         if config.steps_per_epoch is not None and n_batches is not None:
             n_batches = min(n_batches, config.steps_per_epoch)
+        done = partial.get("steps", 0)
+        seen, total_loss = partial.get("seen", 0), partial.get("loss", 0.0)
+        started = time.perf_counter() - partial.get("seconds", 0.0)
         bar = tqdm(
-            itertools.islice(loader, config.steps_per_epoch),
+            itertools.islice(_from_batch(loader, done), _left(config.steps_per_epoch, done)),
             total=n_batches,
+            initial=done,
             desc=f"epoch {epoch + 1}/{config.epochs}",
             disable=rank != 0,
             mininterval=1 if sys.stderr.isatty() else 15,  # a log file gets a line per 15 s
         )
-        for step, batch in enumerate(bar):
+        batches = done
+        for step, batch in enumerate(bar, start=done):
             progress = epoch + (step / n_batches if n_batches else 0.0)
             for group in optimizer.param_groups:
                 group["lr"] = config.learning_rate * learning_rate_factor(config, progress)
@@ -517,6 +580,15 @@ def train(
             bar.set_postfix(
                 loss=f"{total_loss / batches:.3f}", samples_s=f"{rate:.0f}", refresh=False
             )
+            if stop.requested(distributed, device):
+                bar.close()
+                seconds = time.perf_counter() - started
+                sums = {"steps": batches, "seen": seen, "loss": total_loss, "seconds": seconds}
+                stopped = replace(state, partial=sums)
+                if rank == 0:
+                    save_checkpoint(checkpoint_path, model, optimizer, stopped, generator)
+                where = f"in epoch {epoch + 1}, after step {batches} of {n_batches or '?'}"
+                _stop(stop, where, checkpoint_path)
         metrics = {
             "train_loss": total_loss / max(batches, 1),
             "learning_rate": optimizer.param_groups[0]["lr"],
@@ -539,13 +611,39 @@ def train(
         else:
             epochs_without_gain += 1
         if rank == 0:
-            save_checkpoint(checkpoint_path, model, optimizer, state)
+            save_checkpoint(checkpoint_path, model, optimizer, state, generator)
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items()})
             if on_epoch is not None:
                 on_epoch(epoch + 1, metrics)
         if epochs_without_gain >= config.early_stopping_patience:
             log.info("early stop: no gain in %s for %d epochs", selected, epochs_without_gain)
             break
+        if epoch + 1 < config.epochs and stop.requested(distributed, device):
+            _stop(stop, f"after epoch {epoch + 1} of {config.epochs}", checkpoint_path)
     if distributed:
         torch.distributed.barrier()
     return state
+
+
+def _from_batch(loader: Iterable[dict], first: int) -> Iterable[dict]:
+    """``loader``'s batches from the ``first``-th on: those before are not read where the
+    loader can skip them (``DeviceLoader``), else read and dropped."""
+    if first == 0:
+        return loader
+    if isinstance(loader, DeviceLoader):
+        return without_first_batches(loader, first)
+    return itertools.islice(loader, first, None)
+
+
+def _left(steps_per_epoch: int | None, done: int) -> int | None:
+    return None if steps_per_epoch is None else max(steps_per_epoch - done, 0)
+
+
+def _stop(stop: StopRequest, where: str, checkpoint: Path) -> None:
+    """End a stopped training: say where it stopped and what a rerun resumes from."""
+    name = signal.Signals(stop.signal_number).name
+    raise StoppedBySignal(
+        stop.signal_number,
+        f"training stopped by {name} {where}: checkpoint {checkpoint} saved; "
+        "run the workflow again to resume from it",
+    )

@@ -7,12 +7,15 @@
 * Runs that a dead process left RUNNING (a killed invocation's, or a killed job's under a
   parent ended FAILED) are marked KILLED when the next invocation starts; those of live
   processes (an invocation running beside it) are left alone (``close_stale_runs``).
+* An invocation stopped by SIGTERM (``StopSignal``) ends its parent run KILLED, or
+  FINISHED when the jobs it let finish were the last ones (``stopped_invocation``).
 """
 
 import contextlib
 import json
 import logging
 import os
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -199,3 +202,55 @@ def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
         mlflow.MlflowClient().set_terminated(run_id, status)
     except Exception as error:
         log.warning("could not end MLflow run %s (%s)", run_id, redact(str(error)))
+
+
+class StopSignal:
+    """Notes whether the invocation got SIGTERM (SLURM's signal at preemption and time
+    limit). Snakemake's own handler, kept, then starts no new job, waits for the running
+    ones and reports the invocation failed whatever they did; ``stopped_invocation`` says
+    what happened instead."""
+
+    def __init__(self, number: int = signal.SIGTERM) -> None:
+        self.watched = number
+        self.received: int | None = None
+        self._previous = signal.getsignal(number)
+        signal.signal(number, self._note)
+
+    def _note(self, number: int, frame) -> None:
+        self.received = number
+        if callable(self._previous):
+            self._previous(number, frame)
+        elif self._previous == signal.SIG_DFL:  # nobody else handles it: die of it
+            signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+
+
+def stopped_invocation(
+    number: int, finished: int, unfinished: int, not_started: int
+) -> tuple[str, str, int]:
+    """(parent run's status, message, exit status) of an invocation that got signal
+    ``number`` and let its running jobs end: ``finished`` of them finished, ``unfinished``
+    ended without (stopped by the same signal, or failed), ``not_started`` jobs were left.
+
+    When nothing is left, the invocation did all it had to: FINISHED, exit status 0.
+    Else KILLED, and 128 + the signal's number, as a process killed by it."""
+    name = signal.Signals(number).name
+    if not unfinished and not not_started:
+        message = f"{name} came while the last jobs ran: they finished, nothing is left to do"
+        return "FINISHED", message, 0
+    parts = []
+    if finished:
+        parts.append(f"{_jobs(finished)} finished (their outputs are kept)")
+    if unfinished:
+        parts.append(
+            f"{_jobs(unfinished)} ended unfinished (stopped by {name} too, or failed: their "
+            "logs say which; a training stopped by it resumes from its checkpoint)"
+        )
+    if not_started:
+        parts.append(f"{_jobs(not_started)} did not start")
+    message = f"stopped by {name}: {', '.join(parts)}. Run the same command again to go on"
+    return "KILLED", message, 128 + number
+
+
+def _jobs(count: int) -> str:
+    return f"{count} job{'s' if count != 1 else ''}"

@@ -36,6 +36,7 @@ import pandas as pd
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
+from geolifeclef.errors import StoppedBySignal
 from geolifeclef.owners import this_process
 from geolifeclef.settings.tracking import DEFAULT_EXPERIMENT, PARENT_RUN_ENV, default_tracking_uri
 
@@ -362,8 +363,9 @@ def start_run(
     monitor = _system_metrics_monitor(run_id, tracking_uri) if system_metrics else None
     try:
         yield tracker
-    except BaseException:
-        status = "FAILED" if sys.exc_info()[0] is not KeyboardInterrupt else "KILLED"
+    except BaseException as error:
+        stopped = isinstance(error, KeyboardInterrupt | StoppedBySignal)
+        status = "KILLED" if stopped else "FAILED"
         raise
     finally:
         if monitor is not None:
