@@ -245,9 +245,10 @@ def test_sigterm_stops_training_after_its_step_and_a_rerun_resumes_it_exactly(tm
     reference, expected = _train(tmp_path / "reference", _Rows())
     # 8 batches an epoch: the signal comes while the 3rd batch of epoch 2 is read.
     rows = _Rows(signal_at=8 + 3)
+    before = signal.getsignal(signal.SIGTERM)
     with StopRequest().watching() as stop, pytest.raises(StoppedBySignal) as stopped:
         _train(tmp_path / "stopped", rows, stop)
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # given back
+    assert signal.getsignal(signal.SIGTERM) is before  # given back
     checkpoint = tmp_path / "stopped" / "checkpoint.pt"
     assert str(stopped.value) == (
         f"training stopped by SIGTERM in epoch 2, after step 3 of 8: checkpoint {checkpoint} "
@@ -363,6 +364,7 @@ def test_a_second_invocation_leaves_alone_what_a_live_one_writes(demo_workdir, t
         finally:
             os.killpg(first.pid, signal.SIGCONT)
         assert first.wait(timeout=600) == 0, output.read_text()[-3000:]
+        after = _runs(uri, workdir)
     finally:
         stop(first)
         stop(server)
@@ -373,7 +375,7 @@ def test_a_second_invocation_leaves_alone_what_a_live_one_writes(demo_workdir, t
     assert len(removed) == 1 and removed[0].endswith(f"{said}: {dead.relative_to(workdir)}")
     assert "MLflow runs" not in second.stderr  # none was closed: nothing to say
     assert beside == {MODEL: "RUNNING", "train env_mlp": "RUNNING"}
-    assert set(_runs(uri, workdir).values()) == {"FINISHED"}
+    assert set(after.values()) == {"FINISHED"}
     assert (workdir / MODEL).exists()
 
 
