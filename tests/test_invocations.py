@@ -278,7 +278,7 @@ def test_an_invocation_stopped_by_sigterm_says_what_its_jobs_did():
     )
     assert (status, exit_status) == ("KILLED", 143)
     assert message == (
-        "stopped by SIGTERM: 2 jobs finished (their outputs are kept), 1 job ended unfinished "
+        "stopped by SIGTERM: 2 jobs finished (outputs kept), 1 job ended unfinished "
         "(stopped by SIGTERM too, or failed: their logs say which; a training stopped by "
         "it resumes from its checkpoint), 4 jobs did not start. Run the same command again "
         "to go on"
@@ -402,7 +402,7 @@ def test_sigterm_to_snakemake_lets_its_job_finish_and_reports_it_finished(sigter
     workdir, status, output = sigterm_to_snakemake
     assert "Will exit after finishing currently running jobs" in output  # it came in time
     assert status == 143, output[-3000:]
-    said = "stopped by SIGTERM: 1 job finished (their outputs are kept), 1 job did not start. "
+    said = "stopped by SIGTERM: 1 job finished (outputs kept), 1 job did not start. "
     assert said in output
     assert "did not complete successfully" not in output and "Error in rule" not in output
     assert (workdir / MODEL).exists() and not (workdir / PREDICTIONS).exists()

@@ -240,7 +240,7 @@ def stopped_invocation(
         return "FINISHED", message, 0
     parts = []
     if finished:
-        parts.append(f"{_jobs(finished)} finished (their outputs are kept)")
+        parts.append(f"{_jobs(finished)} finished (outputs kept)")
     if unfinished:
         parts.append(
             f"{_jobs(unfinished)} ended unfinished (stopped by {name} too, or failed: their "
