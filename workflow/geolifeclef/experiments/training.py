@@ -45,7 +45,6 @@ from geolifeclef.errors import StoppedBySignal
 from geolifeclef.predictions.metrics import (
     BCE,
     EPOCH_METRICS,
-    KAGGLE_ERROR,
     LOWER,
     MULTI_LABEL_EPOCH_METRICS,
     TOP25_F1,
