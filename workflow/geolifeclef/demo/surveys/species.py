@@ -90,7 +90,11 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def draw_species(spec: SurveyDemoSpec, grid: EuropeGrid, rng: np.random.Generator):
     """Species anchored at random land points (niche and range centre), so that every part
-    of the map, surveyed or not, has its own species."""
+    of the map, surveyed or not, has its own species. Niches (a standard deviation of 0.55
+    to 1.55 in three of the standardised fields) and ranges (1 to 4 degrees) are narrow
+    enough that the 25 most frequent species score a fraction of what the truth can, as in
+    GLC 2024 (0.12 against 0.36 for the best published sets): on the small preset, an
+    expected F1 of 0.18 for that constant, 0.59 for the Bayes-optimal sets."""
     s = spec.n_species
     species_ids = np.sort(rng.choice(N_LABEL_SLOTS, s, replace=False)).astype(np.int32)
     abundance = (rng.permutation(s) + 1.0) ** -spec.zipf_exponent
@@ -103,7 +107,7 @@ def draw_species(spec: SurveyDemoSpec, grid: EuropeGrid, rng: np.random.Generato
     niche_precision = np.zeros((s, n_features))
     for i in range(s):
         used = rng.choice(n_features, 3, replace=False)
-        niche_precision[i, used] = 1.0 / rng.uniform(0.8, 2.2, 3) ** 2
+        niche_precision[i, used] = 1.0 / rng.uniform(0.55, 1.55, 3) ** 2
     return SurveySpeciesModel(
         species_ids=species_ids,
         abundance=abundance,
@@ -112,7 +116,7 @@ def draw_species(spec: SurveyDemoSpec, grid: EuropeGrid, rng: np.random.Generato
         niche_precision=niche_precision,
         landcover_affinity=rng.dirichlet(np.full(len(ALIGNED_LANDCOVER), 0.6), s),
         range_centre=np.stack([lon, lat], axis=1),
-        range_radius=rng.uniform(2.5, 10.0, s),
+        range_radius=rng.uniform(1.0, 4.0, s),
     )
 
 
