@@ -3,21 +3,27 @@ command as GLC 2022 ends in a valid surveyId,predictions submission, scored by
 `geolifeclef score` against the demo's hidden answer, on a leaderboard by F1 whose Bayes
 row bounds every model's expected F1; the champion predicts final.csv's sets."""
 
+import shutil
 import subprocess
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
-from conftest import GEOLIFECLEF, run_snakemake, tracking_uri_kept
+from conftest import GEOLIFECLEF, REPO, run_snakemake, tracking_uri_kept
 
+from geolifeclef.demo.surveys import generate_survey_demo
+from geolifeclef.demo.surveys.spec import survey_spec_for
 from geolifeclef.editions import EDITIONS
 from geolifeclef.evaluation.set_submission import (
     check_set_submission,
     read_set_file,
     score_files,
 )
+from geolifeclef.survey_layout import CUBE_SHAPES
 
 TINY = {
     "demo": {"scale": "tiny", "seed": 7},
@@ -100,3 +106,57 @@ def test_the_champion_predicts_the_sets_of_final_csv(submitted):
         )
     for survey, species in zip(answer["observation_id"], answer["species_ids"], strict=True):
         np.testing.assert_array_equal(np.asarray(species), final[int(survey)])
+
+
+SAMPLES = {"glc2024": "glc24-sample", "glc2025": "glc25-sample"}
+
+
+def sample_files(edition: str) -> dict[str, Path]:
+    """The real sample file of each kind (patch band group or cube kind) of an edition."""
+    root = REPO.parent / "shared" / SAMPLES[edition]
+    if not root.is_dir():
+        pytest.skip(f"{root} is not present (only in the development setup)")
+    layout = EDITIONS[edition].layout(root)
+    survey = {"glc2024": 1322301, "glc2025": 1027998}[edition]
+    files = {kind: layout.cube(kind, "train", survey) for kind in CUBE_SHAPES}
+    files.update(
+        {bands: layout.patch("train", bands, survey) for bands in layout.names.patch_folders}
+    )
+    return files
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edition", ["glc2024", "glc2025"])
+def test_an_archive_of_the_real_file_formats_runs_to_a_valid_submission(tmp_path, edition):
+    """The archive's layout (a tiny demo's metadata and values) with every patch and cube
+    holding the bytes of the real sample files, read with data.root set."""
+    real = sample_files(edition)
+    archive = tmp_path / "archive"
+    spec = survey_spec_for("tiny", year=EDITIONS[edition].year, seed=3)
+    generate_survey_demo(archive, tmp_path / "truth", spec)
+    layout = EDITIONS[edition].layout(archive)
+    replaced = 0
+    for kind in CUBE_SHAPES:
+        for split in ("train", "test"):
+            for path in layout.cube_folder(kind, split).iterdir():
+                shutil.copyfile(real[kind], path)
+                replaced += 1
+    for bands in layout.names.patch_folders:
+        for split in ("train", "test"):
+            for path in layout.patch_folder(split, bands).rglob("*.*"):
+                shutil.copyfile(real[bands], path)
+                replaced += 1
+    assert replaced >= 3 * 300  # every survey's cubes and patches
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    config = {**edition_config(edition), "data": {"root": str(archive)}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    result = run_snakemake(workdir, "submission", "extraction", timeout=1800)
+    assert result.returncode == 0, result.stderr[-5000:]
+    final = workdir / "results" / "submission" / "final.csv"
+    test = pd.read_parquet(workdir / "results" / "observations" / "test.parquet")
+    check_set_submission(final.read_text(), final, test["observation_id"].to_numpy())
+    packed = np.load(workdir / "results" / "cubes" / "test" / "landsat.npy", mmap_mode="r")
+    expected = torch.load(real["landsat"], weights_only=True).numpy()
+    assert packed.shape == (len(test), *CUBE_SHAPES["landsat"])
+    np.testing.assert_array_equal(packed[0], expected)
