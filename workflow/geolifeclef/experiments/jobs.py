@@ -204,7 +204,7 @@ def run_training(job: TrainingJob) -> dict:
 
 def _checked_settings(job: TrainingJob, n_classes: int):
     """The job's settings for ``n_classes`` species, its backbone checked before any data
-    is read (the settings could not check it: timm needs torch); logs what is trained."""
+    is read (as the Snakefile did, for a job run without it); logs what is trained."""
     settings = job.settings.with_classes(n_classes)
     if settings.model.reads.uses_patches:
         try:

@@ -75,8 +75,8 @@ class ExperimentSettings:
     @classmethod
     def from_config(cls, name: str, entry: dict[str, Any]) -> "ExperimentSettings":
         """The settings of config entry ``entry``, defaults filled in. Raises ValueError for
-        an unknown setting, kind, modality or tabular feature (a timm backbone's name is
-        checked where the backbone is built: that needs torch)."""
+        an unknown setting, kind, modality or tabular feature (a timm backbone's name needs
+        timm: ``geolifeclef.settings.backbones`` checks it when the workflow is parsed)."""
         model = dict(entry["model"])
         tabular = tuple(model.pop("tabular", DEFAULT_TABULAR))
         unknown = set(tabular) - set(TABULAR_SIZES)
