@@ -2,10 +2,17 @@
 a config error that a dry run can see is refused by it, and each fault's message names the
 file, the problem and the fix in the user's words, once."""
 
+import errno
+import subprocess
+
+import pandas as pd
 import pytest
 from conftest import run_snakemake
 
+from geolifeclef.errors import OutputWriteError
 from geolifeclef.models.backbones import check_backbone
+from geolifeclef.patches.cache import build_patch_cache
+from geolifeclef.patches.store import CacheSpec
 
 # --------------------------------------------------------------------------------------
 # A timm backbone's name is checked when the workflow is parsed
@@ -56,3 +63,60 @@ def test_a_dry_run_refuses_unknown_backbones_of_experiments_and_sweeps(tmp_path)
     assert "Did you mean `inception_v4`" in shown and "list_models('inception*')" in shown
     assert "Traceback" not in shown
     assert not (tmp_path / "resources").exists()
+
+
+# --------------------------------------------------------------------------------------
+# A full disk while a patch store is written
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real file system of 256 kB (a tmpfs: mounting needs root; skipped without it),
+    ``remount(size)`` to give it room."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+
+    def remount(size: str, *options: str) -> None:
+        command = ["mount", "-t", "tmpfs", "-o", ",".join([*options, f"size={size}"])]
+        done = subprocess.run([*command, "tmpfs", str(mount)], capture_output=True, text=True)
+        if done.returncode:
+            pytest.skip(f"no small file system here (mount: {done.stderr.strip()})")
+
+    remount("256k")
+    yield mount, lambda size: remount(size, "remount")
+    subprocess.run(["umount", "--lazy", str(mount)], check=False)  # even if a file is open
+
+
+@pytest.mark.parametrize(("store", "workers"), [("decoded", 2), ("encoded", 1)])
+def test_a_full_disk_names_the_store_file_the_free_space_and_the_fix(
+    tiny_demo, tables, small_disk, tmp_path, store, workers
+):
+    """The build stops with the file being written, the free space and the fix (a decoded
+    store: also what it takes and the smaller ways to store the patches), where it raised
+    a bare ``[Errno 28]`` (from a worker process too); given room, it resumes from its last
+    chunk into the same bytes as a build that never ran out."""
+    layout, _, _ = tiny_demo
+    disk, remount = small_disk
+    observations = pd.read_parquet(tables["train"])
+    spec = CacheSpec(size=32, mode="resize", store=store)
+    out = disk / "patches" / "train"
+    with pytest.raises(OutputWriteError) as refused:
+        build_patch_cache(layout, observations, out, spec, workers=workers, chunk_rows=16)
+    message = str(refused.value)
+    assert refused.value.errno == errno.ENOSPC
+    scratch = disk / "patches" / "shards" / "train" / ".1-of-1.partial"
+    assert f"{scratch}/" in message and "No space left on device, " in message, message
+    assert " kB free there. Fix: free space on that disk" in message, message
+    assert "snakemake --directory" in message
+    assert ("patches.store: encoded" in message) == (store == "decoded"), message
+    assert "this shard's decoded patches take 2 MB at patches.size 32" in message or (
+        store == "encoded"
+    )
+
+    remount("32m")
+    report = build_patch_cache(layout, observations, out, spec, workers=workers, chunk_rows=16)
+    assert report.resumed_chunks > 0
+    build_patch_cache(layout, observations, tmp_path / "clean", spec, chunk_rows=16)
+    for path in sorted(out.glob("1-of-1/*")):
+        assert path.read_bytes() == (tmp_path / "clean" / "1-of-1" / path.name).read_bytes()

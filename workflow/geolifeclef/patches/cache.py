@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from geolifeclef.atomic import atomic_path
-from geolifeclef.errors import InputDataError, listed
+from geolifeclef.errors import InputDataError, listed, writing_to
 from geolifeclef.layout import DatasetLayout
 from geolifeclef.patches.decoded import DecodedStore, DecodedWriter
 from geolifeclef.patches.encoded import EncodedStore, EncodedWriter
@@ -61,8 +61,10 @@ from geolifeclef.patches.store import (
     ShardWriter,
     create_npy,
     ids_digest,
+    npy_data_offset,
     shard_name,
     shard_rows,
+    write_at,
 )
 from geolifeclef.settings.validation import check_geometry
 
@@ -188,69 +190,72 @@ def build_shard(
         log.info("shard %s is built already", shard_name(*shard))
         report.resumed_chunks = len(range(0, n, chunk_rows))
         return report
-    done = _prepare_scratch(work, manifest, writer)
-    flags = np.lib.format.open_memmap(work / FILLED_FILE, mode="r+")
-    starts = range(0, n, chunk_rows)
-    tasks = [
-        writer.task(layout.root, k, ids[s : s + chunk_rows])
-        for k, s in enumerate(starts)
-        if k not in done
-    ]
-    report.resumed_chunks = len(starts) - len(tasks)
-    if report.resumed_chunks:
-        log.info("resuming: %d of %d chunks already built", report.resumed_chunks, len(starts))
-    log.info(
-        "%s store, shard %s: rows %d-%d (%d observations; %s) of %d px sources, %d workers",
-        spec.store,
-        shard_name(*shard),
-        start,
-        stop,
-        n,
-        ", ".join(spec.modalities),
-        source_size,
-        workers,
-    )
-    with (
-        open(work / "journal.txt", "a") as journal,
-        tqdm(
-            total=n,
-            initial=n - sum(len(t.observation_ids) for t in tasks),
-            desc=f"patch shard {shard_name(*shard)}",
-            unit="obs",
-            mininterval=2,
-            disable=not progress,
-        ) as bar,
-    ):
-        for result in _run_chunks(tasks, workers, writer.worker, writer.ordered):
-            row = result.index * chunk_rows
-            flags[row : row + len(result.flags)] = result.flags
-            flags.flush()
-            report.bad_files.extend(result.bad)
-            line = writer.commit(result, keep=not (result.bad and spec.on_bad_file == "fail"))
-            if line is not None:
-                journal.write(line + "\n")  # after its rows are written: never a lie
-                journal.flush()
-            report.built_chunks += 1
-            bar.update(len(result.flags))
-    _log_bad_files(report.bad_files, spec.on_bad_file)
-    if report.bad_files and spec.on_bad_file == "fail":
-        raise BadFilesError(report.bad_files)
-    files = writer.finish()
-    del flags
-    shard_meta = {
-        **manifest,
-        "store": spec.store,
-        "shard": shard_name(*shard),
-        "start": start,
-        "stop": stop,
-        "files": files,
-    }
-    (work / SHARD_FILE).write_text(json.dumps(shard_meta, indent=1) + "\n")
-    for name in ("manifest.json", "journal.txt"):
-        (work / name).unlink()
-    if shard_dir.exists():
-        shutil.rmtree(shard_dir)
-    os.replace(work, shard_dir)
+    # A full disk or a folder one may not write is named (the file, else the scratch folder)
+    # with the free space and the fixes; the scratch folder keeps its journal, so that the
+    # build resumes where it stopped once there is room.
+    with writing_to(work, writer.full_disk_alternative()):
+        done = _prepare_scratch(work, manifest, writer)
+        flags_at = npy_data_offset(work / FILLED_FILE)
+        starts = range(0, n, chunk_rows)
+        tasks = [
+            writer.task(layout.root, k, ids[s : s + chunk_rows])
+            for k, s in enumerate(starts)
+            if k not in done
+        ]
+        report.resumed_chunks = len(starts) - len(tasks)
+        if report.resumed_chunks:
+            log.info("resuming: %d of %d chunks already built", report.resumed_chunks, len(starts))
+        log.info(
+            "%s store, shard %s: rows %d-%d (%d observations; %s) of %d px sources, %d workers",
+            spec.store,
+            shard_name(*shard),
+            start,
+            stop,
+            n,
+            ", ".join(spec.modalities),
+            source_size,
+            workers,
+        )
+        with (
+            open(work / "journal.txt", "a") as journal,
+            tqdm(
+                total=n,
+                initial=n - sum(len(t.observation_ids) for t in tasks),
+                desc=f"patch shard {shard_name(*shard)}",
+                unit="obs",
+                mininterval=2,
+                disable=not progress,
+            ) as bar,
+        ):
+            for result in _run_chunks(tasks, workers, writer.worker, writer.ordered):
+                row = result.index * chunk_rows
+                flags_at_row = flags_at + row * len(spec.modalities)
+                write_at(work / FILLED_FILE, result.flags, flags_at_row, sync=True)
+                report.bad_files.extend(result.bad)
+                line = writer.commit(result, keep=not (result.bad and spec.on_bad_file == "fail"))
+                if line is not None:
+                    journal.write(line + "\n")  # after its rows are written: never a lie
+                    journal.flush()
+                report.built_chunks += 1
+                bar.update(len(result.flags))
+        _log_bad_files(report.bad_files, spec.on_bad_file)
+        if report.bad_files and spec.on_bad_file == "fail":
+            raise BadFilesError(report.bad_files)
+        files = writer.finish()
+        shard_meta = {
+            **manifest,
+            "store": spec.store,
+            "shard": shard_name(*shard),
+            "start": start,
+            "stop": stop,
+            "files": files,
+        }
+        (work / SHARD_FILE).write_text(json.dumps(shard_meta, indent=1) + "\n")
+        for name in ("manifest.json", "journal.txt"):
+            (work / name).unlink()
+        if shard_dir.exists():
+            shutil.rmtree(shard_dir)
+        os.replace(work, shard_dir)
     return report
 
 
@@ -356,29 +361,32 @@ def gather_shards(
     check_geometry(source_size, spec.size, spec.mode)
     flags = np.concatenate([np.load(d / FILLED_FILE) for d in folders])
     work = output_dir.parent / f".{output_dir.name}.partial"
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    index = _index(observations, flags, spec.modalities)
-    pq.write_table(pa.Table.from_pandas(index, preserve_index=False), work / INDEX_FILE)
-    for folder, meta in zip(folders, shards, strict=True):
-        _link_tree(folder, work / meta["shard"])
-    meta = {
-        "version": CACHE_VERSION,
-        "store": spec.store,
-        "n": len(index),
-        "size": spec.size,
-        "mode": spec.mode,
-        "source_size": source_size,
-        "modalities": list(spec.modalities),
-        "shards": [{"name": s["shard"], "start": s["start"], "stop": s["stop"]} for s in shards],
-        "n_filled": int(index["filled"].sum()),
-        "on_bad_file": spec.on_bad_file,
-    }
-    (work / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
-    os.replace(work, output_dir)
+    with writing_to(work):  # the index and meta, or the files copied where links fail
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        index = _index(observations, flags, spec.modalities)
+        pq.write_table(pa.Table.from_pandas(index, preserve_index=False), work / INDEX_FILE)
+        for folder, meta in zip(folders, shards, strict=True):
+            _link_tree(folder, work / meta["shard"])
+        meta = {
+            "version": CACHE_VERSION,
+            "store": spec.store,
+            "n": len(index),
+            "size": spec.size,
+            "mode": spec.mode,
+            "source_size": source_size,
+            "modalities": list(spec.modalities),
+            "shards": [
+                {"name": s["shard"], "start": s["start"], "stop": s["stop"]} for s in shards
+            ],
+            "n_filled": int(index["filled"].sum()),
+            "on_bad_file": spec.on_bad_file,
+        }
+        (work / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        os.replace(work, output_dir)
     return meta
 
 
