@@ -3,16 +3,23 @@ a config error that a dry run can see is refused by it, and each fault's message
 file, the problem and the fix in the user's words, once."""
 
 import errno
+import io
+import shutil
 import subprocess
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import run_snakemake
+from PIL import Image
 
 from geolifeclef.errors import OutputWriteError
+from geolifeclef.layout import DatasetLayout
 from geolifeclef.models.backbones import check_backbone
 from geolifeclef.patches.cache import build_patch_cache
-from geolifeclef.patches.store import CacheSpec
+from geolifeclef.patches.files import PatchFileError
+from geolifeclef.patches.store import STORES, CacheSpec
 
 # --------------------------------------------------------------------------------------
 # A timm backbone's name is checked when the workflow is parsed
@@ -120,3 +127,41 @@ def test_a_full_disk_names_the_store_file_the_free_space_and_the_fix(
     build_patch_cache(layout, observations, tmp_path / "clean", spec, chunk_rows=16)
     for path in sorted(out.glob("1-of-1/*")):
         assert path.read_bytes() == (tmp_path / "clean" / "1-of-1" / path.name).read_bytes()
+
+
+# --------------------------------------------------------------------------------------
+# A patch file saved in another image format
+# --------------------------------------------------------------------------------------
+
+
+def _saved_as_png(path: Path) -> None:
+    """The file's own pixels, saved in PNG under its name (an export tool's default)."""
+    with Image.open(io.BytesIO(path.read_bytes())) as image:
+        pixels = np.asarray(image)
+    Image.fromarray(pixels).save(path, format="PNG")
+
+
+@pytest.mark.parametrize("store", STORES)
+@pytest.mark.parametrize(("modality", "expected"), [("rgb", "JPEG"), ("landcover", "TIFF")])
+def test_a_png_under_a_patch_name_is_refused_in_the_same_words_by_both_stores(
+    tiny_demo, tables, tmp_path, store, modality, expected
+):
+    """Where the decoded store took a PNG ``.jpg`` (PIL opens any image) and the encoded
+    one refused it in libjpeg's words (``tjDecompressHeader3(): Could not determine
+    subsampling level``), both refuse it, saying what it is and what it must be."""
+    layout, _, _ = tiny_demo
+    copy = DatasetLayout(tmp_path / "glc22")
+    for region in ("fr", "us"):
+        shutil.copytree(layout.patch_folder(region), copy.patch_folder(region))
+    observations = pd.read_parquet(tables["val"])
+    path = copy.patch(int(observations["observation_id"].iloc[3]), modality)
+    _saved_as_png(path)
+    spec = CacheSpec(64, "crop", store=store)
+    with pytest.raises(PatchFileError) as refused:
+        build_patch_cache(copy, observations, tmp_path / "patches" / "val", spec, progress=False)
+    problem = (
+        f"{path} (a PNG image, not a {expected}: {modality} patches are {expected} files, "
+        "as in the archive)"
+    )
+    assert problem in str(refused.value), str(refused.value)
+    assert "Fix: restore the file from the archive" in str(refused.value)
