@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from geolifeclef.errors import writing_to
+from geolifeclef.errors import WRITE_ERRNOS, OutputWriteError
 
 TEMPORARY_PREFIX = ".tmp-"
 """Name prefix of the temporaries of ``atomic_path``: nothing else uses it."""
@@ -26,25 +26,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     as it was.
     """
     target = Path(path)
-    with writing_to(target):
+    try:
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(
             prefix=f"{TEMPORARY_PREFIX}{target.name}.", dir=target.parent
         )
+    except OSError as error:
+        _raise_named(target, error)
+        raise
     os.close(handle)
     temporary = Path(name)
     temporary.unlink()  # the block decides whether it writes a file or a folder there
     try:
-        with writing_to(target):
-            yield temporary
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(temporary, target)
+        yield temporary
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(temporary, target)
+    except OSError as error:
+        _raise_named(target, error)
+        raise
     finally:
         if temporary.is_dir():
             shutil.rmtree(temporary, ignore_errors=True)
         elif temporary.exists():
             temporary.unlink()
+
+
+def _raise_named(target: Path, error: OSError) -> None:
+    """A full disk or a folder one may not write: raise it as an error naming ``target``
+    (any other error: the caller raises it as it is)."""
+    if error.errno in WRITE_ERRNOS and not isinstance(error, OutputWriteError):
+        raise OutputWriteError(target, error) from error
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
