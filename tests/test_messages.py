@@ -4,22 +4,32 @@ file, the problem and the fix in the user's words, once."""
 
 import errno
 import io
+import json
+import logging
+import os
+import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_snakemake
+from conftest import copy_workdir, run_snakemake, tracking_uri_kept
 from PIL import Image
 
 from geolifeclef.errors import OutputWriteError
+from geolifeclef.evaluation.submission import CHAMPION_URI, register_champion
 from geolifeclef.layout import DatasetLayout
 from geolifeclef.models.backbones import check_backbone
 from geolifeclef.patches.cache import build_patch_cache
 from geolifeclef.patches.files import PatchFileError
 from geolifeclef.patches.store import STORES, CacheSpec
+from geolifeclef.settings.tracking import default_tracking_uri
+from geolifeclef.tracking.records import MODEL_URI_KEY, runs_page
+from geolifeclef.tracking.runs import start_run
 
 # --------------------------------------------------------------------------------------
 # A timm backbone's name is checked when the workflow is parsed
@@ -165,3 +175,145 @@ def test_a_png_under_a_patch_name_is_refused_in_the_same_words_by_both_stores(
     )
     assert problem in str(refused.value), str(refused.value)
     assert "Fix: restore the file from the archive" in str(refused.value)
+
+
+# --------------------------------------------------------------------------------------
+# A read-only MLflow store, the champion left as it was, the last line's command
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def read_only():
+    """``read_only(path)``: the file may no longer be written by this user (mode 0444; as
+    root, who writes whatever the mode, a read-only bind mount over it, else skipped)."""
+    mounted = []
+
+    def make(path: Path) -> None:
+        if os.geteuid() != 0:
+            path.chmod(0o444)
+            return
+        for options in (["--bind"], ["-o", "remount,ro,bind"]):
+            done = subprocess.run(
+                ["mount", *options, str(path), str(path)], capture_output=True, text=True
+            )
+            if done.returncode:
+                pytest.skip(f"no read-only file for root here (mount: {done.stderr.strip()})")
+            mounted.append(path)
+
+    yield make
+    for path in mounted:
+        subprocess.run(["umount", "--lazy", str(path)], check=False)
+
+
+STORE_WITH_A_RUN = """
+import sys
+from geolifeclef.tracking.runs import start_run
+with start_run(sys.argv[1], "geolifeclef", "all", sys.argv[2]) as run:
+    run.log_metrics({"val_top30_error": 0.25})
+print(run.run_id)
+"""
+
+
+def _store(folder: Path) -> tuple[str, str]:
+    """A SQLite MLflow store in ``folder`` with one finished run: (its URI, the run's id).
+    Made by another process, as an earlier invocation's: this one holds no connection that
+    was opened for writing before the store was made read-only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    made = subprocess.run(
+        [sys.executable, "-c", STORE_WITH_A_RUN, uri, str(folder / "all.jsonl")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return uri, made.stdout.split()[-1]
+
+
+def _warnings(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+def test_a_read_only_mlflow_store_is_one_line_with_the_fix(tmp_path, read_only, caplog, capfd):
+    """Where MLflow printed its SQLAlchemy error, SQL and traceback (some 90 lines a job)
+    and the job two more warnings, the job says once what is wrong, where its params and
+    metrics go instead, and the fix; it goes on."""
+    uri, _ = _store(tmp_path / "store")
+    read_only(tmp_path / "store" / "mlflow.db")
+    capfd.readouterr()
+    local = tmp_path / "evaluation" / "metrics.jsonl"
+    with caplog.at_level(logging.INFO), start_run(uri, "geolifeclef", "evaluate knn", local) as run:
+        run.log_metrics({"val_top30_error": 0.2})
+    printed = capfd.readouterr()
+    assert not run.online
+    assert "Traceback" not in printed.err + printed.out, printed.err[-3000:]
+    assert "SQLAlchemy" not in printed.err + caplog.text
+    database = tmp_path / "store" / "mlflow.db"
+    assert _warnings(caplog) == [
+        f"MLflow store {database} is read-only: this job goes on and logs its params and "
+        f"metrics to {local}. Fix: make {database} and its folder writable for this user (or "
+        "set mlflow.tracking_uri to a store that is), then replay them with: geolifeclef "
+        f"sync-runs {local}"
+    ]
+    assert '"val_top30_error": 0.2' in local.read_text()
+
+
+def test_the_champion_left_as_it_was_says_which_rerun_registers_it(tmp_path, read_only, caplog):
+    uri, _ = _store(tmp_path / "store")
+    metrics = tmp_path / "results" / "evaluation" / "knn" / "metrics.json"
+    metrics.parent.mkdir(parents=True)
+    # Evaluated while MLflow could not record runs: no model to register.
+    metrics.write_text(json.dumps({"top30_error": 0.2}))
+    with caplog.at_level(logging.WARNING):
+        assert register_champion(uri, "knn", metrics, None) is None
+    assert _warnings(caplog) == [
+        f"{CHAMPION_URI} is not updated: knn has no MLflow model (MLflow could not record runs "
+        "when it was evaluated). Fix: once it can, evaluate it again, which registers it: "
+        f"snakemake --forcerun {metrics}"
+    ]
+    # A logged model, but a store that may not be written now.
+    caplog.clear()
+    metrics.write_text(json.dumps({"top30_error": 0.2, MODEL_URI_KEY: "models:/m-0123"}))
+    read_only(tmp_path / "store" / "mlflow.db")
+    with caplog.at_level(logging.WARNING):
+        assert register_champion(uri, "knn", metrics, None) is None
+    database = tmp_path / "store" / "mlflow.db"
+    assert _warnings(caplog) == [
+        f"{CHAMPION_URI} is not updated with knn: MLflow store {database} is read-only. Fix: "
+        f"make {database} and its folder writable for this user (or set mlflow.tracking_uri "
+        "to a store that is), then rerun: snakemake --forcerun select_submission"
+    ]
+
+
+def test_the_last_lines_mlflow_ui_command_pastes_for_a_folder_with_spaces(tmp_path):
+    uri, run_id = _store(tmp_path / "my results")
+    line = runs_page(uri, run_id)
+    command = line.split(": ", 1)[1].split(", then open ")[0]
+    words = shlex.split(command)
+    assert words[:2] == ["mlflow", "ui"]
+    assert words[words.index("--backend-store-uri") + 1] == uri
+
+
+@pytest.mark.slow
+def test_a_workflow_with_a_read_only_mlflow_store_says_so_once_a_job(
+    demo_workdir, tmp_path, read_only
+):
+    """The issue's case: an earlier invocation's store that this user may no longer write.
+    The submission is made; each job that records runs says in one line what it does
+    instead (its own metrics.jsonl) and the fix, with no MLflow traceback (there were some
+    120 lines a job); the champion's line says which rerun registers it."""
+    workdir = copy_workdir(demo_workdir, tmp_path / "work", {})
+    with tracking_uri_kept():
+        mlflow.MlflowClient(default_tracking_uri(workdir)).search_experiments()  # its tables
+    read_only(workdir / "mlflow.db")
+    result = run_snakemake(workdir, "submission", timeout=1800)
+    shown = result.stdout + result.stderr
+    assert result.returncode == 0, shown[-4000:]
+    assert (workdir / "results" / "submission" / "final.csv").exists()
+    assert "Traceback" not in shown and "SQLAlchemy" not in shown, shown[-4000:]
+    said = [line for line in shown.splitlines() if "is read-only" in line]
+    jobs = shown.count("rule evaluate_model:")
+    assert jobs >= 3 and len(said) == jobs, said
+    assert len({line.split(" WARNING ", 1)[1] for line in said}) == len(said), said
+    assert all("Fix: make" in line for line in said), said
+    champion = [line for line in shown.splitlines() if f"{CHAMPION_URI} is not updated" in line]
+    assert len(champion) == 1 and "snakemake --forcerun results/evaluation/" in champion[0]
