@@ -153,6 +153,28 @@ def build_shard(
     chunk_rows: int | None = None,
     progress: bool = True,
 ) -> CacheReport:
+    """Build shard ``shard`` of the split's ``observations`` (``_build_shard`` says how);
+    a full disk or a folder one may not write is named, with the free space and the fixes
+    (the file being written, else the shard): the scratch folder keeps its journal, and
+    the build resumes from its last chunk once there is room."""
+    start, stop = shard_rows(len(observations), *shard)
+    alternative = WRITERS[spec.store].full_disk_alternative(spec, stop - start)
+    with writing_to(shard_dir, alternative):
+        return _build_shard(
+            layout, observations, shard_dir, spec, shard, workers, chunk_rows, progress
+        )
+
+
+def _build_shard(
+    layout: DatasetLayout,
+    observations: pd.DataFrame,
+    shard_dir: Path,
+    spec: CacheSpec,
+    shard: tuple[int, int] = (1, 1),
+    workers: int = 1,
+    chunk_rows: int | None = None,
+    progress: bool = True,
+) -> CacheReport:
     """Build shard ``shard`` = (i, n) of the split's ``observations`` (a table of
     ``observation_id``, ``latitude``, ``longitude``, ``species_id``, in row order) into
     ``shard_dir``, in ``spec.store``'s layout.
@@ -190,72 +212,68 @@ def build_shard(
         log.info("shard %s is built already", shard_name(*shard))
         report.resumed_chunks = len(range(0, n, chunk_rows))
         return report
-    # A full disk or a folder one may not write is named (the file, else the scratch folder)
-    # with the free space and the fixes; the scratch folder keeps its journal, so that the
-    # build resumes where it stopped once there is room.
-    with writing_to(work, writer.full_disk_alternative()):
-        done = _prepare_scratch(work, manifest, writer)
-        flags_at = npy_data_offset(work / FILLED_FILE)
-        starts = range(0, n, chunk_rows)
-        tasks = [
-            writer.task(layout.root, k, ids[s : s + chunk_rows])
-            for k, s in enumerate(starts)
-            if k not in done
-        ]
-        report.resumed_chunks = len(starts) - len(tasks)
-        if report.resumed_chunks:
-            log.info("resuming: %d of %d chunks already built", report.resumed_chunks, len(starts))
-        log.info(
-            "%s store, shard %s: rows %d-%d (%d observations; %s) of %d px sources, %d workers",
-            spec.store,
-            shard_name(*shard),
-            start,
-            stop,
-            n,
-            ", ".join(spec.modalities),
-            source_size,
-            workers,
-        )
-        with (
-            open(work / "journal.txt", "a") as journal,
-            tqdm(
-                total=n,
-                initial=n - sum(len(t.observation_ids) for t in tasks),
-                desc=f"patch shard {shard_name(*shard)}",
-                unit="obs",
-                mininterval=2,
-                disable=not progress,
-            ) as bar,
-        ):
-            for result in _run_chunks(tasks, workers, writer.worker, writer.ordered):
-                row = result.index * chunk_rows
-                flags_at_row = flags_at + row * len(spec.modalities)
-                write_at(work / FILLED_FILE, result.flags, flags_at_row, sync=True)
-                report.bad_files.extend(result.bad)
-                line = writer.commit(result, keep=not (result.bad and spec.on_bad_file == "fail"))
-                if line is not None:
-                    journal.write(line + "\n")  # after its rows are written: never a lie
-                    journal.flush()
-                report.built_chunks += 1
-                bar.update(len(result.flags))
-        _log_bad_files(report.bad_files, spec.on_bad_file)
-        if report.bad_files and spec.on_bad_file == "fail":
-            raise BadFilesError(report.bad_files)
-        files = writer.finish()
-        shard_meta = {
-            **manifest,
-            "store": spec.store,
-            "shard": shard_name(*shard),
-            "start": start,
-            "stop": stop,
-            "files": files,
-        }
-        (work / SHARD_FILE).write_text(json.dumps(shard_meta, indent=1) + "\n")
-        for name in ("manifest.json", "journal.txt"):
-            (work / name).unlink()
-        if shard_dir.exists():
-            shutil.rmtree(shard_dir)
-        os.replace(work, shard_dir)
+    done = _prepare_scratch(work, manifest, writer)
+    flags_at = npy_data_offset(work / FILLED_FILE)  # written by write_at, as the rows
+    starts = range(0, n, chunk_rows)
+    tasks = [
+        writer.task(layout.root, k, ids[s : s + chunk_rows])
+        for k, s in enumerate(starts)
+        if k not in done
+    ]
+    report.resumed_chunks = len(starts) - len(tasks)
+    if report.resumed_chunks:
+        log.info("resuming: %d of %d chunks already built", report.resumed_chunks, len(starts))
+    log.info(
+        "%s store, shard %s: rows %d-%d (%d observations; %s) of %d px sources, %d workers",
+        spec.store,
+        shard_name(*shard),
+        start,
+        stop,
+        n,
+        ", ".join(spec.modalities),
+        source_size,
+        workers,
+    )
+    with (
+        open(work / "journal.txt", "a") as journal,
+        tqdm(
+            total=n,
+            initial=n - sum(len(t.observation_ids) for t in tasks),
+            desc=f"patch shard {shard_name(*shard)}",
+            unit="obs",
+            mininterval=2,
+            disable=not progress,
+        ) as bar,
+    ):
+        for result in _run_chunks(tasks, workers, writer.worker, writer.ordered):
+            row = result.index * chunk_rows
+            flags_row = flags_at + row * len(spec.modalities)
+            write_at(work / FILLED_FILE, result.flags, flags_row, sync=True)
+            report.bad_files.extend(result.bad)
+            line = writer.commit(result, keep=not (result.bad and spec.on_bad_file == "fail"))
+            if line is not None:
+                journal.write(line + "\n")  # after its rows are written: never a lie
+                journal.flush()
+            report.built_chunks += 1
+            bar.update(len(result.flags))
+    _log_bad_files(report.bad_files, spec.on_bad_file)
+    if report.bad_files and spec.on_bad_file == "fail":
+        raise BadFilesError(report.bad_files)
+    files = writer.finish()
+    shard_meta = {
+        **manifest,
+        "store": spec.store,
+        "shard": shard_name(*shard),
+        "start": start,
+        "stop": stop,
+        "files": files,
+    }
+    (work / SHARD_FILE).write_text(json.dumps(shard_meta, indent=1) + "\n")
+    for name in ("manifest.json", "journal.txt"):
+        (work / name).unlink()
+    if shard_dir.exists():
+        shutil.rmtree(shard_dir)
+    os.replace(work, shard_dir)
     return report
 
 
@@ -349,6 +367,15 @@ def _check_shards(shards: list[dict], ids: np.ndarray, spec: CacheSpec, folders)
 def gather_shards(
     shard_dirs: list[Path], observations: pd.DataFrame, output_dir: Path, spec: CacheSpec
 ) -> dict:
+    """The cache folder from its shards (``_gather_shards`` says how); a full disk or a
+    folder one may not write is named, with the free space and the fixes."""
+    with writing_to(output_dir):
+        return _gather_shards(shard_dirs, observations, output_dir, spec)
+
+
+def _gather_shards(
+    shard_dirs: list[Path], observations: pd.DataFrame, output_dir: Path, spec: CacheSpec
+) -> dict:
     """Write the cache folder ``output_dir`` from its shards (in row order): the index of
     ``observations`` with the shards' flags, the meta, and the shards' files linked in.
     Returns the meta. The shard folders are left as they are."""
@@ -361,32 +388,29 @@ def gather_shards(
     check_geometry(source_size, spec.size, spec.mode)
     flags = np.concatenate([np.load(d / FILLED_FILE) for d in folders])
     work = output_dir.parent / f".{output_dir.name}.partial"
-    with writing_to(work):  # the index and meta, or the files copied where links fail
-        if work.exists():
-            shutil.rmtree(work)
-        work.mkdir(parents=True)
-        index = _index(observations, flags, spec.modalities)
-        pq.write_table(pa.Table.from_pandas(index, preserve_index=False), work / INDEX_FILE)
-        for folder, meta in zip(folders, shards, strict=True):
-            _link_tree(folder, work / meta["shard"])
-        meta = {
-            "version": CACHE_VERSION,
-            "store": spec.store,
-            "n": len(index),
-            "size": spec.size,
-            "mode": spec.mode,
-            "source_size": source_size,
-            "modalities": list(spec.modalities),
-            "shards": [
-                {"name": s["shard"], "start": s["start"], "stop": s["stop"]} for s in shards
-            ],
-            "n_filled": int(index["filled"].sum()),
-            "on_bad_file": spec.on_bad_file,
-        }
-        (work / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        os.replace(work, output_dir)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    index = _index(observations, flags, spec.modalities)
+    pq.write_table(pa.Table.from_pandas(index, preserve_index=False), work / INDEX_FILE)
+    for folder, meta in zip(folders, shards, strict=True):
+        _link_tree(folder, work / meta["shard"])
+    meta = {
+        "version": CACHE_VERSION,
+        "store": spec.store,
+        "n": len(index),
+        "size": spec.size,
+        "mode": spec.mode,
+        "source_size": source_size,
+        "modalities": list(spec.modalities),
+        "shards": [{"name": s["shard"], "start": s["start"], "stop": s["stop"]} for s in shards],
+        "n_filled": int(index["filled"].sum()),
+        "on_bad_file": spec.on_bad_file,
+    }
+    (work / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    os.replace(work, output_dir)
     return meta
 
 

@@ -114,11 +114,12 @@ class DecodedWriter(ShardWriter):
     def commit(self, result: ChunkResult, keep: bool) -> str | None:
         return str(result.index) if keep else None  # its rows are on disk already
 
-    def full_disk_alternative(self) -> str:
-        size = self.spec.size
+    @staticmethod
+    def full_disk_alternative(spec: CacheSpec, n: int) -> str:
+        size = spec.size
         needed = sum(
-            PATCH_MODALITIES[m].array_dtype.itemsize * int(np.prod(patch_shape(self.n, m, size)))
-            for m in self.spec.modalities
+            PATCH_MODALITIES[m].array_dtype.itemsize * int(np.prod(patch_shape(n, m, size)))
+            for m in spec.modalities
         )
         return (
             f"store fewer bytes: this shard's decoded patches take {size_text(needed)} at "

@@ -422,6 +422,8 @@ class ShardWriter:
         """Make the files complete and durable; what ``shard.json`` says of each modality."""
         raise NotImplementedError
 
-    def full_disk_alternative(self) -> str:
-        """Another fix of a full disk than freeing space, for its message (``writing_to``)."""
+    @staticmethod
+    def full_disk_alternative(spec: CacheSpec, n: int) -> str:
+        """Another fix of a full disk than freeing space, for its message (``writing_to``),
+        for a shard of ``n`` rows."""
         return ""
