@@ -119,11 +119,13 @@ def test_a_full_disk_names_the_store_file_the_free_space_and_the_fix(
     spec = CacheSpec(size=32, mode="resize", store=store)
     out = disk / "patches" / "train"
     with pytest.raises(OutputWriteError) as refused:
-        build_patch_cache(layout, observations, out, spec, workers=workers, chunk_rows=16)
+        build_patch_cache(layout, observations, out, spec, workers=workers, chunk_rows=4)
     message = str(refused.value)
     assert refused.value.errno == errno.ENOSPC
-    scratch = disk / "patches" / "shards" / "train" / ".1-of-1.partial"
-    assert f"{scratch}/" in message and "No space left on device, " in message, message
+    # The file being written (the rows of a chunk, its flags, its offsets), or the shard
+    # (the journal, the files' headers): whichever the disk was full for.
+    assert f"{disk / 'patches' / 'shards' / 'train'}/" in message, message
+    assert "No space left on device, " in message, message
     assert " kB free there. Fix: free space on that disk" in message, message
     assert "snakemake --directory" in message
     assert ("patches.store: encoded" in message) == (store == "decoded"), message
@@ -132,9 +134,34 @@ def test_a_full_disk_names_the_store_file_the_free_space_and_the_fix(
     )
 
     remount("32m")
-    report = build_patch_cache(layout, observations, out, spec, workers=workers, chunk_rows=16)
+    report = build_patch_cache(layout, observations, out, spec, workers=workers, chunk_rows=4)
     assert report.resumed_chunks > 0
-    build_patch_cache(layout, observations, tmp_path / "clean", spec, chunk_rows=16)
+    build_patch_cache(layout, observations, tmp_path / "clean", spec, chunk_rows=4)
+    for path in sorted(out.glob("1-of-1/*")):
+        assert path.read_bytes() == (tmp_path / "clean" / "1-of-1" / path.name).read_bytes()
+
+
+def test_a_journal_line_cut_by_a_full_disk_is_not_read_as_another_chunk(
+    tiny_demo, tables, small_disk, tmp_path
+):
+    """A short write on a full disk can leave the journal's last line cut (``1`` of
+    ``10``); the resumed build cuts it off, where it appended its next line to it (``1``
+    and ``9`` read as chunk 19 done, whose rows a later resume never built)."""
+    layout, _, _ = tiny_demo
+    disk, remount = small_disk
+    observations = pd.read_parquet(tables["train"])
+    spec = CacheSpec(size=32, mode="resize", store="decoded")
+    out = disk / "patches" / "train"
+    journal = disk / "patches" / "shards" / "train" / ".1-of-1.partial" / "journal.txt"
+    for room in ("512k", "32m"):  # full again after a few more chunks, then enough
+        with pytest.raises(OutputWriteError):
+            build_patch_cache(layout, observations, out, spec, chunk_rows=4)
+        remount(room)
+        if room == "512k":
+            journal.write_text(journal.read_text() + "1")  # what a short write leaves
+    # (the second build ran out of room again; the third finishes)
+    build_patch_cache(layout, observations, out, spec, chunk_rows=4)
+    build_patch_cache(layout, observations, tmp_path / "clean", spec, chunk_rows=4)
     for path in sorted(out.glob("1-of-1/*")):
         assert path.read_bytes() == (tmp_path / "clean" / "1-of-1" / path.name).read_bytes()
 

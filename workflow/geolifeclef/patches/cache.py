@@ -127,8 +127,11 @@ def _prepare_scratch(work: Path, manifest: dict, writer: ShardWriter) -> set[int
         except ValueError:
             previous = None
         if previous == manifest:
-            # A line is only complete with its newline (a kill can cut the last one).
+            # A line is only complete with its newline (a kill or a full disk can cut the
+            # last one); a cut one is cut off, or the next line would be appended to it.
             text = journal.read_text() if journal.exists() else ""
+            if not text.endswith("\n") and journal.exists():
+                os.truncate(journal, len(text[: text.rfind("\n") + 1].encode()))
             return writer.resume(text.split("\n")[:-1])
     if work.exists():
         log.info("discarding the scratch folder %s (started for another build)", work)
