@@ -244,18 +244,21 @@ KILLER = textwrap.dedent(
     from geolifeclef.patches.cache import build_patch_cache
 
     root, table, out, kill_at, store, shards = sys.argv[1:]
-    original, calls = geolifeclef.patches.store.pwrite_all, [0]
+    original, calls = geolifeclef.patches.store.write_at, [0]
 
-    def write_then_die(fd, data, offset):
+    def write_then_die(path, data, offset, sync=False):
+        if path.name.endswith(".offsets.npy"):  # the encoded store's row offsets
+            return original(path, data, offset, sync)
         calls[0] += 1
         if calls[0] == int(kill_at):  # half of a chunk's block on disk, then SIGKILL
-            original(fd, data[: len(data) // 2], offset)
+            data = memoryview(data).cast("B")
+            original(path, data[: len(data) // 2], offset)
             os.kill(os.getpid(), signal.SIGKILL)
-        original(fd, data, offset)
+        original(path, data, offset, sync)
 
-    # Both stores write each chunk with one pwrite per modality (4 per chunk).
-    geolifeclef.patches.decoded.pwrite_all = write_then_die
-    geolifeclef.patches.encoded.pwrite_all = write_then_die
+    # Both stores write each chunk's patches with one write per modality (4 per chunk).
+    geolifeclef.patches.decoded.write_at = write_then_die
+    geolifeclef.patches.encoded.write_at = write_then_die
     spec = CacheSpec(size=32, mode="resize", store=store, shards=int(shards))
     build_patch_cache(DatasetLayout(root), pd.read_parquet(table), out, spec, chunk_rows=16)
     """

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from geolifeclef.settings.backbones import check_backbones
 from geolifeclef.settings.catalog import build_catalog
 from geolifeclef.settings.families import BASELINES, family_of
 from geolifeclef.settings.workflow import WorkflowSettings
@@ -252,3 +253,8 @@ TRACKING.export()
 # The invocation that the user started; the jobs it spawns (local or SLURM) inherit its id.
 IS_MAIN_INVOCATION = "GLC_INVOCATION_ID" not in os.environ
 os.environ.setdefault("GLC_INVOCATION_ID", uuid.uuid4().hex[:12])
+# A timm backbone's name is checked by the invocation the user started (a dry run too), not
+# again by each job that parses the Snakefile anew (on SLURM): reading timm's registry
+# imports timm (torch, torchvision: seconds), which only a config naming one pays for.
+if IS_MAIN_INVOCATION:
+    check_backbones(EXPERIMENT_SETTINGS, CATALOG)

@@ -7,9 +7,8 @@ from geolifeclef.data.observations import read_species_ids, read_table
 from geolifeclef.evaluation.submission import register_champion, select_submission
 from geolifeclef.rule_logging import logging_to
 from geolifeclef.settings.tracking import PARENT_RUN_ENV, Tracking
-from geolifeclef.tracking.runs import _server_reachable
 
-with logging_to(snakemake.log[0]) as log:
+with logging_to(snakemake.log[0]):
     chosen = select_submission(
         snakemake.params.model,
         snakemake.params.candidates,
@@ -22,14 +21,11 @@ with logging_to(snakemake.log[0]) as log:
     )
     metrics = dict(zip(snakemake.params.candidates, snakemake.input.metrics, strict=True))
     tracking = Tracking.of_invocation()
-    if _server_reachable(tracking.uri, 5.0):
-        register_champion(
-            tracking.uri,
-            chosen,
-            metrics[chosen],
-            os.environ.get(PARENT_RUN_ENV),
-            snakemake.params.task,
-            snakemake.params.champion,
-        )
-    else:
-        log.warning("MLflow unreachable: the submitted model %s is not registered", chosen)
+    register_champion(
+        tracking.uri,
+        chosen,
+        metrics[chosen],
+        os.environ.get(PARENT_RUN_ENV),
+        snakemake.params.task,
+        snakemake.params.champion,
+    )

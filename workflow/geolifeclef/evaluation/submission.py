@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -33,7 +34,13 @@ from geolifeclef.evaluation.set_submission import check_set_submission
 from geolifeclef.predictions.metrics import KAGGLE_K
 from geolifeclef.predictions.table import Predictions
 from geolifeclef.tracking.records import MODEL_URI_KEY, SETS_MODEL_URI_KEY
-from geolifeclef.tracking.runs import clean_metric, register_version
+from geolifeclef.tracking.runs import (
+    clean_metric,
+    redact,
+    register_version,
+    short_reason,
+    store_problem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -221,18 +228,32 @@ def register_champion(
 
     Every ranked model has a logged model, named in its evaluation's ``metrics`` (the one
     that predicted test: an experiment's refit, a baseline's fit on train + val with
-    ``refit``, a blend of those). One logged while MLflow was offline has none: the
-    champion is then left as it was, and the log says why (None).
+    ``refit``, a blend of those). One evaluated while MLflow could not record runs has
+    none, and MLflow may not record this one: the champion is then left as it was, and the
+    log says why and which rerun registers it (None).
     """
     uri = f"models:/{registered}@{CHAMPION_ALIAS}"
     found = json.loads(Path(metrics).read_text())
     model_uri = found.get(SETS_MODEL_URI_KEY if task.multi_label else MODEL_URI_KEY)
     if model_uri is None:
         log.warning(
-            "%s: %s has no logged model (MLflow was offline): %s not updated",
-            metrics,
-            model,
+            "%s is not updated: %s has no MLflow model (MLflow could not record runs when "
+            "it was evaluated). Fix: once it can, evaluate it again, which registers it: "
+            "snakemake --forcerun %s",
             uri,
+            model,
+            shlex.quote(str(metrics)),
+        )
+        return None
+    problem = store_problem(tracking_uri, 5.0)
+    if problem is not None:
+        log.warning(
+            "%s is not updated with %s: %s. Fix: %s, then rerun: snakemake --forcerun "
+            "select_submission",
+            uri,
+            model,
+            problem.problem,
+            problem.fix,
         )
         return None
     error = found.get(task.metric)
@@ -262,7 +283,15 @@ def register_champion(
             tracking_uri, model_uri, registered, CHAMPION_ALIAS, tags, descriptions
         )
     except Exception as error:  # a tracking failure must not fail the submission
-        log.warning("%s: registering %s failed (%s): %s not updated", model, model_uri, error, uri)
+        log.warning(
+            "%s is not updated: registering %s (%s) failed (%s). Fix: make MLflow at %s "
+            "usable, then rerun: snakemake --forcerun select_submission",
+            uri,
+            model,
+            model_uri,
+            short_reason(error),
+            redact(tracking_uri),
+        )
         return None
     log.info("%s (%s) registered: %s is version %s", model, model_uri, uri, version)
     return version

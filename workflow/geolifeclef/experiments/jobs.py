@@ -246,8 +246,8 @@ def _run_training(job: TrainingJob, stop: StopRequest) -> dict:
 
 def _checked_settings(job: TrainingJob, n_classes: int, species_ids: np.ndarray | None):
     """The job's settings for ``n_classes`` species (of ``species_ids``, a multi-label
-    task's) and the env table's width, its backbone checked before any data is read (the
-    settings could not check it: timm needs torch); logs what is trained."""
+    task's) and the env table's width, its backbone checked before any data is read (as
+    the Snakefile did, for a job run without it); logs what is trained."""
     width = env_width(job.inputs.stats) if job.settings.inputs.env else TABULAR_SIZES["env"]
     settings = job.settings.with_data(n_classes, width, species_ids)
     if settings.model.reads.uses_patches:

@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from geolifeclef.settings.backbones import backbone_problem
 from geolifeclef.settings.configs import SMALL
 
 
@@ -36,17 +37,11 @@ def _timm() -> ModuleType:
 
 
 def check_backbone(name: str) -> None:
-    """Refuse a backbone name that is neither ``small`` nor a timm model, with suggestions."""
-    if name == SMALL:
-        return
-    timm = _timm()
-    if not timm.is_model(name):
-        close = timm.list_models(f"*{name}*")[:8]
-        raise ValueError(
-            f"unknown backbone {name!r}: not 'small' nor a timm model"
-            + (f" (did you mean one of {close}?)" if close else "")
-            + "; list them with: python -c \"import timm; print(timm.list_models('resnet*'))\""
-        )
+    """Refuse a backbone name that is neither ``small`` nor a timm model, with suggestions
+    (the words of the check when the workflow is parsed)."""
+    problem = backbone_problem(name)
+    if problem:
+        raise ValueError(problem)
 
 
 class SmallCnn(nn.Module):

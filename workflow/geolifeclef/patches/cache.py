@@ -49,7 +49,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from geolifeclef.atomic import atomic_path
-from geolifeclef.errors import InputDataError, listed
+from geolifeclef.errors import InputDataError, listed, writing_to
 from geolifeclef.layout import DatasetLayout
 from geolifeclef.patches.decoded import DecodedStore, DecodedWriter
 from geolifeclef.patches.encoded import EncodedStore, EncodedWriter
@@ -69,8 +69,10 @@ from geolifeclef.patches.store import (
     ShardWriter,
     create_npy,
     ids_digest,
+    npy_data_offset,
     shard_name,
     shard_rows,
+    write_at,
 )
 from geolifeclef.settings.archive import patch_file_states
 from geolifeclef.settings.validation import check_geometry
@@ -175,8 +177,12 @@ def _resume(work: Path, writer: ShardWriter, sources: np.ndarray) -> tuple[set[i
     them; and the (row, modality) of the files that changed. The files that the chunks
     still to build rewrite are first copied where another folder links them."""
     journal = work / JOURNAL_FILE
-    # A line is only complete with its newline (a kill can cut the last one).
-    lines = journal.read_text().split("\n")[:-1] if journal.exists() else []
+    # A line is only complete with its newline (a kill or a full disk can cut the last
+    # one); a cut one is cut off, or the next line would be appended to it.
+    text = journal.read_text() if journal.exists() else ""
+    if not text.endswith("\n") and journal.exists():
+        os.truncate(journal, len(text[: text.rfind("\n") + 1].encode()))
+    lines = text.split("\n")[:-1]
     built = np.load(work / SOURCES_FILE, mmap_mode="r")
     kept, changed = [], []
     for line in lines:
@@ -221,6 +227,28 @@ def _link_shard(work: Path, shard_dir: Path) -> None:
 
 def build_shard(
     layout: PatchFiles,
+    observations: pd.DataFrame,
+    shard_dir: Path,
+    spec: CacheSpec,
+    shard: tuple[int, int] = (1, 1),
+    workers: int = 1,
+    chunk_rows: int | None = None,
+    progress: bool = True,
+) -> CacheReport:
+    """Build shard ``shard`` of the split's ``observations`` (``_build_shard`` says how);
+    a full disk or a folder one may not write is named, with the free space and the fixes
+    (the file being written, else the shard): the scratch folder keeps its journal, and
+    the build resumes from its last chunk once there is room."""
+    start, stop = shard_rows(len(observations), *shard)
+    alternative = WRITERS[spec.store].full_disk_alternative(spec, stop - start)
+    with writing_to(shard_dir, alternative):
+        return _build_shard(
+            layout, observations, shard_dir, spec, shard, workers, chunk_rows, progress
+        )
+
+
+def _build_shard(
+    layout: DatasetLayout,
     observations: pd.DataFrame,
     shard_dir: Path,
     spec: CacheSpec,
@@ -276,8 +304,10 @@ def build_shard(
         log.info("shard %s is built already, from the same files", shard_name(*shard))
         report.resumed_chunks = len(starts)
         return report
-    flags = np.lib.format.open_memmap(work / FILLED_FILE, mode="r+")
-    built_from = np.lib.format.open_memmap(work / SOURCES_FILE, mode="r+")
+    # Rows written by write_at, not through memory maps: on a full disk a memory map's
+    # write kills the job with SIGBUS, which names neither the file nor the disk.
+    flags_at, flags_row = npy_data_offset(work / FILLED_FILE), len(spec.modalities)
+    sources_at, sources_row = npy_data_offset(work / SOURCES_FILE), sources[:1].nbytes
     tasks = [
         writer.task(layout, k, ids[s : s + chunk_rows])
         for k, s in enumerate(starts)
@@ -310,13 +340,11 @@ def build_shard(
     ):
         for result in _run_chunks(tasks, workers, writer.worker, writer.ordered):
             rows = slice(result.index * chunk_rows, result.index * chunk_rows + len(result.flags))
-            flags[rows] = result.flags
-            flags.flush()
+            write_at(work / FILLED_FILE, result.flags, flags_at + rows.start * flags_row, sync=True)
             report.bad_files.extend(result.bad)
             line = writer.commit(result, keep=not (result.bad and spec.on_bad_file == "fail"))
             if line is not None:
-                built_from[rows] = sources[rows]
-                built_from.flush()
+                write_at(work / SOURCES_FILE, sources[rows], sources_at + rows.start * sources_row)
                 journal.write(line + "\n")  # after its rows are written: never a lie
                 journal.flush()
             report.built_chunks += 1
@@ -325,7 +353,6 @@ def build_shard(
     if report.bad_files and spec.on_bad_file == "fail":
         raise BadFilesError(report.bad_files)
     files = writer.finish()
-    del flags, built_from
     shard_meta = {
         **manifest,
         "store": spec.store,
@@ -439,6 +466,15 @@ def _check_shards(shards: list[dict], ids: np.ndarray, spec: CacheSpec, folders)
 
 
 def gather_shards(
+    shard_dirs: list[Path], observations: pd.DataFrame, output_dir: Path, spec: CacheSpec
+) -> dict:
+    """The cache folder from its shards (``_gather_shards`` says how); a full disk or a
+    folder one may not write is named, with the free space and the fixes."""
+    with writing_to(output_dir):
+        return _gather_shards(shard_dirs, observations, output_dir, spec)
+
+
+def _gather_shards(
     shard_dirs: list[Path], observations: pd.DataFrame, output_dir: Path, spec: CacheSpec
 ) -> dict:
     """Write the cache folder ``output_dir`` from its shards (in row order): the index of

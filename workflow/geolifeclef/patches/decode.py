@@ -28,7 +28,7 @@ import numpy as np
 import simplejpeg
 
 from geolifeclef.layout import ALL_PATCH_MODALITIES
-from geolifeclef.patches.files import PatchFileError
+from geolifeclef.patches.files import PatchFileError, check_format
 from geolifeclef.patches.geometry import transform_batch
 
 PIL_MODES = {"YCbCr": "RGB", "RGB": "RGB", "Gray": "L", "CMYK": "CMYK", "YCCK": "CMYK"}
@@ -40,6 +40,7 @@ CHECK_SCALE = {"min_height": 1, "min_width": 1, "min_factor": 8}
 def check_patch_bytes(path: Path, data: bytes, modality: str, size: int) -> None:
     """Raise PatchFileError naming ``path`` unless ``data`` decodes with the loader's
     decoder to a ``size`` x ``size`` patch of the modality's colour mode and dtype."""
+    check_format(path, data, modality)
     record = ALL_PATCH_MODALITIES[modality]
     try:
         if record.codec == "jpeg":

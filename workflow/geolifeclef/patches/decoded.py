@@ -8,12 +8,12 @@ chunks done in any order. Reading is by memory mapping, one sorted fancy-indexin
 per shard. The dtypes are the files', so a ``crop`` store is bit-exact with the files.
 """
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from geolifeclef.errors import size_text
 from geolifeclef.layout import ALL_PATCH_MODALITIES
 from geolifeclef.patches.files import PatchFileError, read_patch
 from geolifeclef.patches.geometry import transform_patch
@@ -26,8 +26,9 @@ from geolifeclef.patches.store import (
     ShardWriter,
     create_npy,
     fsync_file,
+    npy_data_offset,
     patch_shape,
-    pwrite_all,
+    write_at,
 )
 
 CHUNK_BYTES = 32 * 2**20
@@ -46,17 +47,6 @@ class _ChunkTask:
     source_size: int
     offsets: dict[str, int]
     """Modality -> byte offset of the data in its .npy file (after the header)."""
-
-
-def _data_offset(path: Path) -> int:
-    """Byte offset of the array data in a .npy file."""
-    with open(path, "rb") as handle:
-        major, _ = np.lib.format.read_magic(handle)
-        if major == 1:
-            np.lib.format.read_array_header_1_0(handle)
-        else:
-            np.lib.format.read_array_header_2_0(handle)
-        return handle.tell()
 
 
 class DecodedWriter(ShardWriter):
@@ -85,7 +75,9 @@ class DecodedWriter(ShardWriter):
 
     def task(self, layout, index: int, observation_ids: np.ndarray) -> _ChunkTask:
         if not hasattr(self, "_offsets"):
-            self._offsets = {m: _data_offset(self.work / f"{m}.npy") for m in self.spec.modalities}
+            self._offsets = {
+                m: npy_data_offset(self.work / f"{m}.npy") for m in self.spec.modalities
+            }
         start = index * self.chunk_rows
         return _ChunkTask(
             layout,
@@ -118,20 +110,25 @@ class DecodedWriter(ShardWriter):
                     bad.append(BadFile(int(observation_id), modality, str(path), error.problem))
                     continue
                 block[i] = transform_patch(array, modality, spec.size, spec.mode)
-            fd = os.open(task.work / f"{modality}.npy", os.O_WRONLY)
-            try:
-                row_bytes = block[:1].nbytes
-                pwrite_all(
-                    fd,
-                    memoryview(block).cast("B"),
-                    task.offsets[modality] + task.start * row_bytes,
-                )
-            finally:
-                os.close(fd)
+            offset = task.offsets[modality] + task.start * block[:1].nbytes
+            write_at(task.work / f"{modality}.npy", block, offset)
         return ChunkResult(task.index, flags, bad)
 
     def commit(self, result: ChunkResult, keep: bool) -> str | None:
         return str(result.index) if keep else None  # its rows are on disk already
+
+    @staticmethod
+    def full_disk_alternative(spec: CacheSpec, n: int) -> str:
+        size = spec.size
+        needed = sum(
+            ALL_PATCH_MODALITIES[m].array_dtype.itemsize * int(np.prod(patch_shape(n, m, size)))
+            for m in spec.modalities
+        )
+        return (
+            f"store fewer bytes: this shard's decoded patches take {size_text(needed)} at "
+            f"patches.size {size}; a smaller size takes less, and patches.store: encoded "
+            "about the size of the patch files"
+        )
 
     def finish(self) -> dict:
         files = {}

@@ -32,7 +32,8 @@ from geolifeclef.patches.store import (
     ShardWriter,
     create_npy,
     fsync_file,
-    pwrite_all,
+    npy_data_offset,
+    write_at,
 )
 
 CHUNK_ROWS = 256
@@ -131,15 +132,10 @@ class EncodedWriter(ShardWriter):
         start = result.index * self.chunk_rows
         for modality, blobs in result.blobs.items():
             lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
-            offsets = np.lib.format.open_memmap(self._offsets(modality), mode="r+")
-            offsets[start + 1 : start + 1 + len(blobs)] = self.ends[modality] + np.cumsum(lengths)
-            offsets.flush()
-            del offsets
-            fd = os.open(self._data(modality), os.O_WRONLY)
-            try:
-                pwrite_all(fd, memoryview(b"".join(blobs)), HEADER_BYTES + self.ends[modality])
-            finally:
-                os.close(fd)
+            offsets = self.ends[modality] + np.cumsum(lengths)  # of rows start + 1, ...
+            at = npy_data_offset(self._offsets(modality)) + (start + 1) * offsets.itemsize
+            write_at(self._offsets(modality), offsets, at, sync=True)
+            write_at(self._data(modality), b"".join(blobs), HEADER_BYTES + self.ends[modality])
             self.ends[modality] += int(lengths.sum())
         return " ".join([str(result.index), *(str(self.ends[m]) for m in self.spec.modalities)])
 

@@ -5,6 +5,7 @@ chroma subsampling for ``rgb`` and ``near_ir``; TIFF written by tifffile with De
 (code 32946), big-endian int16 for ``altitude`` and little-endian uint8 for ``landcover``.
 """
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,20 @@ from geolifeclef.layout import ALL_PATCH_MODALITIES
 
 JPEG_QUALITY = 75
 TIFF_DEFLATE = 32946  # the old "Deflate (PKZIP)" code of the real files, not Adobe's 8
+CODEC_FORMATS = {"jpeg": "JPEG", "tiff": "TIFF"}
+"""A modality's codec -> the image format its files are in (in the archive)."""
+SIGNATURES = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"II+\x00": "TIFF",  # BigTIFF
+    b"MM\x00+": "TIFF",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"BM": "BMP",
+}
+"""The first bytes of the image formats a patch file may have been saved in by mistake."""
 
 
 class PatchFileError(InputDataError):
@@ -27,6 +42,28 @@ class PatchFileError(InputDataError):
             problem,
             fix="restore the file from the archive, or set patches.on_bad_file: fill "
             "to fill it with zeros and flag it in the cache index",
+        )
+
+
+def image_format(data: bytes) -> str | None:
+    """The image format that a file's first bytes say (``SIGNATURES``; ``WebP``), or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for start, name in SIGNATURES.items() if data.startswith(start)), None)
+
+
+def check_format(path: Path, data: bytes, modality: str) -> None:
+    """Refuse a patch file whose bytes are an image of another format than the modality's
+    (a PNG saved as ``.jpg``), in the same words whichever store reads it: the decoded
+    store's PIL opens a PNG as any image, the encoded store's libjpeg refuses it in its
+    own terms. Bytes of no format it knows are left to the decoder (a damaged file)."""
+    expected = CODEC_FORMATS[ALL_PATCH_MODALITIES[modality].codec]
+    found = image_format(data)
+    if found is not None and found != expected:
+        raise PatchFileError(
+            path,
+            f"a {found} image, not a {expected}: {modality} patches are {expected} files, "
+            "as in the archive",
         )
 
 
@@ -68,14 +105,16 @@ def read_patch(path: Path, modality: str, size: int | None = None) -> np.ndarray
     if record is None:
         raise ValueError(f"unknown patch modality {modality!r}")
     try:
+        data = path.read_bytes()  # once: its format is checked, then it is decoded
+        check_format(path, data, modality)
         if record.codec == "jpeg":
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(data)) as image:
                 expected_mode = record.jpeg_colorspace[1]
                 if image.mode != expected_mode:
                     raise PatchFileError(path, f"JPEG mode {image.mode}, expected {expected_mode}")
                 array = np.asarray(image)
         else:
-            array = tifffile.imread(path)
+            array = tifffile.imread(io.BytesIO(data))
     except FileNotFoundError:
         raise PatchFileError(path, "file is missing") from None
     except PatchFileError:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from geolifeclef.errors import writing_to
 from geolifeclef.layout import ALL_PATCH_MODALITIES, MODALITIES
 from geolifeclef.patches.geometry import MODES
 
@@ -332,11 +333,33 @@ def patch_shape(n: int, modality: str, size: int) -> tuple[int, int, int, int]:
 # --------------------------------------------------------------------------------------
 
 
-def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
-    """Write all of ``data`` at ``offset`` (os.pwrite may write less)."""
-    while len(data):
-        written = os.pwrite(fd, data, offset)
-        data, offset = data[written:], offset + written
+def write_at(path: Path, data, offset: int, sync: bool = False) -> None:
+    """Write all of ``data`` (bytes-like, an array) at byte ``offset`` of the existing file
+    ``path``; with ``sync``, on disk before it returns. A full disk or a closed folder is
+    raised naming the file (``OutputWriteError``). A store's rows are written here, never
+    through a memory map: a memory map's write on a full disk kills the process with
+    SIGBUS ("Bus error"), which says nothing of the file or the disk."""
+    with writing_to(path):
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            data, done = memoryview(data).cast("B"), 0
+            while done < len(data):  # os.pwrite may write less
+                done += os.pwrite(fd, data[done:], offset + done)
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def npy_data_offset(path: Path) -> int:
+    """Byte offset of the array data in an .npy file (after its header)."""
+    with open(path, "rb") as handle:
+        major, _ = np.lib.format.read_magic(handle)
+        if major == 1:
+            np.lib.format.read_array_header_1_0(handle)
+        else:
+            np.lib.format.read_array_header_2_0(handle)
+        return handle.tell()
 
 
 def create_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
@@ -400,3 +423,9 @@ class ShardWriter:
     def finish(self) -> dict:
         """Make the files complete and durable; what ``shard.json`` says of each modality."""
         raise NotImplementedError
+
+    @staticmethod
+    def full_disk_alternative(spec: CacheSpec, n: int) -> str:
+        """Another fix of a full disk than freeing space, for its message (``writing_to``),
+        for a shard of ``n`` rows."""
+        return ""

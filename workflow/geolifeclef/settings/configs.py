@@ -1,9 +1,10 @@
 """The typed settings of an experiment: model, patch branch, training and augmentation.
 
 Each default lives here once (``ExperimentSettings.from_config`` turns a config entry into
-these and the schema documents them). Nothing here imports torch (a timm backbone name is checked
-where the backbone is built, ``geolifeclef.models.backbones``), so that the Snakefile, and every
-SLURM job that parses it, stays quick; ``models`` and ``training`` build from these.
+these and the schema documents them). Nothing here imports torch (a timm backbone's name is
+checked by ``geolifeclef.settings.backbones``, which imports timm only for such a name), so that
+the Snakefile, and every SLURM job that parses it, stays quick; ``models`` and ``training``
+build from these.
 """
 
 from dataclasses import dataclass, field

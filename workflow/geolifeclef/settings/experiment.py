@@ -105,8 +105,8 @@ class ExperimentSettings:
         """The settings of config entry ``entry``, defaults filled in; ``multi_label``: the
         edition's task (an entry written by ``to_config`` says it itself). Raises
         ValueError for an unknown setting, kind, modality or tabular feature, or a setting
-        the task cannot use (a timm backbone's name is checked where the backbone is built:
-        that needs torch)."""
+        the task cannot use (a timm backbone's name needs timm:
+        ``geolifeclef.settings.backbones`` checks it when the workflow is parsed)."""
         model = dict(entry["model"])
         tabular = tuple(model.pop("tabular", DEFAULT_TABULAR))
         unknown = set(tabular) - set(TABULAR_SIZES)

@@ -23,6 +23,7 @@ decides what they hold, so that a researcher can compare them in the MLflow UI:
 
 import json
 import os
+import shlex
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -200,8 +201,9 @@ def runs_page(tracking_uri: str, run_id: str) -> str | None:
     what = "MLflow runs (the evaluate runs, best first)"
     if tracking_uri.startswith(("http://", "https://")):
         return f"{what}: {redact(tracking_uri).rstrip('/')}/{route}"
+    # Quoted as a shell word: the command pastes whole for a folder with spaces or quotes.
     return (
-        f"{what}: mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 "
+        f"{what}: mlflow ui --backend-store-uri {shlex.quote(tracking_uri)} --host 127.0.0.1 "
         f"--port {UI_PORT}, then open http://127.0.0.1:{UI_PORT}/{route}"
     )
 

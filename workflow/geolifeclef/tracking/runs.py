@@ -27,6 +27,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,15 +174,16 @@ class Tracker:
             return None
         try:
             # A lost server would stall the call for minutes in MLflow's retries.
-            if self._uri and not _server_reachable(self._uri, 5.0):
-                raise ConnectionError(f"{redact(self._uri)} does not answer")
+            problem = store_problem(self._uri, 5.0) if self._uri else None
+            if problem is not None:
+                raise ConnectionError(problem.problem)
             return function(*args, **kwargs)
         except Exception as error:  # any transport or server failure
             log.warning(
                 "MLflow %s failed (%s); logging locally to %s from now on. "
                 "Sync later with: geolifeclef sync-runs %s",
                 what,
-                redact(str(error)),
+                short_reason(error),
                 self.local.path,
                 self.local.path,
             )
@@ -286,10 +288,71 @@ def _active_run(mlflow_module, run_id: str) -> Iterator[None]:
         yield
 
 
-def _server_reachable(uri: str, timeout: float) -> bool:
-    if not uri.startswith(("http://", "https://")):
-        return True
+@dataclass(frozen=True)
+class StoreProblem:
+    """Why MLflow cannot record runs at a tracking URI, and the fix, in a user's words."""
 
+    problem: str
+    fix: str
+
+
+def store_problem(uri: str, timeout: float) -> StoreProblem | None:
+    """Why MLflow at ``uri`` cannot record runs, as far as can be told without writing (a
+    server that does not answer its health check; a SQLite file, or the folder where SQLite
+    writes its journal, that this user may not write); None when it can, or cannot tell."""
+    if uri.startswith(("http://", "https://")):
+        if _health_answers(uri, timeout):
+            return None
+        return StoreProblem(
+            f"MLflow server {redact(uri)} is unreachable (no answer to its health check)",
+            "start it (or set mlflow.tracking_uri to one that answers)",
+        )
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(urllib.parse.urlsplit(uri).path.removeprefix("/"))  # without ?options
+    folder = database.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    fix = (
+        f"make {database} and its folder writable for this user (or set "
+        "mlflow.tracking_uri to a store that is)"
+    )
+    if database.exists() and not os.access(database, os.W_OK):
+        return StoreProblem(f"MLflow store {database} is read-only", fix)
+    if not os.access(folder, os.W_OK):
+        return StoreProblem(f"MLflow store {database}: its folder {folder} is read-only", fix)
+    return None
+
+
+def short_reason(error: BaseException) -> str:
+    """The first line of the error at the root of ``error``'s causes, credentials removed:
+    ``attempt to write a readonly database`` for an MlflowException raised from SQLAlchemy's
+    error raised from sqlite3's, where the whole would be its SQL and parameters."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = str(error).strip().splitlines()
+    return redact(lines[0] if lines else type(error).__name__)
+
+
+class _WithoutDatabaseTracebacks(logging.Filter):
+    """MLflow's SQL store logs a database error with its traceback, SQL and parameters
+    (some 30 lines) before raising it again as an MlflowException, which the code here
+    reports in one line (``short_reason``): that record is left out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SQLAlchemy database error")
+
+
+logging.getLogger("mlflow.store.db.utils").addFilter(_WithoutDatabaseTracebacks())
+
+
+def _server_reachable(uri: str, timeout: float) -> bool:
+    """Whether MLflow at ``uri`` can record runs (``store_problem``)."""
+    return store_problem(uri, timeout) is None
+
+
+def _health_answers(uri: str, timeout: float) -> bool:
+    """Whether the MLflow server at ``uri`` answers its health check."""
     # urllib does not take user:password from a URL: send them as basic auth.
     parts = urllib.parse.urlsplit(uri)
     request = urllib.request.Request(f"{redact(uri).rstrip('/')}/health")
@@ -329,7 +392,8 @@ def start_run(
     run_id = None
     mlflow_module = None
     status = "FINISHED"
-    if _server_reachable(tracking_uri, timeout):
+    problem = store_problem(tracking_uri, timeout)
+    if problem is None:
         try:
             mlflow.set_tracking_uri(tracking_uri)
             mlflow_module = mlflow
@@ -345,18 +409,18 @@ def start_run(
             run_id = run.info.run_id
             local.write("run_id", run_id=run_id)
         except Exception as error:
-            log.warning(
-                "MLflow at %s unusable (%s); logging locally",
-                redact(tracking_uri),
-                redact(str(error)),
+            problem = StoreProblem(
+                f"MLflow at {redact(tracking_uri)} failed ({short_reason(error)})",
+                "make it usable (or set mlflow.tracking_uri to a store that is)",
             )
             run_id = None
     if run_id is None:
         log.warning(
-            "MLflow tracking server %s unreachable: training goes on and logs metrics to %s. "
-            "Sync them later with: geolifeclef sync-runs %s",
-            redact(tracking_uri),
+            "%s: this job goes on and logs its params and metrics to %s. Fix: %s, then "
+            "replay them with: geolifeclef sync-runs %s",
+            problem.problem,
             local.path,
+            problem.fix,
             local.path,
         )
     tracker = Tracker(local, run_id, mlflow_module, tracking_uri)
