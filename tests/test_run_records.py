@@ -182,3 +182,19 @@ def test_learning_curve_marks_the_kept_epoch(tmp_path):
     plot_learning_curve({"experiment": "x", "history": refit}, tmp_path / "refit.png")
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "refit.png").stat().st_size < (tmp_path / "curve.png").stat().st_size
+
+
+def test_the_mlflow_leaderboard_view_ranks_by_the_editions_metric():
+    from geolifeclef.editions import SPECIES_SETS, TOP30
+    from geolifeclef.tracking.records import leaderboard_view, leaderboard_view_state
+
+    top30 = leaderboard_view_state(TOP30)
+    assert (top30["orderByKey"], top30["orderByAsc"]) == ("metrics.`val_top30_error`", True)
+    sets = leaderboard_view_state(SPECIES_SETS)
+    assert (sets["orderByKey"], sets["orderByAsc"]) == ("metrics.`val_f1`", False)
+    assert sets["selectedColumns"][:3] == [
+        "metrics.`val_f1`",
+        "metrics.`val_f1_low`",
+        "metrics.`val_f1_high`",
+    ]
+    assert "orderByAsc=false" in leaderboard_view(SPECIES_SETS)

@@ -84,7 +84,7 @@ def finish_parent_run(status):
             TRACKING.uri, json.loads(os.environ.get(SWEEP_RUNS_ENV, "{}")), status
         )
         end_run(TRACKING.uri, parent, status)
-        page = runs_page(TRACKING.uri, parent)
+        page = runs_page(TRACKING.uri, parent, TASK)
         if page:
             logger.info(page)
 

@@ -32,6 +32,7 @@ from urllib.parse import quote
 import mlflow
 import yaml
 
+from geolifeclef.editions import TOP30, Task
 from geolifeclef.predictions.metrics import (
     BUCKET_METRICS,
     EXPECTED_TOP30,
@@ -80,22 +81,35 @@ RUNS_VIEW = "runs?workflowType=machine_learning"
 training" switch is on (or the URL says ``workflowType=machine_learning``): the experiment
 tag ``mlflow.experimentKind`` alone does not change where it opens."""
 EVALUATE_RUNS_FILTER = "tags.`snakemake.rule` = 'evaluate_model'"
-LEADERBOARD_ORDER = "metrics.`val_top30_error`"
-LEADERBOARD_VIEW = (
-    f"{RUNS_VIEW}&searchFilter={quote(EVALUATE_RUNS_FILTER)}"
-    f"&orderByKey={quote(LEADERBOARD_ORDER)}&orderByAsc=true"
-)
-"""The runs table as a leaderboard: the evaluate runs, one a model, best val top-30 error
-first (the UI reads its search box and sort from the URL; a search lists the runs nested
-under an invocation's parent run without a click on its `+`)."""
+
+
+def leaderboard_metric(task: Task = TOP30) -> tuple[str, bool]:
+    """(the runs table's key of the metric that ranks a task's models, ascending?): the
+    val top-30 error, lowest first; a survey edition's val F1, highest first."""
+    return f"metrics.`{val_name(task.metric)}`", not task.higher_is_better
+
+
+def leaderboard_view(task: Task = TOP30) -> str:
+    """The runs table as a leaderboard: the evaluate runs, one a model, best first by the
+    task's metric (the UI reads its search box and sort from the URL; a search lists the
+    runs nested under an invocation's parent run without a click on its `+`)."""
+    order, ascending = leaderboard_metric(task)
+    return (
+        f"{RUNS_VIEW}&searchFilter={quote(EVALUATE_RUNS_FILTER)}"
+        f"&orderByKey={quote(order)}&orderByAsc={str(ascending).lower()}"
+    )
+
+
 LEADERBOARD_VIEW_KEY = "leaderboard"
-LEADERBOARD_COLUMNS = (
-    "metrics.`val_top30_error`",
-    "metrics.`val_top30_error_low`",
-    "metrics.`val_top30_error_high`",
-    "params.`kind`",
-)
-"""The columns the leaderboard view shows (the UI's column keys)."""
+
+
+def leaderboard_columns(task: Task = TOP30) -> tuple[str, ...]:
+    """The columns the leaderboard view shows (the UI's column keys): the task's metric,
+    its interval, the model's kind."""
+    name = val_name(task.metric)
+    return (f"metrics.`{name}`", f"metrics.`{name}_low`", f"metrics.`{name}_high`", "params.`kind`")
+
+
 SHARED_VIEW_TAG = "mlflow.sharedViewState."
 """The UI's shared views: an experiment tag ``<this><key>`` holding the view's search,
 sort and columns as JSON, opened by ``viewStateShareKey=<key>`` in the URL. The only way
@@ -103,13 +117,14 @@ to open the runs table with chosen columns: the UI keeps the columns a user pick
 browser's storage."""
 
 
-def leaderboard_view_state() -> dict[str, Any]:
+def leaderboard_view_state(task: Task = TOP30) -> dict[str, Any]:
     """The leaderboard view as the UI's shared view state."""
+    order, ascending = leaderboard_metric(task)
     return {
         "searchFilter": EVALUATE_RUNS_FILTER,
-        "orderByKey": LEADERBOARD_ORDER,
-        "orderByAsc": True,
-        "selectedColumns": list(LEADERBOARD_COLUMNS),
+        "orderByKey": order,
+        "orderByAsc": ascending,
+        "selectedColumns": list(leaderboard_columns(task)),
     }
 
 
@@ -177,7 +192,7 @@ def describe_invocation(
         tracker.log_text(text, "config.yaml")
 
 
-def runs_page(tracking_uri: str, run_id: str) -> str | None:
+def runs_page(tracking_uri: str, run_id: str, task: Task = TOP30) -> str | None:
     """How to see the runs of the experiment of ``run_id`` in the MLflow UI: the URL of its
     runs table as a leaderboard (the shared view ``LEADERBOARD_VIEW_KEY``, saved on the
     experiment here: the evaluate runs best first, with their errors as columns; the same
@@ -192,11 +207,11 @@ def runs_page(tracking_uri: str, run_id: str) -> str | None:
     except Exception:  # the page is a convenience: never fail the invocation for it
         return None
     try:
-        state = json.dumps(leaderboard_view_state())
+        state = json.dumps(leaderboard_view_state(task))
         client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + LEADERBOARD_VIEW_KEY, state)
         view = f"{RUNS_VIEW}&viewStateShareKey={LEADERBOARD_VIEW_KEY}"
     except Exception:  # as above: the search and sort still come from the URL
-        view = LEADERBOARD_VIEW
+        view = leaderboard_view(task)
     route = f"#/experiments/{experiment_id}/{view}"
     what = "MLflow runs (the evaluate runs, best first)"
     if tracking_uri.startswith(("http://", "https://")):
