@@ -358,12 +358,15 @@ def plot_set_leaderboard(frame: pd.DataFrame, path: str | Path, confidence: floa
         [f1 - models["f1_low"].to_numpy(float), models["f1_high"].to_numpy(float) - f1]
     )
     axes.barh(y, f1, xerr=error, color="#4c72b0", capsize=3)
-    for yi, value, rule in zip(y, f1, models["set_rule"], strict=True):
+    high = models["f1_high"].to_numpy(float)
+    for yi, value, top, rule in zip(y, f1, high, models["set_rule"], strict=True):
+        # right of the interval, so that the text never covers the bar's end
         axes.annotate(
-            f"{value:.3f}  ({rule})",
-            (value, yi),
-            xytext=(4, 4),
+            f"{value:.3f}  {rule}",
+            (np.nanmax([value, top]), yi),
+            xytext=(6, 0),
             textcoords="offset points",
+            va="center",
             fontsize=7,
         )
     axes.set_yticks(y, models["model"])
@@ -378,5 +381,5 @@ def plot_set_leaderboard(frame: pd.DataFrame, path: str | Path, confidence: floa
         axes.legend(fontsize=8, loc="lower right")
     axes.set_xlim(0, 1)
     axes.set_xlabel(f"val samples F1 (higher is better), {confidence:.0%} interval")
-    axes.set_title("Leaderboard")
+    axes.set_title("Leaderboard: each model's val F1 and its set rule")
     save_png(figure, path)
