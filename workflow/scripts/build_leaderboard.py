@@ -15,28 +15,22 @@ from geolifeclef.tracking.runs import attach_run
 with logging_to(snakemake.log[0]) as log:
     all_metrics = [read_metrics(path) for path in snakemake.input.metrics]
     models = [metrics["model"] for metrics in all_metrics]
-    block_files = dict(zip(models, snakemake.input.blocks, strict=True))
+    outputs = {
+        "parquet": snakemake.output.parquet,
+        "markdown": snakemake.output.markdown,
+        "html_path": snakemake.output.html,
+        "png": snakemake.output.plot,
+        "block_files": dict(zip(models, snakemake.input.blocks, strict=True)),
+        "bootstrap": snakemake.params.bootstrap,
+    }
     if snakemake.params.task.multi_label:  # a survey edition: species sets, F1
-        write_set_leaderboard(
-            all_metrics,
-            parquet=snakemake.output.parquet,
-            markdown=snakemake.output.markdown,
-            html_path=snakemake.output.html,
-            png=snakemake.output.plot,
-            block_files=block_files,
-            bootstrap=snakemake.params.bootstrap,
-        )
+        write_set_leaderboard(all_metrics, **outputs)
     else:
         write_leaderboard(
             all_metrics,
-            parquet=snakemake.output.parquet,
-            markdown=snakemake.output.markdown,
-            html_path=snakemake.output.html,
-            png=snakemake.output.plot,
             sweeps=list(snakemake.params.sweeps),
-            block_files=block_files,
             species_files=dict(zip(models, snakemake.input.species, strict=True)),
-            bootstrap=snakemake.params.bootstrap,
+            **outputs,
         )
     parent = os.environ.get(PARENT_RUN_ENV)
     with attach_run(Tracking.of_invocation().uri, parent, os.devnull) as tracker:

@@ -10,7 +10,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from geolifeclef.baselines.fitting import species_columns
-from geolifeclef.baselines.forest_file import LEAF, CompactForest, load_forest, save_forest
+from geolifeclef.baselines.forest_file import (
+    LEAF,
+    CompactForest,
+    load_forest,
+    save_forest,
+    split_arrays,
+)
 from geolifeclef.errors import MAX_LISTED, InputDataError
 from geolifeclef.layout import ENV_VARIABLES, region_digits
 from geolifeclef.predictions.metrics import SCORE_CHUNK_ROWS, top_k
@@ -185,15 +191,7 @@ def compact_tree(tree, edges: list[np.ndarray] | None = None) -> dict[str, np.nd
     # Copies (astype copies): a view of the tree's arrays would keep the whole Tree, and
     # so its dense table, alive as long as the compact tree.
     return {
-        "left": left.astype(np.int32),
-        "right": tree.children_right.astype(np.int32),
-        "feature": tree.feature.astype(np.int32),
-        "threshold": (
-            tree.threshold.astype(np.float64)
-            if edges is None
-            else _thresholds_on_edges(tree, edges)
-        ),
-        "missing_left": tree.missing_go_to_left.astype(bool),
+        **split_arrays(tree, None if edges is None else _thresholds_on_edges(tree, edges)),
         "leaf_starts": np.concatenate([[0], np.cumsum(counts)]),
         "leaf_classes": leaf_class.astype(np.int32),
         "leaf_probabilities": value[leaves[leaf_row], 0, leaf_class].astype(np.float32),

@@ -219,6 +219,19 @@ class CompactForest:
         return None
 
 
+def split_arrays(tree, threshold: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The split arrays of one fitted sklearn ``Tree`` as ``CompactForest.from_trees`` takes
+    them (copies: a view would keep the whole ``Tree`` alive); ``threshold``: in place of the
+    tree's own."""
+    return {
+        "left": tree.children_left.astype(np.int32),
+        "right": tree.children_right.astype(np.int32),
+        "feature": tree.feature.astype(np.int32),
+        "threshold": tree.threshold.astype(np.float64) if threshold is None else threshold,
+        "missing_left": tree.missing_go_to_left.astype(bool),
+    }
+
+
 def save_forest(forest: CompactForest, path: str | Path, feature_names: list[str]) -> None:
     """Write the forest and the names of its feature columns (atomically)."""
     if len(feature_names) != forest.n_features:

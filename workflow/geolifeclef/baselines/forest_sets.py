@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import sparse
 
 from geolifeclef.baselines.fitting import label_matrix
-from geolifeclef.baselines.forest_file import CompactForest
+from geolifeclef.baselines.forest_file import CompactForest, split_arrays
 from geolifeclef.settings.families import ForestSettings
 
 log = logging.getLogger(__name__)
@@ -52,11 +52,7 @@ def leaf_presence_tree(tree, leaves: np.ndarray, labels: sparse.csr_array) -> di
     means = sparse.csr_array(sparse.diags(1.0 / np.maximum(counts, 1)) @ (reached @ labels))
     means.sort_indices()
     return {
-        "left": tree.children_left.astype(np.int32),
-        "right": tree.children_right.astype(np.int32),
-        "feature": tree.feature.astype(np.int32),
-        "threshold": tree.threshold.astype(np.float64),
-        "missing_left": tree.missing_go_to_left.astype(bool),
+        **split_arrays(tree),
         "leaf_starts": means.indptr.astype(np.int64),
         "leaf_classes": means.indices.astype(np.int32),
         "leaf_probabilities": means.data.astype(np.float32),

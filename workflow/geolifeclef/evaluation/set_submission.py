@@ -25,16 +25,13 @@ import numpy as np
 from geolifeclef.atomic import write_text
 from geolifeclef.editions import SPECIES_SETS
 from geolifeclef.errors import InputDataError, listed
+from geolifeclef.evaluation.submission_file import SubmissionError, submission_rows
 from geolifeclef.predictions.f1 import score_sets
 from geolifeclef.predictions.set_table import SpeciesSets
 from geolifeclef.survey_layout import N_LABEL_SLOTS
 
 HEADER = SPECIES_SETS.submission_header
 _INTEGER = re.compile(r"\d+")
-
-
-class SubmissionError(InputDataError):
-    """A submission (or solution) file that Kaggle would refuse or score wrongly."""
 
 
 def format_set_submission(sets: SpeciesSets, test_ids: np.ndarray) -> str:
@@ -50,29 +47,12 @@ def format_set_submission(sets: SpeciesSets, test_ids: np.ndarray) -> str:
 def parse_set_file(text: str, source: str | Path) -> dict[int, np.ndarray]:
     """{surveyId: its species ids, ascending} of a submission or solution file's text, in
     the file's order; SubmissionError (file, line, fix) for anything Kaggle would refuse."""
-    if text.startswith("\ufeff"):
-        raise SubmissionError(source, "starts with a byte-order mark", "save as plain UTF-8", 1)
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    if not lines:
-        raise SubmissionError(source, "file is empty", f"the first line is {HEADER}", 1)
-    if lines[0].rstrip("\r") != HEADER:
-        raise SubmissionError(
-            source, f"header is {lines[0]!r}", f"the first line must be exactly {HEADER}", 1
-        )
     rows: dict[int, np.ndarray] = {}
     line_of: dict[int, int] = {}
-    for number, raw in enumerate(lines[1:], start=2):
-        fields = raw.rstrip("\r").split(",")
-        if len(fields) != 2:
-            raise SubmissionError(
-                source,
-                f"{len(fields)} comma-separated fields",
-                "each row is <surveyId>,<species ids separated by single spaces>",
-                number,
-            )
-        survey, predicted = fields
+    lines = submission_rows(
+        text, source, HEADER, "<surveyId>,<species ids separated by single spaces>"
+    )
+    for number, survey, predicted in lines:
         if not _INTEGER.fullmatch(survey):
             raise SubmissionError(source, f"surveyId {survey!r} is not an integer", "", number)
         survey_id = int(survey)

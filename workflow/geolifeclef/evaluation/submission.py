@@ -31,6 +31,7 @@ from geolifeclef.editions import TOP30, Task
 from geolifeclef.errors import InputDataError, listed
 from geolifeclef.evaluation.scores import best_model
 from geolifeclef.evaluation.set_submission import check_set_submission
+from geolifeclef.evaluation.submission_file import SubmissionError, submission_rows
 from geolifeclef.predictions.metrics import KAGGLE_K
 from geolifeclef.predictions.table import Predictions
 from geolifeclef.tracking.records import MODEL_URI_KEY, SETS_MODEL_URI_KEY
@@ -46,10 +47,6 @@ log = logging.getLogger(__name__)
 
 HEADER = "Id,Predicted"
 _INTEGER = re.compile(r"\d+")
-
-
-class SubmissionError(InputDataError):
-    """A submission file that Kaggle would refuse or score wrongly."""
 
 
 def format_submission(predictions: Predictions) -> str:
@@ -74,31 +71,11 @@ def check_submission(
 ) -> None:
     """Raise SubmissionError (file, line, problem, fix) unless ``text`` is a valid submission
     for the observations ``test_ids`` with species among ``known_species``."""
-    if text.startswith("\ufeff"):
-        raise SubmissionError(source, "starts with a byte-order mark", "save as plain UTF-8", 1)
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the final newline
-    if not lines:
-        raise SubmissionError(source, "file is empty", f"the first line is {HEADER}", 1)
-    if lines[0].rstrip("\r") != HEADER:
-        raise SubmissionError(
-            source, f"header is {lines[0]!r}", f"the first line must be exactly {HEADER}", 1
-        )
     known = set(np.asarray(known_species).tolist())
     expected = set(np.asarray(test_ids, dtype=np.int64).tolist())
     first_line_of: dict[int, int] = {}
-    for number, raw in enumerate(lines[1:], start=2):
-        line = raw.rstrip("\r")
-        fields = line.split(",")
-        if len(fields) != 2:
-            raise SubmissionError(
-                source,
-                f"{len(fields)} comma-separated fields",
-                "each row is <Id>,<30 species ids separated by spaces>",
-                number,
-            )
-        observation, predicted = fields
+    rows = submission_rows(text, source, HEADER, "<Id>,<30 species ids separated by spaces>")
+    for number, observation, predicted in rows:
         if not _INTEGER.fullmatch(observation):
             raise SubmissionError(source, f"Id {observation!r} is not an integer", "", number)
         observation_id = int(observation)
