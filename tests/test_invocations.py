@@ -375,7 +375,7 @@ def test_a_second_invocation_leaves_alone_what_a_live_one_writes(demo_workdir, t
     assert len(removed) == 1 and removed[0].endswith(f"{said}: {dead.relative_to(workdir)}")
     assert "MLflow runs" not in second.stderr  # none was closed: nothing to say
     assert beside == {MODEL: "RUNNING", "train env_mlp": "RUNNING"}
-    assert set(after.values()) == {"FINISHED"}
+    assert after == dict.fromkeys(after, "FINISHED")
     assert (workdir / MODEL).exists()
 
 

@@ -260,8 +260,8 @@ def test_a_patch_of_the_other_edition_is_refused(store, tmp_path):
     with pytest.raises(PatchFileError) as caught:
         build_patch_cache(files, surveys([30, 31, 32]), tmp_path / "cache", spec, progress=False)
     message = str(caught.value)
-    assert f"{files.patch(31, 's2')} (unreadable" in message
-    assert f"{files.patch(32, 's2')} (shape (64, 64, 3), expected 3 dimensions)" in message
+    assert f"{files.patch(31, 's2')} (a JPEG image, not a TIFF: s2 patches are TIFF" in message
+    assert f"{files.patch(32, 's2')} (shape (64, 64, 3), expected 4 bands)" in message
 
 
 # -- the files' places -------------------------------------------------------------------

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 SURVEY_SPLITS = ("train", "test")
 """The PA splits of the archives (val is carved from train by the workflow)."""
 
@@ -285,3 +287,14 @@ class SurveyPatchFiles:
         if modality not in self.folders:
             raise ValueError(f"patch modality {modality!r}: this archive has {list(self.folders)}")
         return self.folders[modality] / patch_subpath(observation_id, self.extension)
+
+    def patch_paths(self, observation_ids, modality: str) -> list[str]:
+        """``patch`` of many surveys, as strings (the change check stats every patch file a
+        cache reads: settings.archive.patch_file_states)."""
+        if modality not in self.folders:
+            raise ValueError(f"patch modality {modality!r}: this archive has {list(self.folders)}")
+        folder, ext = str(self.folders[modality]), self.extension
+        return [
+            f"{folder}/{text[-2:]}/{text[-4:-2]}/{text}.{ext}"
+            for text in np.asarray(observation_ids, dtype=np.int64).astype(str).tolist()
+        ]

@@ -28,7 +28,7 @@ import numpy as np
 import simplejpeg
 
 from geolifeclef.layout import ALL_PATCH_MODALITIES
-from geolifeclef.patches.files import PatchFileError, check_format
+from geolifeclef.patches.files import PatchFileError, check_bands, check_format
 from geolifeclef.patches.geometry import transform_batch
 
 PIL_MODES = {"YCbCr": "RGB", "RGB": "RGB", "Gray": "L", "CMYK": "CMYK", "YCCK": "CMYK"}
@@ -56,10 +56,7 @@ def check_patch_bytes(path: Path, data: bytes, modality: str, size: int) -> None
             expected = record.file_dtype
             if array.dtype.newbyteorder("=") != expected.newbyteorder("="):
                 raise PatchFileError(path, f"dtype {array.dtype}, expected {expected}")
-            # one band: H x W; several (the 2025 Sentinel-2 patches): H x W x bands
-            ndim = 2 if record.channels == 1 else 3
-            if array.ndim != ndim or (ndim == 3 and array.shape[2] != record.channels):
-                raise PatchFileError(path, f"shape {array.shape}, expected {ndim} dimensions")
+            check_bands(path, array, record.channels)
             shape = array.shape[:2]
     except PatchFileError:
         raise

@@ -94,6 +94,15 @@ def write_patch(path: Path, modality: str, array: np.ndarray) -> None:
         )
 
 
+def check_bands(path: Path, array: np.ndarray, channels: int) -> None:
+    """Raise PatchFileError naming ``path`` unless ``array`` is H x W (one band) or
+    H x W x ``channels`` (rgb, the 2025 Sentinel-2 patches), as the decoders return them."""
+    ndim = 2 if channels == 1 else 3
+    if array.ndim != ndim or (ndim == 3 and array.shape[2] != channels):
+        bands = "1 band" if channels == 1 else f"{channels} bands"
+        raise PatchFileError(path, f"shape {array.shape}, expected {bands}")
+
+
 def read_patch(path: Path, modality: str, size: int | None = None) -> np.ndarray:
     """Read one patch file as a native-endian array: HxWx3 for rgb, HxW otherwise.
 
@@ -124,10 +133,7 @@ def read_patch(path: Path, modality: str, size: int | None = None) -> np.ndarray
     expected_dtype = record.file_dtype
     if array.dtype.newbyteorder("=") != expected_dtype.newbyteorder("="):
         raise PatchFileError(path, f"dtype {array.dtype}, expected {expected_dtype}")
-    channels = record.channels
-    expected_ndim = 3 if channels > 1 else 2
-    if array.ndim != expected_ndim or (channels > 1 and array.shape[2] != channels):
-        raise PatchFileError(path, f"shape {array.shape}, expected {expected_ndim} dimensions")
+    check_bands(path, array, record.channels)
     if size is not None and array.shape[:2] != (size, size):
         raise PatchFileError(path, f"shape {array.shape[:2]}, expected ({size}, {size})")
     return array.astype(array.dtype.newbyteorder("="), copy=False)
