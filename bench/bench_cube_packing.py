@@ -13,12 +13,13 @@ cube files each), with a warm and a cold page cache, 1, 2 and 4 worker processes
    imported before the clock starts), timed in wall and CPU seconds, while the process
    tree's memory is sampled every 0.5 s (the sum of RSS and of PSS over the processes; a
    worker's RSS counts the pages of the arrays it maps). Cold: ``sync; echo 3 >
-   /proc/sys/vm/drop_caches`` before the run (root only; else ``posix_fadvise(DONTNEED)``
-   on every file, which keeps the directory entries and inodes cached: said in the
-   results).
+   /proc/sys/vm/drop_caches`` before the run (root only; the whole machine's caches), or
+   with ``--cold fadvise`` (or when drop_caches is refused) ``posix_fadvise(DONTNEED)`` on
+   every cube file (their pages only; directory entries and inodes stay cached).
 4. Checks 100 random rows of the packed arrays against the files.
 
-Writes results.json in the work folder and deletes everything else unless ``--keep``.
+Writes results.json in the work folder and deletes everything else unless ``--keep``
+(``--reuse`` measures again the files a ``--keep`` run left).
 Disk: ~1.2 GB at the archive's counts.
 """
 
@@ -109,20 +110,25 @@ def load_rate(root: Path, ids: np.ndarray, n: int = 5_000) -> dict:
     return {"files_per_s": round(len(paths) / wall), "files_per_cpu_s": round(len(paths) / cpu)}
 
 
-def make_cold(root: Path) -> str:
-    """Evict the cube files from the page cache; how it was done."""
+def make_cold(root: Path, method: str) -> str:
+    """Evict the cube files from the page cache; how it was done. ``drop_caches``: the
+    whole machine's page, dentry and inode caches (root only: torch's libraries and other
+    jobs' files too); ``fadvise``: only the cube files' pages (their directory entries and
+    inodes stay cached)."""
     subprocess.run(["sync"], check=True)
-    try:
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-        return "drop_caches"
-    except OSError:
-        for path in root.rglob("*.pt"):
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-        return "posix_fadvise (drop_caches refused)"
+    if method == "drop_caches":
+        try:
+            Path("/proc/sys/vm/drop_caches").write_text("3\n")
+            return "drop_caches"
+        except OSError:
+            method = "fadvise (drop_caches refused)"
+    for path in root.rglob("*.pt"):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    return method
 
 
 PACK = """
@@ -197,7 +203,11 @@ def main() -> None:
     parser.add_argument("work", type=Path)
     parser.add_argument("--surveys", type=int, default=ARCHIVE_SURVEYS)
     parser.add_argument("--workers", default="1,2,4", help="worker counts to measure")
-    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--cold", choices=("drop_caches", "fadvise"), default="drop_caches")
+    parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument(
+        "--reuse", action="store_true", help="measure the files a --keep run left (same --surveys)"
+    )
     args = parser.parse_args()
     root, output = args.work / "archive", args.work / "packed"
     ids = survey_ids(args.surveys)
@@ -206,14 +216,16 @@ def main() -> None:
     np.save(args.work / "order.npy", order)
     results: dict = {"surveys": args.surveys, "cpus": os.cpu_count()}
     try:
-        results["generated"] = generate(root, ids)
+        results["generated"] = (
+            {"reused": str(root)} if args.reuse and root.is_dir() else generate(root, ids)
+        )
         print("generated", results["generated"], flush=True)
         results["torch_load_one_process_warm"] = load_rate(root, ids)
         print("torch.load", results["torch_load_one_process_warm"], flush=True)
         runs = []
         for workers in map(int, args.workers.split(",")):
             for cache in ("cold", "warm"):
-                how = make_cold(root) if cache == "cold" else "after the cold run"
+                how = make_cold(root, args.cold) if cache == "cold" else "after the cold run"
                 load = os.getloadavg()[0]
                 run = pack(root, args.work / "order.npy", output, workers)
                 run |= {"workers": workers, "cache": cache, "how": how, "load_before": load}

@@ -249,3 +249,21 @@ def mlflow_tracking_uri_restored():
     """No test sends a later test's MLflow reads or runs to its own store."""
     with tracking_uri_kept():
         yield
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real file system of 256 kB (a tmpfs: mounting needs root; skipped without it),
+    ``remount(size)`` to give it room."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+
+    def remount(size: str, *options: str) -> None:
+        command = ["mount", "-t", "tmpfs", "-o", ",".join([*options, f"size={size}"])]
+        done = subprocess.run([*command, "tmpfs", str(mount)], capture_output=True, text=True)
+        if done.returncode:
+            pytest.skip(f"no small file system here (mount: {done.stderr.strip()})")
+
+    remount("256k")
+    yield mount, lambda size: remount(size, "remount")
+    subprocess.run(["umount", "--lazy", str(mount)], check=False)  # even if a file is open

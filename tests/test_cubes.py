@@ -2,6 +2,7 @@
 the packed rows equal the files in the order of the ids, the archives' spelling traps are
 handled, and every file that cannot be used is refused by name with its fix."""
 
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -13,7 +14,7 @@ from conftest import REPO
 
 from geolifeclef.data import cubes
 from geolifeclef.data.cubes import CubeFileError, open_cubes, pack_cubes, read_cube
-from geolifeclef.errors import InputDataError
+from geolifeclef.errors import InputDataError, OutputWriteError
 from geolifeclef.survey_layout import CUBE_SHAPES, SURVEY_ARCHIVES, SurveyLayout
 
 SAMPLES = {
@@ -279,3 +280,21 @@ def test_every_bad_file_is_listed_after_all_were_read_and_the_old_output_kept(
     assert all(str(path) in message for path in bad)
     assert "Fix: re-copy them from the archive" in message
     assert (output / "landsat.npy").read_bytes() == before
+
+
+def test_a_full_disk_names_the_cube_array_and_the_free_space(small_disk):
+    """The rows are written, not through a memory map, whose write on a full disk kills
+    the process with a bare "Bus error"; given room, the same call packs them all."""
+    disk, remount = small_disk
+    ids = list(range(100, 200))  # 5.7 kB a survey: more than the disk's 256 kB
+    layout = synthetic(disk.parent, 2024, "train", ids)
+    with pytest.raises(OutputWriteError) as refused:
+        pack_cubes(layout, "train", np.array(ids), disk / "cubes", progress=False)
+    message = str(refused.value)
+    assert refused.value.errno == errno.ENOSPC
+    assert message.startswith(f"[Errno 28] {disk}/") and ".npy: No space left" in message
+    assert " kB free there. Fix: free space on that disk" in message, message
+    assert not (disk / "cubes").exists()  # nothing half-written under the output's name
+    remount("2m")
+    pack_cubes(layout, "train", np.array(ids), disk / "cubes", progress=False)
+    packed_equals_files(disk / "cubes", layout, "train", ids)

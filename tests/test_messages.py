@@ -87,24 +87,6 @@ def test_a_dry_run_refuses_unknown_backbones_of_experiments_and_sweeps(tmp_path)
 # --------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real file system of 256 kB (a tmpfs: mounting needs root; skipped without it),
-    ``remount(size)`` to give it room."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-
-    def remount(size: str, *options: str) -> None:
-        command = ["mount", "-t", "tmpfs", "-o", ",".join([*options, f"size={size}"])]
-        done = subprocess.run([*command, "tmpfs", str(mount)], capture_output=True, text=True)
-        if done.returncode:
-            pytest.skip(f"no small file system here (mount: {done.stderr.strip()})")
-
-    remount("256k")
-    yield mount, lambda size: remount(size, "remount")
-    subprocess.run(["umount", "--lazy", str(mount)], check=False)  # even if a file is open
-
-
 @pytest.mark.parametrize(("store", "workers"), [("decoded", 2), ("encoded", 1)])
 def test_a_full_disk_names_the_store_file_the_free_space_and_the_fix(
     tiny_demo, tables, small_disk, tmp_path, store, workers

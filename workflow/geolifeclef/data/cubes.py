@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from geolifeclef.atomic import atomic_path
 from geolifeclef.errors import InputDataError, listed
-from geolifeclef.patches.store import create_npy, fsync_file
+from geolifeclef.patches.store import create_npy, fsync_file, npy_data_offset, write_at
 from geolifeclef.survey_layout import (
     CUBE_FILE,
     CUBE_SHAPES,
@@ -340,11 +340,10 @@ def _pack_chunk(chunk: _Chunk) -> _ChunkResult:
         read = np.array([path is not None for path in files], dtype=bool)
         nans = np.isnan(block[read]).reshape(int(read.sum()), block[0].size)
         nan_values[kind], nan_cubes[kind] = int(nans.sum()), int(nans.any(axis=1).sum())
-        # Mapped for this chunk only: its pages leave this process's memory with it.
-        array = np.load(chunk.arrays[kind], mmap_mode="r+")
-        array[chunk.start : chunk.start + rows] = block
-        array.flush()
-        del array
+        # Written, not through a memory map: a full disk is then an error naming the file
+        # (patches.store.write_at), not a SIGBUS.
+        path = Path(chunk.arrays[kind])
+        write_at(path, block, npy_data_offset(path) + chunk.start * block[0].nbytes)
     return _ChunkResult(chunk.start, rows, nan_values, nan_cubes, bad)
 
 
