@@ -29,21 +29,26 @@ GEOLIFECLEF = Path(sys.executable).with_name("geolifeclef")
 
 
 SLOWEST_FIRST = (
-    "test_workflow_maps.py",
-    "test_demo.py",
     "test_workflow_training.py",
-    "test_tracking.py",
+    "test_workflow_editions.py",
+    "test_workflow_maps.py",
     "test_recipes.py",
+    "test_reproducible.py",
+    "test_invocations.py",
     "test_faults.py",
+    "test_refusals.py",
     "test_workflow_evaluation.py",
+    "test_messages.py",
+    "test_tracking.py",
     "test_workflow.py",
+    "test_mlflow_ui.py",
     "test_workflow_extraction.py",
 )
-"""The modules that take minutes (``pytest --durations``), longest first, the second and
-fourth needing no shared demo folder: the first module builds it while the other worker
-runs those. Run first, the short modules then fill both workers to the end; xdist's own
-order (most tests first) left the longest modules, which have few tests, for last, with
-one worker idle."""
+"""The modules that take a minute or more (``pytest --durations``), longest first; the
+second needs no shared demo folder (the survey editions make their own): the first module
+builds it while the other worker runs that one. Run first, the short modules then fill
+both workers to the end; xdist's own order (most tests first) left the longest modules,
+which have few tests, for last, with one worker idle."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

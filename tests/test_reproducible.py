@@ -25,17 +25,23 @@ CONFIG = {
 }
 
 
+SUBMITTED = ("env_mlp", "cnn_small", "fitted")
+"""The submissions whose bytes could differ between runs: the networks' and the blend fitted
+on them and on the baselines (what `submission` picks from; its evaluation and leaderboard
+are left out, they only read these models' predictions)."""
+
+
 @pytest.mark.slow
 def test_two_runs_of_one_config_write_the_same_submissions(demo_workdir, tmp_path):
     runs = []
     for name in ("first", "second"):
         workdir = copy_workdir(demo_workdir, tmp_path / name, CONFIG)
-        result = run_snakemake(workdir, "submission", timeout=1200)
+        targets = [f"results/submission/{model}.csv" for model in SUBMITTED]
+        result = run_snakemake(workdir, *targets, timeout=1200)
         assert result.returncode == 0, result.stderr[-4000:]
         runs.append(workdir / "results" / "submission")
     first, second = runs
-    files = sorted(path.name for path in first.glob("*.csv"))
-    assert {"final.csv", "env_mlp.csv", "cnn_small.csv", "fitted.csv"} <= set(files)
-    assert files == sorted(path.name for path in second.glob("*.csv"))
-    for name in files:
-        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    for model in SUBMITTED:
+        written = (first / f"{model}.csv").read_bytes()
+        assert written.count(b"\n") > 10, model  # a submission, not an empty file
+        assert written == (second / f"{model}.csv").read_bytes(), model
