@@ -109,3 +109,27 @@ def test_a_blend_whose_member_has_no_logged_model_is_not_logged(logged, tmp_path
         )  # fmt: skip
     assert found is None and "members ['random_forest'] have no logged MLflow model" in caplog.text
     assert moved is None and "cannot be loaded" in caplog.text
+
+
+def test_the_requirements_are_checked_without_mlflows_scan_of_every_installed_file(
+    monkeypatch,
+):
+    """MLflow's map of installed files to packages took 3 s in each process that logs or
+    loads a model; the check that a model's pinned requirements are installed stays."""
+    from mlflow.utils import requirements_utils
+
+    import geolifeclef.serving.models as served
+
+    def scan():
+        raise AssertionError("every installed file was scanned")
+
+    monkeypatch.setattr(requirements_utils.importlib_metadata, "packages_distributions", scan)
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)
+    served.skip_mlflow_package_scan()
+    pins = served.serving_requirements()
+    assert "numpy" in {pin.split("==")[0] for pin in pins}
+    assert [requirements_utils._check_requirement_satisfied(pin) for pin in pins] == [None] * len(
+        pins
+    )
+    mismatch = requirements_utils._check_requirement_satisfied("numpy==0.0.1")
+    assert mismatch is not None and mismatch.installed_version == np.__version__

@@ -110,6 +110,22 @@ def answer_example(rows: pd.DataFrame) -> pd.DataFrame:
     return output_frame(placeholder, 30)
 
 
+def skip_mlflow_package_scan() -> None:
+    """Spare MLflow its map of every installed file to its package (3 s a process here:
+    ``importlib_metadata.packages_distributions`` reads the file list of torch's and CUDA's
+    wheels), built in each process that logs or loads a model only to name the module of a
+    requirement whose version ``importlib.metadata`` cannot find. Ours are the installed
+    versions by name (``serving_requirements``): MLflow's check that they are met stays.
+    A private attribute: if MLflow drops it, nothing changes but the 3 s."""
+    from mlflow.utils import requirements_utils
+
+    if getattr(requirements_utils, "_MODULES_TO_PACKAGES", False) is None:
+        requirements_utils._MODULES_TO_PACKAGES = {}
+
+
+skip_mlflow_package_scan()
+
+
 def serving_requirements() -> list[str]:
     """Pinned versions of what the package needs to predict, as installed here."""
     pins = []
