@@ -1,4 +1,5 @@
-"""A deterministic demo dataset in the exact GeoLifeCLEF 2022 layout, with known truth.
+"""Deterministic demo datasets in the exact layout of each edition's archive, with known
+truth: GeoLifeCLEF 2022 here, the GLC 2024 and 2025 surveys in :mod:`.surveys`.
 
 The generator draws a small world whose species behave like real ones, so that every
 stage of the workflow has something real to learn and measure:
