@@ -275,6 +275,9 @@ def test_survey_patch_files_are_where_the_archives_keep_them(tmp_path):
     )
     with pytest.raises(ValueError, match="this archive has \\['s2_rgb', 's2_nir'\\]"):
         files.patch(642, "s2")
+    # in bulk, as the change check asks for them: the same paths
+    ids = [642, 1322301, 5_000_108]
+    assert files.patch_paths(ids, "s2_rgb") == [str(files.patch(i, "s2_rgb")) for i in ids]
     # a copy spelling GLC 2025's Satelite with two l's is found
     (tmp_path / "SatellitePatches" / "PA-test").mkdir(parents=True)
     files = SurveyLayout(tmp_path, SURVEY_ARCHIVES[2025]).patch_files("test")

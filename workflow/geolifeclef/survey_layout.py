@@ -163,8 +163,11 @@ def archive_split(split: str) -> str:
 def patch_subpath(survey_id: int, extension: str) -> Path:
     """``<last two digits>/<the two before>/<id>.<ext>``: 1322301 -> ``01/23/1322301``;
     an id of three digits has a one-character second folder (642 -> ``42/6/642``)."""
-    text = str(int(survey_id))
-    return Path(text[-2:]) / text[-4:-2] / f"{text}.{extension}"
+    return Path(_subpath(str(int(survey_id)), extension))
+
+
+def _subpath(text: str, extension: str) -> str:
+    return f"{text[-2:]}/{text[-4:-2]}/{text}.{extension}"
 
 
 @dataclass(frozen=True)
@@ -284,17 +287,16 @@ class SurveyPatchFiles:
 
     def patch(self, observation_id: int, modality: str) -> Path:
         """``<folder>/<last two digits>/<the two before>/<id>.<extension>``."""
-        if modality not in self.folders:
-            raise ValueError(f"patch modality {modality!r}: this archive has {list(self.folders)}")
-        return self.folders[modality] / patch_subpath(observation_id, self.extension)
+        return self._folder(modality) / patch_subpath(observation_id, self.extension)
 
     def patch_paths(self, observation_ids, modality: str) -> list[str]:
         """``patch`` of many surveys, as strings (the change check stats every patch file a
         cache reads: settings.archive.patch_file_states)."""
+        folder = str(self._folder(modality))
+        texts = np.asarray(observation_ids, dtype=np.int64).astype(str).tolist()
+        return [f"{folder}/{_subpath(text, self.extension)}" for text in texts]
+
+    def _folder(self, modality: str) -> Path:
         if modality not in self.folders:
             raise ValueError(f"patch modality {modality!r}: this archive has {list(self.folders)}")
-        folder, ext = str(self.folders[modality]), self.extension
-        return [
-            f"{folder}/{text[-2:]}/{text[-4:-2]}/{text}.{ext}"
-            for text in np.asarray(observation_ids, dtype=np.int64).astype(str).tolist()
-        ]
+        return self.folders[modality]
