@@ -39,6 +39,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
+from mlflow.utils import requirements_utils
 
 import geolifeclef
 from geolifeclef.data.class_frequency import read_species_table
@@ -117,8 +118,6 @@ def skip_mlflow_package_scan() -> None:
     requirement whose version ``importlib.metadata`` cannot find. Ours are the installed
     versions by name (``serving_requirements``): MLflow's check that they are met stays.
     A private attribute: if MLflow drops it, nothing changes but the 3 s."""
-    from mlflow.utils import requirements_utils
-
     if getattr(requirements_utils, "_MODULES_TO_PACKAGES", False) is None:
         requirements_utils._MODULES_TO_PACKAGES = {}
 
