@@ -74,6 +74,20 @@ def tiny_demo(tmp_path_factory) -> tuple[DatasetLayout, Path, dict]:
     return DatasetLayout(base / "glc22"), base / "truth", summary
 
 
+def copy_patch_folders(layout: DatasetLayout, root: Path) -> DatasetLayout:
+    """A copy of ``layout``'s patch folders under ``root``, as an archive of its own."""
+    copy = DatasetLayout(root)
+    for region in ("fr", "us"):
+        shutil.copytree(layout.patch_folder(region), copy.patch_folder(region))
+    return copy
+
+
+@pytest.fixture
+def demo_patch_copy(tiny_demo, tmp_path) -> DatasetLayout:
+    """A copy of the tiny demo's patch folders that a test may damage or change."""
+    return copy_patch_folders(tiny_demo[0], tmp_path / "glc22")
+
+
 @pytest.fixture(scope="session")
 def tables(tiny_demo, tmp_path_factory) -> dict[str, Path]:
     """The tiny demo's observation tables by split (what the extraction steps read)."""

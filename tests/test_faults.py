@@ -40,7 +40,14 @@ import pytest
 import rasterio
 import torch
 import yaml
-from conftest import REPO, SCHEMA, copy_workdir, run_snakemake, snakemake_command
+from conftest import (
+    REPO,
+    SCHEMA,
+    copy_patch_folders,
+    copy_workdir,
+    run_snakemake,
+    snakemake_command,
+)
 from faults_helpers import (
     copy_tables,
     damaged_root,
@@ -306,10 +313,7 @@ BAD_PATCHES = {
 @pytest.mark.parametrize("case", list(BAD_PATCHES))
 def test_bad_patch_file_stops_the_cache_naming_it(tiny_demo, tables, tmp_path, case, store):
     modality, damage, pattern = BAD_PATCHES[case]
-    layout, _, _ = tiny_demo
-    copy = DatasetLayout(tmp_path / "glc22")
-    for region in ("fr", "us"):
-        shutil.copytree(layout.patch_folder(region), copy.patch_folder(region))
+    copy = copy_patch_folders(tiny_demo[0], tmp_path / "glc22")
     observations = pd.read_parquet(tables["val"])
     path = copy.patch(int(observations["observation_id"].iloc[7]), modality)
     damage(path)

@@ -16,7 +16,6 @@ import yaml
 from conftest import run_snakemake
 from faults_helpers import damaged_root
 
-from geolifeclef.layout import DatasetLayout
 from geolifeclef.patches.cache import build_shard, gather_shards, open_patch_cache
 from geolifeclef.patches.files import read_patch
 from geolifeclef.patches.geometry import transform_patch
@@ -24,16 +23,6 @@ from geolifeclef.patches.store import STORES, CacheSpec
 from geolifeclef.settings.archive import patch_files_fingerprint
 
 CHUNK_ROWS = 16
-
-
-@pytest.fixture
-def archive(tiny_demo, tmp_path) -> DatasetLayout:
-    """A copy of the tiny demo's patch folders that a test may change."""
-    layout, _, _ = tiny_demo
-    copy = DatasetLayout(tmp_path / "glc22")
-    for region in ("fr", "us"):
-        shutil.copytree(layout.patch_folder(region), copy.patch_folder(region))
-    return copy
 
 
 def _later(path, seconds: int = 10) -> None:
@@ -61,7 +50,7 @@ def _gather(observations, shard_dir, cache_dir, store):
 
 @pytest.mark.parametrize("store", STORES)
 def test_a_restored_patch_file_rebuilds_only_its_chunks(
-    archive, tiny_demo, tables, tmp_path, store
+    demo_patch_copy, tiny_demo, tables, tmp_path, store
 ):
     """The user's case: a missing file zero-filled by ``on_bad_file: fill``, then restored.
     Snakemake removes the shard folder before it reruns the shard's job."""
@@ -69,17 +58,17 @@ def test_a_restored_patch_file_rebuilds_only_its_chunks(
     observations = pd.read_parquet(tables["train"])
     ids = observations["observation_id"].to_numpy()
     row = 2 * CHUNK_ROWS + 3  # in chunk 2
-    missing = archive.patch(int(ids[row]), "rgb")
+    missing = demo_patch_copy.patch(int(ids[row]), "rgb")
     missing.unlink()
     shard_dir = tmp_path / "shards" / "train" / "1-of-1"
-    first = _build(archive, observations, shard_dir, store)
+    first = _build(demo_patch_copy, observations, shard_dir, store)
     assert [b.path for b in first.bad_files] == [str(missing)]
     before = _gather(observations, shard_dir, tmp_path / "before", store)
     assert before.index["filled_rgb"].to_numpy().nonzero()[0].tolist() == [row]
 
     shutil.rmtree(shard_dir)
     shutil.copyfile(layout.patch(int(ids[row]), "rgb"), missing)
-    again = _build(archive, observations, shard_dir, store)
+    again = _build(demo_patch_copy, observations, shard_dir, store)
     chunks = len(range(0, len(ids), CHUNK_ROWS))
     # The decoded store rewrites the chunk; the encoded one appends from it on.
     assert again.built_chunks == (1 if store == "decoded" else chunks - 2)
@@ -98,59 +87,64 @@ def test_a_restored_patch_file_rebuilds_only_its_chunks(
 
 
 @pytest.mark.parametrize("store", STORES)
-def test_a_patch_file_replaced_in_place_is_read_again(archive, tables, tmp_path, store):
+def test_a_patch_file_replaced_in_place_is_read_again(demo_patch_copy, tables, tmp_path, store):
     """Another image written over a file (same inode): the shard folder is there, and was
     "built already" before this change."""
     observations = pd.read_parquet(tables["val"])
     ids = observations["observation_id"].to_numpy()
     shard_dir = tmp_path / "shards" / "val" / "1-of-1"
-    _build(archive, observations, shard_dir, store)
-    target, donor = archive.patch(int(ids[-1]), "altitude"), archive.patch(int(ids[0]), "altitude")
+    _build(demo_patch_copy, observations, shard_dir, store)
+    target, donor = (
+        demo_patch_copy.patch(int(ids[-1]), "altitude"),
+        demo_patch_copy.patch(int(ids[0]), "altitude"),
+    )
     with open(target, "r+b") as handle:  # rewritten in place, as `cp donor target` does
         handle.truncate(0)
         handle.write(donor.read_bytes())
     _later(target)
-    report = _build(archive, observations, shard_dir, store)
+    report = _build(demo_patch_copy, observations, shard_dir, store)
     assert report.built_chunks == 1  # the last chunk, in either store
     cache = _gather(observations, shard_dir, tmp_path / "cache", store)
     np.testing.assert_array_equal(
-        cache.read("altitude", [len(ids) - 1])[0], _expected(archive, ids[0], "altitude")
+        cache.read("altitude", [len(ids) - 1])[0], _expected(demo_patch_copy, ids[0], "altitude")
     )
 
 
-def test_unchanged_files_rebuild_nothing_and_the_shard_is_linked_again(archive, tables, tmp_path):
+def test_unchanged_files_rebuild_nothing_and_the_shard_is_linked_again(
+    demo_patch_copy, tables, tmp_path
+):
     observations = pd.read_parquet(tables["val"])
     shard_dir = tmp_path / "shards" / "val" / "1-of-1"
-    _build(archive, observations, shard_dir, "encoded")
+    _build(demo_patch_copy, observations, shard_dir, "encoded")
     built = {p.name: p.read_bytes() for p in shard_dir.iterdir()}
     shutil.rmtree(shard_dir)  # as Snakemake does when a file of another shard changed
-    report = _build(archive, observations, shard_dir, "encoded")
+    report = _build(demo_patch_copy, observations, shard_dir, "encoded")
     assert report.built_chunks == 0 and report.resumed_chunks == report.n // CHUNK_ROWS + 1
     assert {p.name: p.read_bytes() for p in shard_dir.iterdir()} == built
 
 
-def test_the_fingerprint_of_a_split_follows_its_patch_files_only(archive, tables):
+def test_the_fingerprint_of_a_split_follows_its_patch_files_only(demo_patch_copy, tables):
     modalities = ("rgb", "near_ir")
     val = pd.read_parquet(tables["val"])["observation_id"].to_numpy()
     train = pd.read_parquet(tables["train"])["observation_id"].to_numpy()
-    first = patch_files_fingerprint(archive, tables["val"], modalities)
-    assert patch_files_fingerprint(archive, tables["val"], modalities) == first
+    first = patch_files_fingerprint(demo_patch_copy, tables["val"], modalities)
+    assert patch_files_fingerprint(demo_patch_copy, tables["val"], modalities) == first
     # A file of another split, or of a modality the caches do not read: no change.
-    _later(archive.patch(int(train[0]), "rgb"))
-    _later(archive.patch(int(val[0]), "altitude"))
-    assert patch_files_fingerprint(archive, tables["val"], modalities) == first
+    _later(demo_patch_copy.patch(int(train[0]), "rgb"))
+    _later(demo_patch_copy.patch(int(val[0]), "altitude"))
+    assert patch_files_fingerprint(demo_patch_copy, tables["val"], modalities) == first
     # A file of the split rewritten (its time), then gone, then back as it was.
-    path = archive.patch(int(val[5]), "near_ir")
+    path = demo_patch_copy.patch(int(val[5]), "near_ir")
     data, status = path.read_bytes(), path.stat()
     _later(path)
-    changed = patch_files_fingerprint(archive, tables["val"], modalities)
+    changed = patch_files_fingerprint(demo_patch_copy, tables["val"], modalities)
     path.unlink()
-    gone = patch_files_fingerprint(archive, tables["val"], modalities)
+    gone = patch_files_fingerprint(demo_patch_copy, tables["val"], modalities)
     path.write_bytes(data)
     os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
     assert len({first, changed, gone}) == 3
-    assert patch_files_fingerprint(archive, tables["val"], modalities) == first
-    assert patch_files_fingerprint(archive, tables["val"], ("rgb",)) != first
+    assert patch_files_fingerprint(demo_patch_copy, tables["val"], modalities) == first
+    assert patch_files_fingerprint(demo_patch_copy, tables["val"], ("rgb",)) != first
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +16,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import copy_workdir, run_snakemake, tracking_uri_kept
+from conftest import copy_patch_folders, copy_workdir, run_snakemake, tracking_uri_kept
 from PIL import Image
 
 from geolifeclef.errors import OutputWriteError
 from geolifeclef.evaluation.submission import CHAMPION_URI, register_champion
-from geolifeclef.layout import DatasetLayout
 from geolifeclef.models.backbones import check_backbone
 from geolifeclef.patches.cache import build_patch_cache
 from geolifeclef.patches.files import PatchFileError
@@ -168,10 +166,7 @@ def test_a_png_under_a_patch_name_is_refused_in_the_same_words_by_both_stores(
     """Where the decoded store took a PNG ``.jpg`` (PIL opens any image) and the encoded
     one refused it in libjpeg's words (``tjDecompressHeader3(): Could not determine
     subsampling level``), both refuse it, saying what it is and what it must be."""
-    layout, _, _ = tiny_demo
-    copy = DatasetLayout(tmp_path / "glc22")
-    for region in ("fr", "us"):
-        shutil.copytree(layout.patch_folder(region), copy.patch_folder(region))
+    copy = copy_patch_folders(tiny_demo[0], tmp_path / "glc22")
     observations = pd.read_parquet(tables["val"])
     path = copy.patch(int(observations["observation_id"].iloc[3]), modality)
     _saved_as_png(path)

@@ -2,7 +2,6 @@
 resume (sharding, the Dataset over both stores and GPU decoding: tests/test_patch_store.py)."""
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,16 +21,6 @@ from geolifeclef.patches.store import STORES, CacheSpec
 from geolifeclef.settings.validation import check_geometry
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def demo_copy(tiny_demo, tmp_path) -> DatasetLayout:
-    """A copy of the tiny demo's patch folders that a test may damage."""
-    layout, _, _ = tiny_demo
-    copy = DatasetLayout(tmp_path / "glc22")
-    for region in ("fr", "us"):
-        shutil.copytree(layout.patch_folder(region), copy.patch_folder(region))
-    return copy
 
 
 def expected_rows(layout, ids, modality, size, mode) -> np.ndarray:
@@ -171,18 +160,18 @@ def test_impossible_geometry_is_refused():
 # so it redoes everything from the first bad chunk on.
 @pytest.mark.parametrize(("store", "rebuilt"), [("decoded", 2), ("encoded", 8)])
 def test_missing_files_fail_listing_them_then_a_rerun_redoes_their_chunks(
-    demo_copy, tables, tmp_path, store, rebuilt
+    demo_patch_copy, tables, tmp_path, store, rebuilt
 ):
     observations = pd.read_parquet(tables["val"])
     ids = observations["observation_id"].to_numpy()
-    missing = [demo_copy.patch(ids[3], "rgb"), demo_copy.patch(ids[40], "altitude")]
+    missing = [demo_patch_copy.patch(ids[3], "rgb"), demo_patch_copy.patch(ids[40], "altitude")]
     saved = [p.read_bytes() for p in missing]
     for path in missing:
         path.unlink()
     out = tmp_path / "patches" / "val"
     spec = CacheSpec(size=32, mode="resize", on_bad_file="fail", store=store)
     with pytest.raises(PatchFileError) as raised:
-        build_patch_cache(demo_copy, observations, out, spec, chunk_rows=8)
+        build_patch_cache(demo_patch_copy, observations, out, spec, chunk_rows=8)
     message = str(raised.value)
     assert "2 patch files cannot be used" in message
     assert all(str(path) in message for path in missing) and "file is missing" in message
@@ -190,22 +179,24 @@ def test_missing_files_fail_listing_them_then_a_rerun_redoes_their_chunks(
     assert not out.exists()
     for path, data in zip(missing, saved, strict=True):
         path.write_bytes(data)
-    report = build_patch_cache(demo_copy, observations, out, spec, chunk_rows=8)
+    report = build_patch_cache(demo_patch_copy, observations, out, spec, chunk_rows=8)
     assert report.built_chunks == rebuilt and report.resumed_chunks == 8 - rebuilt
-    assert_cache_matches_files(out, demo_copy, observations, 32, "resize", store)
+    assert_cache_matches_files(out, demo_patch_copy, observations, 32, "resize", store)
 
 
 @pytest.mark.parametrize("store", STORES)
-def test_fill_policy_zeros_and_flags_corrupt_and_missing_files(demo_copy, tables, tmp_path, store):
+def test_fill_policy_zeros_and_flags_corrupt_and_missing_files(
+    demo_patch_copy, tables, tmp_path, store
+):
     observations = pd.read_parquet(tables["test"])
     ids = observations["observation_id"].to_numpy()
-    demo_copy.patch(ids[0], "near_ir").unlink()
-    corrupt_jpeg = demo_copy.patch(ids[5], "rgb")
+    demo_patch_copy.patch(ids[0], "near_ir").unlink()
+    corrupt_jpeg = demo_patch_copy.patch(ids[5], "rgb")
     corrupt_jpeg.write_bytes(corrupt_jpeg.read_bytes()[:200])  # truncated
-    demo_copy.patch(ids[7], "landcover").write_bytes(b"not a tiff at all")
+    demo_patch_copy.patch(ids[7], "landcover").write_bytes(b"not a tiff at all")
     out = tmp_path / "test"
     spec = CacheSpec(64, "crop", on_bad_file="fill", store=store)
-    report = build_patch_cache(demo_copy, observations, out, spec)
+    report = build_patch_cache(demo_patch_copy, observations, out, spec)
     assert len(report.bad_files) == 3
     cache = open_patch_cache(out)
     index = cache.index
@@ -218,7 +209,8 @@ def test_fill_policy_zeros_and_flags_corrupt_and_missing_files(demo_copy, tables
     for modality in MODALITIES:
         good = [r for r in range(len(ids)) if (r, modality) not in bad]
         np.testing.assert_array_equal(
-            cache.read(modality)[good], expected_rows(demo_copy, ids[good], modality, 64, "crop")
+            cache.read(modality)[good],
+            expected_rows(demo_patch_copy, ids[good], modality, 64, "crop"),
         )
 
 
@@ -328,13 +320,13 @@ def test_scratch_of_another_build_is_discarded(tiny_demo, tables, tmp_path, stor
 
 
 @pytest.mark.parametrize("store", STORES)
-def test_normalization_stats_equal_numpy_over_the_cache(demo_copy, tables, tmp_path, store):
+def test_normalization_stats_equal_numpy_over_the_cache(demo_patch_copy, tables, tmp_path, store):
     observations = pd.read_parquet(tables["train"])
     ids = observations["observation_id"].to_numpy()
-    demo_copy.patch(ids[2], "rgb").unlink()
+    demo_patch_copy.patch(ids[2], "rgb").unlink()
     out = tmp_path / "train"
     spec = CacheSpec(32, "resize", on_bad_file="fill", store=store)
-    build_patch_cache(demo_copy, observations, out, spec)
+    build_patch_cache(demo_patch_copy, observations, out, spec)
     env = pd.DataFrame({"observation_id": ids})
     rng = np.random.default_rng(0)
     from geolifeclef.layout import ENV_VARIABLES

@@ -3,7 +3,6 @@ deferred GPU decoding path, run here with torchvision's CPU decoder)."""
 
 import json
 import pickle
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -12,11 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import copy_patch_folders
 
 from geolifeclef.data.dataset import GlcDataset, JoinedDataset, make_loader
 from geolifeclef.data.env_table import build_env_table
 from geolifeclef.data.normalization import write_normalization_stats
-from geolifeclef.layout import MODALITIES, DatasetLayout
+from geolifeclef.layout import MODALITIES
 from geolifeclef.models.features import ModelBatch
 from geolifeclef.patches.cache import (
     build_patch_cache,
@@ -192,9 +192,7 @@ def both_stores(tiny_demo, tables, tmp_path_factory) -> dict:
     same size and mode, each with its own statistics, and the env table."""
     layout, _, _ = tiny_demo
     base = tmp_path_factory.mktemp("both")
-    damaged = DatasetLayout(base / "glc22")
-    for region in ("fr", "us"):
-        shutil.copytree(layout.patch_folder(region), damaged.patch_folder(region))
+    damaged = copy_patch_folders(layout, base / "glc22")
     observations = pd.read_parquet(tables["val"])
     damaged.patch(int(observations["observation_id"].iloc[4]), "rgb").unlink()
     env = base / "env.parquet"

@@ -248,7 +248,7 @@ def build_shard(
 
 
 def _build_shard(
-    layout: DatasetLayout,
+    layout: PatchFiles,
     observations: pd.DataFrame,
     shard_dir: Path,
     spec: CacheSpec,

@@ -97,7 +97,9 @@ def patch_file_states(
     threads: int = STAT_THREADS,
 ) -> np.ndarray:
     """(n, len(modalities), 2) int64: the size and modification time (ns) of the patch
-    file of each observation and modality, -1 for one that is missing: stat calls only,
+    file of each observation and modality (``layout``: a GLC 2022 archive, or a survey
+    edition's ``survey_layout.SurveyPatchFiles``, not imported into the settings: both
+    give ``patch_paths``), -1 for one that is missing: stat calls only,
     the contents are not read (7 us a file on an idle 2-core VM, 25 us on loaded cores:
     bench/bench_change_check.py)."""
     n = len(observation_ids)
