@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "workflow" / "geolifeclef"
 
 SNAKEFILE_PACKAGES = ("settings",)
 """Sub-packages the Snakefile may import, with the torch-free top-level modules below."""
-TOP_LEVEL = ("atomic", "errors", "layout", "rule_logging", "plotting")
+TOP_LEVEL = ("atomic", "errors", "layout", "survey_layout", "rule_logging", "plotting")
 
 
 def module_name(path: Path) -> str:

@@ -392,3 +392,52 @@ def test_a_single_label_table_is_refused_for_a_multi_label_experiment(surveys, t
     job.inputs.observations["train"] = str(tmp_path / "train.parquet")
     with pytest.raises(InputDataError, match="experiment sets_mlp is multi-label: it needs"):
         run_training(job)
+
+
+def test_a_fit_pre_trained_on_presence_only_surveys_starts_from_their_best_epoch(surveys, tmp_path):
+    """Two epochs on presence-only surveys (HOT and COLD as in the surveys), logged as
+    po_* metrics of the fit's run, then one epoch on the surveys: its first epoch starts
+    from the weights that already tell HOT from COLD, and scores above the first epoch of
+    a fit from scratch."""
+    from mlflow.tracking import MlflowClient
+
+    from geolifeclef.experiments.jobs import run_training
+    from geolifeclef.experiments.trained import ExperimentInputs
+    from geolifeclef.tracking.records import RUN_ID_KEY
+
+    table, env = _surveys(np.random.default_rng(3), 600, 20_000, True)
+    pq.write_table(table, tmp_path / "po.parquet")
+    env.to_parquet(tmp_path / "po_env.parquet", index=False)
+    presence_only = ExperimentInputs(
+        observations={"train": str(tmp_path / "po.parquet")},
+        env_table=str(tmp_path / "po_env.parquet"),
+        stats=str(surveys["stats"]),
+    )
+    with pytest.raises(ValueError, match="needs the presence-only tables"):
+        run_training(_training_job(surveys, tmp_path / "none", _settings(po_pretrain_epochs=2)))
+    runs = {}
+    for name, settings, more in (
+        ("pretrained", _settings(epochs=1, po_pretrain_epochs=2), {"presence_only": presence_only}),
+        ("scratch", _settings(epochs=1), {}),
+    ):
+        with tracking_uri_kept():
+            runs[name] = run_training(_training_job(surveys, tmp_path / name, settings, **more))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'pretrained' / 'mlflow.db'}")
+    history = client.get_metric_history(runs["pretrained"][RUN_ID_KEY], "po_val_top25_f1")
+    assert sorted(m.step for m in history) == [1, 2]
+    assert list((tmp_path / "pretrained" / "checkpoints").glob("*-po_best.pt"))
+    first = {name: run["history"][0]["val_top25_f1"] for name, run in runs.items()}
+    assert first["pretrained"] > first["scratch"], first
+
+
+def test_a_multi_label_checkpoint_loads_safely_to_resume(trained):
+    """Its history holds Python floats (a NumPy scalar, as the val BCE was, is refused by
+    torch.load(weights_only=True): a killed fit could not resume)."""
+    from geolifeclef.experiments.trained import load_trained
+    from geolifeclef.experiments.training import load_checkpoint
+
+    settings, model = load_trained(trained["job"].model)
+    checkpoint = Path(trained["job"].checkpoint_dir) / f"{settings.fingerprint()}.pt"
+    state = load_checkpoint(checkpoint, model)
+    assert state.epoch == len(trained["summary"]["history"])
+    assert not any(isinstance(value, np.generic) for value in state.history[-1].values())

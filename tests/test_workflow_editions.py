@@ -38,8 +38,24 @@ TINY = {
 }
 
 
+def edition_experiments(edition: str) -> dict:
+    """The experiments of the edition's own config (the demo's default)."""
+    return yaml.safe_load((REPO / EDITIONS[edition].config_file).read_text())["experiments"]
+
+
 def edition_config(edition: str) -> dict:
-    return {"edition": edition, **TINY}
+    """The tiny demo of ``edition``, each of its experiments trained for 2 epochs (and
+    pre-trained for 1)."""
+    experiments = {
+        name: {
+            "train": {
+                "epochs": 2,
+                **({"po_pretrain_epochs": 1} if "po_pretrain_epochs" in entry["train"] else {}),
+            }
+        }
+        for name, entry in edition_experiments(edition).items()
+    }
+    return {"edition": edition, **TINY, "experiments": experiments}
 
 
 @pytest.fixture(scope="module", params=["glc2024", "glc2025"])
@@ -70,17 +86,20 @@ def test_the_submission_is_valid_and_scored_as_kaggle_scores_it(submitted):
     constant = score_files(workdir / "results" / "submission" / "constant.csv", solution)
     assert f1 > constant["f1"]
     sizes = [len(s) for s in read_set_file(final).values()]
-    assert min(sizes) >= 1
+    assert min(sizes) >= 1 and len(set(sizes)) > 1  # each survey's own number of species
 
 
 @pytest.mark.slow
 def test_the_leaderboard_ranks_by_f1_under_the_bayes_bound(submitted):
-    _, workdir = submitted
+    edition, workdir = submitted
     leaderboard = pd.read_parquet(workdir / "results" / "evaluation" / "leaderboard.parquet")
     models = leaderboard[leaderboard["kind"] != "bound"]
     assert {"constant", "knn", "random_forest", "region_prior", "knn_forest"} <= set(
         models["model"]
     )
+    # Every network of the edition: the cube, patch and fusion ones, pre-trained on PO or not.
+    assert set(edition_experiments(edition)) <= set(models["model"])
+    assert models[["f1", "expected_f1"]].notna().all().all()
     assert models["f1"].is_monotonic_decreasing
     assert models["set_rule"].str.len().gt(0).all()
     bound = leaderboard[leaderboard["model"] == "bayes_optimal"]

@@ -88,7 +88,6 @@ PATCH_MODALITIES = {
 }
 """Patch modalities, in the order of the archive: rgb, near_ir, altitude, landcover."""
 MODALITIES = tuple(PATCH_MODALITIES)
-CONTINUOUS_MODALITIES = tuple(m.name for m in PATCH_MODALITIES.values() if m.continuous)
 SURVEY_PATCH_MODALITIES = {
     modality.name: modality
     for modality in (
@@ -104,6 +103,11 @@ where each archive keeps them is ``geolifeclef.survey_layout``'s."""
 ALL_PATCH_MODALITIES = {**PATCH_MODALITIES, **SURVEY_PATCH_MODALITIES}
 """Every edition's patch modalities by name: what the stores, decoders and file reader
 look up (``PATCH_MODALITIES`` and ``MODALITIES`` stay 2022's)."""
+CONTINUOUS_MODALITIES = tuple(m.name for m in ALL_PATCH_MODALITIES.values() if m.continuous)
+"""The patch modalities of reflectance or altitude, standardised per channel (every
+edition's: land cover is codes)."""
+REFLECTANCE_MODALITIES = ("rgb", "near_ir", *SURVEY_PATCH_MODALITIES)
+"""The satellite images of every edition: what a brightness augmentation scales."""
 PATCH_SIZE = 256
 LANDCOVER_CODES = {"fr": tuple(range(1, 18)), "us": tuple(range(20, 33))}
 """Land-cover codes used in each region's patches; 0 means missing."""

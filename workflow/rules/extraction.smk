@@ -158,6 +158,11 @@ def patch_stats_tables(splits):
 PATCHES_ENABLED = config["patches"]["enabled"]
 
 
+def cube_caches(splits):
+    """GLC 2022 has no time-series cubes (a survey edition's are packed by pack_cubes)."""
+    return []
+
+
 rule compute_normalization_stats:
     input:
         train=rules.ingest_observations.output.train,

@@ -159,15 +159,49 @@ def cube_caches(splits):
     return expand(rules.pack_cubes.output.cubes, split=splits)
 
 
-# No survey model reads patches yet (the Sentinel-2 store comes with the networks).
-PATCHES_ENABLED = False
+# The Sentinel-2 patches in a store per split (geolifeclef.patches.cache, as GLC 2022's):
+# the archive's modalities (GLC 2024: s2_rgb and s2_nir JPEGs; GLC 2025: the 4-band s2
+# GeoTIFF), read by the experiments that name them.
+PATCHES = config["patches"]
+PATCHES_ENABLED = PATCHES["enabled"]
+SURVEY_PATCH_MODALITIES = list(EDITION.archive.patch_modalities)
+
+
+rule cache_patches:
+    input:
+        observations=lambda wildcards: rules.ingest_observations.output[wildcards.split],
+        patches=archive_files("patches"),
+    output:
+        cache=directory(results("patches/{split}")),
+    log:
+        logs("cache_patches_{split}"),
+    benchmark:
+        benchmarks("cache_patches_{split}")
+    wildcard_constraints:
+        split=one_of(SPLITS),
+    conda:
+        ENVIRONMENT
+    threads: 2
+    params:
+        data_root=str(DATA_ROOT),
+        year=EDITION.year,
+        store=PATCHES["store"],
+        size=PATCHES["size"],
+        mode=PATCHES["mode"],
+        modalities=SURVEY_PATCH_MODALITIES,
+        on_bad_file=PATCHES["on_bad_file"],
+        archive=archive_fingerprint("patches"),
+    script:
+        "../scripts/cache_survey_patches.py"
 
 
 def patch_caches(splits):
-    return []
+    """The patch caches of ``splits``, chained from the rule that builds them."""
+    return expand(rules.cache_patches.output.cache, split=splits)
 
 
 def patch_stats_tables(splits):
+    """No patch statistics tables for a survey edition (GLC 2022's quantile features)."""
     return []
 
 
@@ -175,8 +209,9 @@ rule compute_normalization_stats:
     input:
         train=rules.ingest_observations.output.train,
         env=rules.extract_env.output.table,
-        cache=[],
+        cache=patch_caches(["train"]) if PATCHES_ENABLED else [],
         patch_stats=[],
+        cubes=cube_caches(["train"]),
     output:
         stats=results("normalization/stats.json"),
     log:
@@ -189,8 +224,32 @@ rule compute_normalization_stats:
         "../scripts/compute_normalization_stats.py"
 
 
+# The presence-only occurrences as surveys to pre-train on, with the values of their
+# nearest presence-absence survey (geolifeclef.data.presence_only).
+rule prepare_presence_only:
+    input:
+        po=rules.ingest_observations.output.po,
+        surveys=[rules.ingest_observations.output[split] for split in SPLITS],
+        env=rules.extract_env.output.table,
+        species=rules.analyze_class_frequency.output.table,
+    output:
+        surveys=results("presence_only/surveys.parquet"),
+        env=results("presence_only/env_values.parquet"),
+    log:
+        logs("prepare_presence_only"),
+    benchmark:
+        benchmarks("prepare_presence_only")
+    conda:
+        ENVIRONMENT
+    params:
+        max_distance_km=config["presence_only"]["max_distance_km"],
+    script:
+        "../scripts/prepare_presence_only.py"
+
+
 rule extraction:
     input:
         rules.extract_env.output,
         rules.compute_normalization_stats.output,
         cube_caches(SPLITS),
+        patch_caches(SPLITS) if PATCHES_ENABLED else [],

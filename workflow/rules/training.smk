@@ -20,6 +20,23 @@ def experiment_patch_stats(splits):
     )
 
 
+def experiment_cubes(splits):
+    """A survey edition's packed cubes of ``splits`` when the experiment reads cubes."""
+    return lambda wildcards: (
+        cube_caches(splits) if experiment_reads(wildcards.experiment).cubes else []
+    )
+
+
+def presence_only_table(name):
+    """A table of the presence-only pre-training (``surveys`` or ``env``) when the
+    experiment pre-trains on them, else none."""
+    return lambda wildcards: (
+        [rules.prepare_presence_only.output[name]]
+        if EXPERIMENT_SETTINGS[wildcards.experiment].train.po_pretrain_epochs
+        else []
+    )
+
+
 def pretrained_file(wildcards):
     """The local weights file an experiment starts from, if it names one."""
     pretrained = EXPERIMENT_SETTINGS[wildcards.experiment].model.cnn.pretrained
@@ -36,6 +53,9 @@ def training_inputs():
         **{split: rules.ingest_observations.output[split] for split in TRAINING_SPLITS},
         "caches": experiment_caches(TRAINING_SPLITS),
         "patch_stats": experiment_patch_stats(TRAINING_SPLITS),
+        "cubes": experiment_cubes(TRAINING_SPLITS),
+        "po_surveys": presence_only_table("surveys"),
+        "po_env": presence_only_table("env"),
         "pretrained": pretrained_file,
         "env": rules.extract_env.output.table,
         "stats": rules.compute_normalization_stats.output.stats,
@@ -56,6 +76,13 @@ def served_inputs():
         "stats": str(rules.compute_normalization_stats.output.stats),
         "caches": {s: str(p) for s, p in zip(SPLITS, patch_caches(SPLITS))},
         "patch_stats": {s: str(p) for s, p in zip(SPLITS, patch_stats_tables(SPLITS))},
+        # Only a survey edition has cubes: GLC 2022's params stay as they were (a changed
+        # param would retrain its experiments).
+        **(
+            {"cubes": {s: str(p) for s, p in zip(SPLITS, cube_caches(SPLITS))}}
+            if EDITION.surveys
+            else {}
+        ),
     }
 
 
@@ -149,6 +176,7 @@ rule predict_model:
         ),
         caches=experiment_caches(PREDICTED_SPLITS),
         patch_stats=experiment_patch_stats(PREDICTED_SPLITS),
+        cubes=experiment_cubes(PREDICTED_SPLITS),
         env=rules.extract_env.output.table,
         stats=rules.compute_normalization_stats.output.stats,
     output:

@@ -18,6 +18,7 @@ with logging_to(snakemake.log[0]):
                 patch_stats=dict(zip(splits, inputs.patch_stats, strict=True))
                 if inputs.patch_stats
                 else {},
+                cubes=dict(zip(splits, inputs.cubes, strict=True)) if inputs.cubes else {},
             ),
             outputs={split: snakemake.output[split] for split in splits},
             top_k=snakemake.params.top_k,

@@ -23,6 +23,7 @@ with logging_to(snakemake.log[0]):
                 if inputs.patch_stats
                 else {}
             ),
+            cubes=dict(zip(TRAINING_SPLITS, inputs.cubes, strict=True)) if inputs.cubes else {},
         ),
         species_table=inputs.species,
         model=snakemake.output.model,
@@ -31,11 +32,25 @@ with logging_to(snakemake.log[0]):
         local_metrics=snakemake.params.local_metrics,
         tracking=Tracking.of_invocation(),
         rule=snakemake.rule,
-        fingerprint_inputs=(*(inputs[split] for split in TRAINING_SPLITS), inputs.env),
+        fingerprint_inputs=(
+            *(inputs[split] for split in TRAINING_SPLITS),
+            inputs.env,
+            *inputs.po_surveys,
+            *inputs.po_env,
+        ),
         artifacts=(inputs.rank_frequency,),
         refit_epochs=best_epoch(history) if history else None,
         sweep=snakemake.params.sweep or None,
         learning_curve=snakemake.output.get("curve"),
         served_inputs=ExperimentInputs(**snakemake.params.served_inputs),
+        presence_only=(
+            ExperimentInputs(
+                observations={"train": inputs.po_surveys[0]},
+                env_table=inputs.po_env[0],
+                stats=inputs.stats,
+            )
+            if inputs.po_surveys
+            else None
+        ),
     )
     launch_training(job, int(snakemake.resources.get("gpu", 0)))

@@ -62,10 +62,11 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from geolifeclef.data.cubes import open_cubes
 from geolifeclef.data.env_windows import ENV_PATCH_IDS, ENV_PATCH_VALUES
 from geolifeclef.data.patch_batches import RawPatches
 from geolifeclef.errors import MAX_LISTED, InputDataError
-from geolifeclef.layout import CONTINUOUS_MODALITIES, PATCH_MODALITIES
+from geolifeclef.layout import ALL_PATCH_MODALITIES, CONTINUOUS_MODALITIES
 from geolifeclef.patches.cache import open_patch_cache
 from geolifeclef.patches.device_decode import EncodedJpegs, join_encoded
 from geolifeclef.patches.normalize import normalize_patches
@@ -203,6 +204,12 @@ class GlcDataset(Dataset):
     species_columns:
         For a survey table (``species_ids`` lists): the sorted species ids of the
         species table, the columns of the multi-hot ``label``.
+    cubes:
+        A survey edition's packed cube folder of the split (``results/cubes/{split}``,
+        ``geolifeclef.data.cubes``): adds each of ``cube_kinds`` (``landsat`` (B, 6, 4, 21),
+        ``bioclim`` (B, 4, 19, 12)), float32, standardised per channel with the train
+        statistics (``stats["cubes"]``) when ``normalize``, NaN (a cloudy cell, a missing
+        cube) then 0, the train mean.
 
     Samples and batches are dicts of tensors: ``observation_id`` int64, one entry per
     modality ((C, S, S); ``landcover`` always stays uint8 codes, 0 = missing, for an
@@ -229,6 +236,8 @@ class GlcDataset(Dataset):
         jpeg_device: str | None = None,
         raw_patches: bool = False,
         species_columns: Sequence[int] | np.ndarray | None = None,
+        cubes: str | Path | None = None,
+        cube_kinds: Sequence[str] = (),
     ) -> None:
         self.jpeg_device = None
         self.raw_patches = raw_patches
@@ -268,6 +277,9 @@ class GlcDataset(Dataset):
         self.normalize = normalize
         self.env_fill = float(env_fill)
         self.transform = transform
+        self.cube_kinds = tuple(cube_kinds) if cubes is not None else ()
+        self.cube_dir = Path(cubes) if cubes is not None else None
+        self.cube_rows = self._cube_rows() if cubes is not None else None
         self.stats = self._load_stats(
             stats, env_wanted=env_table or env_patches, patch_stats_wanted=patch_stats
         )
@@ -292,6 +304,7 @@ class GlcDataset(Dataset):
         sections = {"patches"} if set(self.modalities) & set(CONTINUOUS_MODALITIES) else set()
         sections |= {"environment"} if env_wanted else set()
         sections |= {"patch_stats"} if patch_stats_wanted else set()
+        sections |= {"cubes"} if self.cube_kinds else set()
         absent = sorted(s for s in sections if stats is None or s not in stats)
         if absent:
             raise ValueError(
@@ -337,6 +350,27 @@ class GlcDataset(Dataset):
             )
         return env.loc[self.observation_ids, variables].to_numpy(np.float32)
 
+    def _cube_rows(self) -> np.ndarray:
+        """The row of each observation in the packed cube folder (packed in the order of
+        the split's table; a patch cache's order may differ)."""
+        ids = open_cubes(self.cube_dir).index["observation_id"].to_numpy(np.int64)
+        order = np.argsort(ids, kind="stable")
+        found = np.searchsorted(ids[order], self.observation_ids)
+        found = np.clip(found, 0, max(0, len(ids) - 1))
+        rows = order[found] if len(ids) else found
+        absent = (
+            self.observation_ids
+            if not len(ids)
+            else self.observation_ids[ids[rows] != self.observation_ids]
+        )
+        if len(absent):
+            raise InputDataError(
+                self.cube_dir,
+                f"no cubes of {len(absent)} surveys of this split (first: {absent[:MAX_LISTED]})",
+                f"pack them again from this split's table: snakemake {self.cube_dir}",
+            )
+        return rows
+
     def _env_patch_rows(self) -> np.ndarray:
         ids = np.load(self.env_patch_dir / ENV_PATCH_IDS)
         rows = np.searchsorted(ids, self.observation_ids)
@@ -354,6 +388,9 @@ class GlcDataset(Dataset):
                 handles["store"] = open_patch_cache(self.cache_dir, index=False)
             if self.env_patch_dir is not None:
                 handles["env_patches"] = NpyRows(self.env_patch_dir / ENV_PATCH_VALUES)
+            if self.cube_dir is not None:
+                packed = open_cubes(self.cube_dir)
+                handles.update({kind: getattr(packed, kind) for kind in self.cube_kinds})
             self._handles, self._pid = handles, os.getpid()
         return self._handles
 
@@ -385,7 +422,7 @@ class GlcDataset(Dataset):
             batch["label"] = torch.from_numpy(self.label_sets.multi_hot(positions))
         for modality in self.modalities:
             rows = self.rows[positions]
-            if self.jpeg_device is not None and PATCH_MODALITIES[modality].codec == "jpeg":
+            if self.jpeg_device is not None and ALL_PATCH_MODALITIES[modality].codec == "jpeg":
                 batch[modality] = self._encoded_jpegs(arrays["store"], modality, rows)
                 continue
             data = torch.from_numpy(arrays["store"].read(modality, rows))
@@ -402,6 +439,13 @@ class GlcDataset(Dataset):
             batch["patch_stats"] = (
                 self._standardize(values, "patch_stats") if self.normalize else values
             )
+        if self.cube_rows is not None:
+            rows = self.cube_rows[positions]
+            order = np.argsort(rows, kind="stable")  # one forward pass over the map
+            for kind in self.cube_kinds:
+                cube = np.empty((len(rows), *arrays[kind].shape[1:]), dtype=np.float32)
+                cube[order] = arrays[kind][rows[order]]
+                batch[kind] = self._standardized_cube(torch.from_numpy(cube), kind)
         if self.env_patch_rows is not None:
             windows = torch.from_numpy(arrays["env_patches"].take(self.env_patch_rows[positions]))
             batch["env_patches"] = self._normalize_env(windows) if self.normalize else windows
@@ -424,6 +468,17 @@ class GlcDataset(Dataset):
             tuple(entry["mean"]) if entry else None,
             tuple(entry["std"]) if entry else None,
         )
+
+    def _standardized_cube(self, cube: torch.Tensor, kind: str) -> torch.Tensor:
+        """A batch of cubes (B, C, ...) standardised per channel, NaN -> 0 (the train
+        mean); as read (NaN kept) when not ``normalize``."""
+        if not self.normalize:
+            return cube
+        entry = self.stats["cubes"][kind]
+        shape = (1, -1) + (1,) * (cube.dim() - 2)
+        mean = torch.tensor(entry["mean"], dtype=torch.float32).view(shape)
+        std = torch.tensor(entry["std"], dtype=torch.float32).view(shape)
+        return torch.nan_to_num((cube - mean) / std, nan=0.0, posinf=0.0, neginf=0.0)
 
     def _normalize_env(self, values: torch.Tensor) -> torch.Tensor:
         """Standardise env values (B, V) or windows (B, V, k, k); NaN -> env_fill."""

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from geolifeclef.atomic import atomic_path
+from geolifeclef.data.cubes import CUBE_KINDS, open_cubes
 from geolifeclef.errors import InputDataError, listed
-from geolifeclef.layout import CONTINUOUS_MODALITIES, PATCH_MODALITIES
+from geolifeclef.layout import ALL_PATCH_MODALITIES, CONTINUOUS_MODALITIES
 from geolifeclef.patches.cache import open_patch_cache
 from geolifeclef.patches.decoded import CHUNK_BYTES
 from geolifeclef.patches.store import PatchStore, patch_shape
@@ -51,7 +52,7 @@ def patch_statistics(cache: PatchStore, max_rows: int = STATS_MAX_ROWS) -> dict:
         shape = patch_shape(1, modality, cache.size)
         channels, row_bytes = (
             shape[1],
-            int(np.prod(shape)) * PATCH_MODALITIES[modality].array_dtype.itemsize,
+            int(np.prod(shape)) * ALL_PATCH_MODALITIES[modality].array_dtype.itemsize,
         )
         step = max(1, CHUNK_BYTES // (row_bytes * 8))
         if modality not in CONTINUOUS_MODALITIES:
@@ -77,6 +78,36 @@ def patch_statistics(cache: PatchStore, max_rows: int = STATS_MAX_ROWS) -> dict:
             )
         std = np.sqrt(m2 / count) if count else np.full(channels, np.nan)
         stats[modality] = {"rows": len(usable), "mean": mean.tolist(), "std": std.tolist()}
+    return stats
+
+
+def cube_statistics(folder: Path, chunk_rows: int = 8192) -> dict:
+    """Per-channel mean and std of each packed cube of ``folder`` (``geolifeclef.data.cubes``)
+    over its finite cells (NaN: a cloudy Landsat cell, a missing cube), read in chunks of
+    rows from the memory map."""
+    packed = open_cubes(folder)
+    stats: dict = {}
+    for kind in CUBE_KINDS:
+        array = getattr(packed, kind)
+        channels = array.shape[1]
+        count, mean, m2 = np.zeros(channels), np.zeros(channels), np.zeros(channels)
+        for start in range(0, len(array), chunk_rows):
+            block = np.asarray(array[start : start + chunk_rows], dtype=np.float64)
+            cells = block.swapaxes(0, 1).reshape(channels, -1)
+            for c in range(channels):
+                finite = cells[c][np.isfinite(cells[c])]
+                if len(finite):
+                    moments = (len(finite), finite.mean(), ((finite - finite.mean()) ** 2).sum())
+                    count[c], mean[c], m2[c] = _merge_moments(count[c], mean[c], m2[c], moments)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(count > 0, mean, np.nan)  # no value at all: refused by name
+            std = np.sqrt(m2 / count)
+        stats[kind] = {
+            "rows": len(array),
+            "mean": mean.tolist(),
+            "std": np.where(std > 0, std, 1.0).tolist(),
+            "finite_cells": count.astype(np.int64).tolist(),
+        }
     return stats
 
 
@@ -115,12 +146,14 @@ def write_normalization_stats(
     env_table: Path | None = None,
     train_cache: Path | None = None,
     train_patch_stats: Path | None = None,
+    train_cubes: Path | None = None,
 ) -> dict:
     """Normalisation statistics of the train split, as JSON at ``output``:
 
     ``{"patches": {modality: {"mean": [...], "std": [...]} | {"counts", "share"}},
     "environment": {"variables", "mean", "std", "n_nan"}, "patch_stats": {"columns",
-    "mean", "std", "n_nan"}}`` (a section is absent when its input is not given).
+    "mean", "std", "n_nan"}, "cubes": {cube: {"mean": [...], "std": [...]}}}`` (a
+    section is absent when its input is not given).
     """
     stats: dict = {"split": "train"}
     ids = pd.read_parquet(train_table, columns=["observation_id"])["observation_id"].to_numpy()
@@ -133,8 +166,10 @@ def write_normalization_stats(
             "columns": list(PATCH_STAT_COLUMNS),
             **column_statistics(pd.read_parquet(train_patch_stats), ids, PATCH_STAT_COLUMNS),
         }
+    if train_cubes is not None:
+        stats["cubes"] = cube_statistics(Path(train_cubes))
     _refuse_undefined(stats, {"environment": env_table, "patch_stats": train_patch_stats,
-                              "patches": train_cache})  # fmt: skip
+                              "patches": train_cache, "cubes": train_cubes})  # fmt: skip
     with atomic_path(output) as temporary:
         temporary.write_text(json.dumps(stats, indent=1) + "\n")
     return stats
@@ -150,7 +185,7 @@ def _refuse_undefined(stats: dict, sources: dict[str, Path | None]) -> None:
         named = found.get("variables") or found.get("columns")
         if named:
             entries = [(named, found)]
-        else:  # patches: {modality: {"mean": [a value per channel], ...}}
+        else:  # patches, cubes: {name: {"mean": [a value per channel], ...}}
             entries = [
                 ([f"{modality} channel {c}" for c in range(len(entry.get("mean", [])))], entry)
                 for modality, entry in found.items()

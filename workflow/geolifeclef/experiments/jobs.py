@@ -97,6 +97,10 @@ class TrainingJob:
     """Every split's inputs, relative to the workflow's folder: where the logged MLflow
     model reads the rows it predicts (``geolifeclef.experiments.serving``); None: no model
     logged."""
+    presence_only: ExperimentInputs | None = None
+    """The presence-only surveys to pre-train on (split ``train``: their table and their
+    borrowed values, ``geolifeclef.data.presence_only``), for settings with
+    ``train.po_pretrain_epochs``."""
 
 
 @dataclass(frozen=True)
@@ -129,8 +133,9 @@ def read_job(path: str | Path) -> TrainingJob | PredictionJob:
         settings = values["settings"]
         values["settings"] = ExperimentSettings.from_config(settings.pop("name"), settings)
         values["tracking"] = Tracking(**values["tracking"])
-        if values.get("served_inputs"):
-            values["served_inputs"] = ExperimentInputs(**values["served_inputs"])
+        for key in ("served_inputs", "presence_only"):
+            if values.get(key):
+                values[key] = ExperimentInputs(**values[key])
         for key in ("fingerprint_inputs", "artifacts"):
             values[key] = tuple(values[key])
         return TrainingJob(**values)
@@ -225,6 +230,8 @@ def _run_training(job: TrainingJob, stop: StopRequest) -> dict:
         tracker.log_input(
             job.inputs.observations["val"], "training" if job.refit_epochs else "validation"
         )
+        if config.po_pretrain_epochs:
+            _pretrain_on_presence_only(job, settings, model, counts, val_loader, tracker, stop)
         state = train(
             model,
             make_train_loader,
@@ -244,6 +251,50 @@ def _run_training(job: TrainingJob, stop: StopRequest) -> dict:
         return _record_results(job, settings, state, tracker, params)
 
 
+PRESENCE_ONLY_PREFIX = "po_"
+"""What the pre-training's metrics are logged under (``po_loss``, ``po_val_top25_f1``...)."""
+
+
+def _pretrain_on_presence_only(job, settings, model, counts, val_loader, tracker, stop) -> None:
+    """Fit ``model`` on the presence-only surveys for ``po_pretrain_epochs``, with the
+    fit's other settings, keeping the epoch best on val (the last one for a refit): the
+    weights the fit on the surveys starts from. Checkpointed like the fit (a killed job
+    resumes it; a finished one is read back)."""
+    config = settings.train
+    if job.presence_only is None:
+        raise ValueError(
+            f"experiment {settings.name}: train.po_pretrain_epochs needs the presence-only "
+            "tables (results/presence_only/), which the rule train_model gives"
+        )
+    dataset = experiment_dataset(job.presence_only, "train", settings)
+    _check_labels(settings, dataset, job.presence_only.observations["train"])
+    log.info(
+        "pre-training on %d presence-only surveys for %d epochs",
+        len(dataset),
+        config.po_pretrain_epochs,
+    )
+    pretraining = replace(config, epochs=config.po_pretrain_epochs, po_pretrain_epochs=0)
+    stem = Path(job.checkpoint_dir) / f"{settings.fingerprint()}-{PRESENCE_ONLY_PREFIX}"
+    train(
+        model,
+        lambda epoch: experiment_loader(
+            dataset, config.batch_size, config.num_workers, True, config.seed * 1000 + epoch
+        ),
+        val_loader,
+        pretraining,
+        counts,
+        Path(f"{stem}last.pt"),
+        Path(f"{stem}best.pt"),
+        on_epoch=lambda epoch, metrics: tracker.log_metrics(
+            {PRESENCE_ONLY_PREFIX + key: value for key, value in metrics.items()}, step=epoch
+        ),
+        multi_label=True,
+        stop=stop,
+    )
+    weights = torch.load(f"{stem}best.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(weights)
+
+
 def _checked_settings(job: TrainingJob, n_classes: int, species_ids: np.ndarray | None):
     """The job's settings for ``n_classes`` species (of ``species_ids``, a multi-label
     task's) and the env table's width, its backbone checked before any data is read (as
@@ -257,13 +308,14 @@ def _checked_settings(job: TrainingJob, n_classes: int, species_ids: np.ndarray 
             raise ValueError(f"experiment {settings.name}: {error}") from None
     rank, world = distributed_world()
     log.info(
-        "experiment %s: %s model, tabular %s (%d features), modalities %s, %d classes%s, "
-        "rank %d of %d; %s",
+        "experiment %s: %s model, tabular %s (%d features), modalities %s, cubes %s, "
+        "%d classes%s, rank %d of %d; %s",
         settings.name,
         settings.model.kind,
         settings.tabular,
         settings.model.n_tabular,
         settings.inputs.patch_modalities,
+        settings.inputs.cubes,
         n_classes,
         " (multi-label)" if settings.multi_label else "",
         rank,

@@ -35,6 +35,8 @@ class ExperimentInputs:
     stats: str
     caches: dict[str, str] = field(default_factory=dict)
     patch_stats: dict[str, str] = field(default_factory=dict)
+    cubes: dict[str, str] = field(default_factory=dict)
+    """A survey edition's packed cube folders (``results/cubes/{split}``)."""
 
 
 def jpeg_decoding_device() -> str | None:
@@ -58,8 +60,10 @@ def experiment_dataset(
         "env_table": inputs.env_table if needed.env else None,
         "patch_stats": inputs.patch_stats[split] if needed.patch_stats else None,
         "stats": stats,
-        "transform": ModelBatch(settings.tabular, settings.cnn_modalities, stats),
+        "transform": ModelBatch(settings.tabular, settings.cnn_modalities, stats, needed.cubes),
         "species_columns": settings.column_species if settings.multi_label else None,
+        "cubes": inputs.cubes[split] if needed.cubes else None,
+        "cube_kinds": needed.cubes,
     }
     if needed.patch_modalities:
         return GlcDataset(

@@ -42,6 +42,7 @@ from tqdm import tqdm
 from geolifeclef.atomic import atomic_path
 from geolifeclef.data.dataset import DeviceLoader, to_device, without_first_batches
 from geolifeclef.errors import StoppedBySignal
+from geolifeclef.layout import REFLECTANCE_MODALITIES
 from geolifeclef.predictions.metrics import (
     BCE,
     EPOCH_METRICS,
@@ -111,15 +112,7 @@ def make_loss(
     losses and label smoothing for such a task.
     """
     if multi_label:
-        pos_weight = None
-        if config.pos_weight != 1.0:
-            pos_weight = torch.tensor(config.pos_weight, dtype=torch.float32, device=device)
-        binary = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-
-        def multi_label_loss(logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-            return binary(logits.float(), present.float())
-
-        return multi_label_loss
+        return _multi_label_loss(config, device)
     counts = torch.as_tensor(np.asarray(class_counts, dtype=np.float64), device=device)
     prior = (counts + 1.0) / (counts + 1.0).sum()
     weight = None
@@ -137,6 +130,38 @@ def make_loss(
         if offset is not None:
             logits = logits + offset
         return criterion(logits.float(), labels)
+
+    return loss
+
+
+def _multi_label_loss(
+    config: TrainConfig, device: torch.device
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A multi-label task's loss, averaged over rows and species, ``pos_weight`` on the
+    species present: the binary cross-entropy (``cross_entropy``); ``focal``, each term
+    times (1 - p_t)^gamma; ``asymmetric`` (ASL), absences shifted down by ``clip`` and
+    weighted by p^gamma_neg, so the thousands of easy absences of a survey weigh little."""
+    pos_weight = torch.tensor(config.pos_weight, dtype=torch.float32, device=device)
+    if config.loss == "cross_entropy":
+        binary = nn.BCEWithLogitsLoss(pos_weight=pos_weight if config.pos_weight != 1.0 else None)
+        return lambda logits, present: binary(logits.float(), present.float())
+
+    def loss(logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        x, y = logits.float(), present.float()
+        p = torch.sigmoid(x)
+        if config.loss == "focal":
+            terms = nn.functional.binary_cross_entropy_with_logits(x, y, reduction="none")
+            p_true = y * p + (1 - y) * (1 - p)
+            weight = (1 - p_true) ** config.focal_gamma
+            return (weight * terms * (1 + (pos_weight - 1) * y)).mean()
+        shifted = (p - config.asymmetric_clip).clamp(min=0)  # asymmetric
+        present_terms = pos_weight * y * nn.functional.logsigmoid(x)
+        absent_terms = (
+            (1 - y)
+            * shifted**config.asymmetric_gamma_neg
+            * torch.log((1 - shifted).clamp(min=1e-8))
+        )
+        return -(present_terms + absent_terms).mean()
 
     return loss
 
@@ -182,7 +207,7 @@ def augment_patches(
                     _expand(turns == k, t), torch.rot90(t, k, dims=(-2, -1)), turned
                 )
             t = turned
-        if scale is not None and modality in ("rgb", "near_ir") and t.is_floating_point():
+        if scale is not None and modality in REFLECTANCE_MODALITIES and t.is_floating_point():
             t = t * _expand(scale.to(t.dtype), t)
         out[modality] = t
     return out
@@ -451,7 +476,9 @@ def evaluate_species_sets(
             found[val_name(metric.name)] = cross_entropy / cells if cells else float("nan")
         else:
             found[val_name(metric.name)] = metric.function(predicted, truth)
-    return found
+    # Python floats: a NumPy scalar in the history would make the checkpoint unreadable by
+    # torch.load(weights_only=True), and the killed fit would not resume.
+    return {name: float(value) for name, value in found.items()}
 
 
 def selection_metric(multi_label: bool) -> Metric:

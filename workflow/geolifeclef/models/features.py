@@ -32,7 +32,8 @@ def unit_sphere(latitude: np.ndarray, longitude: np.ndarray) -> np.ndarray:
 
 class ModelBatch:
     """Turns a ``GlcDataset`` batch into what ``SpeciesModel`` reads: ``tabular`` (the
-    chosen feature groups, in TABULAR_SIZES order) and ``patches`` (the CNN's modalities).
+    chosen feature groups, in TABULAR_SIZES order), ``patches`` (the CNN's modalities) and
+    ``cubes`` (a survey edition's time-series cubes, by name).
 
     Runs as the dataset's ``transform``, so inside the DataLoader workers: ``patches`` is
     then a ``RawPatches``, which the loader (``geolifeclef.data.dataset.to_device``) makes
@@ -42,10 +43,15 @@ class ModelBatch:
     """
 
     def __init__(
-        self, tabular: tuple[str, ...], cnn_modalities: tuple[str, ...], stats: dict | None = None
+        self,
+        tabular: tuple[str, ...],
+        cnn_modalities: tuple[str, ...],
+        stats: dict | None = None,
+        cubes: tuple[str, ...] = (),
     ) -> None:
         self.tabular = tuple(g for g in TABULAR_SIZES if g in tabular)
         self.cnn_modalities = tuple(cnn_modalities)
+        self.cubes = tuple(cubes)
         self.stats = stats
         self.stat_columns = {
             group: [PATCH_STAT_COLUMNS.index(c) for c in columns]
@@ -68,6 +74,8 @@ class ModelBatch:
         out = {"observation_id": batch["observation_id"], "patches": self._patches(batch)}
         if parts:
             out["tabular"] = torch.cat(parts, dim=1)
+        if self.cubes:  # standardised by the dataset: a few kB a survey
+            out["cubes"] = {cube: batch[cube] for cube in self.cubes}
         if "label" in batch:
             out["label"] = batch["label"]
         return out

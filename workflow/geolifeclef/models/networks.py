@@ -6,8 +6,13 @@
   a learned embedding; derived channels such as NDVI, see ``geolifeclef.settings.inputs``) and
   run through a backbone: any timm model or a small CNN for CPU demos
   (``geolifeclef.models.backbones``);
-* ``SpeciesModel``: one branch or both (``fusion``), joined before a shared classifier, as
-  the best GLC 2022 teams did; optionally a hidden layer before the classifier.
+* the cube branch: a CNN per time-series cube of a survey edition (``CubeEncoder``: the
+  Landsat cube as a 6-channel image of quarters x years, the bioclim cube as a 4-channel
+  image of years x months), as the organizers' ResNet-18s read them;
+* ``SpeciesModel``: the branches its kind reads (``fusion``: patches and tabular;
+  ``multimodal``: an encoder per modality, GLC 2024's multimodal ensemble), concatenated
+  before a shared classifier, as the best GLC 2022 teams did; optionally a hidden layer
+  before the classifier.
 
 Pretrained weights only come from a local file or the user's Hugging Face cache: nothing
 is downloaded during a run (see ``geolifeclef.models.backbones``).
@@ -121,15 +126,45 @@ class PatchEncoder(nn.Module):
 
 
 # --------------------------------------------------------------------------------------
+# Cube branch
+# --------------------------------------------------------------------------------------
+
+
+class CubeEncoder(nn.Module):
+    """A backbone over one time-series cube (B, C, T1, T2), standardised and without NaN
+    (the dataset's work), resized to ``input_size`` first when set: a timm ResNet's stem
+    would reduce a 4 x 21 Landsat cube to nothing, 64 px keep its layers' meaning."""
+
+    def __init__(self, cube: str, config: CnnConfig, load_weights: bool = True) -> None:
+        super().__init__()
+        self.cube = cube
+        self.input_size = config.input_size
+        self.backbone = build_backbone(
+            config.backbone, modality_channels(cube), config.width, config.pretrained, load_weights
+        )
+        self.out_features = self.backbone.out_features
+
+    def forward(self, cube: torch.Tensor) -> torch.Tensor:
+        x = cube.float()
+        if self.input_size is not None and tuple(x.shape[-2:]) != (self.input_size,) * 2:
+            x = nn.functional.interpolate(
+                x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False
+            )
+        return self.backbone(x)
+
+
+# --------------------------------------------------------------------------------------
 # Whole models
 # --------------------------------------------------------------------------------------
 
 
 class SpeciesModel(nn.Module):
-    """Any of the three kinds: encoders, then dropout and a linear classifier.
+    """Any kind (``geolifeclef.settings.inputs.MODEL_KINDS``): its encoders, then dropout
+    and a linear classifier.
 
-    ``forward`` takes a batch dict with ``tabular`` (B, F) and/or ``patches``
-    ({modality: tensor}) and returns logits (B, n_classes).
+    ``forward`` takes a batch dict with ``tabular`` (B, F), ``patches`` ({modality:
+    tensor}) and ``cubes`` ({cube: tensor}), those the kind reads, and returns logits
+    (B, n_classes).
     """
 
     def __init__(self, config: ModelConfig, load_weights: bool = True) -> None:
@@ -149,6 +184,12 @@ class SpeciesModel(nn.Module):
         if config.reads.uses_patches:
             self.patches = PatchEncoder(config.modalities, config.cnn, load_weights)
             features += self.patches.out_features
+        self.cubes = None
+        if config.reads.uses_cubes:
+            self.cubes = nn.ModuleDict(
+                {cube: CubeEncoder(cube, config.cube_cnn, load_weights) for cube in config.cubes}
+            )
+            features += sum(encoder.out_features for encoder in self.cubes.values())
         hidden = []
         if config.head_hidden:
             hidden = [
@@ -167,6 +208,8 @@ class SpeciesModel(nn.Module):
             parts.append(self.tabular(batch["tabular"].float()))
         if self.patches is not None:
             parts.append(self.patches(batch["patches"]))
+        if self.cubes is not None:
+            parts.extend(encoder(batch["cubes"][cube]) for cube, encoder in self.cubes.items())
         return self.head(torch.cat(parts, dim=1))
 
 

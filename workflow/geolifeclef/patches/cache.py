@@ -15,7 +15,8 @@ file               content
 ``index.parquet``  n rows: ``row``, ``observation_id``, ``latitude``, ``longitude``,
                    ``species_id`` (null for test), ``filled`` and
                    ``filled_<modality>``: True where a file was missing or
-                   unreadable and its patch is zeros (``on_bad_file: fill``)
+                   unreadable and its patch is zeros (``on_bad_file: fill``);
+                   a survey table's ``species_ids`` (the species of each survey)
 ``meta.json``      store, size, mode, source size, modalities, shards, counts
 =================  ==============================================================
 
@@ -531,6 +532,8 @@ def _index(observations: pd.DataFrame, flags: np.ndarray, modalities) -> pd.Data
     )
     for j, modality in enumerate(modalities):
         index[f"filled_{modality}"] = flags[:, j]
+    if "species_ids" in observations:  # a survey table: the set of species of each row
+        index["species_ids"] = observations["species_ids"].to_numpy()
     return index
 
 

@@ -54,11 +54,14 @@ def check_backbones(experiments: dict, catalog) -> None:
         sweep = catalog.sweeps.get(catalog.sweep_of(name))
         if sweep and BACKBONE_KEY not in sweep.varied:
             continue  # the base experiment's backbone: its own line
-        if not settings.model.reads.uses_patches:
-            continue
-        problem = backbone_problem(settings.model.cnn.backbone)
-        if problem:
-            where = f"sweeps.{sweep.name}" if sweep else f"experiments.{name}"
-            problems[f"{where}.{BACKBONE_KEY}: {problem}"] = None
+        where = f"sweeps.{sweep.name}" if sweep else f"experiments.{name}"
+        if settings.model.reads.uses_patches:
+            problem = backbone_problem(settings.model.cnn.backbone)
+            if problem:
+                problems[f"{where}.{BACKBONE_KEY}: {problem}"] = None
+        if settings.model.reads.uses_cubes and not sweep:  # sweeps vary the patch CNN's
+            problem = backbone_problem(settings.model.cube_cnn.backbone)
+            if problem:
+                problems[f"{where}.model.cube_cnn.backbone: {problem}"] = None
     if problems:
         raise ConfigError(listing(list(problems)))

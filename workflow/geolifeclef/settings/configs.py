@@ -9,7 +9,7 @@ build from these.
 
 from dataclasses import dataclass, field
 
-from geolifeclef.settings.inputs import CNN_MODALITIES, ModelKind, model_kind
+from geolifeclef.settings.inputs import CNN_MODALITIES, CUBE_MODALITIES, ModelKind, model_kind
 
 SMALL = "small"
 """The small CNN: four strided conv stages, fast enough for the CPU demo."""
@@ -69,11 +69,23 @@ class ModelConfig:
     head_hidden: int = 0
     """Width of a hidden layer (linear, ReLU, dropout) before the classifier; 0: none
     (the 1st place put 2048 after MobileNetV3)."""
+    cubes: tuple[str, ...] = ()
+    """Time-series cubes (``inputs.CUBE_MODALITIES``: ``landsat``, ``bioclim``), each read
+    by its own CNN (``cube_cnn``): the organizers' ResNet-18 per cube."""
+    cube_cnn: CnnConfig = field(default_factory=CnnConfig)
+    """The CNN of each cube (its ``landcover`` settings are not read)."""
 
     def __post_init__(self) -> None:
         uses_patches, uses_tabular = self.reads.uses_patches, self.reads.uses_tabular
         if uses_patches and not self.modalities:
             raise ValueError(f"a {self.kind} model needs at least one patch modality")
+        if self.reads.uses_cubes and not self.cubes:
+            raise ValueError(f"a {self.kind} model needs at least one cube ({CUBE_MODALITIES})")
+        unknown_cubes = set(self.cubes) - set(CUBE_MODALITIES)
+        if unknown_cubes:
+            raise ValueError(
+                f"unknown cubes {sorted(unknown_cubes)}; choose from {CUBE_MODALITIES}"
+            )
         unknown = set(self.modalities) - set(CNN_MODALITIES)
         if unknown:
             raise ValueError(f"unknown modalities {sorted(unknown)}; choose from {CNN_MODALITIES}")
@@ -88,9 +100,19 @@ class ModelConfig:
         return model_kind(self.kind)
 
 
-LOSSES = ("cross_entropy", "logit_adjusted", "balanced_softmax", "class_weighted")
+LOSSES = (
+    "cross_entropy",
+    "logit_adjusted",
+    "balanced_softmax",
+    "class_weighted",
+    "focal",
+    "asymmetric",
+)
 """``cross_entropy`` is a softmax over species for a single-label task, a binary
-cross-entropy per species for a multi-label one; the others are single-label only."""
+cross-entropy per species for a multi-label one; ``focal`` and ``asymmetric`` are
+multi-label only (binary cross-entropies that weigh down the many easy absences), the
+others single-label only."""
+MULTI_LABEL_LOSSES = ("focal", "asymmetric")
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
 
@@ -128,6 +150,16 @@ class TrainConfig:
     pos_weight: float = 1.0
     """Weight of a present species in a multi-label task's binary cross-entropy (the
     organizers used 1 and 10: a survey lists a few species of thousands)."""
+    focal_gamma: float = 2.0
+    """The focal loss's exponent: each term weighted by (1 - p_t)^gamma (Lin et al. 2017)."""
+    asymmetric_gamma_neg: float = 4.0
+    """The asymmetric loss's exponent on absences (Ridnik et al. 2021; presences: 0)."""
+    asymmetric_clip: float = 0.05
+    """The asymmetric loss's probability shift: an absence predicted below it costs nothing."""
+    po_pretrain_epochs: int = 0
+    """Epochs of pre-training on the presence-only occurrences (each one a presence of its
+    species at its point, the others absent) before the fit on the surveys; 0: none. Its
+    epoch kept is the best on val, like the fit's."""
     block_label_swap: float = 0.0
     """Probability that a training label is swapped with another from its spatial block."""
     block_size_degrees: float = 0.1
@@ -151,3 +183,5 @@ class TrainConfig:
             raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")
         if not self.pos_weight > 0:
             raise ValueError(f"pos_weight must be positive, not {self.pos_weight!r}")
+        if self.po_pretrain_epochs < 0:
+            raise ValueError(f"po_pretrain_epochs must be 0 or more, not {self.po_pretrain_epochs}")

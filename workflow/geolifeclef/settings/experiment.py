@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from geolifeclef.settings.configs import (
+    LOSSES,
+    MULTI_LABEL_LOSSES,
     SMALL,
     AugmentConfig,
     CnnConfig,
@@ -63,7 +65,10 @@ def experiment_inputs(entry: dict[str, Any]) -> InputsNeeded:
     table, the patch statistics tables."""
     model = entry["model"]
     return inputs_needed(
-        model["kind"], model.get("modalities", ()), model.get("tabular", DEFAULT_TABULAR)
+        model["kind"],
+        model.get("modalities", ()),
+        model.get("tabular", DEFAULT_TABULAR),
+        model.get("cubes", ()),
     )
 
 
@@ -95,6 +100,12 @@ class ExperimentSettings:
 
     def __post_init__(self) -> None:
         problems = _task_problems(self.train, self.multi_label)
+        if self.train.po_pretrain_epochs and self.model.kind != "mlp":
+            problems.append(
+                "train.po_pretrain_epochs pre-trains on the presence-only occurrences, "
+                "which have values and coordinates but no patches or cubes (their "
+                f"predictors are not in the archive): give it to an mlp, not a {self.model.kind}"
+            )
         if problems:
             raise ValueError(f"experiment {self.name}: " + "; ".join(problems))
 
@@ -119,6 +130,7 @@ class ExperimentSettings:
             {**model, "n_tabular": tabular_width(tabular)},
             mlp=MlpConfig,
             cnn=CnnConfig,
+            cube_cnn=CnnConfig,
         )
         train = _dataclass_from(TrainConfig, entry.get("train"), augment=AugmentConfig)
         return cls(name, model_config, tabular, train, bool(entry.get(MULTI_LABEL, multi_label)))
@@ -168,12 +180,21 @@ class ExperimentSettings:
         ``data``), with ``multi_label: true`` for a multi-label task. What a trained
         model's bundle, its ``settings.json``, a job's JSON file and the rule's params
         record hold; ``from_config`` reads it back."""
-        model = {**asdict(self.model), "tabular": self.tabular}
+        model = {**self._model_values(), "tabular": self.tabular}
         del model["n_classes"], model["n_tabular"]
         entry: dict[str, Any] = {"model": model, "train": self._train_values()}
         if self.multi_label:
             entry[MULTI_LABEL] = True
         return _json_lists(entry)
+
+    def _model_values(self) -> dict[str, Any]:
+        """The model settings the kind reads: a model without cubes has no cube settings,
+        so that the settings, files and fingerprint of a model that reads none (every
+        GLC 2022 one) read as they did before there were cubes."""
+        values = asdict(self.model)
+        if not self.model.reads.uses_cubes:
+            del values["cubes"], values["cube_cnn"]
+        return values
 
     def _train_values(self) -> dict[str, Any]:
         """The training settings the task reads: a single-label task has no
@@ -181,13 +202,14 @@ class ExperimentSettings:
         they did before there was one."""
         values = asdict(self.train)
         if not self.multi_label:
-            del values["pos_weight"]
+            for key in MULTI_LABEL_TRAIN_SETTINGS:
+                del values[key]
         return values
 
     @property
     def inputs(self) -> InputsNeeded:
         """What the experiment reads (see ``experiment_inputs``)."""
-        return inputs_needed(self.model.kind, self.model.modalities, self.tabular)
+        return inputs_needed(self.model.kind, self.model.modalities, self.tabular, self.model.cubes)
 
     @property
     def cnn_modalities(self) -> tuple[str, ...]:
@@ -197,7 +219,7 @@ class ExperimentSettings:
         """Hash of everything that shapes the weights: a checkpoint of other settings is
         never resumed."""
         shaping: dict[str, Any] = {
-            "model": asdict(self.model),
+            "model": self._model_values(),
             "tabular": self.tabular,
             "train": self._train_values(),
         }
@@ -209,6 +231,15 @@ class ExperimentSettings:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+MULTI_LABEL_TRAIN_SETTINGS = (
+    "pos_weight",
+    "focal_gamma",
+    "asymmetric_gamma_neg",
+    "asymmetric_clip",
+    "po_pretrain_epochs",
+)
+"""Training settings that only a multi-label task reads (absent from a GLC 2022
+experiment's settings, files and fingerprint)."""
 MULTI_LABEL = "multi_label"
 """The key of ``to_config`` that says an experiment's task is multi-label."""
 _SINGLE_LABEL_LOSSES = ("logit_adjusted", "balanced_softmax", "class_weighted")
@@ -217,13 +248,21 @@ _SINGLE_LABEL_LOSSES = ("logit_adjusted", "balanced_softmax", "class_weighted")
 def _task_problems(train: TrainConfig, multi_label: bool) -> list[str]:
     """The training settings that the task cannot use, one sentence each."""
     if not multi_label:
-        if train.pos_weight != 1.0:
-            return [
-                f"train.pos_weight {train.pos_weight} weights the species present in a "
-                "multi-label edition's binary cross-entropy; this edition predicts one "
-                "species per observation (softmax): remove it"
-            ]
-        return []
+        defaults = TrainConfig()
+        problems = [
+            f"train.{key} {getattr(train, key)} is a setting of a multi-label edition's "
+            "binary cross-entropy (the species present in each survey); this edition "
+            "predicts one species per observation (softmax): remove it"
+            for key in MULTI_LABEL_TRAIN_SETTINGS
+            if getattr(train, key) != getattr(defaults, key)
+        ]
+        if train.loss in MULTI_LABEL_LOSSES:
+            problems.append(
+                f"train.loss {train.loss} is a multi-label loss (a binary cross-entropy per "
+                "species); this edition predicts one species per observation: use one of "
+                f"{[loss for loss in LOSSES if loss not in MULTI_LABEL_LOSSES]}"
+            )
+        return problems
     problems = []
     if train.loss in _SINGLE_LABEL_LOSSES:
         problems.append(
@@ -283,7 +322,9 @@ def shaping_settings(settings: ExperimentSettings) -> dict[str, Any]:
         unread["train"] += ["momentum"]
     if typed_train.schedule != "step":
         unread["train"] += ["step_epochs", "step_gamma"]
-    unread["train"] += [k for loss, k in _LOSS_OPTIONS.items() if loss != typed_train.loss]
+    unread["train"] += [
+        key for loss, keys in _LOSS_OPTIONS.items() if loss != typed_train.loss for key in keys
+    ]
     if not typed_train.block_label_swap:
         unread["train"] += ["block_size_degrees"]
     for section, keys in (("model", model), ("model.cnn", cnn), ("train", train)):
@@ -292,5 +333,10 @@ def shaping_settings(settings: ExperimentSettings) -> dict[str, Any]:
     return entry
 
 
-_LOSS_OPTIONS = {"logit_adjusted": "logit_adjust_tau", "class_weighted": "class_weight_power"}
-"""Losses -> the setting only they read."""
+_LOSS_OPTIONS = {
+    "logit_adjusted": ("logit_adjust_tau",),
+    "class_weighted": ("class_weight_power",),
+    "focal": ("focal_gamma",),
+    "asymmetric": ("asymmetric_gamma_neg", "asymmetric_clip"),
+}
+"""Losses -> the settings only they read."""

@@ -1,4 +1,5 @@
-"""Which inputs an experiment reads: tabular feature groups and patch modalities.
+"""Which inputs an experiment reads: tabular feature groups, patch modalities and
+time-series cubes.
 
 ``TABULAR_SIZES`` and ``CNN_MODALITIES`` name what a config may ask for; ``inputs_needed``
 is the one answer to "which caches and tables must this experiment load". Torch-free (the
@@ -8,7 +9,14 @@ Snakefile reads it); ``features`` builds the model batches from them.
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from geolifeclef.layout import ENV_VARIABLES, MODALITIES, N_LANDCOVER_CODES, PATCH_MODALITIES
+from geolifeclef.layout import (
+    ALL_PATCH_MODALITIES,
+    ENV_VARIABLES,
+    MODALITIES,
+    N_LANDCOVER_CODES,
+    SURVEY_PATCH_MODALITIES,
+)
+from geolifeclef.survey_layout import CUBE_SHAPES
 
 BANDS = {"red": ("rgb", 0), "green": ("rgb", 1), "blue": ("rgb", 2), "near_ir": ("near_ir", 0)}
 """Band -> (cache modality, channel)."""
@@ -50,12 +58,20 @@ DERIVED_MODALITIES = {
 """Patch channels computed in the loader, and the cached modalities they come from: NDVI =
 (NIR - R) / (NIR + R) (the 2nd place's input), and single bands, so that a stack such as
 ``[near_ir, green, blue]`` (the 1st place's NIR+G+B) meets a pretrained RGB convolution."""
-CNN_MODALITIES = MODALITIES + tuple(DERIVED_MODALITIES)
+CNN_MODALITIES = MODALITIES + tuple(DERIVED_MODALITIES) + tuple(SURVEY_PATCH_MODALITIES)
+"""What a patch CNN may stack: GLC 2022's modalities and derived channels, and a survey
+edition's Sentinel-2 patches (GLC 2024's ``s2_rgb`` and ``s2_nir``, GLC 2025's 4-band
+``s2``)."""
+CUBE_MODALITIES = tuple(CUBE_SHAPES)
+"""The time-series cubes of a survey edition (``landsat``, ``bioclim``): each read by its
+own CNN, its first axis the channels (6 Landsat bands, 4 climate variables)."""
 
 
 def modality_channels(modality: str) -> int:
-    """Channels of a (cached or derived) modality in the CNN's stack."""
-    return PATCH_MODALITIES[modality].channels if modality in PATCH_MODALITIES else 1
+    """Channels of a (cached or derived) modality in the CNN's stack, or of a cube."""
+    if modality in CUBE_SHAPES:
+        return CUBE_SHAPES[modality][0]
+    return ALL_PATCH_MODALITIES[modality].channels if modality in ALL_PATCH_MODALITIES else 1
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,8 @@ class ModelKind:
     uses_patches: bool
     """Reads patch modalities (``model.modalities``) through a CNN branch."""
     description: str
+    uses_cubes: bool = False
+    """Reads time-series cubes (``model.cubes``), each through its own CNN."""
 
 
 MODEL_KINDS = {
@@ -77,6 +95,14 @@ MODEL_KINDS = {
         ModelKind("mlp", True, False, "an MLP on tabular features"),
         ModelKind("cnn", False, True, "a CNN on patches"),
         ModelKind("fusion", True, True, "a CNN on patches beside an MLP on tabular features"),
+        ModelKind("cube", False, False, "a CNN on each time-series cube", uses_cubes=True),
+        ModelKind(
+            "multimodal",
+            True,
+            True,
+            "an encoder per modality (patches, each cube, tabular), concatenated",
+            uses_cubes=True,
+        ),
     )
 }
 
@@ -96,10 +122,18 @@ class InputsNeeded:
     """Cached modalities to load; empty: it reads no patch cache."""
     env: bool
     patch_stats: bool
+    cubes: tuple[str, ...] = ()
+    """Time-series cubes to load (a survey edition's packed cubes); empty: none."""
 
 
-def inputs_needed(kind: str, cnn_modalities: Sequence[str], tabular: Sequence[str]) -> InputsNeeded:
-    """The inputs of a model of ``kind`` reading ``cnn_modalities`` and ``tabular`` groups."""
+def inputs_needed(
+    kind: str,
+    cnn_modalities: Sequence[str],
+    tabular: Sequence[str],
+    cubes: Sequence[str] = (),
+) -> InputsNeeded:
+    """The inputs of a model of ``kind`` reading ``cnn_modalities``, ``tabular`` groups
+    and ``cubes``."""
     reads = model_kind(kind)
     needed: list[str] = []
     for modality in cnn_modalities if reads.uses_patches else ():
@@ -110,4 +144,5 @@ def inputs_needed(kind: str, cnn_modalities: Sequence[str], tabular: Sequence[st
         tuple(needed),
         env=reads.uses_tabular and "env" in tabular,
         patch_stats=reads.uses_tabular and bool(set(tabular) & set(PATCH_STAT_GROUPS)),
+        cubes=tuple(cubes) if reads.uses_cubes else (),
     )
