@@ -318,3 +318,29 @@ def test_a_refit_joins_the_raw_patches_of_two_splits_in_batch_order(extracted):
         assert torch.equal(made["tabular"][k], alone["tabular"][0])
         for modality in modalities:
             assert torch.equal(made["patches"][modality][k], alone["patches"][modality][0])
+
+
+def test_a_training_process_that_fails_with_persistent_workers_still_exits(tmp_path):
+    """Python's exit terminates the loader workers with SIGTERM and waits for them: a
+    worker that ignored it would hold a failed job until SLURM's time limit. It outlives
+    the signal by a grace period only (shortened here)."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "fail.py"
+    script.write_text(
+        "import torch\n"
+        "from geolifeclef.data import dataset\n"
+        "dataset.WORKER_SIGTERM_GRACE_S = 1.0\n"
+        "loader = torch.utils.data.DataLoader(list(range(64)), batch_size=8, num_workers=2,\n"
+        "    persistent_workers=True, worker_init_fn=dataset.leave_stopping_to_the_main_process)\n"
+        "next(iter(loader))\n"
+        "raise RuntimeError('the training failed')\n"
+    )
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1 and "the training failed" in result.stderr
+    assert time.monotonic() - start < 60

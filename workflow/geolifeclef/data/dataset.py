@@ -53,6 +53,7 @@ import itertools
 import json
 import os
 import signal
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -583,12 +584,26 @@ class _SkipFirst:
         return max(len(self.batches) - self.count, 0)
 
 
+WORKER_SIGTERM_GRACE_S = 30.0
+"""How long a loader worker outlives a SIGTERM: SLURM's default KillWait, after which it
+kills the job's processes anyway."""
+
+
 def leave_stopping_to_the_main_process(_worker_id: int) -> None:
-    """A loader worker ignores SIGTERM: the signal that stops a SLURM job reaches every
-    process, and a worker that died of it would fail the training before it can stop at
-    a safe point; the training's process stops its workers (a worker left alone exits when
-    it sees that process gone)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """A loader worker outlives SIGTERM by ``WORKER_SIGTERM_GRACE_S``: the signal that stops
+    a SLURM job reaches every process, and a worker that died of it at once would fail the
+    training before it can stop at a safe point (the training's process stops its workers;
+    a worker left alone exits when it sees that process gone). It does exit then: when the
+    training's process ends on an exception, Python's exit terminates the workers with
+    SIGTERM and waits for them, and a worker that ignored it would hold the job until its
+    time limit."""
+    signal.signal(signal.SIGTERM, _exit_after_grace)
+
+
+def _exit_after_grace(_number, _frame) -> None:
+    timer = threading.Timer(WORKER_SIGTERM_GRACE_S, os._exit, args=(0,))
+    timer.daemon = True
+    timer.start()
 
 
 def keep_batch(batch: Batch) -> Batch:
