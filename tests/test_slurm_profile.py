@@ -23,6 +23,8 @@ import yaml
 from conftest import REPO, snakemake_command
 from snakemake_executor_plugin_slurm_jobstep import get_cpu_setting
 
+from geolifeclef.editions import EDITIONS
+
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 
 # Target rules, and the Snakefile's `localrules` (seconds of work each).
@@ -103,14 +105,16 @@ def test_the_profile_sizes_every_costly_rule_and_names_only_real_rules(tmp_path)
         resources = settings["set-resources"].get(rule, {})
         assert {"mem_mb", "runtime"} <= set(resources), f"{PROFILE}: {rule} lacks mem_mb/runtime"
         assert profile_mem_mb(rule) > profile_mem_mb("<default>"), f"{rule}: no more memory"
-    # The rules of the repository's config, as Snakemake reads them (a baseline's rule is
-    # built from its family's record, in a loop).
-    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config.yaml")
-    listing = subprocess.run(
-        snakemake_command(tmp_path, "--list-rules", cores=None),
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
-    rules = set(listing.stdout.split())
+    # The rules of every edition's config, as Snakemake reads them (a baseline's rule is
+    # built from its family's record, in a loop; a survey edition has rules of its own).
+    rules = set()
+    for edition in EDITIONS.values():
+        shutil.copy(REPO / edition.config_file, tmp_path / "config.yaml")
+        listing = subprocess.run(
+            snakemake_command(tmp_path, "--list-rules", cores=None),
+            capture_output=True, text=True, timeout=300, check=True,
+        )  # fmt: skip
+        rules |= set(listing.stdout.split())
     assert {"train_model", "predict_knn", "predict_random_forest"} <= rules
     named = set(settings["set-resources"]) | set(settings["set-threads"])
     assert named <= rules, f"{PROFILE} names rules that do not exist: {named - rules}"

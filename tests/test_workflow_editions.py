@@ -45,16 +45,13 @@ def edition_experiments(edition: str) -> dict:
 
 def edition_config(edition: str) -> dict:
     """The tiny demo of ``edition``, each of its experiments trained for 2 epochs (and
-    pre-trained for 1)."""
-    experiments = {
-        name: {
-            "train": {
-                "epochs": 2,
-                **({"po_pretrain_epochs": 1} if "po_pretrain_epochs" in entry["train"] else {}),
-            }
-        }
-        for name, entry in edition_experiments(edition).items()
-    }
+    pre-trained for 1); whole entries: a config file given replaces the edition's."""
+    experiments = {}
+    for name, entry in edition_experiments(edition).items():
+        train = {**entry["train"], "epochs": 2}
+        if train.get("po_pretrain_epochs"):
+            train["po_pretrain_epochs"] = 1
+        experiments[name] = {**entry, "train": train}
     return {"edition": edition, **TINY, "experiments": experiments}
 
 

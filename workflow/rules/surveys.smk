@@ -167,16 +167,16 @@ PATCHES_ENABLED = PATCHES["enabled"]
 SURVEY_PATCH_MODALITIES = list(EDITION.archive.patch_modalities)
 
 
-rule cache_patches:
+rule cache_survey_patches:
     input:
         observations=lambda wildcards: rules.ingest_observations.output[wildcards.split],
         patches=archive_files("patches"),
     output:
         cache=directory(results("patches/{split}")),
     log:
-        logs("cache_patches_{split}"),
+        logs("cache_survey_patches_{split}"),
     benchmark:
-        benchmarks("cache_patches_{split}")
+        benchmarks("cache_survey_patches_{split}")
     wildcard_constraints:
         split=one_of(SPLITS),
     conda:
@@ -197,7 +197,7 @@ rule cache_patches:
 
 def patch_caches(splits):
     """The patch caches of ``splits``, chained from the rule that builds them."""
-    return expand(rules.cache_patches.output.cache, split=splits)
+    return expand(rules.cache_survey_patches.output.cache, split=splits)
 
 
 def patch_stats_tables(splits):
