@@ -62,8 +62,9 @@ def world_models(config: dict) -> set[str]:
     return names | set(config["fitted_blends"])
 
 
-def evaluate_world(folder: Path, config: dict, cores: int) -> None:
-    """Run the workflow's ``evaluate`` target on one world (nothing when it is done)."""
+def evaluate_world(folder: Path, config: dict, cores: int, *more: str) -> None:
+    """Run the workflow's ``evaluate`` target on one world (nothing when it is done);
+    ``more``: further arguments of snakemake."""
     folder.mkdir(parents=True, exist_ok=True)
     configfile = folder / "config.yaml"
     configfile.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -71,7 +72,7 @@ def evaluate_world(folder: Path, config: dict, cores: int) -> None:
     subprocess.run(
         [str(snakemake), "evaluate", "--snakefile", str(REPO / "Snakefile"), "--directory",
          str(folder), "--configfile", str(configfile), "--cores", str(cores),
-         "--forcerun", "fit_blend", "--quiet", "rules"],
+         "--quiet", "rules", *more],
         check=True,
     )  # fmt: skip
 
@@ -158,7 +159,7 @@ def main() -> None:
     for seed in args.seeds:
         folder = out / f"seed-{seed}"
         world = world_config(config, seed)
-        evaluate_world(folder, world, args.cores)
+        evaluate_world(folder, world, args.cores, "--forcerun", "fit_blend")
         frames.append(world_scores(folder, seed, world_models(world)))
         print(f"seed {seed}: evaluated", flush=True)
     frame = pd.concat(frames, ignore_index=True)

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
+from geolifeclef.data.coordinates import unit_sphere
 from geolifeclef.data.dataset import to_device
 from geolifeclef.experiments.jobs import read_job, write_job
-from geolifeclef.models.features import ModelBatch, unit_sphere
+from geolifeclef.models.features import ModelBatch
 from geolifeclef.patches.normalize import ndvi
 from geolifeclef.settings.experiment import ExperimentSettings, experiment_inputs
 from geolifeclef.settings.inputs import PATCH_STAT_COLUMNS, TABULAR_SIZES, InputsNeeded

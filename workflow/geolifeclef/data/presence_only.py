@@ -24,7 +24,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from geolifeclef.atomic import atomic_path
-from geolifeclef.models.features import unit_sphere
+from geolifeclef.data.coordinates import unit_sphere
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ there. What an experiment must load is decided in ``geolifeclef.settings.inputs`
 import numpy as np
 import torch
 
+from geolifeclef.data.coordinates import unit_sphere
 from geolifeclef.data.patch_batches import RawPatches
 from geolifeclef.layout import CONTINUOUS_MODALITIES, region_digits
 from geolifeclef.settings.inputs import (
@@ -22,12 +23,6 @@ from geolifeclef.settings.inputs import (
     PATCH_STAT_GROUPS,
     TABULAR_SIZES,
 )
-
-
-def unit_sphere(latitude: np.ndarray, longitude: np.ndarray) -> np.ndarray:
-    """Coordinates as a 3D unit vector: no seam at +-180 degrees, distances preserved."""
-    lat, lon = np.radians(latitude), np.radians(longitude)
-    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=1)
 
 
 class ModelBatch:
