@@ -128,7 +128,7 @@ def test_the_task_travels_in_the_settings_and_refuses_what_it_cannot_use():
     for key, (value, message) in refused.items():
         with pytest.raises(ValueError, match=f"experiment sets_mlp: {message}"):
             _settings(**{key: value})
-    with pytest.raises(ValueError, match="train.pos_weight 10.0 weights the species present"):
+    with pytest.raises(ValueError, match="train.pos_weight 10.0 is a setting of a multi-label"):
         ExperimentSettings.from_config("e", {**ENTRY, "train": {"pos_weight": 10.0}})
 
 

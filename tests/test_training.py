@@ -173,7 +173,7 @@ def test_invalid_training_settings_are_refused():
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="lbfgs")
     with pytest.raises(ValueError, match="loss"):
-        TrainConfig(loss="focal")
+        TrainConfig(loss="hinge")
 
 
 def test_steps_per_epoch_trains_on_the_first_batches_only(tmp_path):
