@@ -364,7 +364,13 @@ def test_a_second_invocation_leaves_alone_what_a_live_one_writes(demo_workdir, t
         finally:
             os.killpg(first.pid, signal.SIGCONT)
         assert first.wait(timeout=600) == 0, output.read_text()[-3000:]
+        # The server's database held every run FINISHED where, on loaded cores, its first
+        # answer after the invocation's end still said RUNNING: ask again for 30 s.
         after = _runs(uri, workdir)
+        deadline = time.monotonic() + 30
+        while set(after.values()) != {"FINISHED"} and time.monotonic() < deadline:
+            time.sleep(1)
+            after = _runs(uri, workdir)
     finally:
         stop(first)
         stop(server)
