@@ -93,8 +93,15 @@ def test_experiments_run_through_to_the_submission(trained):
     assert checkpoints
 
 
-def test_the_config_has_an_experiment_of_every_kind():
-    kinds = {entry["model"]["kind"] for entry in CONFIG["experiments"].values()}
+def test_the_configs_have_an_experiment_of_every_kind():
+    """Every kind runs in some edition's demo: GLC 2022's patches and values, the survey
+    editions' cubes and their multimodal fusion."""
+    from geolifeclef.editions import EDITIONS
+
+    kinds = set()
+    for edition in EDITIONS.values():
+        config = yaml.safe_load((REPO / edition.config_file).read_text())
+        kinds |= {entry["model"]["kind"] for entry in config["experiments"].values()}
     assert kinds == set(MODEL_KINDS)
 
 
