@@ -150,6 +150,24 @@ print(json.dumps({"pack_seconds": seconds, "cpu_seconds": cpu_seconds,
 """
 
 
+def tree_memory(root: psutil.Process):
+    """(the processes, their RSS sum, PSS sum, the largest RSS) of ``root`` and its
+    descendants now, in bytes; None once ``root`` is gone."""
+    try:
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return None
+    rss = pss = largest = 0
+    for process in processes:
+        try:
+            memory = process.memory_full_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        rss, pss = rss + memory.rss, pss + memory.pss
+        largest = max(largest, memory.rss)
+    return processes, rss, pss, largest
+
+
 def pack(root: Path, order: Path, output: Path, workers: int) -> dict:
     """Run ``pack_cubes`` in a child process; its wall time and the tree's peak memory."""
     started = time.perf_counter()
@@ -160,19 +178,12 @@ def pack(root: Path, order: Path, output: Path, workers: int) -> dict:
     )
     peak_rss = peak_pss = peak_process = 0
     while child.poll() is None:
-        rss = pss = 0
-        try:
-            processes = [child, *child.children(recursive=True)]
-        except psutil.NoSuchProcess:
+        sample = tree_memory(child)
+        if sample is None:
             break
-        for process in processes:
-            try:
-                memory = process.memory_full_info()
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-            rss, pss = rss + memory.rss, pss + memory.pss
-            peak_process = max(peak_process, memory.rss)
+        _, rss, pss, largest = sample
         peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+        peak_process = max(peak_process, largest)
         time.sleep(SAMPLE_INTERVAL_S)
     out, _ = child.communicate()
     seconds = time.perf_counter() - started

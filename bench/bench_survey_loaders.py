@@ -62,7 +62,7 @@ import pandas as pd
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
-from bench_cube_packing import survey_ids
+from bench_cube_packing import survey_ids, tree_memory
 from bench_patch_cache import throughput
 from bench_patch_store import folder_bytes
 from bench_survey_ingest import N_PA_SPECIES, PA_TRAIN_ROWS, PA_TRAIN_SURVEYS, VALUE_COLUMNS
@@ -400,19 +400,12 @@ def child(kind: str, spec: dict, timeout: float) -> dict:
             while process.poll() is None:
                 if time.perf_counter() - started > timeout:
                     raise TimeoutError(f"{kind} {spec.get('name', '')}: over {timeout:.0f} s")
-                rss = pss = 0
-                try:
-                    tree = [process, *process.children(recursive=True)]
-                except psutil.NoSuchProcess:
+                sample = tree_memory(process)
+                if sample is None:
                     break
-                for member in tree:
-                    try:
-                        memory = member.memory_full_info()
-                    except (psutil.NoSuchProcess, psutil.AccessDenied):
-                        continue
-                    rss, pss = rss + memory.rss, pss + memory.pss
-                    peak_one = max(peak_one, memory.rss)
+                tree, rss, pss, largest = sample
                 peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+                peak_one = max(peak_one, largest)
                 time.sleep(SAMPLE_INTERVAL_S)
         finally:
             for member in reversed(tree):  # the workers first: they ignore SIGTERM
