@@ -475,11 +475,9 @@ class GlcDataset(Dataset):
         mean); as read (NaN kept) when not ``normalize``."""
         if not self.normalize:
             return cube
-        entry = self.stats["cubes"][kind]
-        shape = (1, -1) + (1,) * (cube.dim() - 2)
-        mean = torch.tensor(entry["mean"], dtype=torch.float32).view(shape)
-        std = torch.tensor(entry["std"], dtype=torch.float32).view(shape)
-        return torch.nan_to_num((cube - mean) / std, nan=0.0, posinf=0.0, neginf=0.0)
+        # An infinite cell is no value either: NaN, then the train mean as any NaN.
+        cube = torch.where(torch.isinf(cube), torch.nan, cube)
+        return standardize_columns(cube, self.stats["cubes"][kind])
 
     def _normalize_env(self, values: torch.Tensor) -> torch.Tensor:
         """Standardise env values (B, V) or windows (B, V, k, k); NaN -> env_fill."""
