@@ -12,6 +12,7 @@
 import os
 import re
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -364,13 +365,7 @@ def test_a_second_invocation_leaves_alone_what_a_live_one_writes(demo_workdir, t
         finally:
             os.killpg(first.pid, signal.SIGCONT)
         assert first.wait(timeout=600) == 0, output.read_text()[-3000:]
-        # The server's database held every run FINISHED where, on loaded cores, its first
-        # answer after the invocation's end still said RUNNING: ask again for 30 s.
         after = _runs(uri, workdir)
-        deadline = time.monotonic() + 30
-        while set(after.values()) != {"FINISHED"} and time.monotonic() < deadline:
-            time.sleep(1)
-            after = _runs(uri, workdir)
     finally:
         stop(first)
         stop(server)
@@ -381,8 +376,23 @@ def test_a_second_invocation_leaves_alone_what_a_live_one_writes(demo_workdir, t
     assert len(removed) == 1 and removed[0].endswith(f"{said}: {dead.relative_to(workdir)}")
     assert "MLflow runs" not in second.stderr  # none was closed: nothing to say
     assert beside == {MODEL: "RUNNING", "train env_mlp": "RUNNING"}
-    assert after == dict.fromkeys(after, "FINISHED")
+    assert after == dict.fromkeys(after, "FINISHED"), _why_not_finished(tmp_path, workdir)
     assert (workdir / MODEL).exists()
+
+
+def _why_not_finished(tmp_path: Path, workdir: Path) -> str:
+    """What the server's database holds of each run, and what the training logged of
+    MLflow: the failure message of a run left RUNNING (CI saw the training's so, likely as a server
+    too busy for one health check left it; it now ends once the server answers within
+    ``END_RUN_WAIT_S``)."""
+    with sqlite3.connect(tmp_path / "server" / "mlflow.db") as database:
+        rows = database.execute("SELECT name, status, start_time, end_time FROM runs").fetchall()
+    logged = [
+        line
+        for line in (workdir / "logs" / "train_model" / "env_mlp.log").read_text().splitlines()
+        if "MLflow" in line or "mlflow" in line
+    ]
+    return f"database: {rows}\ntraining log: {logged}"
 
 
 @pytest.fixture(scope="module")

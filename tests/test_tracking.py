@@ -15,6 +15,7 @@ from geolifeclef.models.networks import build_model
 from geolifeclef.settings.configs import ModelConfig
 from geolifeclef.tracking.runs import (
     EXPERIMENT_KIND_TAG,
+    LOGGED_LOCALLY_TAG,
     MODEL_TRAINING_KIND,
     attach_run,
     flatten,
@@ -84,6 +85,29 @@ def test_training_run_lands_on_a_real_server(mlflow_server, tmp_path, monkeypatc
     reloaded = mlflow.pytorch.load_model(logged.model_uri)
     with torch.no_grad():
         torch.testing.assert_close(reloaded({"tabular": x}), model({"tabular": x}))
+
+
+def test_a_run_whose_server_was_busy_mid_run_still_ends(mlflow_server, tmp_path, monkeypatch):
+    """A server too busy to answer one health check (loaded cores) turns the run's logging
+    local; at the run's end it answers again: the run ends FINISHED, and its tag names
+    the local log that holds the rest (it stayed RUNNING for good before)."""
+    from geolifeclef.tracking import runs
+
+    local = tmp_path / "metrics.jsonl"
+    answers = runs._health_answers
+    with start_run(mlflow_server, "tests", "busy-server", local) as tracker:
+        run_id = tracker.run_id
+        tracker.log_metrics({"val_top30_error": 0.5}, 1)
+        monkeypatch.setattr(runs, "_health_answers", lambda uri, timeout: False)
+        tracker.log_metrics({"val_top30_error": 0.25}, 2)  # the server does not answer
+        assert not tracker.online
+        monkeypatch.setattr(runs, "_health_answers", answers)  # and answers again
+    run = mlflow.MlflowClient(mlflow_server).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[LOGGED_LOCALLY_TAG] == str(local)
+    assert run.data.metrics == {"val_top30_error": 0.5}  # step 2 waits in the local log
+    records = [json.loads(line) for line in local.read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "metrics"] == [1, 2]
 
 
 def test_unreachable_server_keeps_metrics_locally_and_says_how_to_sync(tmp_path, caplog):

@@ -76,7 +76,8 @@ def tracked_jobs_to_run():
 def finish_parent_run(status):
     parent = os.environ.get(PARENT_RUN_ENV)
     if IS_MAIN_INVOCATION and parent:
-        from geolifeclef.tracking.invocation import end_run, end_sweep_runs
+        from geolifeclef.tracking.invocation import end_sweep_runs
+        from geolifeclef.tracking.runs import end_run
         from geolifeclef.tracking.records import runs_page
         from snakemake.logging import logger
 

@@ -193,28 +193,6 @@ def end_sweep_runs(tracking_uri: str, runs: Mapping[str, str], status: str) -> N
         log.warning("could not end the sweep runs (%s)", redact(str(error)))
 
 
-END_RUN_WAIT_S = 15.0
-"""How long the invocation's end waits for a busy server: a run left RUNNING misleads."""
-
-
-def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
-    """Mark a run (the invocation's parent) as ended, or say why it stays RUNNING."""
-    if not _server_reachable(tracking_uri, END_RUN_WAIT_S):
-        log.warning(
-            "MLflow run %s stays RUNNING: %s did not answer within %.0f s (the next "
-            "invocation's start marks it KILLED)",
-            run_id,
-            redact(tracking_uri),
-            END_RUN_WAIT_S,
-        )
-        return
-    try:
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.MlflowClient().set_terminated(run_id, status)
-    except Exception as error:
-        log.warning("could not end MLflow run %s (%s)", run_id, redact(str(error)))
-
-
 class StopSignal:
     """Notes whether the invocation got SIGTERM (SLURM's signal at preemption and time
     limit). Snakemake's own handler, kept, then starts no new job, waits for the running

@@ -49,6 +49,12 @@ MODEL_TRAINING_KIND = "custom_model_development"
 model training runs; with it, the experiment opens on its runs table."""
 SYSTEM_METRICS_SECONDS = 10
 """Sampling interval of a train run's system metrics (MLflow's default)."""
+LOGGED_LOCALLY_TAG = "glc.logged_locally"
+"""On a run whose server stopped answering mid-run: the local log that holds the rest of
+its params and metrics (``geolifeclef sync-runs`` replays it)."""
+END_RUN_WAIT_S = 15.0
+"""How long a run's end waits for a busy server's health check (a call in the middle of a
+run waits 5 s): a run left RUNNING misleads."""
 OWNER_TAG = "glc.owner"
 """The process that runs a run and ends it (``geolifeclef.owners.Owner.token``): a run
 still RUNNING whose process is gone is marked KILLED by the next invocation's start."""
@@ -434,10 +440,37 @@ def start_run(
     finally:
         if monitor is not None:
             _finish_system_metrics(monitor)
-        if tracker.online:
-            tracker._call(
-                "end run", mlflow_module.MlflowClient().set_terminated, tracker.run_id, status
-            )
+        if run_id is not None:
+            # Also when a call mid-run found the server busy or gone: it may answer now.
+            lost = {} if tracker.online else {LOGGED_LOCALLY_TAG: str(local.path)}
+            end_run(tracking_uri, run_id, status, tags=lost)
+
+
+def end_run(
+    tracking_uri: str,
+    run_id: str,
+    status: str = "FINISHED",
+    tags: Mapping[str, str] | None = None,
+) -> None:
+    """Mark a run ended with ``tags`` (a job's run, an invocation's parent), waiting up to
+    ``END_RUN_WAIT_S`` for a busy server, or say why it stays RUNNING."""
+    if not _server_reachable(tracking_uri, END_RUN_WAIT_S):
+        log.warning(
+            "MLflow run %s stays RUNNING: %s did not answer within %.0f s (the next "
+            "invocation's start marks it KILLED)",
+            run_id,
+            redact(tracking_uri),
+            END_RUN_WAIT_S,
+        )
+        return
+    try:
+        mlflow.set_tracking_uri(tracking_uri)
+        client = mlflow.MlflowClient()
+        for key, value in (tags or {}).items():
+            client.set_tag(run_id, key, value)
+        client.set_terminated(run_id, status)
+    except Exception as error:
+        log.warning("could not end MLflow run %s (%s)", run_id, short_reason(error))
 
 
 def _system_metrics_monitor(run_id: str | None, tracking_uri: str):
