@@ -38,10 +38,16 @@ TINY = {
 }
 
 
-TRAINED = {"glc2025": ("values_mlp_po", "multimodal")}
-"""The experiments each edition's test trains (default: all): GLC 2025's multimodal network
-reads every modality of its layout (its 4-band GeoTIFF patches among them), the one-modality
-networks run in GLC 2024's (and each edition's full demo trains them all)."""
+TRAINED = {
+    "glc2024": ("values_mlp_po", "landsat_cnn", "sentinel_cnn"),
+    "glc2025": ("values_mlp_po", "multimodal"),
+}
+"""The experiments each edition's test trains: between them, every kind through the rules
+that feed it (a cube CNN, an S2 CNN on GLC 2024's JPEGs, the multimodal network on every
+modality of GLC 2025's layout, its 4-band GeoTIFF patches among them) and PO pre-training
+in both layouts. Each kind also trains a batch on CPU (test_survey_networks.py), and each
+edition's full demo trains them all; a network costs ~50 s here (train, predict, evaluate,
+submission)."""
 
 
 def edition_experiments(edition: str) -> dict:
@@ -54,7 +60,7 @@ def edition_config(edition: str) -> dict:
     pre-trained for 1); whole entries: a config file given replaces the edition's."""
     experiments = {}
     for name, entry in edition_experiments(edition).items():
-        if name not in TRAINED.get(edition, (name,)):
+        if name not in TRAINED[edition]:
             continue
         train = {**entry["train"], "epochs": 2}
         if train.get("po_pretrain_epochs"):
