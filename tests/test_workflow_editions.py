@@ -3,6 +3,7 @@ command as GLC 2022 ends in a valid surveyId,predictions submission, scored by
 `geolifeclef score` against the demo's hidden answer, on a leaderboard by F1 whose Bayes
 row bounds every model's expected F1; the champion predicts final.csv's sets."""
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,6 +35,8 @@ TINY = {
         "random_forest": {"n_estimators": 4, "max_depth": 6},
     },
     "blends": {"knn_forest": {"knn": 0.5, "random_forest": 0.5}},
+    # values_mlp_po: trained in both editions' tests
+    "fitted_blends": {"fitted": {"models": ["knn", "random_forest", "values_mlp_po"]}},
     "evaluation": {"draws": 200},
 }
 
@@ -105,9 +108,16 @@ def test_the_leaderboard_ranks_by_f1_under_the_bayes_bound(submitted):
     edition, workdir = submitted
     leaderboard = pd.read_parquet(workdir / "results" / "evaluation" / "leaderboard.parquet")
     models = leaderboard[leaderboard["kind"] != "bound"]
-    assert {"constant", "knn", "random_forest", "region_prior", "knn_forest"} <= set(
+    assert {"constant", "knn", "random_forest", "region_prior", "knn_forest", "fitted"} <= set(
         models["model"]
     )
+    # The fitted blend: weights by the likelihood of val's sets, its val cross-fitted.
+    fitted = models.set_index("model").loc["fitted"]
+    assert fitted["kind"] == "fitted blend"
+    report = json.loads((workdir / "results" / "blends" / "fitted" / "weights.json").read_text())
+    assert set(report["weights"]) == {"knn", "random_forest", "values_mlp_po"}
+    assert sum(report["weights"].values()) == pytest.approx(1.0)
+    assert report["cross_fitted_log_loss"] > 0 and "fell_back_to_best_member" in report
     # Every network of the edition: the cube, patch and fusion ones, pre-trained on PO or not.
     assert set(edition_config(edition)["experiments"]) <= set(models["model"])
     assert models[["f1", "expected_f1"]].notna().all().all()
@@ -193,3 +203,18 @@ def test_an_archive_of_the_real_file_formats_runs_to_a_valid_submission(tmp_path
     expected = torch.load(real["landsat"], weights_only=True).numpy()
     assert packed.shape == (len(test), *CUBE_SHAPES["landsat"])
     np.testing.assert_array_equal(packed[0], expected)
+
+
+def test_a_fitted_blend_by_top30_error_is_refused_for_species_sets(tmp_path):
+    """GLC 2022's top-30 fit has no meaning for species sets: a dry run says so, naming the
+    key and the fix, before any job."""
+    fitted = {"models": ["knn", "random_forest"], "method": "top30"}
+    config = {**edition_config("glc2024"), "fitted_blends": {"fitted": fitted}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = run_snakemake(tmp_path, "--dry-run", "submission", timeout=300)
+    assert result.returncode != 0
+    said = "fitted_blends.fitted.method: top30: edition glc2024's fitted blends fit by likelihood"
+    output = result.stdout + result.stderr
+    assert said in output and "set it to likelihood" in output
+    assert len(output.splitlines()) < 25, output
+    assert not (tmp_path / "results").exists()

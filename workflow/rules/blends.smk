@@ -74,6 +74,7 @@ rule fit_blend:
         fit=lambda wildcards: SETTINGS.fitted_blends[wildcards.blend],
         fit_key=lambda wildcards: rerun_key(SETTINGS.fitted_blends[wildcards.blend]),
         top_k=config["predictions"]["top_k"],
+        marginal=TASK.multi_label,
     script:
         "../scripts/fit_blend.py"
 

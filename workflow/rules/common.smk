@@ -180,13 +180,15 @@ SWEEPS = CATALOG.sweeps
 MODELS = CATALOG.models
 MODEL_KIND = {model: CATALOG.kind(model) for model in MODELS}
 SUBMITTED = SETTINGS.submission.model
-if TASK.multi_label and FITTED_BLENDS:
-    # Their fits (likelihood of one species, top-30 error) are GLC 2022's.
-    raise ConfigError(
-        f"fitted_blends: {', '.join(FITTED_BLENDS)}: fitted blends fit GLC 2022's "
-        f"single-species probabilities; edition {EDITION.name} blends with fixed weights "
-        "(blends:)"
-    )
+if TASK.multi_label:
+    # Their fit is the likelihood of the sets' cells (predictions.set_blend_fit).
+    for name in FITTED_BLENDS:
+        if SETTINGS.fitted_blends[name].method != "likelihood":
+            raise ConfigError(
+                f"fitted_blends.{name}.method: {SETTINGS.fitted_blends[name].method}: "
+                f"edition {EDITION.name}'s fitted blends fit by likelihood (top30 is GLC "
+                "2022's metric); remove method or set it to likelihood"
+            )
 SUBMISSION_CANDIDATES = MODELS if SUBMITTED == "best" else [SUBMITTED]
 
 

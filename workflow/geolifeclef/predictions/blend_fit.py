@@ -57,6 +57,8 @@ LABEL_FLOOR = 1e-6
 (17,037 species share what the top K leave) but not 0, which would rule the member out
 of every row it missed."""
 DEFAULT_FIT = BlendFit()
+METRIC_WORDS = {"top30_error": "top-30 error", "log_loss": "log loss"}
+"""A fitted blend's error, in a log line's words."""
 ROWS_PER_PASS = 256
 """Rows blended at once in a trial: work arrays that stay in the CPU cache (1 MB each at
 500 candidates a row; 256 rows ran 1.8x faster than 1,024), whatever the size of val."""
@@ -279,20 +281,23 @@ def spatial_folds(latitude: np.ndarray, longitude: np.ndarray, n_folds: int = 2)
 
 @dataclass(frozen=True)
 class FittedBlend:
-    """What ``fit_blend`` found: the weights for test, the weights of each fold, the honest
-    (cross-fitted) val predictions and the in-sample error (optimistic, for comparison)."""
+    """What ``fit_blend`` (or a survey edition's ``fit_set_blend``) found: the weights for
+    test, the weights of each fold, the honest (cross-fitted) val predictions and the
+    in-sample error (optimistic, for comparison), in ``metric`` (lower is better)."""
 
     weights: np.ndarray
     fold_weights: list[np.ndarray]
     val: Predictions
     in_sample_error: float
     cross_fitted_error: float
-    """The val top-30 error of ``val``: what the leaderboard scores."""
+    """The val error of ``val``: GLC 2022's top-30 error is what the leaderboard scores."""
     member_errors: np.ndarray
-    """Each member's val top-30 error (its top K) on the same rows."""
+    """Each member's val error on the same rows."""
     fit: BlendFit
     fitted_weights: np.ndarray
     """The weights the fit found on all of val (``weights`` unless it fell back)."""
+    metric: str = "top30_error"
+    """The name of the errors above (a survey edition's: ``log_loss``)."""
 
     @property
     def best_member(self) -> int:
@@ -318,15 +323,41 @@ class FittedBlend:
             "fold_weights": [
                 dict(zip(names, w.round(6).tolist(), strict=True)) for w in self.fold_weights
             ],
-            "cross_fitted_top30_error": round(self.cross_fitted_error, 6),
+            f"cross_fitted_{self.metric}": round(self.cross_fitted_error, 6),
             "best_member": names[best],
-            "best_member_top30_error": round(float(self.member_errors[best]), 6),
+            f"best_member_{self.metric}": round(float(self.member_errors[best]), 6),
             "worse_than_best_member": self.worse_than_best_member,
             "fell_back_to_best_member": self.fell_back,
-            "in_sample_top30_error": round(self.in_sample_error, 6),
+            f"in_sample_{self.metric}": round(self.in_sample_error, 6),
             "note": "val predictions are cross-fitted (each fold blended with the other's "
-            "weights); in_sample_top30_error is optimistic",
+            f"weights); in_sample_{self.metric} is optimistic",
         }
+
+
+def cross_fitted_blend(
+    members: list[Predictions],
+    folds: np.ndarray,
+    fit_rows: Callable[[np.ndarray], np.ndarray],
+    k: int,
+) -> tuple[list[np.ndarray], Predictions]:
+    """Each fold's weights, fitted by ``fit_rows`` on the rows of the other fold, and the
+    val predictions (members' rows in the same order) of each fold blended with them."""
+    fold_weights, parts = [], []
+    for fold in (0, 1):
+        fitting, scored = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+        if len(fitting) == 0 or len(scored) == 0:  # one fold only: nothing held out
+            fitting = scored = np.arange(len(folds))
+        chosen = fit_rows(fitting)
+        fold_weights.append(chosen)
+        used = [(m.take(scored), w) for m, w in zip(members, chosen, strict=True) if w > 0]
+        parts.append(blend([m for m, _ in used], [w for _, w in used], k))
+        log.info("fold %d: weights %s fitted on %d rows", fold, np.round(chosen, 3), len(fitting))
+    val = Predictions(
+        np.concatenate([p.observation_id for p in parts]),
+        np.concatenate([p.species_ids for p in parts]),
+        np.concatenate([p.scores for p in parts]),
+    )
+    return fold_weights, val
 
 
 def fit_blend(
@@ -342,23 +373,13 @@ def fit_blend(
     docstring says."""
     members = [m.aligned_to(observation_ids) for m in members]
     k = min(k, *(m.k for m in members))
-    folds = spatial_folds(latitude, longitude)
     candidates = CandidateScores.build(members, labels)
     weights = fit_weights(candidates, fit)
-    fold_weights, parts = [], []
-    for fold in (0, 1):
-        fitting, scored = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-        if len(fitting) == 0 or len(scored) == 0:  # one fold only: nothing held out
-            fitting = scored = np.arange(len(labels))
-        chosen = fit_weights(candidates.take(fitting), fit)
-        fold_weights.append(chosen)
-        used = [(m.take(scored), w) for m, w in zip(members, chosen, strict=True) if w > 0]
-        parts.append(blend([m for m, _ in used], [w for _, w in used], k))
-        log.info("fold %d: weights %s fitted on %d rows", fold, np.round(chosen, 3), len(fitting))
-    val = Predictions(
-        np.concatenate([p.observation_id for p in parts]),
-        np.concatenate([p.species_ids for p in parts]),
-        np.concatenate([p.scores for p in parts]),
+    fold_weights, val = cross_fitted_blend(
+        members,
+        spatial_folds(latitude, longitude),
+        lambda rows: fit_weights(candidates.take(rows), fit),
+        k,
     )
     ranked = val.aligned_to(observation_ids).species_ids
     cross_fitted = 1.0 - float(hits(ranked, np.asarray(labels), KAGGLE_K).mean())
@@ -373,27 +394,33 @@ def fit_blend(
         fit,
         weights,
     )
+    return or_best_member(found, members, k)
+
+
+def or_best_member(found: FittedBlend, members: list[Predictions], k: int) -> FittedBlend:
+    """``found``, or, when it is worse than its best member cross-fitted and its fit falls
+    back, that member alone (weight 1, its val predictions)."""
     if not found.worse_than_best_member:
         return found
     best = found.best_member
     log.warning(
-        "the cross-fitted blend (val top-30 error %.4f) is worse than its best member, "
-        "member %d (%.4f): %s",
-        cross_fitted,
+        "the cross-fitted blend (val %s %.4f) is worse than its best member, member %d (%.4f): %s",
+        METRIC_WORDS[found.metric],
+        found.cross_fitted_error,
         best,
-        member_errors[best],
+        found.member_errors[best],
         "the blend falls back to that member"
-        if fit.fallback
+        if found.fit.fallback
         else "the leaderboard ranks the member above it",
     )
-    if not fit.fallback:
+    if not found.fit.fallback:
         return found
     alone = np.eye(len(members))[best]
     return replace(
         found,
         weights=alone,
         val=blend([members[best]], [1.0], k),
-        in_sample_error=float(member_errors[best]),
+        in_sample_error=float(found.member_errors[best]),
     )
 
 
