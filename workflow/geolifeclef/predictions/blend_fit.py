@@ -212,7 +212,13 @@ def fit_weights(candidates: CandidateScores, fit: BlendFit = DEFAULT_FIT) -> np.
         weights = likelihood_weights(candidates.label_probabilities())
     else:  # never worse than the best single member on these rows
         weights = coordinate_ascent(candidates.error, n)
-    return (1.0 - fit.shrink) * weights + fit.shrink / n
+    return shrunk(weights, fit)
+
+
+def shrunk(weights: np.ndarray, fit: BlendFit) -> np.ndarray:
+    """``weights`` with the share ``fit.shrink`` of the weight spread equally over the
+    members."""
+    return (1.0 - fit.shrink) * weights + fit.shrink / len(weights)
 
 
 def likelihood_weights(

@@ -24,6 +24,7 @@ from geolifeclef.predictions.blend_fit import (
     cross_fitted_blend,
     likelihood_weights,
     or_best_member,
+    shrunk,
     spatial_folds,
 )
 from geolifeclef.predictions.table import Predictions
@@ -86,8 +87,7 @@ def fit_set_blend(
 
     def fitted(rows: np.ndarray) -> np.ndarray:
         cells = np.isin(row_of_cell, rows)
-        weights = likelihood_weights(outcome[:, cells])
-        return (1.0 - fit.shrink) * weights + fit.shrink / n_members
+        return shrunk(likelihood_weights(outcome[:, cells]), fit)
 
     folds = spatial_folds(latitude, longitude)
     weights = fitted(np.arange(len(observation_ids)))
